@@ -1,0 +1,69 @@
+# Lanyard: `make run` (the whole stack) and `make test` (every test) do all set-up themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+KAFKA := deploy/kafka/kafka.sh
+BOOTSTRAP ?= 127.0.0.1:29092
+PYTEST_ARGS ?=
+
+.PHONY: help setup apt uv kafka-fetch run test lint fmt contracts bench demo \
+        kafka-start kafka-stop kafka-topics kafka-groups kafka-tail redis-start redis-stop stop
+
+help:
+	@echo "make run    - start Kafka, Redis, every service and the gateway (Ctrl-C stops all)"
+	@echo "make test   - install what the tests need, then run lint and every test"
+	@echo "make lint | contracts | bench | kafka-topics | kafka-groups | kafka-tail TOPIC=..."
+
+apt:  ## Debian packages: Redis, nginx, kcat (readiness probe and operator tool)
+	@missing=""; for p in redis-server nginx kcat; do command -v $$p >/dev/null || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx-light kcat >/dev/null; \
+	fi
+
+uv:
+	@command -v uv >/dev/null || [ -x "$(UV)" ] || python3 -m pip install -q uv
+	@$(UV) sync -q --frozen 2>/dev/null || $(UV) sync -q
+
+kafka-fetch:
+	@$(KAFKA) fetch
+
+setup: apt uv kafka-fetch
+
+run: setup
+	@deploy/run.sh
+
+lint: uv
+	$(UV) run --no-sync ruff check .
+	$(UV) run --no-sync lint-imports
+
+fmt: uv
+	$(UV) run --no-sync ruff check --fix .
+	$(UV) run --no-sync ruff format .
+
+test: setup lint
+	$(UV) run --no-sync pytest $(PYTEST_ARGS)
+
+contracts: uv
+	$(UV) run --no-sync python -m lanyard.contracts.schema export libs/contracts/schemas
+
+bench: setup
+	$(UV) run --no-sync python -m bench
+
+kafka-start: kafka-fetch
+	@$(KAFKA) start
+kafka-stop:
+	@$(KAFKA) stop
+redis-start: apt
+	@deploy/redis/redis.sh start
+redis-stop:
+	@deploy/redis/redis.sh stop
+
+kafka-topics:  ## every topic, with partitions and configuration
+	@$(KAFKA) tool org.apache.kafka.tools.TopicCommand --bootstrap-server $(BOOTSTRAP) --describe --exclude-internal
+kafka-groups:  ## every consumer group with its members and lag per partition
+	@$(KAFKA) tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server $(BOOTSTRAP) --describe --all-groups
+kafka-tail:  ## follow a topic: make kafka-tail TOPIC=lanyard.device-sessions.v1
+	@test -n "$(TOPIC)" || { echo "usage: make kafka-tail TOPIC=lanyard.device-sessions.v1"; exit 2; }
+	@$(KAFKA) tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server $(BOOTSTRAP) --topic $(TOPIC) \
+	  --from-beginning --property print.key=true --property print.headers=true

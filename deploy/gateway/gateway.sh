@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# nginx (Debian's package) as Lanyard's gateway.
+#
+#   gateway.sh install   apt-get install nginx when it is missing
+#   gateway.sh run       in the foreground (make run)
+#   gateway.sh start     in the background, then wait until /_health/gateway answers
+#   gateway.sh stop      SIGQUIT (graceful), bounded, then SIGKILL
+#
+# Environment: GATEWAY_PORT (8480), GATEWAY_DATA_DIR (.var/gateway), and the upstream ports
+# LANYARD_IDP_HTTP_PORT (8101), LANYARD_SESSION_HTTP_PORT (8102), LANYARD_POLICY_HTTP_PORT (8103),
+# LANYARD_AUDIT_HTTP_PORT (8104).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+port=${GATEWAY_PORT:-8480}
+data=${GATEWAY_DATA_DIR:-$root/.var/gateway}
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+
+install() {
+  [ -x "$nginx_bin" ] && return 0
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null 2>&1 \
+    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+}
+
+configure() {
+  mkdir -p "$data"
+  sed -e "s#@PORT@#$port#g" -e "s#@DATA_DIR@#$data#g" \
+      -e "s#@IDP_PORT@#${LANYARD_IDP_HTTP_PORT:-8101}#g" \
+      -e "s#@SESSION_PORT@#${LANYARD_SESSION_HTTP_PORT:-8102}#g" \
+      -e "s#@POLICY_PORT@#${LANYARD_POLICY_HTTP_PORT:-8103}#g" \
+      -e "s#@AUDIT_PORT@#${LANYARD_AUDIT_HTTP_PORT:-8104}#g" \
+      "$here/nginx.conf.in" > "$data/nginx.conf"
+}
+
+case "${1:-}" in
+  install) install ;;
+  run) install; configure; exec "$(command -v nginx || echo /usr/sbin/nginx)" -p "$data" -c "$data/nginx.conf" ;;
+  start)
+    install; configure
+    "$(command -v nginx || echo /usr/sbin/nginx)" -p "$data" -c "$data/nginx.conf" > "$data/nginx.out" 2>&1 &
+    for _ in $(seq 1 100); do
+      curl -fsS "http://127.0.0.1:$port/_health/gateway" >/dev/null 2>&1 && { echo "gateway: ready on 127.0.0.1:$port"; exit 0; }
+      sleep 0.1
+    done
+    echo "gateway: not answering on $port" >&2; exit 1 ;;
+  stop)
+    [ -f "$data/nginx.pid" ] || exit 0
+    pid=$(cat "$data/nginx.pid")
+    kill -QUIT "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" || true ;;
+  *) sed -n '2,11p' "$0"; exit 2 ;;
+esac

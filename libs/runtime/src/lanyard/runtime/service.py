@@ -1,0 +1,98 @@
+"""The scaffolding every service's composition root uses: infrastructure, lifespan, serving.
+
+A service's `app.create_app(settings, **overrides)` builds its adapters, registers its handlers
+with `subscribe`, and hands both to `ServiceRuntime`, which owns the start/stop order:
+Redis → topics → broker (publisher and consumers) on start, the reverse on stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from faststream.kafka import KafkaBroker
+from redis.asyncio import Redis
+
+from lanyard.runtime.consumer import subscriber_ready
+from lanyard.runtime.health import Check
+from lanyard.runtime.kafka import EventPublisher, create_broker, ensure_topics
+from lanyard.runtime.logging import configure_logging, get_logger
+from lanyard.runtime.redis import create_redis
+from lanyard.runtime.settings import ServiceSettings
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class ServiceRuntime:
+    """Kafka broker, publisher and Redis client of one service process, and their lifecycle."""
+
+    settings: ServiceSettings
+    broker: KafkaBroker
+    redis: Redis
+    publisher: EventPublisher
+    subscribers: list[Any] = field(default_factory=list)
+    on_start: list[Hook] = field(default_factory=list)
+    on_stop: list[Hook] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings, **overrides: Any) -> ServiceRuntime:
+        """Build the real adapters, or take the ones a test hands in (`broker=`, `redis=`)."""
+        broker = overrides.get("broker") or create_broker(
+            settings.kafka_bootstrap_servers, client_id=f"lanyard-{settings.service_name}"
+        )
+        redis = overrides.get("redis") or create_redis(settings.redis_url)
+        return cls(settings=settings, broker=broker, redis=redis, publisher=EventPublisher(broker))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        """Start everything in dependency order; stop in reverse, even after a failure."""
+        log = get_logger("lanyard.service")
+        await self.redis.ping()
+        if self.settings.create_topics:
+            await ensure_topics(self.settings.kafka_bootstrap_servers)
+        await self.broker.start()
+        try:
+            for hook in self.on_start:
+                await hook()
+            log.info("started", service=self.settings.service_name)
+            yield
+        finally:
+            for hook in reversed(self.on_stop):
+                with contextlib.suppress(Exception):
+                    await hook()
+            await self.broker.stop()
+            await self.redis.aclose()
+            log.info("stopped", service=self.settings.service_name)
+
+    def checks(self) -> dict[str, Check]:
+        """Readiness: Redis answers, the broker is connected, every consumer has partitions."""
+
+        async def redis_ok() -> bool:
+            return bool(await self.redis.ping())
+
+        async def kafka_ok() -> bool:
+            return bool(await self.broker.ping(timeout=2))
+
+        async def consumers_ok() -> bool:
+            return all(subscriber_ready(s) for s in self.subscribers)
+
+        return {"redis": redis_ok, "kafka": kafka_ok, "consumers": consumers_ok}
+
+
+def serve(app: Any, settings: ServiceSettings) -> None:
+    """Run one service under uvicorn with Lanyard's logging (the body of every `__main__`)."""
+    configure_logging(settings.service_name, settings.log_level, settings.log_json)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,47 @@
+"""Settings base for every service: one env prefix per service, shared infrastructure names.
+
+`KAFKA_BOOTSTRAP_SERVERS` and `REDIS_URL` are read unprefixed as defaults (the test fixtures and
+`make run` set them once for all services); `LANYARD_<SERVICE>_*` overrides per service.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_KAFKA = "127.0.0.1:29092"
+DEFAULT_REDIS = "redis://127.0.0.1:26379/0"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs to start. Subclasses set `service_name` and `env_prefix`."""
+
+    model_config = SettingsConfigDict(env_prefix="LANYARD_", extra="ignore", frozen=True)
+    service_name: ClassVar[str] = "lanyard"
+
+    kafka_bootstrap_servers: str = Field(default_factory=lambda: _env("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_KAFKA))
+    redis_url: str = Field(default_factory=lambda: _env("REDIS_URL", DEFAULT_REDIS))
+    http_host: str = "127.0.0.1"
+    http_port: int = 8100
+    public_base_url: str = Field(
+        default_factory=lambda: _env("LANYARD_PUBLIC_BASE_URL", "http://127.0.0.1:8480"),
+        description="the gateway's origin as clients see it; issuers are built from it",
+    )
+    log_level: str = "INFO"
+    log_json: bool = True
+    consumer_group: str | None = Field(default=None, description="defaults to lanyard-<service>")
+    consumer_retries: int = Field(default=3, ge=1, description="attempts before a record is dead-lettered")
+    consumer_retry_backoff_s: float = 0.05
+    create_topics: bool = True
+
+    @property
+    def group_id(self) -> str:
+        """The Kafka consumer group of this service."""
+        return self.consumer_group or f"lanyard-{self.service_name}"

@@ -1,0 +1,251 @@
+"""The delivery rules of DESIGN §4 against the real broker: topics from the registry,
+publish and consume in a group, commit after the effect, retry, and dead-lettering."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from lanyard.contracts import ALL_TOPICS, Subject, Topic
+from lanyard.contracts.events import DeviceCheckedIn, DeviceCheckedInPayload
+from lanyard.runtime.consumer import DLQ_REASON, DLQ_SOURCE, RetryPolicy, subscribe
+from lanyard.runtime.kafka import EventPublisher, create_broker, ensure_topics
+from lanyard.runtime.testing import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def checkin(n: int, enterprise: str = "ent-test") -> DeviceCheckedIn:
+    return DeviceCheckedIn(
+        enterprise_id=enterprise,
+        producer="test",
+        subject=Subject(user_id=f"u{n}", device_id=f"d{n}", device_session_id=f"ds{n}"),
+        payload=DeviceCheckedInPayload(
+            device_session_id=f"ds{n}", device_id=f"d{n}", user_id=f"u{n}", sequence=2, reason="user"
+        ),
+    )
+
+
+async def scratch_topic(bootstrap: str) -> Topic:
+    """A topic of its own per test (one partition, so offsets are easy to reason about)."""
+    topic = Topic(f"test.{uuid.uuid4().hex[:12]}", "device id", 1, "delete", 3_600_000, "test")
+    await ensure_topics(bootstrap, [topic, topic.dlq])
+    return topic
+
+
+async def committed(bootstrap: str, group: str, topic: Topic) -> int | None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        meta = offsets.get(TopicPartition(topic.name, 0))
+        return meta.offset if meta else None
+    finally:
+        await admin.close()
+
+
+async def test_topics_are_created_from_the_registry_with_their_configuration(kafka_bootstrap):
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        assert {t.name for t in ALL_TOPICS} <= existing
+        described = {d["topic"]: d for d in await admin.describe_topics([t.name for t in ALL_TOPICS])}
+        for t in ALL_TOPICS:
+            assert len(described[t.name]["partitions"]) == t.partitions, t.name
+        configs = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t.name) for t in ALL_TOPICS])
+        seen = {}
+        for response in configs:
+            for resource in response.resources:
+                name, entries = resource[3], {e[0]: e[1] for e in resource[4]}
+                seen[name] = entries
+        for t in ALL_TOPICS:
+            assert seen[t.name]["cleanup.policy"] == t.cleanup, t.name
+    finally:
+        await admin.close()
+    # Creating again is a no-op, not an error.
+    assert await ensure_topics(kafka_bootstrap) == []
+
+
+async def test_an_event_published_with_faststream_is_consumed_in_a_group(kafka_bootstrap):
+    topic = await scratch_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    received = []
+
+    async def handler(event):
+        received.append(event)
+
+    consumer_broker = create_broker(kafka_bootstrap, "test-consumer")
+    subscribe(consumer_broker, topic, group, handler)
+    producer_broker = create_broker(kafka_bootstrap, "test-producer")
+    await consumer_broker.start()
+    await producer_broker.start()
+    try:
+        sent = checkin(1)
+        await producer_broker.publish(sent.to_json(), topic=topic.name, key=sent.key().encode(), headers=sent.headers())
+        await eventually(lambda: received, 20, what="the event to arrive")
+        assert received[0] == sent
+        assert isinstance(received[0], DeviceCheckedIn)
+        await eventually(lambda: committed(kafka_bootstrap, group, topic), 10)
+        assert await committed(kafka_bootstrap, group, topic) == 1
+    finally:
+        await consumer_broker.stop()
+        await producer_broker.stop()
+
+
+async def test_publisher_sends_to_the_registered_topic_keyed_with_headers(kafka_bootstrap):
+    broker = create_broker(kafka_bootstrap, "test-publisher")
+    await broker.start()
+    topic = DeviceCheckedIn.topic
+    reader = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    await reader.start()
+    try:
+        parts = [TopicPartition(topic.name, p) for p in reader.partitions_for_topic(topic.name) or range(6)]
+        reader.assign(parts)
+        await reader.seek_to_end(*parts)
+        for p in parts:
+            await reader.position(p)
+        event = checkin(2, enterprise=f"ent-{uuid.uuid4().hex[:6]}")
+        await EventPublisher(broker).publish(event)  # returns after the broker's ack
+        batch = await reader.getmany(timeout_ms=10_000)
+        records = [r for rs in batch.values() for r in rs if r.key == event.key().encode()]
+        assert len(records) == 1
+        headers = {k: v.decode() for k, v in records[0].headers}
+        assert headers["lanyard-type"] == "session.device_checked_in.v1"
+    finally:
+        await reader.stop()
+        await broker.stop()
+
+
+async def test_offset_is_committed_only_after_the_handler_succeeds(kafka_bootstrap):
+    topic = await scratch_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    entered, release = asyncio.Event(), asyncio.Event()
+    calls = []
+
+    async def slow_then_fail_once(event):
+        calls.append(event.event_id)
+        entered.set()
+        await release.wait()
+        if len(calls) == 1:
+            raise RuntimeError("transient: database briefly unreachable")
+
+    broker = create_broker(kafka_bootstrap, "test-commit")
+    subscribe(broker, topic, group, slow_then_fail_once, retry=RetryPolicy(attempts=3, backoff_s=0.01))
+    await broker.start()
+    try:
+        await EventPublisher(broker).publish(checkin(3).model_copy())  # to the registry topic, not ours
+        sent = checkin(4)
+        await broker.publish(sent.to_json(), topic=topic.name, key=b"k")
+        await asyncio.wait_for(entered.wait(), 20)
+        # The handler is still running: nothing may be committed yet.
+        assert await committed(kafka_bootstrap, group, topic) in (None, -1)
+        release.set()
+        await eventually(lambda: len(calls) >= 2, 10, what="the failed handler to get the message again")
+        assert calls[0] == calls[1] == sent.event_id
+        assert await eventually(lambda: committed(kafka_bootstrap, group, topic), 10) == 1
+    finally:
+        await broker.stop()
+
+
+async def test_an_uncommitted_message_is_redelivered_to_the_next_consumer_of_the_group(kafka_bootstrap):
+    topic = await scratch_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    first_seen = asyncio.Event()
+
+    async def never_finishes(event):
+        first_seen.set()
+        await asyncio.Event().wait()
+
+    first = create_broker(kafka_bootstrap, "test-crash-1")
+    first.config.broker_config.graceful_timeout = 0.5  # type: ignore[attr-defined]
+    subscribe(first, topic, group, never_finishes)
+    await first.start()
+    sent = checkin(5)
+    await first.publish(sent.to_json(), topic=topic.name, key=b"k")
+    await asyncio.wait_for(first_seen.wait(), 20)
+    await first.stop()  # dies with the handler unfinished: no commit
+
+    got = []
+
+    async def record(event):
+        got.append(event)
+
+    second = create_broker(kafka_bootstrap, "test-crash-2")
+    subscribe(second, topic, group, record)
+    await second.start()
+    try:
+        await eventually(lambda: got, 30, what="redelivery to the second consumer")
+        assert got[0].event_id == sent.event_id
+    finally:
+        await second.stop()
+
+
+async def test_poison_message_goes_to_the_dead_letter_topic_and_the_partition_moves_on(kafka_bootstrap):
+    topic = await scratch_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    handled, attempts = [], []
+
+    async def handler(event):
+        attempts.append(event.payload.device_id)
+        if event.payload.device_id == "d6":
+            raise ValueError("cannot apply: device unknown")
+        handled.append(event.payload.device_id)
+
+    broker = create_broker(kafka_bootstrap, "test-dlq")
+    subscribe(broker, topic, group, handler, retry=RetryPolicy(attempts=3, backoff_s=0.01))
+    dlq = AIOKafkaConsumer(topic.dlq.name, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+    await broker.start()
+    await dlq.start()
+    try:
+        await broker.publish(b"{not json", topic=topic.name, key=b"garbage")
+        await broker.publish(checkin(6).to_json(), topic=topic.name, key=b"k")
+        await broker.publish(checkin(7).to_json(), topic=topic.name, key=b"k")
+        await eventually(lambda: handled == ["d7"], 20, what="the record after the poison one")
+        assert attempts.count("d6") == 3
+        dead = []
+
+        async def fetch():
+            batch = await dlq.getmany(timeout_ms=500)
+            dead.extend(r for rs in batch.values() for r in rs)
+            return len(dead) >= 2
+
+        await eventually(fetch, 20, what="two dead letters")
+        reasons = [dict(r.headers)[DLQ_REASON].decode() for r in dead]
+        assert reasons[0].startswith("undecodable")
+        assert "ValueError: cannot apply: device unknown" in reasons[1]
+        assert dict(dead[1].headers)[DLQ_SOURCE].decode() == f"{topic.name}:0:1"
+        assert await eventually(lambda: committed(kafka_bootstrap, group, topic), 10) == 3
+    finally:
+        await dlq.stop()
+        await broker.stop()
+
+
+async def test_unknown_event_types_from_newer_producers_are_skipped(kafka_bootstrap):
+    topic = await scratch_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    handled = []
+
+    async def handler(event):
+        handled.append(event)
+
+    broker = create_broker(kafka_bootstrap, "test-unknown")
+    subscribe(broker, topic, group, handler)
+    await broker.start()
+    try:
+        future = b'{"type": "session.device_teleported.v1", "enterprise_id": "e", "at": "%s"}' % (
+            datetime.now(UTC).isoformat().encode()
+        )
+        await broker.publish(future, topic=topic.name, key=b"k")
+        await broker.publish(checkin(8).to_json(), topic=topic.name, key=b"k")
+        await eventually(lambda: handled, 20)
+        assert [e.payload.device_id for e in handled] == ["d8"]
+        assert await eventually(lambda: committed(kafka_bootstrap, group, topic), 10) == 2
+    finally:
+        await broker.stop()

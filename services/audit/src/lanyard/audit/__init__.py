@@ -1,0 +1,1 @@
+"""Lanyard audit service. The hash-chained audit log of every event."""

@@ -1,0 +1,1 @@
+"""Adapters of the audit service: Redis and Kafka implementations of its ports."""

@@ -1,0 +1,1 @@
+"""The audit service's domain: pure rules, no I/O."""

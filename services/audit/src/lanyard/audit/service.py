@@ -1,0 +1,1 @@
+"""Use cases of the audit service: they take their ports as parameters."""

@@ -1,0 +1,1 @@
+"""Lanyard idp service. The OpenID Provider: issuers, keys, directory, app profiles, OIDC sessions and tokens."""

@@ -1,0 +1,1 @@
+"""Adapters of the idp service: Redis and Kafka implementations of its ports."""

@@ -1,0 +1,38 @@
+"""Composition root of the idp service: `create_app(settings, **overrides)`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from lanyard.contracts import topics
+from lanyard.idp.api import api_router
+from lanyard.idp.handlers import IdpHandlers
+from lanyard.idp.settings import IdpSettings
+from lanyard.runtime.consumer import RetryPolicy, subscribe
+from lanyard.runtime.health import health_router
+from lanyard.runtime.service import ServiceRuntime
+
+CONSUMES = [topics.DEVICE_SESSIONS, topics.ENTITLEMENTS, topics.POLICY_CONFIG]
+
+
+def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI:
+    """Build the idp service: adapters, handlers, subscriptions and routes."""
+    settings = settings or IdpSettings()
+    runtime = ServiceRuntime.from_settings(settings, **overrides)
+    handlers = IdpHandlers(runtime.redis)
+    runtime.subscribers.append(
+        subscribe(
+            runtime.broker,
+            CONSUMES,
+            settings.group_id,
+            handlers.handle,
+            retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
+        )
+    )
+    app = FastAPI(title="Lanyard idp", lifespan=runtime.lifespan)
+    app.state.runtime = runtime
+    app.include_router(health_router("idp", runtime.checks()))
+    app.include_router(api_router())
+    return app

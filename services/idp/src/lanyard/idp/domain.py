@@ -1,0 +1,1 @@
+"""The idp service's domain: pure rules, no I/O."""

@@ -1,0 +1,1 @@
+"""Use cases of the idp service: they take their ports as parameters."""

@@ -1,0 +1,1 @@
+"""Lanyard policy service. User policies, deployments, licences, org settings, cloud connection; entitlements."""

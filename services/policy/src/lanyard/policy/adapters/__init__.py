@@ -1,0 +1,1 @@
+"""Adapters of the policy service: Redis and Kafka implementations of its ports."""

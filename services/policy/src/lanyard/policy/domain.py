@@ -1,0 +1,1 @@
+"""The policy service's domain: pure rules, no I/O."""

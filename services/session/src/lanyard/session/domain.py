@@ -1,0 +1,1 @@
+"""The session service's domain: pure rules, no I/O."""
