@@ -71,3 +71,60 @@ class Client:
     def is_public(self) -> bool:
         """Native apps are public clients (RFC 8252 §8.4): no secret, PKCE required."""
         return self.client_type == "public"
+
+
+@dataclass(frozen=True)
+class OrgSettings:
+    """MAM org settings the IdP honours (from lanyard.policy-config.v1)."""
+
+    password_autofill_and_sso: bool = False
+    require_second_factor: bool = True
+
+
+@dataclass(frozen=True)
+class BrowserSession:
+    """A login at the interactive login page (cookie-bound). `sid` is the OIDC session id."""
+
+    enterprise_id: str
+    sid: str
+    user_id: str
+    auth_time: int
+    amr: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DeviceLogin:
+    """A successful SSO-extension authentication: who, on which device session, since when."""
+
+    enterprise_id: str
+    device_session_id: str
+    device_id: str
+    user_id: str
+    auth_time: int
+    amr: tuple[str, ...]
+    sid: str
+
+
+class DeviceSsoError(Exception):
+    """The SSO-extension path refused. `error` is the OAuth error code the redirect carries
+    (`login_required`, `access_denied`, `interaction_required`, `temporarily_unavailable`,
+    `invalid_request`); `action` tells the extension what to do (`face_verification`, `checkout`)."""
+
+    def __init__(self, error: str, description: str, action: str | None = None) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.action = action
+
+
+class TemporarilyUnavailable(Exception):
+    """The IdP cannot vouch that its view of device sessions is fresh: fail closed (DESIGN §4)."""
+
+
+@dataclass(frozen=True)
+class RevokedSession:
+    """What revoking one OIDC session ended: for events and back-channel logout."""
+
+    sid: str
+    user_id: str
+    client_ids: tuple[str, ...]

@@ -10,7 +10,15 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from lanyard.contracts import Event
-from lanyard.idp.domain import Client, Enterprise, User
+from lanyard.idp.domain import (
+    BrowserSession,
+    Client,
+    DeviceLogin,
+    Enterprise,
+    OrgSettings,
+    RevokedSession,
+    User,
+)
 
 
 class Enterprises(Protocol):
@@ -57,3 +65,62 @@ class Publisher(Protocol):
     """The bus: returns after the broker acknowledged."""
 
     async def publish(self, event: Event) -> None: ...
+
+
+class OrgSettingsView(Protocol):
+    """Org settings per enterprise, as last seen on lanyard.policy-config.v1 (owned by the
+    directory side's policy-config handler)."""
+
+    async def get(self, enterprise_id: str) -> OrgSettings: ...
+
+
+class BrowserSessions(Protocol):
+    """Interactive login sessions (the login page sets a cookie; authorize reads it)."""
+
+    async def create(self, enterprise_id: str, user_id: str, amr: tuple[str, ...]) -> tuple[str, BrowserSession]:
+        """A new login; returns (cookie value, session)."""
+        ...
+
+    async def get(self, enterprise_id: str, cookie: str | None) -> BrowserSession | None: ...
+
+    async def end(self, enterprise_id: str, sid: str) -> None: ...
+
+
+class DeviceSessions(Protocol):
+    """The IdP's read model of device sessions and entitlements (lanyard.idp.devices)."""
+
+    async def authenticate(
+        self, enterprise_id: str, client_id: str, handle: str, proof: str, method: str, url: str
+    ) -> DeviceLogin:
+        """Check handle, device proof, session state, grant for the client, org setting and face
+        recency (waiting briefly for a grant in flight). Raises DeviceSsoError or
+        TemporarilyUnavailable."""
+        ...
+
+    async def is_active(self, enterprise_id: str, device_session_id: str) -> bool:
+        """True while the device session may keep its tokens (ACTIVE, or LOCKED for already-issued
+        access tokens). Raises TemporarilyUnavailable when the read model may be stale."""
+        ...
+
+    async def may_refresh(self, enterprise_id: str, device_session_id: str, client_id: str) -> bool:
+        """True when refresh is allowed: ACTIVE (not LOCKED, not CLOSED) and the client is granted.
+        Raises TemporarilyUnavailable when the read model may be stale."""
+        ...
+
+
+class SessionRevoker(Protocol):
+    """Implemented by the OIDC side: ends OIDC sessions and every grant and token in them."""
+
+    async def revoke_device_session(
+        self, enterprise_id: str, device_session_id: str, reason: str
+    ) -> list[RevokedSession]: ...
+
+    async def revoke_sid(self, enterprise_id: str, sid: str, reason: str) -> RevokedSession | None: ...
+
+
+class BackchannelLogouts(Protocol):
+    """A durable queue of back-channel logout deliveries (retries, backoff, outcome events)."""
+
+    async def enqueue(
+        self, enterprise_id: str, client_id: str, sid: str, user_id: str, device_session_id: str | None = None
+    ) -> None: ...
