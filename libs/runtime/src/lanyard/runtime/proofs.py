@@ -1,0 +1,148 @@
+"""Device proofs: JWTs a shared device signs with its enrolled EC P-256 key.
+
+One verifier serves both places that need it: the session service (Locker API calls) and the
+IdP (the SSO extension's authorization requests). The format follows DPoP (RFC 9449) closely:
+
+    header  {"typ": "device-proof+jwt", "alg": "ES256", "jwk": <device public key>}
+    claims  {"jti", "htm", "htu", "iat", optional "dsh" (device-session handle), optional "nonce"}
+
+The key travels in the header, and is trusted only if its RFC 7638 thumbprint equals the one
+the device enrolled (`expected_jkt`). `htu` is the request URL without query and fragment, as in
+DPoP; `jti` is single-use within the skew window (replay cache), `iat` within ±`max_skew_s`.
+`verify_device_signed` checks the same binding for other device-signed results (face results).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
+from redis.asyncio import Redis
+
+from lanyard.runtime.tokens import InvalidToken, read_header
+
+PROOF_TYP = "device-proof+jwt"
+MAX_PROOF_BYTES = 8 * 1024
+
+
+class InvalidProof(Exception):
+    """A proof that must be refused; `reason` is safe to log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ReplayCache(Protocol):
+    """Remembers single-use identifiers for a while."""
+
+    async def first_use(self, key: str, ttl_s: int) -> bool:
+        """True the first time `key` is seen within `ttl_s`, False on every later use."""
+        ...
+
+
+class RedisReplayCache:
+    """ReplayCache on Redis: one SET NX EX, atomic across every instance of a service."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    async def first_use(self, key: str, ttl_s: int) -> bool:
+        return bool(await self._redis.set(f"{self._prefix}:replay:{key}", "1", nx=True, ex=max(1, ttl_s)))
+
+
+def thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint of an EC P-256 public key; refuses any other key."""
+    if not isinstance(jwk, dict) or jwk.get("kty") != "EC" or jwk.get("crv") != "P-256" or "d" in jwk:
+        raise InvalidProof("device key must be a public EC P-256 JWK")
+    try:
+        return ECKey.import_key(jwk).thumbprint()
+    except (JoseError, ValueError, TypeError) as exc:
+        raise InvalidProof("unusable device key") from exc
+
+
+def request_target(url: str) -> str:
+    """The `htu` a proof for `url` must carry: scheme, host, port and path only."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, "", ""))
+
+
+def verify_device_signed(
+    token: str, *, typ: str, expected_jkt: str, now: float | None = None, max_skew_s: int = 60
+) -> dict[str, Any]:
+    """Claims of a JWT signed by the device whose key thumbprint is `expected_jkt`."""
+    if not isinstance(token, str) or len(token) > MAX_PROOF_BYTES:
+        raise InvalidProof("malformed")
+    try:
+        header = read_header(token, forbidden=("jku", "x5u", "x5c", "crit", "kid"))
+    except InvalidToken as exc:
+        raise InvalidProof(exc.reason) from None
+    if str(header.get("typ", "")).lower() != typ or header.get("alg") != "ES256":
+        raise InvalidProof("wrong typ or alg")
+    jwk = header.get("jwk")
+    if not hmac.compare_digest(thumbprint(jwk).encode(), expected_jkt.encode()):  # type: ignore[arg-type]
+        raise InvalidProof("not signed by the enrolled device key")
+    try:
+        claims = jwt.decode(token, ECKey.import_key(jwk), algorithms=["ES256"]).claims  # type: ignore[arg-type]
+    except (JoseError, ValueError) as exc:
+        raise InvalidProof("bad signature") from exc
+    now = time.time() if now is None else now
+    iat = claims.get("iat")
+    if not isinstance(iat, int | float) or abs(now - iat) > max_skew_s:
+        raise InvalidProof("stale or future proof")
+    return claims
+
+
+async def verify_device_proof(
+    proof: str,
+    *,
+    method: str,
+    url: str,
+    expected_jkt: str,
+    replay: ReplayCache,
+    now: float | None = None,
+    max_skew_s: int = 60,
+    handle: str | None = None,
+) -> dict[str, Any]:
+    """Claims of a valid, fresh, first-use proof for this request; raises InvalidProof."""
+    claims = verify_device_signed(proof, typ=PROOF_TYP, expected_jkt=expected_jkt, now=now, max_skew_s=max_skew_s)
+    if str(claims.get("htm", "")).upper() != method.upper():
+        raise InvalidProof("proof is for another method")
+    if claims.get("htu") != request_target(url):
+        raise InvalidProof("proof is for another URL")
+    if handle is not None and "dsh" in claims and claims["dsh"] != handle:
+        raise InvalidProof("proof is for another device session")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not 8 <= len(jti) <= 128:
+        raise InvalidProof("missing jti")
+    if not await replay.first_use(f"{expected_jkt}:{jti}", 2 * max_skew_s):
+        raise InvalidProof("replayed proof")
+    return claims
+
+
+def sign_device_proof(
+    device_key: ECKey, method: str, url: str, handle: str | None = None, iat: float | None = None
+) -> str:
+    """What the Locker app and its SSO extension send: a fresh proof for one request."""
+    claims: dict[str, Any] = {
+        "jti": uuid.uuid4().hex,
+        "htm": method.upper(),
+        "htu": request_target(url),
+        "iat": int(time.time() if iat is None else iat),
+    }
+    if handle is not None:
+        claims["dsh"] = handle
+    return sign_device_result(device_key, claims, PROOF_TYP)
+
+
+def sign_device_result(device_key: ECKey, claims: dict[str, Any], typ: str) -> str:
+    """A JWT signed by the device key with the public key in the header (e.g. a face result)."""
+    header = {"typ": typ, "alg": "ES256", "jwk": device_key.as_dict(private=False)}
+    return jwt.encode(header, claims, device_key)

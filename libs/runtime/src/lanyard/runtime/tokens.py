@@ -1,0 +1,277 @@
+"""Verifying the JWTs the IdP issues, in every service: admin bearer tokens, checkout assertions.
+
+The only cross-service read is the IdP's JWKS (DESIGN §1): `HttpJwks` fetches it and caches it;
+an unknown `kid` triggers at most one refetch per minute (key rotation publishes keys before
+use, so a fresh key is in the JWKS before any token carries it). Algorithms are pinned per key
+type (RSA → RS256, EC P-256 → ES256): the token's `alg` never chooses the key (RFC 8725 §2.1).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+from fastapi import HTTPException, Request
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet, RSAKey
+from joserfc.jws import extract_compact
+
+MAX_TOKEN_BYTES = 16 * 1024
+ADMIN_AUDIENCE = "lanyard-admin"
+SESSION_AUDIENCE = "lanyard-session"
+ADMIN_TOKEN_TYP = "at+jwt"
+CHECKOUT_TYP = "checkout+jwt"
+_FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+
+
+def issuer_for(public_base_url: str, enterprise_id: str) -> str:
+    """The one issuer string of an enterprise; used byte for byte everywhere."""
+    return f"{public_base_url.rstrip('/')}/e/{enterprise_id}"
+
+
+def alg_for(key: Any) -> str | None:
+    """The only algorithm a key may verify: pinned by key type, never taken from a token."""
+    if isinstance(key, RSAKey):
+        return "RS256"
+    if isinstance(key, ECKey) and key.curve_name == "P-256":
+        return "ES256"
+    return None
+
+
+class InvalidToken(Exception):
+    """A token that must not be honoured; `reason` is safe to log (it holds no token material)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class JwksSource(Protocol):
+    """Where an enterprise's public keys come from."""
+
+    async def jwks(self, enterprise_id: str, *, refresh: bool = False) -> Mapping[str, Any]: ...
+
+
+class StaticJwks:
+    """Fixed key sets by enterprise: for tests, and for the IdP verifying its own tokens."""
+
+    def __init__(self, by_enterprise: Mapping[str, Mapping[str, Any]] | Callable[[str], Any]) -> None:
+        self._source = by_enterprise
+
+    async def jwks(self, enterprise_id: str, *, refresh: bool = False) -> Mapping[str, Any]:
+        if callable(self._source):
+            found = self._source(enterprise_id)
+            if hasattr(found, "__await__"):
+                found = await found
+            return found or {"keys": []}
+        return self._source.get(enterprise_id, {"keys": []})
+
+
+class HttpJwks:
+    """The IdP's JWKS over HTTP (`{base}/e/{eid}/jwks`), cached for `ttl_s`."""
+
+    def __init__(self, base_url: str, ttl_s: float = 300, min_refresh_s: float = 60, timeout_s: float = 3) -> None:
+        self._base = base_url.rstrip("/")
+        self._ttl = ttl_s
+        self._min_refresh = min_refresh_s
+        self._client = httpx.AsyncClient(timeout=timeout_s)
+        self._cache: dict[str, tuple[float, Mapping[str, Any]]] = {}
+
+    async def jwks(self, enterprise_id: str, *, refresh: bool = False) -> Mapping[str, Any]:
+        now = time.monotonic()
+        cached = self._cache.get(enterprise_id)
+        if cached and (now - cached[0] < self._ttl) and not (refresh and now - cached[0] >= self._min_refresh):
+            return cached[1]
+        try:
+            response = await self._client.get(f"{self._base}/e/{enterprise_id}/jwks")
+        except httpx.HTTPError:
+            if cached:
+                return cached[1]  # the IdP is briefly unreachable: keys we already trust still verify
+            raise
+        keys = response.json() if response.status_code == 200 else {"keys": []}
+        self._cache[enterprise_id] = (now, keys)
+        return keys
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()
+
+
+class TokenVerifier:
+    """Verifies our JWTs: size, header (`typ`, `kid`, no key-carrying headers), pinned algorithm,
+    signature, then `iss`, `aud`, `exp`, `iat`, `nbf`."""
+
+    def __init__(
+        self, public_base_url: str, jwks: JwksSource, leeway_s: int = 30, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._base = public_base_url
+        self._jwks = jwks
+        self._leeway = leeway_s
+        self._clock = clock
+        self._parsed: dict[str, tuple[int, KeySet]] = {}
+
+    async def _key(self, enterprise_id: str, kid: str) -> Any:
+        for refresh in (False, True):
+            raw = await self._jwks.jwks(enterprise_id, refresh=refresh)
+            cached = self._parsed.get(enterprise_id)
+            if cached is None or cached[0] != id(raw):
+                try:
+                    cached = (id(raw), KeySet.import_key_set(dict(raw)))  # type: ignore[arg-type]
+                except (JoseError, ValueError, TypeError, KeyError) as exc:
+                    raise InvalidToken("unusable key set") from exc
+                self._parsed[enterprise_id] = cached
+            for key in cached[1].keys:
+                if key.kid == kid:
+                    return key
+        raise InvalidToken("unknown kid")
+
+    async def verify(self, token: str, *, enterprise_id: str, audience: str, typ: str) -> dict[str, Any]:
+        """The claims of a valid token; raises InvalidToken naming the first failed rule."""
+        header = read_header(token)
+        if str(header.get("typ", "")).lower() != typ.lower():
+            raise InvalidToken("wrong typ")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("missing kid")
+        key = await self._key(enterprise_id, kid)
+        alg = alg_for(key)
+        if alg is None or header.get("alg") != alg:
+            raise InvalidToken("algorithm not allowed for this key")
+        try:
+            claims = jwt.decode(token, key, algorithms=[alg]).claims
+        except (JoseError, ValueError) as exc:
+            raise InvalidToken("bad signature") from exc
+        self._check_claims(claims, issuer_for(self._base, enterprise_id), audience)
+        return claims
+
+    def _check_claims(self, claims: dict[str, Any], issuer: str, audience: str) -> None:
+        now = self._clock()
+        if claims.get("iss") != issuer:
+            raise InvalidToken("wrong issuer")
+        aud = claims.get("aud")
+        if not (aud == audience or (isinstance(aud, list) and audience in aud)):
+            raise InvalidToken("wrong audience")
+        exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf")
+        if not isinstance(exp, int | float) or exp <= now - self._leeway:
+            raise InvalidToken("expired")
+        if not isinstance(iat, int | float) or iat > now + self._leeway:
+            raise InvalidToken("issued in the future")
+        if nbf is not None and (not isinstance(nbf, int | float) or nbf > now + self._leeway):
+            raise InvalidToken("not yet valid")
+        if not isinstance(claims.get("sub"), str):
+            raise InvalidToken("missing sub")
+
+
+def read_header(token: str, forbidden: tuple[str, ...] = _FORBIDDEN_HEADERS) -> dict[str, Any]:
+    """The protected header of a compact JWS, after size and shape checks (no signature check)."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
+        raise InvalidToken("malformed")
+    try:
+        header = dict(extract_compact(token.encode()).protected)
+    except (JoseError, ValueError, TypeError) as exc:
+        raise InvalidToken("malformed") from exc
+    if any(h in header for h in forbidden):
+        raise InvalidToken("key-carrying header not allowed")
+    return header
+
+
+@dataclass(frozen=True)
+class AdminPrincipal:
+    """The admin behind a request, from a verified admin bearer token."""
+
+    enterprise_id: str
+    user_id: str
+    roles: tuple[str, ...]
+
+
+def require_roles(verifier_getter: Callable[[Request], TokenVerifier], *roles: str) -> Callable[..., Any]:
+    """A FastAPI dependency for routes with an `{enterprise_id}` path parameter: 401 without a
+    valid admin token of that enterprise (with `WWW-Authenticate: Bearer`), 403 without a role."""
+
+    async def dependency(request: Request, enterprise_id: str) -> AdminPrincipal:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPException(401, {"error": "unauthorized"}, headers={"WWW-Authenticate": "Bearer"})
+        try:
+            claims = await verifier_getter(request).verify(
+                token.strip(), enterprise_id=enterprise_id, audience=ADMIN_AUDIENCE, typ=ADMIN_TOKEN_TYP
+            )
+        except InvalidToken as exc:
+            raise HTTPException(
+                401,
+                {"error": "invalid_token", "error_description": exc.reason},
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            ) from None
+        granted = tuple(r for r in claims.get("roles", []) if isinstance(r, str))
+        if not set(granted) & set(roles):
+            raise HTTPException(403, {"error": "insufficient_role", "error_description": f"needs one of {roles}"})
+        return AdminPrincipal(enterprise_id=enterprise_id, user_id=claims["sub"], roles=granted)
+
+    return dependency
+
+
+class TestIssuer:
+    """Test and benchmark support: an RS256 and an ES256 key per enterprise and a signer.
+
+    Not used by services; it lets a service's tests mint tokens exactly as the IdP would."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, public_base_url: str) -> None:
+        self.public_base_url = public_base_url
+        self._keys: dict[str, KeySet] = {}
+        self._public: dict[str, dict[str, Any]] = {}
+
+    def keyset(self, enterprise_id: str) -> KeySet:
+        """The enterprise's private key set (created on first use)."""
+        if enterprise_id not in self._keys:
+            self._keys[enterprise_id] = KeySet(
+                [
+                    RSAKey.generate_key(2048, parameters={"kid": f"rs-{uuid.uuid4().hex[:8]}", "use": "sig"}),
+                    ECKey.generate_key("P-256", parameters={"kid": f"es-{uuid.uuid4().hex[:8]}", "use": "sig"}),
+                ]
+            )
+        return self._keys[enterprise_id]
+
+    def jwks(self, enterprise_id: str) -> dict[str, Any]:
+        """The public JWKS (the same object each time, so verifiers cache the parsed set)."""
+        if enterprise_id not in self._public:
+            self._public[enterprise_id] = self.keyset(enterprise_id).as_dict(private=False)
+        return self._public[enterprise_id]
+
+    def static_jwks(self) -> StaticJwks:
+        """A JwksSource over every enterprise this issuer knows (created lazily)."""
+        return StaticJwks(lambda eid: self.jwks(eid))
+
+    def sign(self, enterprise_id: str, claims: Mapping[str, Any], typ: str, alg: str = "ES256") -> str:
+        """A compact JWT with `iss`, `iat`, `exp` and `jti` filled in unless given."""
+        key = next(k for k in self.keyset(enterprise_id).keys if alg_for(k) == alg)
+        now = int(time.time())
+        body = {"iss": issuer_for(self.public_base_url, enterprise_id), "iat": now, "exp": now + 300}
+        body["jti"] = uuid.uuid4().hex
+        body.update(claims)
+        return jwt.encode({"alg": alg, "typ": typ, "kid": key.kid}, body, key)
+
+    def admin_token(self, enterprise_id: str, user_id: str, *roles: str) -> str:
+        """An admin bearer token as the IdP issues it."""
+        return self.sign(enterprise_id, {"sub": user_id, "aud": ADMIN_AUDIENCE, "roles": list(roles)}, ADMIN_TOKEN_TYP)
+
+    def checkout_assertion(
+        self, enterprise_id: str, user_id: str, device_id: str, amr: tuple[str, ...] = ("pwd", "otp")
+    ) -> str:
+        """A checkout assertion as the IdP's Locker authn API issues it."""
+        now = int(time.time())
+        claims = {
+            "sub": user_id,
+            "aud": SESSION_AUDIENCE,
+            "exp": now + 60,
+            "auth_time": now,
+            "amr": list(amr),
+            "device_id": device_id,
+        }
+        return self.sign(enterprise_id, claims, CHECKOUT_TYP)

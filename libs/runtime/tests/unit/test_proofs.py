@@ -1,0 +1,99 @@
+"""Device proofs: bound to the enrolled key, the request, a time window, and used once."""
+
+import time
+
+import pytest
+from joserfc.jwk import ECKey
+
+from lanyard.runtime.proofs import (
+    InvalidProof,
+    sign_device_proof,
+    sign_device_result,
+    thumbprint,
+    verify_device_proof,
+    verify_device_signed,
+)
+
+URL = "https://gw.example/e/e1/authorize?client_id=rover"
+
+
+class MemoryReplay:
+    def __init__(self):
+        self.seen = set()
+
+    async def first_use(self, key, ttl_s):
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+@pytest.fixture
+def device():
+    key = ECKey.generate_key("P-256", private=True)
+    return key, thumbprint(key.as_dict(private=False))
+
+
+async def check(proof, jkt, replay=None, method="GET", url=URL, **kw):
+    return await verify_device_proof(
+        proof, method=method, url=url, expected_jkt=jkt, replay=replay or MemoryReplay(), **kw
+    )
+
+
+async def test_a_fresh_proof_from_the_enrolled_key_is_accepted(device):
+    key, jkt = device
+    claims = await check(sign_device_proof(key, "GET", URL, handle="ds1"), jkt, handle="ds1")
+    assert claims["htu"] == "https://gw.example/e/e1/authorize"
+
+
+async def test_replayed_proof_is_refused(device):
+    key, jkt = device
+    replay, proof = MemoryReplay(), sign_device_proof(key, "GET", URL)
+    await check(proof, jkt, replay)
+    with pytest.raises(InvalidProof, match="replayed"):
+        await check(proof, jkt, replay)
+
+
+async def test_another_devices_key_is_refused(device):
+    _, jkt = device
+    other = ECKey.generate_key("P-256", private=True)
+    with pytest.raises(InvalidProof, match="enrolled device key"):
+        await check(sign_device_proof(other, "GET", URL), jkt)
+
+
+@pytest.mark.parametrize(("method", "url"), [("POST", URL), ("GET", "https://gw.example/e/e2/authorize")])
+async def test_proof_for_another_request_is_refused(device, method, url):
+    key, jkt = device
+    with pytest.raises(InvalidProof, match="another"):
+        await check(sign_device_proof(key, "GET", URL), jkt, method=method, url=url)
+
+
+@pytest.mark.parametrize("age", [-120, 120])
+async def test_stale_or_future_proof_is_refused(device, age):
+    key, jkt = device
+    with pytest.raises(InvalidProof, match="stale"):
+        await check(sign_device_proof(key, "GET", URL, iat=time.time() - age), jkt)
+
+
+async def test_proof_for_another_device_session_is_refused(device):
+    key, jkt = device
+    with pytest.raises(InvalidProof, match="device session"):
+        await check(sign_device_proof(key, "GET", URL, handle="ds-other"), jkt, handle="ds1")
+
+
+def test_only_public_p256_keys_can_be_enrolled(device):
+    key, _ = device
+    with pytest.raises(InvalidProof):
+        thumbprint(key.as_dict(private=True))
+    with pytest.raises(InvalidProof):
+        thumbprint({"kty": "RSA", "n": "x", "e": "AQAB"})
+
+
+def test_device_signed_results_use_the_same_binding(device):
+    key, jkt = device
+    result = sign_device_result(
+        key, {"challenge": "c", "match_score": 0.97, "iat": int(time.time())}, "face-result+jwt"
+    )
+    assert verify_device_signed(result, typ="face-result+jwt", expected_jkt=jkt)["match_score"] == 0.97
+    with pytest.raises(InvalidProof, match="typ"):
+        verify_device_signed(result, typ="device-proof+jwt", expected_jkt=jkt)
