@@ -11,10 +11,14 @@ from typing import Any, Protocol
 
 from lanyard.contracts import Event
 from lanyard.idp.domain import (
+    AppProfile,
     BrowserSession,
     Client,
     DeviceLogin,
     Enterprise,
+    FailureState,
+    Group,
+    KeyRing,
     OrgSettings,
     RevokedSession,
     User,
@@ -124,3 +128,113 @@ class BackchannelLogouts(Protocol):
     async def enqueue(
         self, enterprise_id: str, client_id: str, sid: str, user_id: str, device_session_id: str | None = None
     ) -> None: ...
+
+
+# --------------------------------------------------------------- directory side: write ports
+# Every write that changes something other services see takes the event announcing it: the
+# adapter stores the change and stages the event in an outbox in one Redis transaction, and the
+# use case then publishes it (so a crash between the two never loses the event; see adapters/outbox).
+
+
+class Conflict(Exception):
+    """A write that would break uniqueness (username, badge id, existing enterprise...)."""
+
+
+class EnterpriseStore(Enterprises, Protocol):
+    """Tenants, write side."""
+
+    async def create(self, enterprise: Enterprise) -> None:
+        """Store a new enterprise; raises Conflict when it exists (never overwrites)."""
+        ...
+
+
+class Directory(Users, Protocol):
+    """Users, groups and their credentials. Credentials never leave this port."""
+
+    async def by_badge(self, enterprise_id: str, badge_id: str) -> User | None: ...
+
+    async def list_users(self, enterprise_id: str) -> list[User]: ...
+
+    async def save_user(self, user: User, event: Event | None) -> None:
+        """Insert or replace; raises Conflict when username or badge id belongs to another user."""
+        ...
+
+    async def delete_user(self, enterprise_id: str, user_id: str, event: Event | None) -> bool: ...
+
+    async def get_group(self, enterprise_id: str, group_id: str) -> Group | None: ...
+
+    async def list_groups(self, enterprise_id: str) -> list[Group]: ...
+
+    async def save_group(self, group: Group, event: Event | None) -> None: ...
+
+    async def delete_group(self, enterprise_id: str, group_id: str, event: Event | None) -> bool: ...
+
+    async def password_hash(self, enterprise_id: str, user_id: str) -> str | None: ...
+
+    async def set_password_hash(self, enterprise_id: str, user_id: str, password_hash: str) -> None: ...
+
+    async def totp(self, enterprise_id: str, user_id: str) -> tuple[bytes, int | None] | None:
+        """(secret, last accepted step) or None when not enrolled."""
+        ...
+
+    async def set_totp(self, enterprise_id: str, user_id: str, secret: bytes | None) -> None: ...
+
+    async def consume_totp_step(self, enterprise_id: str, user_id: str, step: int) -> bool:
+        """Atomically record `step` as used; False when it (or a later one) was used already."""
+        ...
+
+
+class Lockouts(Protocol):
+    """Failed-attempt counters per account (username or badge), for rate limits and lockout."""
+
+    async def state(self, enterprise_id: str, subject: str) -> FailureState: ...
+
+    async def record_failure(self, enterprise_id: str, subject: str, now: float) -> FailureState: ...
+
+    async def clear(self, enterprise_id: str, subject: str) -> None: ...
+
+
+class ProfileStore(Clients, Protocol):
+    """SSO application profiles, write side, and client secrets (hashes only)."""
+
+    async def get_profile(self, enterprise_id: str, client_id: str) -> AppProfile | None: ...
+
+    async def list_profiles(self, enterprise_id: str) -> list[AppProfile]: ...
+
+    async def save_profile(self, profile: AppProfile, event: Event | None) -> None: ...
+
+    async def delete_profile(self, enterprise_id: str, client_id: str, event: Event | None) -> bool: ...
+
+    async def set_secret(
+        self,
+        enterprise_id: str,
+        client_id: str,
+        secret: str,
+        previous_valid_until: float | None,
+        event: Event | None,
+    ) -> None:
+        """Store the hash of a new secret; keep the previous hash until `previous_valid_until`
+        (None: the previous secret stops working now)."""
+        ...
+
+
+class KeyStore(Keys, Protocol):
+    """Signing keys, write side."""
+
+    async def ring(self, enterprise_id: str) -> KeyRing | None: ...
+
+    async def create(self, enterprise_id: str) -> KeyRing:
+        """A new ring (active + next per alg); raises Conflict when one exists."""
+        ...
+
+    async def rotate(self, enterprise_id: str) -> KeyRing:
+        """next → active, active → retired, new next; raises LookupError without a ring."""
+        ...
+
+
+class OrgSettingsStore(OrgSettingsView, Protocol):
+    """Org settings, write side (the policy-config handler)."""
+
+    async def apply(self, enterprise_id: str, settings: OrgSettings, event_id: str, occurred_at: float) -> bool:
+        """Store `settings` unless a newer (or the same) event was applied already; True if stored."""
+        ...
