@@ -1,10 +1,309 @@
-"""HTTP API of the policy service."""
+"""HTTP API of the policy service: the admin API under /policy/e/{enterprise_id}/...
+
+Roles (admin bearer tokens from the IdP): superadmin and admin change configuration; auditor
+(and both others) may read; establishing cloud trust is superadmin only (the seed's "Imprivata
+Services enter the code"). Every change publishes its lanyard.policy-config.v1 event with
+`actor` = the admin's user id and answers only after the broker ack (and, bounded, after our
+own projection applied it, so the admin reads their write). Errors are JSON
+``{"error": ..., "error_description": ...}`` with a 4xx status, and change nothing.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from lanyard.contracts import events as ev
+from lanyard.policy import domain
+from lanyard.policy.service import PRODUCER, TrustRefused
+from lanyard.runtime.tokens import AdminPrincipal, TokenVerifier, require_roles
+
+ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+EnterpriseId = Annotated[str, Path(pattern=ID)]
+ItemId = Annotated[str, Path(pattern=ID)]
+IdList = tuple[Annotated[str, Field(pattern=ID)], ...]
+
+
+def _verifier(request: Request) -> TokenVerifier:
+    return request.app.state.verifier
+
+
+WRITE = Depends(require_roles(_verifier, "superadmin", "admin"))
+READ = Depends(require_roles(_verifier, "superadmin", "admin", "auditor"))
+SUPER = Depends(require_roles(_verifier, "superadmin"))
+
+
+class Body(BaseModel):
+    """Request bodies refuse unknown fields: a typo must not silently do nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserPolicyBody(Body):
+    name: str = Field(min_length=1, max_length=200)
+    sso_enabled: bool
+    auth_mode: Literal["passcode", "face"] = "passcode"
+    inactivity_timeout_s: int = Field(default=300, gt=0, le=7 * 24 * 3600)
+    max_session_s: int = Field(default=12 * 3600, gt=0, le=7 * 24 * 3600)
+    face_recency_s: int = Field(default=300, gt=0, le=24 * 3600)
+    priority: int = Field(default=100, ge=0, le=1_000_000)
+    users: IdList = ()
+    groups: IdList = ()
+
+
+class DeploymentBody(Body):
+    users: IdList = ()
+    groups: IdList = ()
+
+
+class LicenceBody(Body):
+    kind: Literal["sso", "apa"]
+    valid_from: AwareDatetime
+    valid_until: AwareDatetime
+    seats: int = Field(gt=0, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LicenceBody:
+        if self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        return self
+
+
+class OrgSettingsBody(Body):
+    password_autofill_and_sso: bool = False
+    require_second_factor: bool = True
+    checkin_previous_on_checkout: bool = False
+    face_match_threshold: float = Field(default=0.9, ge=0, le=1)
+    face_liveness_threshold: float = Field(default=0.9, ge=0, le=1)
+    face_max_failures: int = Field(default=5, gt=0, le=100)
+
+
+class EstablishTrustBody(Body):
+    enterprise_id: str = Field(min_length=1, max_length=128)
+    code: str = Field(min_length=1, max_length=64)
+
+
+def error(status: int, code: str, description: str, **extra: Any) -> JSONResponse:
+    """A JSON error response."""
+    return JSONResponse({"error": code, "error_description": description, **extra}, status_code=status)
 
 
 def api_router() -> APIRouter:
     """The policy service's routes, mounted under /policy behind the gateway."""
-    return APIRouter(prefix="/policy")
+    router = APIRouter(prefix="/policy/e/{enterprise_id}")
+
+    def svc(request: Request) -> Any:
+        return request.app.state.policy
+
+    async def published(request: Request, event: ev.Event, status: int = 200) -> JSONResponse:
+        applied = await svc(request).commands.publish(event)
+        body = {**event.payload.model_dump(mode="json"), "event_id": event.event_id, "applied": applied}
+        return JSONResponse(body, status_code=status)
+
+    # ------------------------------------------------------------------------- user policies
+
+    @router.get("/user-policies")
+    async def list_policies(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = READ) -> Any:
+        return {"items": await svc(request).store.list_items(enterprise_id, "policies")}
+
+    @router.get("/user-policies/{policy_id}")
+    async def get_policy(
+        request: Request, enterprise_id: EnterpriseId, policy_id: ItemId, who: AdminPrincipal = READ
+    ) -> Any:
+        item = await svc(request).store.get_item(enterprise_id, "policies", policy_id)
+        return item or error(404, "not_found", "no such user policy")
+
+    @router.put("/user-policies/{policy_id}")
+    async def put_policy(
+        request: Request,
+        enterprise_id: EnterpriseId,
+        policy_id: ItemId,
+        body: UserPolicyBody,
+        who: AdminPrincipal = WRITE,
+    ) -> Any:
+        payload = ev.UserPolicyUpsertedPayload(policy_id=policy_id, **body.model_dump())
+        event = ev.UserPolicyUpserted(
+            enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload
+        )
+        return await published(request, event)
+
+    @router.delete("/user-policies/{policy_id}")
+    async def delete_policy(
+        request: Request, enterprise_id: EnterpriseId, policy_id: ItemId, who: AdminPrincipal = WRITE
+    ) -> Any:
+        if await svc(request).store.get_item(enterprise_id, "policies", policy_id) is None:
+            return error(404, "not_found", "no such user policy")
+        payload = ev.UserPolicyDeletedPayload(policy_id=policy_id)
+        return await published(
+            request,
+            ev.UserPolicyDeleted(enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload),
+        )
+
+    # -------------------------------------------------------------------------- deployments
+
+    @router.get("/app-deployments")
+    async def list_deployments(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = READ) -> Any:
+        return {"items": await svc(request).store.list_items(enterprise_id, "deployments")}
+
+    @router.get("/app-deployments/{client_id}")
+    async def get_deployment(
+        request: Request, enterprise_id: EnterpriseId, client_id: ItemId, who: AdminPrincipal = READ
+    ) -> Any:
+        item = await svc(request).store.get_item(enterprise_id, "deployments", client_id)
+        return item or error(404, "not_found", "no such app deployment")
+
+    @router.put("/app-deployments/{client_id}")
+    async def put_deployment(
+        request: Request,
+        enterprise_id: EnterpriseId,
+        client_id: ItemId,
+        body: DeploymentBody,
+        who: AdminPrincipal = WRITE,
+    ) -> Any:
+        payload = ev.AppDeploymentUpsertedPayload(client_id=client_id, **body.model_dump())
+        event = ev.AppDeploymentUpserted(
+            enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload
+        )
+        return await published(request, event)
+
+    @router.delete("/app-deployments/{client_id}")
+    async def delete_deployment(
+        request: Request, enterprise_id: EnterpriseId, client_id: ItemId, who: AdminPrincipal = WRITE
+    ) -> Any:
+        if await svc(request).store.get_item(enterprise_id, "deployments", client_id) is None:
+            return error(404, "not_found", "no such app deployment")
+        payload = ev.AppDeploymentDeletedPayload(client_id=client_id)
+        return await published(
+            request,
+            ev.AppDeploymentDeleted(enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload),
+        )
+
+    # ----------------------------------------------------------------------------- licences
+
+    @router.get("/licences")
+    async def list_licences(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = READ) -> Any:
+        return {"items": await svc(request).store.list_items(enterprise_id, "licences")}
+
+    @router.get("/licences/{licence_id}")
+    async def get_licence(
+        request: Request, enterprise_id: EnterpriseId, licence_id: ItemId, who: AdminPrincipal = READ
+    ) -> Any:
+        item = await svc(request).store.get_item(enterprise_id, "licences", licence_id)
+        return item or error(404, "not_found", "no such licence")
+
+    @router.put("/licences/{licence_id}")
+    async def put_licence(
+        request: Request,
+        enterprise_id: EnterpriseId,
+        licence_id: ItemId,
+        body: LicenceBody,
+        who: AdminPrincipal = WRITE,
+    ) -> Any:
+        payload = ev.LicenceUpsertedPayload(licence_id=licence_id, **body.model_dump())
+        event = ev.LicenceUpserted(enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload)
+        return await published(request, event)
+
+    @router.delete("/licences/{licence_id}")
+    async def delete_licence(
+        request: Request, enterprise_id: EnterpriseId, licence_id: ItemId, who: AdminPrincipal = WRITE
+    ) -> Any:
+        if await svc(request).store.get_item(enterprise_id, "licences", licence_id) is None:
+            return error(404, "not_found", "no such licence")
+        payload = ev.LicenceDeletedPayload(licence_id=licence_id)
+        return await published(
+            request,
+            ev.LicenceDeleted(enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload),
+        )
+
+    # ------------------------------------------------------------------------- org settings
+
+    @router.get("/org-settings")
+    async def get_org(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = READ) -> Any:
+        s = svc(request)
+        snapshot = await s.store.snapshot(enterprise_id)
+        locked = domain.second_factor_locked(
+            await s.store.created_at(enterprise_id), s.enforced_after, snapshot.org.require_second_factor_locked
+        )
+        org = {**snapshot.org.__dict__, "require_second_factor_locked": locked}
+        if locked:
+            org["require_second_factor"] = True
+        return org
+
+    @router.put("/org-settings")
+    async def put_org(
+        request: Request, enterprise_id: EnterpriseId, body: OrgSettingsBody, who: AdminPrincipal = WRITE
+    ) -> Any:
+        s = svc(request)
+        current = (await s.store.snapshot(enterprise_id)).org
+        # The first configuration event of an enterprise is its creation: this one, if none came before.
+        created = await s.store.created_at(enterprise_id) or s.clock()
+        locked = domain.second_factor_locked(created, s.enforced_after, current.require_second_factor_locked)
+        try:
+            settings = domain.apply_org_settings(current, domain.OrgSettings(**body.model_dump()), locked)
+        except domain.SettingRefused as refused:
+            return error(409, "setting_locked", str(refused))
+        payload = ev.OrgSettingsChangedPayload(**settings.__dict__)
+        event = ev.OrgSettingsChanged(
+            enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload
+        )
+        return await published(request, event)
+
+    # --------------------------------------------------------------------- cloud connection
+
+    @router.get("/cloud-connection")
+    async def get_cloud(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = READ) -> Any:
+        return await svc(request).cloud.view(enterprise_id)
+
+    @router.post("/cloud-connection/provisioning-code")
+    async def new_code(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = WRITE) -> Any:
+        issued = await svc(request).cloud.generate_code(enterprise_id, who.user_id)
+        return JSONResponse(
+            {"enterprise_id": enterprise_id, "code": issued.code, "expires_at": issued.expires_at.isoformat()},
+            status_code=201,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @router.post("/cloud-connection/establish-trust")
+    async def establish(
+        request: Request, enterprise_id: EnterpriseId, body: EstablishTrustBody, who: AdminPrincipal = SUPER
+    ) -> Any:
+        try:
+            creds = await svc(request).cloud.establish_trust(enterprise_id, body.enterprise_id, body.code, who.user_id)
+        except TrustRefused as refused:
+            description = {
+                "expired": "the provisioning code expired; generate a new one",
+                "used": "the provisioning code was already used or is void; generate a new one",
+            }.get(refused.why, "wrong enterprise id or provisioning code")
+            return error(400, "invalid_provisioning_code", description, failed_attempts=refused.failed_attempts)
+        return JSONResponse(
+            {"enterprise_id": creds.enterprise_id, "client_id": creds.client_id, "client_secret": creds.client_secret,
+             "state": "established"},
+            status_code=200,
+            headers={"Cache-Control": "no-store"},
+        )  # fmt: skip
+
+    # ---------------------------------------------------------------------------- readiness
+
+    @router.get("/readiness")
+    async def readiness(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = READ) -> Any:
+        checks = await svc(request).readiness.report(enterprise_id)
+        return {
+            "enterprise_id": enterprise_id,
+            "ready": all(c.status == "pass" for c in checks),
+            "checks": [c.__dict__ for c in checks],
+        }
+
+    @router.get("/readiness/users/{user_id}")
+    async def explain(
+        request: Request,
+        enterprise_id: EnterpriseId,
+        user_id: ItemId,
+        client_id: Annotated[str | None, Query(pattern=ID)] = None,
+        who: AdminPrincipal = READ,
+    ) -> Any:
+        return await svc(request).readiness.explain(enterprise_id, user_id, client_id)
+
+    return router

@@ -1,38 +1,117 @@
-"""Composition root of the policy service: `create_app(settings, **overrides)`."""
+"""Composition root of the policy service: `create_app(settings, **overrides)`.
+
+Overrides a test (or a benchmark) may pass: `broker`, `redis` (to ServiceRuntime), `jwks` (a
+`JwksSource`, e.g. `StaticJwks` of a `TestIssuer`), `clock` (a callable returning an aware
+datetime; drives licence validity, code expiry and readiness).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from types import SimpleNamespace
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lanyard.contracts import topics
+from lanyard.policy.adapters.redis_cloud import RedisCloudSecrets
+from lanyard.policy.adapters.redis_store import RedisReadModel
 from lanyard.policy.api import api_router
+from lanyard.policy.domain import utcnow
 from lanyard.policy.handlers import PolicyHandlers
+from lanyard.policy.service import CloudConnection, ConfigCommands, Entitlements, Readiness
 from lanyard.policy.settings import PolicySettings
 from lanyard.runtime.consumer import RetryPolicy, subscribe
 from lanyard.runtime.health import health_router
+from lanyard.runtime.logging import get_logger
 from lanyard.runtime.service import ServiceRuntime
+from lanyard.runtime.tokens import HttpJwks, TokenVerifier
 
-CONSUMES = [topics.DEVICE_SESSIONS, topics.DIRECTORY, topics.APP_PROFILES]
+SESSION_TOPICS = [topics.DEVICE_SESSIONS]
+CONFIG_TOPICS = [topics.POLICY_CONFIG, topics.DIRECTORY, topics.APP_PROFILES]
+log = get_logger("lanyard.policy")
 
 
 def create_app(settings: PolicySettings | None = None, **overrides: Any) -> FastAPI:
     """Build the policy service: adapters, handlers, subscriptions and routes."""
     settings = settings or PolicySettings()
     runtime = ServiceRuntime.from_settings(settings, **overrides)
-    handlers = PolicyHandlers(runtime.redis)
+    clock = overrides.get("clock") or utcnow
+    store = RedisReadModel(runtime.redis)
+    entitlements = Entitlements(store, runtime.publisher, clock)
+    commands = ConfigCommands(store, runtime.publisher, settings.apply_wait_s)
+    handlers = PolicyHandlers(store, entitlements)
+    retry = RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s)
+    # Two groups: the checkout hot path never waits behind a burst of configuration events.
     runtime.subscribers.append(
-        subscribe(
-            runtime.broker,
-            CONSUMES,
-            settings.group_id,
-            handlers.handle,
-            retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
-        )
+        subscribe(runtime.broker, SESSION_TOPICS, settings.group_id, handlers.on_device_session, retry=retry)
     )
+    runtime.subscribers.append(
+        subscribe(runtime.broker, CONFIG_TOPICS, f"{settings.group_id}.config", handlers.on_config, retry=retry)
+    )
+
+    jwks = overrides.get("jwks") or HttpJwks(settings.public_base_url)
+    ticker: dict[str, asyncio.Task[None]] = {}
+
+    async def licence_clock() -> None:
+        while True:
+            await asyncio.sleep(settings.licence_check_interval_s)
+            try:
+                await entitlements.check_licences()
+            except Exception as exc:  # keep ticking: the next round retries
+                log.warning("licence check failed", error=type(exc).__name__)
+
+    async def start_ticker() -> None:
+        ticker["task"] = asyncio.create_task(licence_clock())
+
+    async def stop_ticker() -> None:
+        task = ticker.pop("task", None)
+        if task:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if isinstance(jwks, HttpJwks):
+            await jwks.aclose()
+
+    runtime.on_start.append(start_ticker)
+    runtime.on_stop.append(stop_ticker)
+
     app = FastAPI(title="Lanyard policy", lifespan=runtime.lifespan)
     app.state.runtime = runtime
+    app.state.verifier = TokenVerifier(settings.public_base_url, jwks)
+    app.state.policy = SimpleNamespace(
+        store=store,
+        commands=commands,
+        entitlements=entitlements,
+        cloud=CloudConnection(
+            store, RedisCloudSecrets(runtime.redis), commands, clock, settings.provisioning_code_ttl_s
+        ),
+        readiness=Readiness(store, clock),
+        clock=clock,
+        enforced_after=settings.second_factor_enforced_after,
+    )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = (
+            exc.detail
+            if isinstance(exc.detail, dict)
+            else {"error": "http_error", "error_description": str(exc.detail)}
+        )
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [{"loc": [str(x) for x in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
+        return JSONResponse(
+            {"error": "invalid_request", "error_description": "the request is malformed", "fields": fields},
+            status_code=400,
+        )
+
     app.include_router(health_router("policy", runtime.checks()))
     app.include_router(api_router())
     return app

@@ -1,1 +1,500 @@
-"""The policy service's domain: pure rules, no I/O."""
+"""The policy service's domain: pure rules, no I/O.
+
+Everything that decides who may use which app lives here, as plain values and functions:
+
+**Entitlement evaluation** — `evaluate(...)` is the one function that turns a user, the
+enterprise's configuration and the current time into a `Grant` or a `Denial`. The checkout
+handler, the re-evaluation after configuration changes, and the per-user readiness explanation
+all call it, so they can never disagree. Checks run in this order and the first failure wins:
+
+ 1. ``unknown_user``         the directory does not know the user
+ 2. ``user_disabled``        the directory says the user is disabled (a password *lockout*
+                             does not revoke a session that is already checked out)
+ 3. ``sso_disabled_for_org`` org setting "Password Autofill and SSO" is off
+ 4. ``second_factor_required`` the org requires a second factor and the checkout's ``amr``
+                             shows only one method (defence in depth: the IdP enforces it too)
+ 5. ``cloud_not_connected``  trust with the cloud is not established
+ 6. ``no_sso_licence``       no SSO licence, or none valid yet
+ 7. ``sso_licence_expired``  SSO licences exist but every one has expired
+ 8. ``sso_seats_exceeded``   every seat of the valid SSO licences is taken by other users
+ 9. ``no_policy``            no user policy applies to the user
+10. ``policy_sso_disabled``  the user's effective policy has SSO switched off
+11. ``face_requires_apa``    the effective policy is in face mode without a valid APA licence
+12. ``no_apps_deployed``     no enabled, existing app profile is deployed to the user
+
+**Policy precedence** (which user policy applies when several do): a policy that names the
+user directly beats any policy that applies only through one of the user's groups; among
+policies of the same kind the lower ``priority`` number wins; a tie is broken by the lower
+``policy_id`` (string order), so the choice is deterministic everywhere. Only the single
+effective policy counts: if it has SSO switched off, the user has no SSO even if a weaker
+policy would allow it.
+
+**Groups** count only when the directory knows them (a deleted group grants nothing, even if a
+user record still lists it).
+
+**Seats** — a seat is a distinct user with at least one live, granted device session. A user
+who already holds a seat may open another session without taking a second one. Seats are
+summed over the SSO licences valid now.
+
+**Licence validity** is the half-open interval ``[valid_from, valid_until)``.
+
+**Second factor lock** — "Require a second factor" cannot be switched off for enterprises
+created on or after ``second_factor_enforced_after`` (MAM 7.0, June 2025). An enterprise's
+creation date is the earliest configuration event the service has seen for it (its first
+provisioning code or first configuration change). Once an org-settings event says the
+setting is locked it stays locked, so the rule survives topic compaction.
+
+**Faces** — ``face_allowed`` in a grant means face verification may be used on that session
+(an APA licence is valid now); in face mode it is always true, because face mode without APA
+is denied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Literal
+
+from lanyard.contracts.events import (
+    AuthMode,
+    DenialReason,
+    LicenceKind,
+    RevocationReason,
+)
+
+# Authentication methods (RFC 8176 and the IdP's own) that count as a second factor.
+SECOND_FACTOR_AMR = frozenset({"otp", "totp", "mfa", "sms", "hwk", "swk", "face", "fpt", "sc"})
+ACTIVE = "active"
+
+# --------------------------------------------------------------------------- configuration records
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    """A directory user as the policy service needs it: status and group memberships."""
+
+    user_id: str
+    status: str = ACTIVE
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UserPolicy:
+    """A user policy and its assignments."""
+
+    policy_id: str
+    name: str
+    sso_enabled: bool
+    auth_mode: AuthMode = "passcode"
+    inactivity_timeout_s: int = 300
+    max_session_s: int = 12 * 3600
+    face_recency_s: int = 300
+    priority: int = 100
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppDeployment:
+    """An app profile (by client id) deployed to users and groups."""
+
+    client_id: str
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppProfile:
+    """What the policy service knows of an IdP app profile: that it exists, and whether enabled."""
+
+    client_id: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Licence:
+    """An SSO or APA licence, valid in ``[valid_from, valid_until)``, with a seat count."""
+
+    licence_id: str
+    kind: LicenceKind
+    valid_from: datetime
+    valid_until: datetime
+    seats: int
+
+    def valid_at(self, now: datetime) -> bool:
+        """True while the licence is in force."""
+        return self.valid_from <= now < self.valid_until
+
+
+@dataclass(frozen=True)
+class OrgSettings:
+    """MAM console > Admin > Check Out. Defaults are those of a new, unconfigured enterprise."""
+
+    password_autofill_and_sso: bool = False
+    require_second_factor: bool = True
+    require_second_factor_locked: bool = False
+    checkin_previous_on_checkout: bool = False
+    face_match_threshold: float = 0.9
+    face_liveness_threshold: float = 0.9
+    face_max_failures: int = 5
+
+
+CloudState = Literal["not_connected", "code_issued", "established"]
+
+
+@dataclass(frozen=True)
+class Seats:
+    """Seat use of one enterprise as seen by one evaluation."""
+
+    in_use: int = 0
+    held_by_user: bool = False
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One enterprise's configuration at one moment: everything `evaluate` reads besides the user."""
+
+    policies: tuple[UserPolicy, ...] = ()
+    deployments: tuple[AppDeployment, ...] = ()
+    licences: tuple[Licence, ...] = ()
+    org: OrgSettings = field(default_factory=OrgSettings)
+    cloud_state: CloudState = "not_connected"
+    app_profiles: Mapping[str, AppProfile] = field(default_factory=dict)
+    known_groups: frozenset[str] = frozenset()
+
+
+# --------------------------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What the user may do on the device session (the body of `entitlement.granted`)."""
+
+    apps: tuple[str, ...]
+    auth_mode: AuthMode
+    inactivity_timeout_s: int
+    max_session_s: int
+    face_allowed: bool
+    face_recency_s: int
+    policy_id: str
+
+
+@dataclass(frozen=True)
+class Denial:
+    """Why the user may not use SSO on the device session."""
+
+    reason: DenialReason
+    detail: str = ""
+
+
+Outcome = Grant | Denial
+
+
+# ------------------------------------------------------------------------------- the rules
+
+
+def effective_policy(
+    user: DirectoryUser, policies: Iterable[UserPolicy], known_groups: frozenset[str]
+) -> UserPolicy | None:
+    """The one policy that applies to `user` (see the module docstring for the precedence)."""
+    groups = set(user.groups) & known_groups
+    ranked: list[tuple[int, int, str, UserPolicy]] = []
+    for p in policies:
+        if user.user_id in p.users:
+            ranked.append((0, p.priority, p.policy_id, p))
+        elif groups & set(p.groups):
+            ranked.append((1, p.priority, p.policy_id, p))
+    return min(ranked, key=lambda r: r[:3])[3] if ranked else None
+
+
+def deployed_apps(
+    user: DirectoryUser,
+    deployments: Iterable[AppDeployment],
+    app_profiles: Mapping[str, AppProfile],
+    known_groups: frozenset[str],
+) -> tuple[str, ...]:
+    """Client ids deployed to the user (directly or via a known group) whose profile exists and is enabled."""
+    groups = set(user.groups) & known_groups
+    apps = {
+        d.client_id
+        for d in deployments
+        if (user.user_id in d.users or groups & set(d.groups))
+        and d.client_id in app_profiles
+        and app_profiles[d.client_id].enabled
+    }
+    return tuple(sorted(apps))
+
+
+def licences_of(kind: LicenceKind, licences: Iterable[Licence]) -> list[Licence]:
+    """Licences of one kind."""
+    return [lic for lic in licences if lic.kind == kind]
+
+
+def valid_seats(kind: LicenceKind, licences: Iterable[Licence], now: datetime) -> int:
+    """Seats of the licences of `kind` valid at `now` (0 when none is)."""
+    return sum(lic.seats for lic in licences_of(kind, licences) if lic.valid_at(now))
+
+
+def has_second_factor(amr: Sequence[str]) -> bool:
+    """True when the authentication methods include a second factor."""
+    return bool(SECOND_FACTOR_AMR & {m.lower() for m in amr})
+
+
+def evaluate(
+    user: DirectoryUser | None,
+    snapshot: Snapshot,
+    seats: Seats,
+    now: datetime,
+    amr: Sequence[str] = ("pwd", "otp"),
+) -> Outcome:
+    """Grant or deny SSO for one user on one device session (order of checks: module docstring)."""
+    if user is None:
+        return Denial("unknown_user", "the directory does not know this user")
+    if user.status == "disabled":
+        return Denial("user_disabled", "the user is disabled in the directory")
+    org = snapshot.org
+    if not org.password_autofill_and_sso:
+        return Denial("sso_disabled_for_org", "Password Autofill and SSO is off")
+    if org.require_second_factor and not has_second_factor(amr):
+        return Denial("second_factor_required", "the checkout did not use a second factor")
+    if snapshot.cloud_state != "established":
+        return Denial("cloud_not_connected", "trust with the cloud is not established")
+    sso = licences_of("sso", snapshot.licences)
+    if not sso:
+        return Denial("no_sso_licence", "no Single Sign On licence is loaded")
+    capacity = valid_seats("sso", sso, now)
+    if capacity == 0:
+        if all(lic.valid_until <= now for lic in sso):
+            return Denial("sso_licence_expired", "every Single Sign On licence has expired")
+        return Denial("no_sso_licence", "no Single Sign On licence is valid yet")
+    if not seats.held_by_user and seats.in_use >= capacity:
+        return Denial("sso_seats_exceeded", f"all {capacity} seats are in use")
+    policy = effective_policy(user, snapshot.policies, snapshot.known_groups)
+    if policy is None:
+        return Denial("no_policy", "no user policy applies to the user")
+    if not policy.sso_enabled:
+        return Denial("policy_sso_disabled", f"policy {policy.policy_id} has SSO disabled")
+    apa = valid_seats("apa", snapshot.licences, now) > 0
+    if policy.auth_mode == "face" and not apa:
+        return Denial("face_requires_apa", f"policy {policy.policy_id} uses face mode without a valid APA licence")
+    apps = deployed_apps(user, snapshot.deployments, snapshot.app_profiles, snapshot.known_groups)
+    if not apps:
+        return Denial("no_apps_deployed", "no enabled app is deployed to the user")
+    return Grant(
+        apps=apps,
+        auth_mode=policy.auth_mode,
+        inactivity_timeout_s=policy.inactivity_timeout_s,
+        max_session_s=policy.max_session_s,
+        face_allowed=apa,
+        face_recency_s=policy.face_recency_s,
+        policy_id=policy.policy_id,
+    )
+
+
+# ------------------------------------------------------------------------- live sessions
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    """A device session the service tracks: who, on which device, and what it last published.
+
+    `state`: ``new`` before the first evaluation, ``granted`` while a grant stands, ``ended`` once
+    it was denied or revoked (it never gets a grant again). `version` is the version of the last
+    grant published (0 when none was).
+    """
+
+    device_session_id: str
+    device_id: str
+    user_id: str
+    amr: tuple[str, ...]
+    checked_out_at: datetime
+    state: Literal["new", "granted", "ended"] = "new"
+    version: int = 0
+    grant: Grant | None = None
+
+    @property
+    def granted(self) -> bool:
+        """True while a grant stands."""
+        return self.state == "granted"
+
+
+Action = Literal["grant", "deny", "revoke", "none"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to publish for one session after an evaluation."""
+
+    action: Action
+    version: int = 0
+    outcome: Outcome | None = None
+
+
+def decide(session: LiveSession, outcome: Outcome) -> Decision:
+    """Compare a fresh outcome with what was last published for the session.
+
+    - never evaluated: `grant` (version 1) or `deny`;
+    - granted, and the grant changed: `grant` with version + 1; unchanged: `none`;
+    - granted, now denied: `revoke`;
+    - denied or revoked before: `none` — a session that lost its entitlement does not get it back
+      (the session service checks it in); the user checks out again.
+    """
+    if session.state == "new":
+        if isinstance(outcome, Grant):
+            return Decision("grant", 1, outcome)
+        return Decision("deny", 0, outcome)
+    if not session.granted:
+        return Decision("none")
+    if isinstance(outcome, Denial):
+        return Decision("revoke", session.version, outcome)
+    if outcome == session.grant:
+        return Decision("none")
+    return Decision("grant", session.version + 1, outcome)
+
+
+def reevaluate(
+    sessions: Sequence[LiveSession],
+    users: Mapping[str, DirectoryUser | None],
+    snapshot: Snapshot,
+    seat_holders: Mapping[str, int],
+    now: datetime,
+) -> list[tuple[LiveSession, Decision]]:
+    """Re-evaluate live sessions after a change, oldest checkout first.
+
+    Seats are re-counted as the pass goes: users whose sessions are not among `sessions` keep
+    theirs (`seat_holders`, user → live granted sessions), and the earliest sessions keep their
+    seats when a licence shrinks, so the newest ones are the ones that lose access.
+    """
+    considered = {s.user_id for s in sessions}
+    holders = {u for u, n in seat_holders.items() if n > 0 and u not in considered}
+    decisions: list[tuple[LiveSession, Decision]] = []
+    for session in sorted(sessions, key=lambda s: (s.checked_out_at, s.device_session_id)):
+        if session.state == "ended":
+            decisions.append((session, Decision("none")))
+            continue
+        seats = Seats(in_use=len(holders - {session.user_id}), held_by_user=session.user_id in holders)
+        outcome = evaluate(users.get(session.user_id), snapshot, seats, now, session.amr)
+        decision = decide(session, outcome)
+        if isinstance(outcome, Grant):
+            holders.add(session.user_id)
+        decisions.append((session, decision))
+    return decisions
+
+
+def after(session: LiveSession, decision: Decision) -> LiveSession:
+    """The session's record once `decision` has been published."""
+    if decision.action == "grant":
+        assert isinstance(decision.outcome, Grant)
+        return replace(session, state="granted", version=decision.version, grant=decision.outcome)
+    if decision.action in ("revoke", "deny"):
+        return replace(session, state="ended")
+    return session
+
+
+# ------------------------------------------------------------------------------ org settings
+
+
+def second_factor_locked(created_at: datetime | None, enforced_after: datetime, already_locked: bool = False) -> bool:
+    """True when "Require a second factor" must stay on for the enterprise (module docstring)."""
+    if already_locked:
+        return True
+    return created_at is not None and created_at >= enforced_after
+
+
+class SettingRefused(ValueError):
+    """An org-settings change the rules do not allow; the message is safe to show the admin."""
+
+
+def apply_org_settings(current: OrgSettings, wanted: OrgSettings, locked: bool) -> OrgSettings:
+    """The org settings to publish: `wanted`, with the second-factor lock enforced."""
+    if locked and not wanted.require_second_factor:
+        raise SettingRefused("Require a second factor cannot be switched off for this enterprise")
+    return replace(
+        wanted, require_second_factor=wanted.require_second_factor or locked, require_second_factor_locked=locked
+    )
+
+
+# --------------------------------------------------------------------------- readiness report
+
+CheckStatus = Literal["pass", "fail"]
+
+
+@dataclass(frozen=True)
+class ReadinessCheck:
+    """One row of the seed's "validate OpenID Connect integration settings" table."""
+
+    check: str
+    status: CheckStatus
+    where_to_fix: str
+    detail: str
+
+
+def readiness(snapshot: Snapshot, release: str, now: datetime) -> list[ReadinessCheck]:
+    """The integration-readiness table of an enterprise, in the seed's order."""
+
+    def row(check: str, ok: bool, where: str, detail: str) -> ReadinessCheck:
+        return ReadinessCheck(check, "pass" if ok else "fail", where, detail)
+
+    sso_seats = valid_seats("sso", snapshot.licences, now)
+    enabled_apps = sorted(c for c, p in snapshot.app_profiles.items() if p.enabled)
+    deployed = [d for d in snapshot.deployments if d.client_id in snapshot.app_profiles and (d.users or d.groups)]
+    sso_policies = [p for p in snapshot.policies if p.sso_enabled and (p.users or p.groups)]
+    return [
+        row("maintained release", True, "Help menu", f"running Lanyard policy {release}"),
+        row(
+            "Single Sign On licensed",
+            sso_seats > 0,
+            "Gear menu > License",
+            f"{sso_seats} seats valid now" if sso_seats else "no valid Single Sign On licence",
+        ),
+        row(
+            "cloud connection established",
+            snapshot.cloud_state == "established",
+            "Gear menu > Cloud connection",
+            f"trust state: {snapshot.cloud_state}",
+        ),
+        row(
+            "OpenID Connect apps added and enabled",
+            bool(enabled_apps),
+            "Applications > Single sign-on application profiles",
+            f"{len(enabled_apps)} enabled app profiles" if enabled_apps else "no enabled app profile",
+        ),
+        row(
+            "apps deployed to users",
+            bool(deployed),
+            "Applications > Single sign-on application profiles",
+            f"{len(deployed)} apps deployed" if deployed else "no existing app is deployed to a user or group",
+        ),
+        row(
+            "users assigned to a policy enabled for SSO",
+            bool(sso_policies),
+            "Users > User policies",
+            f"{len(sso_policies)} SSO-enabled policies with assignees"
+            if sso_policies
+            else "no SSO-enabled user policy is assigned to users or groups",
+        ),
+    ]
+
+
+def utcnow() -> datetime:
+    """The wall clock, in UTC (the default clock; tests inject their own)."""
+    return datetime.now(UTC)
+
+
+def next_licence_boundary(licences: Iterable[Licence], now: datetime) -> datetime | None:
+    """The next moment a licence starts or ends after `now`: when live sessions need re-evaluating."""
+    moments = [m for lic in licences for m in (lic.valid_from, lic.valid_until) if m > now]
+    return min(moments) if moments else None
+
+
+REVOCATION_BY_TRIGGER: dict[str, RevocationReason] = {
+    "user_policy": "policy_changed",
+    "app_deployment": "app_undeployed",
+    "app_profile": "app_undeployed",
+    "licence": "licence_changed",
+    "directory": "user_changed",
+    "org_settings": "org_settings_changed",
+    "cloud_connection": "org_settings_changed",
+}
+"""The revocation reason names the kind of change that took access away."""

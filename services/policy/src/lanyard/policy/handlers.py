@@ -1,18 +1,65 @@
-"""Handlers for the events the policy service consumes."""
+"""Handlers for the events the policy service consumes.
+
+Two subscriptions (see app.py):
+
+- `on_device_session` (lanyard.device-sessions.v1): checked_out → evaluate and publish granted or
+  denied; checked_in → revoked. Idempotent through the session record: a decided session is
+  not decided again, and a closed one (tombstone) never again gets a grant.
+- `on_config` (lanyard.policy-config.v1, lanyard.directory.v1, lanyard.app-profiles.v1):
+  project the event into Redis (an upsert: idempotent), then re-evaluate the live sessions it
+  may affect — one user's for a user change, the whole enterprise's otherwise. A redelivery
+  re-evaluates to the same outcome and publishes nothing.
+"""
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from lanyard.contracts import Event
+from lanyard.contracts import events as ev
+from lanyard.policy.domain import REVOCATION_BY_TRIGGER
+from lanyard.policy.ports import ReadModel
+from lanyard.policy.service import Entitlements
+
+_TRIGGER: dict[type[Event], str] = {
+    ev.UserPolicyUpserted: "user_policy",
+    ev.UserPolicyDeleted: "user_policy",
+    ev.AppDeploymentUpserted: "app_deployment",
+    ev.AppDeploymentDeleted: "app_deployment",
+    ev.LicenceUpserted: "licence",
+    ev.LicenceDeleted: "licence",
+    ev.OrgSettingsChanged: "org_settings",
+    ev.CloudConnectionChanged: "cloud_connection",
+    ev.UserUpserted: "directory",
+    ev.UserDeleted: "directory",
+    ev.GroupUpserted: "directory",
+    ev.GroupDeleted: "directory",
+    ev.AppProfileUpserted: "app_profile",
+    ev.AppProfileDeleted: "app_profile",
+}
 
 
 class PolicyHandlers:
     """Routes each consumed event to its use case."""
 
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
+    def __init__(self, store: ReadModel, entitlements: Entitlements) -> None:
+        self._store = store
+        self._entitlements = entitlements
 
-    async def handle(self, event: Event) -> None:
-        """Record the last event seen per type (idempotent: a redelivery writes the same value)."""
-        await self._redis.hset("policy:last-seen", event.type, event.event_id)
+    async def on_device_session(self, event: Event) -> None:
+        """Checkout and checkin; other device-session events do not change entitlements."""
+        if isinstance(event, ev.DeviceCheckedOut):
+            await self._entitlements.on_checked_out(event)
+        elif isinstance(event, ev.DeviceCheckedIn):
+            await self._entitlements.on_checked_in(event)
+
+    async def on_config(self, event: Event) -> None:
+        """Project a configuration or directory event, then re-evaluate what it may change."""
+        trigger = _TRIGGER.get(type(event))
+        if trigger is None or not await self._store.apply(event):
+            return
+        reason = REVOCATION_BY_TRIGGER[trigger]
+        if isinstance(event, ev.UserUpserted | ev.UserDeleted):
+            await self._entitlements.reevaluate(event.enterprise_id, reason, user_id=event.payload.user_id)
+        else:
+            await self._entitlements.reevaluate(event.enterprise_id, reason)
+        if isinstance(event, ev.LicenceUpserted | ev.LicenceDeleted):
+            await self._entitlements.schedule_licences(event.enterprise_id)

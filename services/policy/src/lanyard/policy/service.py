@@ -1,1 +1,357 @@
-"""Use cases of the policy service: they take their ports as parameters."""
+"""Use cases of the policy service: they take their ports as parameters.
+
+- `Entitlements`: checkout → grant/deny, checkin → revoke, and re-evaluation of live sessions
+  after any configuration or directory change (or a licence starting/ending). Every evaluation
+  of one enterprise runs under that enterprise's lock; the event is published first and the
+  session record written after the ack, so a crash in between only repeats the same event
+  (same version, same content) on redelivery.
+- `ConfigCommands`: what the admin API does — publish the policy-config event (actor = the
+  admin) and wait, bounded, until our own projection applied it. Configuration reaches Redis
+  only by consuming those events (no dual write).
+- `CloudConnection`: provisioning codes and establish-trust.
+- `Readiness`: the integration-readiness table and the per-user explanation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import metadata
+from typing import Any
+
+from lanyard.contracts import Event
+from lanyard.contracts import events as ev
+from lanyard.policy import domain
+from lanyard.policy.domain import Denial, Grant, LiveSession, RevocationReason
+from lanyard.policy.ports import Clock, CloudSecrets, EventSink, ReadModel
+from lanyard.runtime.logging import get_logger
+
+PRODUCER = "policy"
+log = get_logger("lanyard.policy")
+
+
+def release() -> str:
+    """The running release of the policy service."""
+    try:
+        return metadata.version("lanyard-policy")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _subject(session: LiveSession) -> ev.Subject:
+    return ev.Subject(user_id=session.user_id, device_id=session.device_id, device_session_id=session.device_session_id)
+
+
+class Entitlements:
+    """Turns device sessions and configuration into entitlement events."""
+
+    def __init__(self, store: ReadModel, sink: EventSink, clock: Clock) -> None:
+        self._store = store
+        self._sink = sink
+        self._clock = clock
+
+    async def on_checked_out(self, event: ev.DeviceCheckedOut, correlation_id: str | None = None) -> None:
+        """Evaluate a new device session and publish granted or denied (hot path: one read, one publish)."""
+        e, p = event.enterprise_id, event.payload
+        async with self._store.lock(e):
+            view = await self._store.checkout_view(e, p.user_id, p.device_session_id)
+            if view.closed:
+                return  # checked in before we saw the checkout: CLOSED is terminal
+            if view.existing is not None and view.existing.state != "new":
+                return  # redelivery: already decided
+            session = LiveSession(
+                device_session_id=p.device_session_id,
+                device_id=p.device_id,
+                user_id=p.user_id,
+                amr=tuple(p.amr),
+                checked_out_at=p.checked_out_at,
+            )
+            seats = domain.Seats(view.seats_in_use - int(view.user_holds_seat), view.user_holds_seat)
+            outcome = domain.evaluate(view.user, view.snapshot, seats, self._clock(), session.amr)
+            decision = domain.decide(session, outcome)
+            await self._publish(e, session, decision, None, correlation_id or event.correlation_id or event.event_id)
+            await self._store.save_session(e, None, domain.after(session, decision))
+
+    async def on_checked_in(self, event: ev.DeviceCheckedIn) -> None:
+        """Close the session for good; publish `revoked` (checked_in) if it held a grant."""
+        e, p = event.enterprise_id, event.payload
+        async with self._store.lock(e):
+            if await self._store.is_closed(e, p.device_session_id):
+                return
+            session = await self._store.session(e, p.device_session_id)
+            if session is not None and session.granted:
+                await self._sink.publish(
+                    self._revoked(e, session, "checked_in", f"checked in ({p.reason})", event.correlation_id)
+                )
+            await self._store.close_session(e, p.device_session_id, session)
+
+    async def reevaluate(self, enterprise_id: str, reason: RevocationReason, user_id: str | None = None) -> int:
+        """Re-evaluate the enterprise's live sessions (or one user's); returns how many changed."""
+        e = enterprise_id
+        async with self._store.lock(e):
+            sessions = await self._store.live_sessions(e, user_id)
+            if not sessions:
+                return 0
+            users = await self._store.users(e, [s.user_id for s in sessions])
+            snapshot = await self._store.snapshot(e)
+            holders = await self._store.seat_holders(e)
+            changed = 0
+            for session, decision in domain.reevaluate(sessions, users, snapshot, holders, self._clock()):
+                if decision.action == "none":
+                    continue
+                await self._publish(e, session, decision, reason, None)
+                await self._store.save_session(e, session, domain.after(session, decision))
+                changed += 1
+            if changed:
+                log.info("re-evaluated live sessions", enterprise_id=e, changed=changed, reason=reason)
+            return changed
+
+    async def _publish(
+        self,
+        e: str,
+        session: LiveSession,
+        decision: domain.Decision,
+        reason: RevocationReason | None,
+        correlation_id: str | None,
+    ) -> None:
+        outcome = decision.outcome
+        if decision.action == "grant":
+            assert isinstance(outcome, Grant)
+            payload = ev.EntitlementGrantedPayload(
+                device_session_id=session.device_session_id,
+                device_id=session.device_id,
+                user_id=session.user_id,
+                version=decision.version,
+                apps=outcome.apps,
+                auth_mode=outcome.auth_mode,
+                inactivity_timeout_s=outcome.inactivity_timeout_s,
+                max_session_s=outcome.max_session_s,
+                face_allowed=outcome.face_allowed,
+                face_recency_s=outcome.face_recency_s,
+                policy_id=outcome.policy_id,
+            )
+            await self._sink.publish(
+                ev.EntitlementGranted(
+                    enterprise_id=e,
+                    producer=PRODUCER,
+                    correlation_id=correlation_id,
+                    subject=_subject(session),
+                    payload=payload,
+                )
+            )
+        elif decision.action == "deny":
+            assert isinstance(outcome, Denial)
+            await self._sink.publish(
+                ev.EntitlementDenied(
+                    enterprise_id=e,
+                    producer=PRODUCER,
+                    correlation_id=correlation_id,
+                    subject=_subject(session),
+                    payload=ev.EntitlementDeniedPayload(
+                        device_session_id=session.device_session_id,
+                        device_id=session.device_id,
+                        user_id=session.user_id,
+                        reason=outcome.reason,
+                        detail=outcome.detail,
+                    ),
+                )
+            )
+        elif decision.action == "revoke":
+            assert isinstance(outcome, Denial)
+            await self._sink.publish(
+                self._revoked(
+                    e, session, reason or "policy_changed", f"{outcome.reason}: {outcome.detail}", correlation_id
+                )
+            )
+
+    @staticmethod
+    def _revoked(
+        e: str, session: LiveSession, reason: RevocationReason, detail: str, correlation_id: str | None
+    ) -> Event:
+        return ev.EntitlementRevoked(
+            enterprise_id=e,
+            producer=PRODUCER,
+            correlation_id=correlation_id,
+            subject=_subject(session),
+            payload=ev.EntitlementRevokedPayload(
+                device_session_id=session.device_session_id,
+                device_id=session.device_id,
+                user_id=session.user_id,
+                reason=reason,
+                detail=detail[:500],
+            ),
+        )
+
+    async def check_licences(self) -> int:
+        """Re-evaluate every enterprise whose licences started or ended since the last check."""
+        done = 0
+        now = self._clock()
+        async for enterprise_id in self._store.due_licence_checks(now):
+            await self.reevaluate(enterprise_id, "licence_changed")
+            await self.schedule_licences(enterprise_id)
+            done += 1
+        return done
+
+    async def schedule_licences(self, enterprise_id: str) -> None:
+        """Remember the next licence boundary of the enterprise."""
+        snapshot = await self._store.snapshot(enterprise_id)
+        await self._store.schedule_licence_check(
+            enterprise_id, domain.next_licence_boundary(snapshot.licences, self._clock())
+        )
+
+
+class NotApplied(Exception):
+    """The event was acknowledged but the projection did not apply it within the bound."""
+
+
+class ConfigCommands:
+    """Publish configuration changes (answering after the broker ack) and read them back."""
+
+    def __init__(self, store: ReadModel, sink: EventSink, apply_wait_s: float = 5.0) -> None:
+        self._store = store
+        self._sink = sink
+        self._apply_wait_s = apply_wait_s
+
+    async def publish(self, event: Event) -> bool:
+        """Publish, then wait (bounded) until our projection applied it; True when it did."""
+        await self._sink.publish(event)
+        deadline = time.monotonic() + self._apply_wait_s
+        while time.monotonic() < deadline:
+            if await self._store.was_applied(event.enterprise_id, event.event_id):
+                return True
+            await asyncio.sleep(0.01)
+        log.warning("config event not yet projected", event_id=event.event_id, type=event.type)
+        return False
+
+
+def hash_secret(value: str) -> str:
+    """SHA-256 of a high-entropy random secret (codes, client secrets)."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud and typed
+
+
+@dataclass(frozen=True)
+class IssuedCode:
+    """A provisioning code, shown once."""
+
+    code: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The enterprise's cloud credentials, shown once."""
+
+    enterprise_id: str
+    client_id: str
+    client_secret: str
+
+
+class TrustRefused(Exception):
+    """Establish-trust failed; `why` is wrong, used, expired or none (no code was issued)."""
+
+    def __init__(self, why: str, failed_attempts: int) -> None:
+        super().__init__(why)
+        self.why = why
+        self.failed_attempts = failed_attempts
+
+
+class CloudConnection:
+    """Provisioning codes (5 minutes, single use, hashed) and establishing trust."""
+
+    def __init__(
+        self,
+        store: ReadModel,
+        secrets_store: CloudSecrets,
+        commands: ConfigCommands,
+        clock: Clock,
+        code_ttl_s: int = 300,
+    ) -> None:
+        self._store = store
+        self._secrets = secrets_store
+        self._commands = commands
+        self._clock = clock
+        self._ttl = timedelta(seconds=code_ttl_s)
+
+    async def _state(self, e: str) -> str:
+        return (await self._store.cloud(e))["state"]
+
+    async def generate_code(self, e: str, actor: str) -> IssuedCode:
+        """A new code; any earlier code stops working."""
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(12))
+        expires_at = self._clock() + self._ttl
+        await self._secrets.issue_code(e, hash_secret(code), expires_at)
+        state = "established" if await self._state(e) == "established" else "code_issued"
+        await self._commands.publish(self._event(e, actor, state, await self._secrets.failures(e)))
+        return IssuedCode(code, expires_at)
+
+    async def establish_trust(self, e: str, presented_enterprise_id: str, code: str, actor: str) -> Credentials:
+        """Redeem the code; on success publish `established` and return fresh credentials once."""
+        result = "wrong"
+        if presented_enterprise_id == e and code:
+            result = await self._secrets.redeem_code(e, hash_secret(code.strip().upper()), self._clock())
+        if result != "ok":
+            failures = await self._secrets.count_failure(e)
+            await self._commands.publish(self._event(e, actor, await self._state(e), failures))
+            log.info("establish trust refused", enterprise_id=e, why=result, failed_attempts=failures)
+            raise TrustRefused(result, failures)
+        client_id = f"ent-{uuid.uuid4()}"
+        client_secret = secrets.token_urlsafe(32)
+        await self._secrets.store_credentials(e, client_id, hash_secret(client_secret), self._clock())
+        await self._commands.publish(self._event(e, actor, "established", await self._secrets.failures(e)))
+        return Credentials(e, client_id, client_secret)
+
+    async def view(self, e: str) -> dict[str, Any]:
+        """The visible trust state."""
+        cloud = await self._store.cloud(e)
+        expires = await self._secrets.code_expires_at(e)
+        pending = expires is not None and expires > self._clock()
+        return {
+            "enterprise_id": e,
+            "state": cloud["state"],
+            "failed_attempts": await self._secrets.failures(e),
+            "code_expires_at": expires.isoformat() if pending and expires else None,
+        }
+
+    @staticmethod
+    def _event(e: str, actor: str, state: str, failures: int) -> ev.CloudConnectionChanged:
+        return ev.CloudConnectionChanged(
+            enterprise_id=e,
+            producer=PRODUCER,
+            actor=actor,
+            payload=ev.CloudConnectionChangedPayload(state=state, failed_attempts=failures),  # type: ignore[arg-type]
+        )
+
+
+class Readiness:
+    """The integration-readiness report and the per-user explanation (the same pure evaluation)."""
+
+    def __init__(self, store: ReadModel, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def report(self, e: str) -> list[domain.ReadinessCheck]:
+        """The seed's table for one enterprise."""
+        return domain.readiness(await self._store.snapshot(e), release(), self._clock())
+
+    async def explain(self, e: str, user_id: str, client_id: str | None) -> dict[str, Any]:
+        """Why this user can or cannot use SSO (and the app, when given) on a checked-out device."""
+        users = await self._store.users(e, [user_id])
+        snapshot = await self._store.snapshot(e)
+        in_use, held = await self._store.user_seats(e, user_id)
+        outcome = domain.evaluate(users.get(user_id), snapshot, domain.Seats(in_use - int(held), held), self._clock())
+        body: dict[str, Any] = {"enterprise_id": e, "user_id": user_id, "client_id": client_id}
+        if isinstance(outcome, Denial):
+            return {**body, "allowed": False, "reason": outcome.reason, "detail": outcome.detail}
+        grant = {**outcome.__dict__, "apps": list(outcome.apps)}
+        if client_id is not None and client_id not in outcome.apps:
+            detail = "the app is not deployed to the user, or its profile is missing or disabled"
+            return {**body, "allowed": False, "reason": "app_not_deployed", "detail": detail, "grant": grant}
+        return {**body, "allowed": True, "reason": None, "detail": "the user would be granted SSO", "grant": grant}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from lanyard.runtime.settings import ServiceSettings
@@ -16,3 +18,10 @@ class PolicySettings(ServiceSettings):
     service_name: ClassVar[str] = "policy"
 
     http_port: int = 8103
+    second_factor_enforced_after: datetime = Field(
+        default=datetime(2025, 6, 1, tzinfo=UTC),
+        description="enterprises created on or after this moment cannot switch the second factor off (MAM 7.0)",
+    )
+    provisioning_code_ttl_s: int = Field(default=300, gt=0, description="the seed: 5 minutes after generation")
+    licence_check_interval_s: float = Field(default=5.0, gt=0, description="how often licence start/end is checked")
+    apply_wait_s: float = Field(default=5.0, ge=0, description="how long the admin API waits for its own projection")

@@ -1,0 +1,393 @@
+"""The policy service's Redis read model: projection of its topics, and the live device sessions.
+
+How configuration reaches Redis: **by consuming our own events**, never by dual-writing. The
+admin API publishes a `lanyard.policy-config.v1` event and waits (bounded) until this
+projection has applied it, so an admin reads their own write; the projection is the only
+writer of configuration keys, and replaying the compacted topic rebuilds them. Directory and
+app-profile events are projected the same way.
+
+Key layout (every key of one enterprise shares the `{enterprise_id}` hash tag, so one
+enterprise lives in one Redis Cluster slot and MULTI works across its keys):
+
+    policy:{e}:policies | deployments | licences | apps | users   hash  id → JSON
+    policy:{e}:groups                      set of group ids the directory knows
+    policy:{e}:org                         JSON org settings
+    policy:{e}:cloud                       hash state, failed_attempts
+    policy:{e}:created_at                  ISO time of the earliest config event seen
+    policy:{e}:applied:{event_id}          marker (1 h) that an event was projected
+    policy:{e}:sessions                    hash device_session_id → JSON LiveSession
+    policy:{e}:user-sessions:{user_id}     set of that user's tracked sessions
+    policy:{e}:seats                       hash user_id → live granted sessions (a seat each user)
+    policy:{e}:closed:{device_session_id}  tombstone of a checked-in session (8 d)
+    policy:{e}:lock                        the enterprise's evaluation lock
+    policy:licence-checks                  zset enterprise → next licence boundary (epoch s)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from lanyard.contracts import Event
+from lanyard.contracts import events as ev
+from lanyard.policy.domain import (
+    AppDeployment,
+    AppProfile,
+    DirectoryUser,
+    Grant,
+    Licence,
+    LiveSession,
+    OrgSettings,
+    Snapshot,
+    UserPolicy,
+)
+from lanyard.policy.ports import CheckoutView
+
+APPLIED_TTL_S = 3600
+CLOSED_TTL_S = 8 * 24 * 3600
+LICENCE_CHECKS = "policy:licence-checks"
+KINDS = ("policies", "deployments", "licences", "apps", "users")
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+_SET_EARLIER = """
+local cur = redis.call('get', KEYS[1])
+if (not cur) or ARGV[1] < cur then redis.call('set', KEYS[1], ARGV[1]) return 1 end
+return 0
+"""
+
+
+def k(enterprise_id: str, *parts: str) -> str:
+    """A key of one enterprise (hash-tagged by enterprise id)."""
+    return ":".join(("policy", "{" + enterprise_id + "}", *parts))
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat()
+
+
+def _dt(raw: str) -> datetime:
+    value = datetime.fromisoformat(raw)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def session_to_json(s: LiveSession) -> str:
+    """Serialise a tracked session."""
+    grant = None
+    if s.grant is not None:
+        grant = {**s.grant.__dict__, "apps": list(s.grant.apps)}
+    return json.dumps(
+        {
+            "device_session_id": s.device_session_id,
+            "device_id": s.device_id,
+            "user_id": s.user_id,
+            "amr": list(s.amr),
+            "checked_out_at": _iso(s.checked_out_at),
+            "state": s.state,
+            "version": s.version,
+            "grant": grant,
+        }
+    )
+
+
+def session_from_json(raw: str) -> LiveSession:
+    """Parse a tracked session."""
+    d = json.loads(raw)
+    grant = d.get("grant")
+    return LiveSession(
+        device_session_id=d["device_session_id"],
+        device_id=d["device_id"],
+        user_id=d["user_id"],
+        amr=tuple(d["amr"]),
+        checked_out_at=_dt(d["checked_out_at"]),
+        state=d["state"],
+        version=d["version"],
+        grant=Grant(**{**grant, "apps": tuple(grant["apps"])}) if grant else None,
+    )
+
+
+def _user(raw: str | None) -> DirectoryUser | None:
+    if raw is None:
+        return None
+    d = json.loads(raw)
+    return DirectoryUser(user_id=d["user_id"], status=d["status"], groups=tuple(d["groups"]))
+
+
+def _policy(d: dict[str, Any]) -> UserPolicy:
+    return UserPolicy(
+        policy_id=d["policy_id"],
+        name=d["name"],
+        sso_enabled=d["sso_enabled"],
+        auth_mode=d["auth_mode"],
+        inactivity_timeout_s=d["inactivity_timeout_s"],
+        max_session_s=d["max_session_s"],
+        face_recency_s=d["face_recency_s"],
+        priority=d["priority"],
+        users=tuple(d["users"]),
+        groups=tuple(d["groups"]),
+    )
+
+
+def _licence(d: dict[str, Any]) -> Licence:
+    return Licence(d["licence_id"], d["kind"], _dt(d["valid_from"]), _dt(d["valid_until"]), d["seats"])
+
+
+def _org(raw: str | None) -> OrgSettings:
+    if not raw:
+        return OrgSettings()
+    d = json.loads(raw)
+    d.pop("settings_id", None)
+    return OrgSettings(**{f: d[f] for f in OrgSettings.__dataclass_fields__ if f in d})
+
+
+class RedisReadModel:
+    """Implements `ports.ReadModel` on one asyncio Redis client (decoded strings)."""
+
+    def __init__(self, redis: Redis, lock_ttl_ms: int = 10_000, lock_wait_s: float = 15.0) -> None:
+        self._r = redis
+        self._lock_ttl_ms = lock_ttl_ms
+        self._lock_wait_s = lock_wait_s
+
+    # ------------------------------------------------------------------------------ locking
+
+    @contextlib.asynccontextmanager
+    async def lock(self, enterprise_id: str) -> AsyncIterator[None]:
+        """Serialise the evaluations of one enterprise (checkout, checkin, re-evaluation).
+
+        The lock expires on its own if its holder dies; versions are allocated under it, so two
+        evaluators never publish the same version with different contents.
+        """
+        key, token = k(enterprise_id, "lock"), secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lock_wait_s
+        delay = 0.002
+        while not await self._r.set(key, token, nx=True, px=self._lock_ttl_ms):
+            if loop.time() > deadline:
+                raise TimeoutError(f"evaluation lock of {enterprise_id} not acquired")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        try:
+            yield
+        finally:
+            await self._r.eval(_RELEASE, 1, key, token)
+
+    # -------------------------------------------------------------------- config projection
+
+    async def apply(self, event: Event) -> bool:
+        """Project one consumed event; idempotent (an upsert rewrites the same value).
+
+        Returns True when the event changes configuration (the caller then re-evaluates).
+        """
+        e, p = event.enterprise_id, event.payload
+        pipe = self._r.pipeline(transaction=True)
+        match event:
+            case ev.UserPolicyUpserted():
+                pipe.hset(k(e, "policies"), p.policy_id, p.model_dump_json())
+            case ev.UserPolicyDeleted():
+                pipe.hdel(k(e, "policies"), p.policy_id)
+            case ev.AppDeploymentUpserted():
+                pipe.hset(k(e, "deployments"), p.client_id, p.model_dump_json())
+            case ev.AppDeploymentDeleted():
+                pipe.hdel(k(e, "deployments"), p.client_id)
+            case ev.LicenceUpserted():
+                pipe.hset(k(e, "licences"), p.licence_id, p.model_dump_json())
+            case ev.LicenceDeleted():
+                pipe.hdel(k(e, "licences"), p.licence_id)
+            case ev.OrgSettingsChanged():
+                pipe.set(k(e, "org"), p.model_dump_json())
+            case ev.CloudConnectionChanged():
+                pipe.hset(k(e, "cloud"), mapping={"state": p.state, "failed_attempts": p.failed_attempts})
+            case ev.UserUpserted():
+                record = {"user_id": p.user_id, "status": p.status, "groups": list(p.groups)}
+                pipe.hset(k(e, "users"), p.user_id, json.dumps(record))
+            case ev.UserDeleted():
+                pipe.hdel(k(e, "users"), p.user_id)
+            case ev.GroupUpserted():
+                pipe.sadd(k(e, "groups"), p.group_id)
+            case ev.GroupDeleted():
+                pipe.srem(k(e, "groups"), p.group_id)
+            case ev.AppProfileUpserted():
+                pipe.hset(k(e, "apps"), p.client_id, json.dumps({"client_id": p.client_id, "enabled": p.enabled}))
+            case ev.AppProfileDeleted():
+                pipe.hdel(k(e, "apps"), p.client_id)
+            case _:
+                return False
+        if event.topic is ev.topics.POLICY_CONFIG:
+            pipe.eval(_SET_EARLIER, 1, k(e, "created_at"), _iso(event.occurred_at))
+        pipe.set(k(e, "applied", event.event_id), "1", ex=APPLIED_TTL_S)
+        await pipe.execute()
+        return True
+
+    async def was_applied(self, enterprise_id: str, event_id: str) -> bool:
+        """True once the projection applied the event (read-your-writes for the admin API)."""
+        return bool(await self._r.exists(k(enterprise_id, "applied", event_id)))
+
+    def _queue_snapshot(self, pipe: Any, e: str) -> None:
+        for kind in ("policies", "deployments", "licences", "apps"):
+            pipe.hgetall(k(e, kind))
+        pipe.get(k(e, "org"))
+        pipe.hget(k(e, "cloud"), "state")
+        pipe.smembers(k(e, "groups"))
+
+    @staticmethod
+    def _build_snapshot(values: Sequence[Any]) -> Snapshot:
+        policies, deployments, licences, apps, org, cloud_state, groups = values
+        return Snapshot(
+            policies=tuple(_policy(json.loads(v)) for v in policies.values()),
+            deployments=tuple(
+                AppDeployment(d["client_id"], tuple(d["users"]), tuple(d["groups"]))
+                for d in map(json.loads, deployments.values())
+            ),
+            licences=tuple(_licence(json.loads(v)) for v in licences.values()),
+            org=_org(org),
+            cloud_state=cloud_state or "not_connected",
+            app_profiles={c: AppProfile(c, json.loads(v)["enabled"]) for c, v in apps.items()},
+            known_groups=frozenset(groups),
+        )
+
+    async def snapshot(self, enterprise_id: str) -> Snapshot:
+        """The enterprise's configuration, read atomically."""
+        pipe = self._r.pipeline(transaction=True)
+        self._queue_snapshot(pipe, enterprise_id)
+        return self._build_snapshot(await pipe.execute())
+
+    async def created_at(self, enterprise_id: str) -> datetime | None:
+        """When the enterprise was first configured (its earliest policy-config event)."""
+        raw = await self._r.get(k(enterprise_id, "created_at"))
+        return _dt(raw) if raw else None
+
+    async def get_item(self, enterprise_id: str, kind: str, item_id: str) -> dict | None:
+        """One configuration item as JSON (kind in KINDS)."""
+        raw = await self._r.hget(k(enterprise_id, kind), item_id)
+        return json.loads(raw) if raw else None
+
+    async def list_items(self, enterprise_id: str, kind: str) -> list[dict]:
+        """Every item of a kind, ordered by id."""
+        raw = await self._r.hgetall(k(enterprise_id, kind))
+        return [json.loads(raw[i]) for i in sorted(raw)]
+
+    async def org_raw(self, enterprise_id: str) -> dict | None:
+        """The last org-settings payload, if any was published."""
+        raw = await self._r.get(k(enterprise_id, "org"))
+        return json.loads(raw) if raw else None
+
+    async def cloud(self, enterprise_id: str) -> dict:
+        """The projected trust state."""
+        raw = await self._r.hgetall(k(enterprise_id, "cloud"))
+        return {"state": raw.get("state", "not_connected"), "failed_attempts": int(raw.get("failed_attempts", 0))}
+
+    # ---------------------------------------------------------------------------- sessions
+
+    async def checkout_view(self, enterprise_id: str, user_id: str, device_session_id: str) -> CheckoutView:
+        """The checkout hot path's one round trip: user, configuration, seats, the session itself."""
+        e = enterprise_id
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hget(k(e, "users"), user_id)
+        self._queue_snapshot(pipe, e)
+        pipe.hlen(k(e, "seats"))
+        pipe.hexists(k(e, "seats"), user_id)
+        pipe.hget(k(e, "sessions"), device_session_id)
+        pipe.exists(k(e, "closed", device_session_id))
+        values = await pipe.execute()
+        return CheckoutView(
+            user=_user(values[0]),
+            snapshot=self._build_snapshot(values[1:8]),
+            seats_in_use=int(values[8]),
+            user_holds_seat=bool(values[9]),
+            existing=session_from_json(values[10]) if values[10] else None,
+            closed=bool(values[11]),
+        )
+
+    async def session(self, enterprise_id: str, device_session_id: str) -> LiveSession | None:
+        """A tracked (not yet closed) session."""
+        raw = await self._r.hget(k(enterprise_id, "sessions"), device_session_id)
+        return session_from_json(raw) if raw else None
+
+    async def is_closed(self, enterprise_id: str, device_session_id: str) -> bool:
+        """True once the session was checked in (terminal)."""
+        return bool(await self._r.exists(k(enterprise_id, "closed", device_session_id)))
+
+    async def save_session(self, enterprise_id: str, before: LiveSession | None, after: LiveSession) -> None:
+        """Store a session's new record and keep the seat count in step (call under the lock)."""
+        e = enterprise_id
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hset(k(e, "sessions"), after.device_session_id, session_to_json(after))
+        pipe.sadd(k(e, "user-sessions", after.user_id), after.device_session_id)
+        was, now = bool(before and before.granted), after.granted
+        if now and not was:
+            pipe.hincrby(k(e, "seats"), after.user_id, 1)
+        await pipe.execute()
+        if was and not now:
+            await self._release_seat(e, after.user_id)
+
+    async def _release_seat(self, e: str, user_id: str) -> None:
+        left = await self._r.hincrby(k(e, "seats"), user_id, -1)
+        if left <= 0:
+            await self._r.hdel(k(e, "seats"), user_id)
+
+    async def close_session(self, enterprise_id: str, device_session_id: str, before: LiveSession | None) -> None:
+        """Forget a checked-in session and leave a tombstone so it is never granted again."""
+        e = enterprise_id
+        pipe = self._r.pipeline(transaction=True)
+        pipe.set(k(e, "closed", device_session_id), "1", ex=CLOSED_TTL_S)
+        pipe.hdel(k(e, "sessions"), device_session_id)
+        if before is not None:
+            pipe.srem(k(e, "user-sessions", before.user_id), device_session_id)
+        await pipe.execute()
+        if before is not None and before.granted:
+            await self._release_seat(e, before.user_id)
+
+    async def live_sessions(self, enterprise_id: str, user_id: str | None = None) -> list[LiveSession]:
+        """Tracked sessions of the enterprise, or of one user."""
+        e = enterprise_id
+        if user_id is None:
+            return [session_from_json(v) for v in (await self._r.hgetall(k(e, "sessions"))).values()]
+        ids = sorted(await self._r.smembers(k(e, "user-sessions", user_id)))
+        if not ids:
+            return []
+        raws = await self._r.hmget(k(e, "sessions"), ids)
+        return [session_from_json(r) for r in raws if r]
+
+    async def users(self, enterprise_id: str, user_ids: Sequence[str]) -> Mapping[str, DirectoryUser | None]:
+        """Directory records of several users."""
+        ids = sorted(set(user_ids))
+        if not ids:
+            return {}
+        raws = await self._r.hmget(k(enterprise_id, "users"), ids)
+        return {i: _user(r) for i, r in zip(ids, raws, strict=True)}
+
+    async def seat_holders(self, enterprise_id: str) -> Mapping[str, int]:
+        """User → live granted sessions."""
+        return {u: int(n) for u, n in (await self._r.hgetall(k(enterprise_id, "seats"))).items()}
+
+    async def user_seats(self, enterprise_id: str, user_id: str) -> tuple[int, bool]:
+        """(seats in use, whether this user holds one)."""
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hlen(k(enterprise_id, "seats"))
+        pipe.hexists(k(enterprise_id, "seats"), user_id)
+        used, held = await pipe.execute()
+        return int(used), bool(held)
+
+    # ------------------------------------------------------------------------ licence clock
+
+    async def schedule_licence_check(self, enterprise_id: str, at: datetime | None) -> None:
+        """Remember when the enterprise's licences next start or end (None: never)."""
+        if at is None:
+            await self._r.zrem(LICENCE_CHECKS, enterprise_id)
+        else:
+            await self._r.zadd(LICENCE_CHECKS, {enterprise_id: at.timestamp()})
+
+    async def due_licence_checks(self, now: datetime) -> AsyncIterator[str]:
+        """Enterprises whose licence boundary has passed; each is claimed by one instance only."""
+        for enterprise_id in await self._r.zrangebyscore(LICENCE_CHECKS, "-inf", now.timestamp()):
+            if await self._r.zrem(LICENCE_CHECKS, enterprise_id):
+                yield enterprise_id
