@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: the whole local stack in the foreground with readable, prefixed logs.
-# Kafka, Redis, the four services and the gateway; Ctrl-C (or SIGTERM) stops all of it, in
-# reverse order, and waits for each, so nothing is left running.
+# Kafka, Redis, the four services and the gateway. Ctrl-C (or SIGTERM) stops all of it in
+# reverse order and waits for each process it started (only those: it tracks their pids).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -10,29 +10,33 @@ cd "$root"
 export KAFKA_BOOTSTRAP_SERVERS=${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:29092}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:26379/0}
 export LANYARD_PUBLIC_BASE_URL=${LANYARD_PUBLIC_BASE_URL:-http://127.0.0.1:8480}
-export LANYARD_IDP_LOG_JSON=${LANYARD_IDP_LOG_JSON:-false} LANYARD_SESSION_LOG_JSON=${LANYARD_SESSION_LOG_JSON:-false}
-export LANYARD_POLICY_LOG_JSON=${LANYARD_POLICY_LOG_JSON:-false} LANYARD_AUDIT_LOG_JSON=${LANYARD_AUDIT_LOG_JSON:-false}
+for svc in IDP SESSION POLICY AUDIT; do export "LANYARD_${svc}_LOG_JSON=${LOG_JSON:-false}"; done
 SERVICES=(policy session idp audit)
-pids=()
+names=() pids=()
 
-prefixed() {  # name command...: run a command with every output line prefixed by its name
+start() {  # name command...: start in the background, every output line prefixed with the name
   local name=$1; shift
-  ( "$@" 2>&1 | sed -u "s/^/$(printf '%-8s' "$name")| /" ) &
-  pids+=($!)
+  "$@" > >(sed -u "s/^/$(printf '%-8s' "$name")| /") 2>&1 &
+  names+=("$name"); pids+=($!)
 }
 
+stopping=0
 stop_all() {
-  trap - INT TERM
+  [ "$stopping" = 1 ] && return; stopping=1
+  trap '' INT TERM
   echo "run: stopping…"
-  "$here/gateway/gateway.sh" stop >/dev/null 2>&1
-  pkill -TERM -f "python -m lanyard\.(idp|session|policy|audit)" 2>/dev/null
-  redis-cli -p "${REDIS_URL##*:}" shutdown >/dev/null 2>&1 || true
-  pkill -TERM -f "kafka\.Kafka $root/.var/kafka" 2>/dev/null
-  for _ in $(seq 1 150); do
-    pgrep -f "python -m lanyard\.|kafka\.Kafka $root/.var/kafka|redis-server 127.0.0.1:${REDIS_URL##*:}" >/dev/null || break
-    sleep 0.2
+  local i pid
+  for (( i=${#pids[@]}-1; i>=0; i-- )); do
+    pid=${pids[$i]}
+    case "${names[$i]}" in
+      gateway) kill -QUIT "$pid" 2>/dev/null ;;  # nginx: graceful
+      *) kill -TERM "$pid" 2>/dev/null ;;
+    esac
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "run: ${names[$i]} did not stop in 10 s; killing it"; kill -KILL "$pid" 2>/dev/null
+    fi
   done
-  pkill -KILL -f "python -m lanyard\.|kafka\.Kafka $root/.var/kafka" 2>/dev/null
   wait 2>/dev/null
   echo "run: stopped"
   exit 0
@@ -47,16 +51,20 @@ wait_http() {  # url seconds
   done
 }
 
-prefixed kafka "$here/kafka/kafka.sh" run
-prefixed redis "$here/redis/redis.sh" run
+start kafka "$here/kafka/kafka.sh" run
+start redis "$here/redis/redis.sh" run
 KAFKA_PORT=${KAFKA_BOOTSTRAP_SERVERS##*:} KAFKA_WAIT_S=90 "$here/kafka/kafka.sh" wait || stop_all
 "$here/redis/redis.sh" wait || stop_all
 for svc in "${SERVICES[@]}"; do
-  prefixed "$svc" uv run --no-sync python -m "lanyard.$svc"
+  # exec: the pid we track is the service itself, not a wrapper.
+  start "$svc" "$root/.venv/bin/python" -m "lanyard.$svc"
 done
-prefixed gateway "$here/gateway/gateway.sh" run
-for svc in "${SERVICES[@]}"; do
-  wait_http "http://127.0.0.1:8480/_health/$svc" 90 || true
-done
-echo "run: stack is up — gateway http://127.0.0.1:8480 (health: /_health/<service>); Ctrl-C stops it"
-wait
+start gateway "$here/gateway/gateway.sh" run
+up=1
+for svc in "${SERVICES[@]}"; do wait_http "http://127.0.0.1:8480/_health/$svc" 60 || up=0; done
+if [ "$up" = 1 ]; then
+  echo "run: stack is up — gateway http://127.0.0.1:8480 (health: /_health/<service>); Ctrl-C stops it"
+else
+  echo "run: some services are not ready (see above); Ctrl-C stops the stack"
+fi
+while true; do wait -n 2>/dev/null || sleep 1; done
