@@ -1,7 +1,13 @@
-"""Composition root of the session service: `create_app(settings, **overrides)`."""
+"""Composition root of the session service: `create_app(settings, **overrides)`.
+
+Overrides a test may pass: `broker`, `redis` (infrastructure), `clock`, `jwks` (a JwksSource,
+e.g. `TestIssuer.static_jwks()`), `publisher`, `face_verifier`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from fastapi import FastAPI
@@ -9,19 +15,75 @@ from fastapi import FastAPI
 from lanyard.contracts import topics
 from lanyard.runtime.consumer import RetryPolicy, subscribe
 from lanyard.runtime.health import health_router
+from lanyard.runtime.logging import get_logger
 from lanyard.runtime.service import ServiceRuntime
-from lanyard.session.api import api_router
+from lanyard.runtime.tokens import HttpJwks, TokenVerifier
+from lanyard.session.adapters.clock import SystemClock
+from lanyard.session.adapters.proofs import DeviceProofVerifier, SignedFaceResultVerifier
+from lanyard.session.adapters.redis_store import RedisSessionStore
+from lanyard.session.api import api_router, install_error_handlers
 from lanyard.session.handlers import SessionHandlers
+from lanyard.session.service import SessionService
 from lanyard.session.settings import SessionSettings
 
 CONSUMES = [topics.ENTITLEMENTS, topics.OIDC_EVENTS, topics.POLICY_CONFIG]
+log = get_logger("lanyard.session")
+
+
+class BackgroundWork:
+    """The timer loop and the outbox relay of one instance."""
+
+    def __init__(self, service: SessionService, settings: SessionSettings) -> None:
+        self._service = service
+        self._settings = settings
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _loop(self, work: Any, interval: float, name: str) -> None:
+        while True:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis or broker briefly away: the next round retries
+                log.warning("background work failed", work=name, error=type(exc).__name__)
+            await asyncio.sleep(interval)
+
+    async def start(self) -> None:
+        """Start both loops; the relay's first round publishes what a previous run left behind."""
+        self._tasks = [
+            asyncio.create_task(
+                self._loop(self._service.fire_due_timers, self._settings.timer_poll_interval_s, "timers")
+            ),
+            asyncio.create_task(self._loop(self._service.relay_outbox, self._settings.outbox_interval_s, "outbox")),
+        ]
+
+    async def stop(self) -> None:
+        """Stop both loops (a timer claimed mid-round comes due again after its lease)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
 
 
 def create_app(settings: SessionSettings | None = None, **overrides: Any) -> FastAPI:
-    """Build the session service: adapters, handlers, subscriptions and routes."""
+    """Build the session service: adapters, use cases, handlers, subscriptions, loops and routes."""
     settings = settings or SessionSettings()
     runtime = ServiceRuntime.from_settings(settings, **overrides)
-    handlers = SessionHandlers(runtime.redis)
+    clock = overrides.get("clock") or SystemClock()
+    jwks = overrides.get("jwks") or HttpJwks(settings.public_base_url)
+    verifier = TokenVerifier(settings.public_base_url, jwks, clock=clock.now)
+    service = SessionService(
+        store=RedisSessionStore(runtime.redis, clock, settings.outbox_grace_s),
+        publisher=overrides.get("publisher") or runtime.publisher,
+        clock=clock,
+        assertions=verifier,
+        proofs=DeviceProofVerifier(runtime.redis, clock, settings.proof_max_skew_s),
+        faces=overrides.get("face_verifier") or SignedFaceResultVerifier(clock, settings.proof_max_skew_s),
+        settings=settings,
+    )
+    handlers = SessionHandlers(service)
     runtime.subscribers.append(
         subscribe(
             runtime.broker,
@@ -31,8 +93,17 @@ def create_app(settings: SessionSettings | None = None, **overrides: Any) -> Fas
             retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
         )
     )
+    if settings.run_background:
+        background = BackgroundWork(service, settings)
+        runtime.on_start.append(background.start)
+        runtime.on_stop.append(background.stop)
+    if isinstance(jwks, HttpJwks):
+        runtime.on_stop.append(jwks.aclose)
     app = FastAPI(title="Lanyard session", lifespan=runtime.lifespan)
     app.state.runtime = runtime
+    app.state.service = service
+    app.state.admin_verifier = verifier
+    install_error_handlers(app)
     app.include_router(health_router("session", runtime.checks()))
     app.include_router(api_router())
     return app

@@ -1,18 +1,31 @@
-"""Handlers for the events the session service consumes."""
+"""Handlers for the events the session service consumes.
+
+Each is idempotent: grants by entitlement version, checkins by the terminal CLOSED state,
+activity by taking the later time, org settings by overwriting with the latest record.
+"""
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from lanyard.contracts import Event
+from lanyard.contracts import events as ev
+from lanyard.session.service import SessionService
 
 
 class SessionHandlers:
-    """Routes each consumed event to its use case."""
+    """Routes each consumed event to its use case; other event types are ignored."""
 
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
+    def __init__(self, service: SessionService) -> None:
+        self._service = service
 
     async def handle(self, event: Event) -> None:
-        """Record the last event seen per type (idempotent: a redelivery writes the same value)."""
-        await self._redis.hset("session:last-seen", event.type, event.event_id)
+        """Apply one consumed event."""
+        s = self._service
+        if isinstance(event, ev.EntitlementGranted):
+            await s.entitlement_granted(event)
+        elif isinstance(event, ev.EntitlementRevoked | ev.EntitlementDenied):
+            await s.entitlement_ended(event)
+        elif isinstance(event, ev.AuthorizationGranted | ev.TokensRefreshed):
+            if event.payload.device_session_id:
+                await s.sso_activity(event.enterprise_id, event.payload.device_session_id, event.occurred_at)
+        elif isinstance(event, ev.OrgSettingsChanged):
+            await s.org_settings_changed(event)

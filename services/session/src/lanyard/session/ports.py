@@ -1,1 +1,170 @@
 """The interfaces the session service's use cases depend on; adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from lanyard.contracts import Event
+from lanyard.session.domain import Device, DeviceSession, OrgSettings, TimerKind
+
+
+class Clock(Protocol):
+    """Wall-clock time in seconds since the epoch; tests inject a fake one."""
+
+    def now(self) -> float: ...
+
+
+class Publisher(Protocol):
+    """Publishes one event and returns only after the broker acknowledged it."""
+
+    async def publish(self, event: Event) -> None: ...
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a decision writes: sessions (new or changed) and the events announcing it."""
+
+    sessions: tuple[DeviceSession, ...]
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class TimerRef:
+    """One timer of one session."""
+
+    enterprise_id: str
+    device_session_id: str
+    kind: TimerKind
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """An HTTP answer kept for an Idempotency-Key."""
+
+    status: int
+    body: dict[str, Any]
+    fingerprint: str
+
+
+class SessionConflict(Exception):
+    """The device already has a live session and the enterprise does not replace it."""
+
+    def __init__(self, device_session_id: str) -> None:
+        super().__init__("device already checked out")
+        self.device_session_id = device_session_id
+
+
+class SessionStore(Protocol):
+    """The authoritative state: devices, sessions, timers and the event outbox, written atomically.
+
+    Every write of sessions also writes their timers (from `domain.deadlines`) and parks the
+    events in the outbox in the same transaction; `outbox_done` removes them once published.
+    """
+
+    async def get_device(self, enterprise_id: str, device_id: str) -> Device | None: ...
+
+    async def put_device(self, device: Device, events: Sequence[Event]) -> None: ...
+
+    async def list_devices(self, enterprise_id: str) -> list[Device]: ...
+
+    async def get_session(self, enterprise_id: str, device_session_id: str) -> DeviceSession | None: ...
+
+    async def current_session_id(self, enterprise_id: str, device_id: str) -> str | None: ...
+
+    async def list_live(self, enterprise_id: str) -> list[DeviceSession]: ...
+
+    async def mutate(
+        self, enterprise_id: str, device_session_id: str, decide: Callable[[DeviceSession], Change | None]
+    ) -> Change | None:
+        """Read the session, decide, write the result atomically (retrying on a concurrent write).
+
+        Returns the change written, or None when the session is unknown (its timers are dropped) or
+        `decide` said no change (its timers are rewritten from its state either way, so a claimed
+        timer gets its real due time back). Exceptions from `decide` propagate; nothing is written.
+        """
+        ...
+
+    async def open(
+        self, enterprise_id: str, device_id: str, decide: Callable[[DeviceSession | None], Change]
+    ) -> Change:
+        """Read the device's live session (or None), decide, write atomically; the last session in
+        the change becomes the device's current one. `decide` may raise to write nothing."""
+        ...
+
+    async def claim_due_timers(self, now: float, lease_s: float, limit: int) -> list[TimerRef]:
+        """Take timers due at `now`; each is handed to one caller only (its due time moves by `lease_s`)."""
+        ...
+
+    async def claim_outbox(self, now: float, lease_s: float, limit: int) -> list[Event]:
+        """Take events parked longer than the grace period; each to one caller at a time."""
+        ...
+
+    async def outbox_done(self, event: Event) -> None: ...
+
+    async def get_org_settings(self, enterprise_id: str) -> OrgSettings: ...
+
+    async def put_org_settings(self, enterprise_id: str, settings: OrgSettings) -> None: ...
+
+    async def first_use(self, enterprise_id: str, kind: str, value: str, ttl_s: int) -> bool:
+        """True the first time (`kind`, `value`) is seen within `ttl_s`: single-use ids."""
+        ...
+
+    async def put_challenge(self, enterprise_id: str, challenge: str, device_session_id: str, ttl_s: int) -> None: ...
+
+    async def take_challenge(self, enterprise_id: str, challenge: str) -> str | None:
+        """The session a challenge was issued to, consuming it (None if unknown, used or expired)."""
+        ...
+
+    async def get_answer(self, enterprise_id: str, scope: str, key: str) -> StoredAnswer | None: ...
+
+    async def put_answer(self, enterprise_id: str, scope: str, key: str, answer: StoredAnswer, ttl_s: int) -> None: ...
+
+
+class AssertionVerifier(Protocol):
+    """Verifies IdP-signed JWTs (lanyard.runtime.tokens.TokenVerifier fits)."""
+
+    async def verify(self, token: str, *, enterprise_id: str, audience: str, typ: str) -> dict[str, Any]: ...
+
+
+class InvalidProof(Exception):
+    """A device proof that is malformed, wrongly signed, stale, replayed or for another key."""
+
+
+class ProofVerifier(Protocol):
+    """Checks a device proof over method and URL against the enrolled key's thumbprint."""
+
+    async def verify(
+        self,
+        proof: str,
+        *,
+        enterprise_id: str,
+        method: str,
+        url: str,
+        expected_jkt: str,
+        handle: str | None = None,
+    ) -> dict[str, Any]:
+        """The proof's claims; raises InvalidProof. `handle`: the device session the call is about."""
+        ...
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """What the Locker app's face provider reported, once its signature checked out."""
+
+    challenge: str
+    subject: str
+    match_score: float
+    liveness_score: float
+    issued_at: float
+
+
+class InvalidFaceResult(Exception):
+    """A face result whose signature, key or shape is wrong."""
+
+
+class FaceResultVerifier(Protocol):
+    """Verifies a signed face result from the device; the face matching itself is the provider's."""
+
+    def verify(self, result: str, *, expected_jkt: str) -> FaceResult: ...

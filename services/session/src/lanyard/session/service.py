@@ -1,1 +1,547 @@
-"""Use cases of the session service: they take their ports as parameters."""
+"""Use cases of the session service: enrolment, checkout, face, activity, checkin and the timers.
+
+Every use case that changes state writes the new state and its events atomically through the
+`SessionStore` (an outbox), then publishes the events and waits for the broker's ack; an event
+whose publish failed stays in the outbox and the relay (`relay_outbox`) sends it later.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
+
+from lanyard.contracts import Event, Subject
+from lanyard.contracts import events as ev
+from lanyard.runtime.logging import get_logger
+from lanyard.session import domain
+from lanyard.session.domain import Device, DeviceSession, Entitlement, OrgSettings, Step
+from lanyard.session.ports import (
+    AssertionVerifier,
+    Change,
+    Clock,
+    FaceResultVerifier,
+    InvalidFaceResult,
+    InvalidProof,
+    ProofVerifier,
+    Publisher,
+    SessionConflict,
+    SessionStore,
+)
+from lanyard.session.settings import SessionSettings
+
+log = get_logger("lanyard.session")
+
+PRODUCER = "session"
+CHECKOUT_AUDIENCE = "lanyard-session"
+CHECKOUT_TYP = "checkout+jwt"
+
+
+class SessionError(Exception):
+    """A refusal the HTTP layer turns into a 4xx (or 503) with a JSON error."""
+
+    def __init__(self, status: int, code: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.code = code
+        self.description = description
+
+
+@dataclass(frozen=True)
+class EnrolRequest:
+    """What an admin enrols: the device's ids and its EC P-256 public key."""
+
+    device_id: str
+    public_jwk: dict[str, Any]
+    model: str | None = None
+    serial: str | None = None
+    mdm_id: str | None = None
+
+
+def public_p256_jwk(jwk: dict[str, Any]) -> tuple[dict[str, str], str]:
+    """The public part of an EC P-256 JWK and its RFC 7638 thumbprint; refuses anything else."""
+    if not isinstance(jwk, dict) or jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
+        raise SessionError(400, "invalid_key", "public_jwk must be an EC P-256 key")
+    if "d" in jwk:
+        raise SessionError(400, "invalid_key", "public_jwk must not contain the private key")
+    if not all(isinstance(jwk.get(k), str) for k in ("x", "y")):
+        raise SessionError(400, "invalid_key", "public_jwk needs x and y")
+    try:
+        key = ECKey.import_key({"kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"]})
+    except (JoseError, ValueError, TypeError):
+        raise SessionError(400, "invalid_key", "public_jwk is not a valid P-256 point") from None
+    public = {k: str(v) for k, v in key.as_dict(private=False).items()}
+    return public, key.thumbprint()
+
+
+def _touched(session: DeviceSession | None) -> Change | None:
+    return Change((session,)) if session else None
+
+
+def _ts(at: float) -> datetime:
+    return datetime.fromtimestamp(at, UTC)
+
+
+def _iso(at: float | None) -> str | None:
+    return None if at is None else _ts(at).isoformat()
+
+
+class SessionService:
+    """The session service's use cases over its ports."""
+
+    def __init__(
+        self,
+        *,
+        store: SessionStore,
+        publisher: Publisher,
+        clock: Clock,
+        assertions: AssertionVerifier,
+        proofs: ProofVerifier,
+        faces: FaceResultVerifier,
+        settings: SessionSettings,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.clock = clock
+        self.assertions = assertions
+        self.proofs = proofs
+        self.faces = faces
+        self.settings = settings
+
+    # ------------------------------------------------------------------ events and publishing
+
+    def _envelope(self, session: DeviceSession, actor: str | None, correlation_id: str | None) -> dict[str, Any]:
+        return {
+            "enterprise_id": session.enterprise_id,
+            "producer": PRODUCER,
+            "actor": actor,
+            "correlation_id": correlation_id,
+            "subject": Subject(
+                user_id=session.user_id, device_id=session.device_id, device_session_id=session.device_session_id
+            ),
+        }
+
+    def _events(self, step: Step, actor: str | None = None, correlation_id: str | None = None) -> tuple[Event, ...]:
+        s = step.session
+        env = self._envelope(s, actor, correlation_id)
+        base = {"device_session_id": s.device_session_id, "device_id": s.device_id, "user_id": s.user_id}
+        out: list[Event] = []
+        for t in step.transitions:
+            at = _ts(t.at)
+            if t.kind == "checked_out":
+                payload = ev.DeviceCheckedOutPayload(
+                    **base, sequence=t.sequence, amr=s.amr, checked_out_at=at, device_jkt=s.device_jkt
+                )
+                out.append(ev.DeviceCheckedOut(**env, occurred_at=at, payload=payload))
+            elif t.kind == "locked":
+                payload = ev.DeviceLockedPayload(**base, sequence=t.sequence, reason=t.reason)
+                out.append(ev.DeviceLocked(**env, occurred_at=at, payload=payload))
+            elif t.kind == "face_verified":
+                payload = ev.FaceVerifiedPayload(**base, sequence=t.sequence, verified_at=at, unlocked=t.unlocked)
+                out.append(ev.FaceVerified(**env, occurred_at=at, payload=payload))
+            elif t.kind == "face_failed":
+                payload = ev.FaceVerificationFailedPayload(
+                    **base, reason=t.reason, failures=t.failures, limit_reached=t.limit_reached
+                )
+                out.append(ev.FaceVerificationFailed(**env, occurred_at=at, payload=payload))
+            else:
+                payload = ev.DeviceCheckedInPayload(**base, sequence=t.sequence, reason=t.reason)
+                out.append(ev.DeviceCheckedIn(**env, occurred_at=at, payload=payload))
+        return tuple(out)
+
+    def _change(self, step: Step | None, actor: str | None = None, correlation_id: str | None = None) -> Change | None:
+        if step is None:
+            return None
+        return Change((step.session,), self._events(step, actor, correlation_id))
+
+    async def _publish(self, events: tuple[Event, ...] | list[Event]) -> None:
+        """Publish in order, each acknowledged before the next; leftovers stay in the outbox."""
+        for event in events:
+            try:
+                await self.publisher.publish(event)
+            except Exception as exc:
+                log.warning("publish failed, left in outbox", event_id=event.event_id, error=type(exc).__name__)
+                raise SessionError(503, "event_pending", "the change is saved; its event will be published") from None
+            await self.store.outbox_done(event)
+
+    async def _mutate(self, eid: str, dsid: str, decide: Any) -> Change | None:
+        change = await self.store.mutate(eid, dsid, decide)
+        if change is not None:
+            await self._publish(change.events)
+        return change
+
+    # ------------------------------------------------------------------ devices (admin)
+
+    async def enrol_device(self, enterprise_id: str, request: EnrolRequest, actor: str | None) -> tuple[Device, bool]:
+        """Enrol a device (or re-enrol a retired one). Returns the device and whether it is new."""
+        public, jkt = public_p256_jwk(request.public_jwk)
+        existing = await self.store.get_device(enterprise_id, request.device_id)
+        if existing is not None and not existing.retired:
+            if existing.jkt == jkt:
+                return existing, False
+            raise SessionError(409, "device_exists", "the device is enrolled with another key; retire it first")
+        device = Device(
+            enterprise_id=enterprise_id,
+            device_id=request.device_id,
+            public_jwk=public,
+            jkt=jkt,
+            model=request.model,
+            serial=request.serial,
+            mdm_id=request.mdm_id,
+            enrolled_at=self.clock.now(),
+        )
+        event = ev.DeviceEnrolled(
+            enterprise_id=enterprise_id,
+            producer=PRODUCER,
+            actor=actor,
+            occurred_at=_ts(device.enrolled_at),
+            subject=Subject(device_id=device.device_id),
+            payload=ev.DeviceEnrolledPayload(
+                device_id=device.device_id, model=device.model, serial=device.serial, mdm_id=device.mdm_id,
+                public_jwk=public,
+            ),
+        )  # fmt: skip
+        await self.store.put_device(device, [event])
+        await self._publish([event])
+        return device, True
+
+    async def list_devices(self, enterprise_id: str) -> list[Device]:
+        """Every device of the enterprise, retired ones included."""
+        return await self.store.list_devices(enterprise_id)
+
+    async def retire_device(self, enterprise_id: str, device_id: str, actor: str | None) -> Device:
+        """Retire a device: its live session is checked in (device_retired) first."""
+        device = await self.store.get_device(enterprise_id, device_id)
+        if device is None:
+            raise SessionError(404, "device_not_found", "no such device")
+        if device.retired:
+            return device
+        now = self.clock.now()
+        current = await self.store.current_session_id(enterprise_id, device_id)
+        if current:
+            await self._mutate(
+                enterprise_id, current, lambda s: self._change(domain.check_in(s, now, "device_retired"), actor)
+            )
+        retired = replace(device, retired=True)
+        event = ev.DeviceRetired(
+            enterprise_id=enterprise_id,
+            producer=PRODUCER,
+            actor=actor,
+            occurred_at=_ts(now),
+            subject=Subject(device_id=device_id),
+            payload=ev.DeviceRetiredPayload(device_id=device_id),
+        )
+        await self.store.put_device(retired, [event])
+        await self._publish([event])
+        return retired
+
+    # ------------------------------------------------------------------ device authentication
+
+    async def authenticate_device(
+        self, enterprise_id: str, device_id: str, proof: str | None, method: str, url: str
+    ) -> Device:
+        """The enrolled, active device whose key signed `proof` over this method and URL."""
+        device = await self.store.get_device(enterprise_id, device_id)
+        if device is None:
+            raise SessionError(404, "device_not_found", "no such device")
+        if device.retired:
+            raise SessionError(409, "device_retired", "the device is retired")
+        await self._verify_proof(enterprise_id, proof, method, url, device.jkt)
+        return device
+
+    async def authenticate_session(
+        self, enterprise_id: str, device_session_id: str, proof: str | None, method: str, url: str
+    ) -> DeviceSession:
+        """The session behind a handle, proven by its device's key (the handle alone is not enough)."""
+        session = await self.store.get_session(enterprise_id, device_session_id)
+        if session is None:
+            raise SessionError(404, "session_not_found", "no such device session")
+        await self._verify_proof(enterprise_id, proof, method, url, session.device_jkt, device_session_id)
+        return session
+
+    async def _verify_proof(
+        self, enterprise_id: str, proof: str | None, method: str, url: str, jkt: str, handle: str | None = None
+    ) -> dict[str, Any]:
+        if not proof:
+            raise SessionError(401, "invalid_proof", "a Device-Proof header is required")
+        try:
+            return await self.proofs.verify(
+                proof, enterprise_id=enterprise_id, method=method, url=url, expected_jkt=jkt, handle=handle
+            )
+        except InvalidProof as exc:
+            raise SessionError(401, "invalid_proof", f"device proof refused: {exc}") from None
+
+    # ------------------------------------------------------------------ checkout
+
+    async def checkout(self, device: Device, assertion: str, correlation_id: str | None = None) -> DeviceSession:
+        """Check the device out to the assertion's user; answers after `checked_out` was acknowledged."""
+        eid = device.enterprise_id
+        try:
+            claims = await self.assertions.verify(
+                assertion, enterprise_id=eid, audience=CHECKOUT_AUDIENCE, typ=CHECKOUT_TYP
+            )
+        except Exception as exc:  # the verifier's InvalidToken, whatever its module
+            raise SessionError(401, "invalid_assertion", f"checkout assertion refused: {exc}") from None
+        if claims.get("device_id") != device.device_id:
+            raise SessionError(403, "device_mismatch", "the assertion was issued for another device")
+        user_id, jti, amr = claims.get("sub"), claims.get("jti"), claims.get("amr") or []
+        if not isinstance(user_id, str) or not user_id or not isinstance(jti, str) or not jti:
+            raise SessionError(401, "invalid_assertion", "the assertion lacks sub or jti")
+        if not isinstance(amr, list) or not all(isinstance(m, str) for m in amr):
+            raise SessionError(401, "invalid_assertion", "amr must be a list of strings")
+        org = await self.store.get_org_settings(eid)
+        if org.require_second_factor and not domain.has_second_factor(amr):
+            raise SessionError(403, "second_factor_required", "the enterprise requires a second factor")
+        exp = claims.get("exp")
+        ttl = max(int(exp - self.clock.now()) if isinstance(exp, int | float) else 0, 0) + 120
+        if not await self.store.first_use(eid, "assertion", jti, ttl):
+            raise SessionError(401, "assertion_replayed", "the checkout assertion was already used")
+
+        now = self.clock.now()
+        dsid = secrets.token_urlsafe(24)  # 192 random bits: the handle
+
+        def decide(previous: DeviceSession | None) -> Change:
+            sessions: list[DeviceSession] = []
+            events: list[Event] = []
+            if previous is not None and previous.live:
+                if not org.checkin_previous_on_checkout:
+                    raise SessionConflict(previous.device_session_id)
+                closed = domain.check_in(previous, now, "replaced")
+                assert closed is not None
+                sessions.append(closed.session)
+                events += self._events(closed, actor=user_id, correlation_id=correlation_id)
+            step = domain.start(
+                enterprise_id=eid,
+                device_session_id=dsid,
+                device_id=device.device_id,
+                user_id=user_id,
+                device_jkt=device.jkt,
+                amr=tuple(amr),
+                now=now,
+                default_max_session_s=self.settings.default_max_session_s,
+            )
+            sessions.append(step.session)
+            events += self._events(step, actor=user_id, correlation_id=correlation_id)
+            return Change(tuple(sessions), tuple(events))
+
+        try:
+            change = await self.store.open(eid, device.device_id, decide)
+        except SessionConflict:
+            raise SessionError(409, "device_checked_out", "the device is already checked out") from None
+        await self._publish(change.events)
+        log.info("checked out", enterprise_id=eid, device_id=device.device_id, device_session_id=dsid)
+        return change.sessions[-1]
+
+    # ------------------------------------------------------------------ Locker: activity, face, checkin
+
+    async def heartbeat(self, session: DeviceSession) -> DeviceSession:
+        """Locker activity: resets the inactivity timer of an ACTIVE session."""
+        if not session.live:
+            raise SessionError(409, "session_closed", "the device session is checked in")
+        now = self.clock.now()
+        change = await self.store.mutate(
+            session.enterprise_id,
+            session.device_session_id,
+            lambda s: _touched(domain.touch(s, now, now)),
+        )
+        if change is None:
+            return await self.view_session(session)
+        return change.sessions[0]
+
+    async def view_session(self, session: DeviceSession) -> DeviceSession:
+        """The latest stored state of a session."""
+        latest = await self.store.get_session(session.enterprise_id, session.device_session_id)
+        return latest or session
+
+    async def check_in(
+        self, session: DeviceSession, reason: domain.CheckinReason, actor: str | None = None
+    ) -> DeviceSession:
+        """End a session (idempotent: an already CLOSED session is returned as it is)."""
+        now = self.clock.now()
+        change = await self._mutate(
+            session.enterprise_id,
+            session.device_session_id,
+            lambda s: self._change(domain.check_in(s, now, reason), actor),
+        )
+        return change.sessions[0] if change else await self.view_session(session)
+
+    async def force_check_in(self, enterprise_id: str, device_session_id: str, actor: str) -> DeviceSession:
+        """An admin ends a session."""
+        session = await self.store.get_session(enterprise_id, device_session_id)
+        if session is None:
+            raise SessionError(404, "session_not_found", "no such device session")
+        return await self.check_in(session, "admin", actor)
+
+    async def face_challenge(self, session: DeviceSession) -> tuple[str, float]:
+        """A fresh single-use challenge for the face provider, and when it expires."""
+        self._require_face(session)
+        challenge = secrets.token_urlsafe(32)
+        ttl = self.settings.face_challenge_ttl_s
+        await self.store.put_challenge(session.enterprise_id, challenge, session.device_session_id, ttl)
+        return challenge, self.clock.now() + ttl
+
+    def _require_face(self, session: DeviceSession) -> None:
+        if not session.live:
+            raise SessionError(409, "session_closed", "the device session is checked in")
+        if not domain.face_allowed(session):
+            raise SessionError(403, "face_not_allowed", "face authentication is not allowed for this session")
+
+    async def face_result(self, session: DeviceSession, result: str) -> tuple[DeviceSession, domain.Transition]:
+        """Judge a signed face result; returns the session after it and the face transition."""
+        self._require_face(session)
+        eid, dsid = session.enterprise_id, session.device_session_id
+        org = await self.store.get_org_settings(eid)
+        failure: domain.FaceFailure | None
+        try:
+            verified = self.faces.verify(result, expected_jkt=session.device_jkt)
+        except InvalidFaceResult:
+            failure = "bad_signature"
+        else:
+            owner = await self.store.take_challenge(eid, verified.challenge)
+            if owner != dsid:
+                failure = "stale_challenge"
+            elif verified.subject != session.user_id:
+                failure = "wrong_subject"
+            else:
+                failure = domain.judge_face(verified.match_score, verified.liveness_score, org)
+        now = self.clock.now()
+
+        steps: list[Step] = []
+
+        def decide(s: DeviceSession) -> Change | None:
+            if failure is None:
+                step = domain.face_verified(s, now)
+            else:
+                step = domain.face_failed(s, now, failure, org.face_max_failures)
+            steps.append(step)  # the store may retry on a concurrent write: the last decision is the one written
+            return self._change(step, s.user_id)
+
+        try:
+            await self._mutate(eid, dsid, decide)
+        except domain.InvalidTransition:
+            raise SessionError(409, "session_closed", "the device session is checked in") from None
+        return steps[-1].session, steps[-1].transitions[0]
+
+    # ------------------------------------------------------------------ consumed events
+
+    async def entitlement_granted(self, event: ev.EntitlementGranted) -> None:
+        """Store the grant on its session (latest version wins; CLOSED sessions ignore it)."""
+        p = event.payload
+        grant = Entitlement(
+            version=p.version,
+            auth_mode=p.auth_mode,
+            inactivity_timeout_s=p.inactivity_timeout_s,
+            max_session_s=p.max_session_s,
+            face_allowed=p.face_allowed,
+            face_recency_s=p.face_recency_s,
+            policy_id=p.policy_id,
+        )
+
+        def decide(s: DeviceSession) -> Change | None:
+            nxt = domain.apply_entitlement(s, grant)
+            return Change((nxt,)) if nxt else None
+
+        await self.store.mutate(event.enterprise_id, p.device_session_id, decide)
+
+    async def entitlement_ended(self, event: ev.EntitlementRevoked | ev.EntitlementDenied) -> None:
+        """A revoked or denied entitlement checks the session in (entitlement_revoked)."""
+        now = self.clock.now()
+        await self._mutate(
+            event.enterprise_id,
+            event.payload.device_session_id,
+            lambda s: self._change(
+                domain.check_in(s, now, "entitlement_revoked"), event.actor, event.correlation_id or event.event_id
+            ),
+        )
+
+    async def sso_activity(self, enterprise_id: str, device_session_id: str, at: datetime) -> None:
+        """SSO at the IdP counts as activity (monotonic: a redelivery changes nothing)."""
+        now = self.clock.now()
+        when = at.timestamp()
+        await self.store.mutate(
+            enterprise_id,
+            device_session_id,
+            lambda s: _touched(domain.touch(s, when, now)),
+        )
+
+    async def org_settings_changed(self, event: ev.OrgSettingsChanged) -> None:
+        """Keep the enterprise's settings (the compacted topic's latest record wins)."""
+        p = event.payload
+        await self.store.put_org_settings(
+            event.enterprise_id,
+            OrgSettings(
+                password_autofill_and_sso=p.password_autofill_and_sso,
+                require_second_factor=p.require_second_factor,
+                checkin_previous_on_checkout=p.checkin_previous_on_checkout,
+                face_match_threshold=p.face_match_threshold,
+                face_liveness_threshold=p.face_liveness_threshold,
+                face_max_failures=p.face_max_failures,
+            ),
+        )
+
+    # ------------------------------------------------------------------ timers and relay
+
+    async def fire_due_timers(self, limit: int = 200) -> int:
+        """Fire every timer due now; each claimed by exactly one instance. Returns how many acted."""
+        now = self.clock.now()
+        refs = await self.store.claim_due_timers(now, self.settings.timer_lease_s, limit)
+        acted = 0
+        for ref in refs:
+            kind = ref.kind
+            try:
+                change = await self._mutate(
+                    ref.enterprise_id,
+                    ref.device_session_id,
+                    lambda s, kind=kind: self._change(domain.on_timer(s, kind, now)),
+                )
+            except SessionError:
+                continue  # saved, event pending in the outbox: the relay publishes it
+            acted += change is not None
+        return acted
+
+    async def relay_outbox(self, limit: int = 200) -> int:
+        """Publish events whose request-path publish did not complete. Returns how many were sent."""
+        events = await self.store.claim_outbox(self.clock.now(), self.settings.outbox_lease_s, limit)
+        sent = 0
+        for event in events:
+            await self.publisher.publish(event)
+            await self.store.outbox_done(event)
+            sent += 1
+        return sent
+
+    async def org_settings(self, enterprise_id: str) -> OrgSettings:
+        """The enterprise's settings as last received."""
+        return await self.store.get_org_settings(enterprise_id)
+
+
+def session_view(session: DeviceSession, org: OrgSettings) -> dict[str, Any]:
+    """What the Locker app and admins see of a session: ids, state, timeouts, face recency."""
+    due = domain.deadlines(session)
+    ent = session.entitlement
+    return {
+        "device_session_id": session.device_session_id,
+        "device_id": session.device_id,
+        "user_id": session.user_id,
+        "state": session.state.value,
+        "sequence": session.sequence,
+        "amr": list(session.amr),
+        "checked_out_at": _iso(session.checked_out_at),
+        "last_activity_at": _iso(session.last_activity_at),
+        "last_face_verification_at": _iso(session.last_face_at),
+        "face_failures": session.face_failures,
+        "auth_mode": ent.auth_mode if ent else None,
+        "face_allowed": ent.face_allowed if ent else False,
+        "face_recency_s": ent.face_recency_s if ent else None,
+        "inactivity_timeout_s": ent.inactivity_timeout_s if ent else None,
+        "max_session_s": session.max_session_s,
+        "entitlement_version": ent.version if ent else None,
+        "inactivity_deadline": _iso(due.get("inactivity")),
+        "max_session_deadline": _iso(due.get("max_session")),
+        "closed_reason": session.closed_reason,
+        "closed_at": _iso(session.closed_at),
+        "sso_enabled": org.password_autofill_and_sso,
+    }

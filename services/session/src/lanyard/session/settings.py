@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from lanyard.runtime.settings import ServiceSettings
@@ -16,3 +17,13 @@ class SessionSettings(ServiceSettings):
     service_name: ClassVar[str] = "session"
 
     http_port: int = 8102
+    default_max_session_s: int = Field(default=12 * 3600, gt=0, description="until the first grant arrives")
+    timer_poll_interval_s: float = Field(default=0.25, gt=0, description="how often due timers are looked for")
+    timer_lease_s: float = Field(default=30.0, gt=0, description="a claimed timer fires again after this if lost")
+    outbox_interval_s: float = Field(default=2.0, gt=0, description="how often the outbox relay runs")
+    outbox_grace_s: float = Field(default=5.0, ge=0, description="the request path's time to publish first")
+    outbox_lease_s: float = Field(default=30.0, gt=0)
+    face_challenge_ttl_s: int = Field(default=120, gt=0)
+    proof_max_skew_s: int = Field(default=60, gt=0)
+    idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
+    run_background: bool = Field(default=True, description="run the timer loop and the outbox relay")

@@ -1,0 +1,284 @@
+"""The session store on Redis: the authoritative state, its timers and the event outbox.
+
+Every write of a session is one MULTI/EXEC under WATCH (optimistic concurrency): the session
+record, the device's current-session pointer, the live index, the session's timers and the
+outbox entries of its events change together or not at all. Timers live in one sorted set by
+due time; a Lua script claims due members atomically by pushing their score a lease ahead, so
+with several instances each timer is handed to one of them, and a claim lost in a crash comes
+due again after the lease. The state itself decides whether a fired timer acts, so a timer that
+fires again after a crash still acts at most once.
+
+Keys (all prefixed `session:`): per enterprise `session:{eid}:…`; the timer queue and the outbox
+are service-wide (`session:timers`, `session:outbox`), their members carry the enterprise id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
+
+from lanyard.contracts import Event, decode_event
+from lanyard.session.domain import TIMER_KINDS, Device, DeviceSession, Entitlement, OrgSettings, State, deadlines
+from lanyard.session.ports import Change, Clock, StoredAnswer, TimerRef
+
+TIMERS = "session:timers"
+OUTBOX = "session:outbox"
+OUTBOX_EVENTS = "session:outbox:events"
+CLOSED_RETENTION_S = 7 * 24 * 3600
+
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[2], member)
+end
+return due
+"""
+
+
+def session_to_json(session: DeviceSession) -> str:
+    """The stored form of a session."""
+    return json.dumps(dataclasses.asdict(session), separators=(",", ":"))
+
+
+def session_from_json(raw: str) -> DeviceSession:
+    """A session from its stored form."""
+    data = json.loads(raw)
+    data["state"] = State(data["state"])
+    data["amr"] = tuple(data["amr"])
+    if data.get("entitlement"):
+        data["entitlement"] = Entitlement(**data["entitlement"])
+    return DeviceSession(**data)
+
+
+def _timer_member(eid: str, dsid: str, kind: str) -> str:
+    return f"{eid}|{dsid}|{kind}"
+
+
+class RedisSessionStore:
+    """`SessionStore` on one Redis (or a Redis Cluster slot-compatible deployment, see report)."""
+
+    def __init__(self, redis: Redis, clock: Clock, outbox_grace_s: float = 5.0) -> None:
+        self._redis = redis
+        self._clock = clock
+        self._grace = outbox_grace_s
+        self._claim = redis.register_script(_CLAIM)
+
+    # ---------------------------------------------------------------- keys
+
+    @staticmethod
+    def _device_key(eid: str, device_id: str) -> str:
+        return f"session:{eid}:device:{device_id}"
+
+    @staticmethod
+    def _current_key(eid: str, device_id: str) -> str:
+        return f"session:{eid}:device:{device_id}:current"
+
+    @staticmethod
+    def _session_key(eid: str, dsid: str) -> str:
+        return f"session:{eid}:ds:{dsid}"
+
+    # ---------------------------------------------------------------- devices
+
+    async def get_device(self, enterprise_id: str, device_id: str) -> Device | None:
+        raw = await self._redis.get(self._device_key(enterprise_id, device_id))
+        return Device(**json.loads(raw)) if raw else None
+
+    async def put_device(self, device: Device, events: Sequence[Event]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._device_key(device.enterprise_id, device.device_id), json.dumps(dataclasses.asdict(device)))
+            pipe.sadd(f"session:{device.enterprise_id}:devices", device.device_id)
+            self._park(pipe, events)
+            await pipe.execute()
+
+    async def list_devices(self, enterprise_id: str) -> list[Device]:
+        ids = sorted(await self._redis.smembers(f"session:{enterprise_id}:devices"))
+        if not ids:
+            return []
+        raws = await self._redis.mget([self._device_key(enterprise_id, i) for i in ids])
+        return [Device(**json.loads(r)) for r in raws if r]
+
+    # ---------------------------------------------------------------- sessions
+
+    async def get_session(self, enterprise_id: str, device_session_id: str) -> DeviceSession | None:
+        raw = await self._redis.get(self._session_key(enterprise_id, device_session_id))
+        return session_from_json(raw) if raw else None
+
+    async def current_session_id(self, enterprise_id: str, device_id: str) -> str | None:
+        return await self._redis.get(self._current_key(enterprise_id, device_id))
+
+    async def list_live(self, enterprise_id: str) -> list[DeviceSession]:
+        ids = sorted(await self._redis.smembers(f"session:{enterprise_id}:live"))
+        if not ids:
+            return []
+        raws = await self._redis.mget([self._session_key(enterprise_id, i) for i in ids])
+        return [s for s in (session_from_json(r) for r in raws if r) if s.live]
+
+    async def mutate(
+        self, enterprise_id: str, device_session_id: str, decide: Callable[[DeviceSession], Change | None]
+    ) -> Change | None:
+        key = self._session_key(enterprise_id, device_session_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        pipe.multi()
+                        pipe.zrem(TIMERS, *(_timer_member(enterprise_id, device_session_id, k) for k in TIMER_KINDS))
+                        await pipe.execute()
+                        return None
+                    session = session_from_json(raw)
+                    change = decide(session)
+                    if change is None:
+                        pipe.multi()
+                        self._schedule(pipe, session)
+                        await pipe.execute()
+                        return None
+                    pointers: dict[str, str | None] = {}
+                    for s in change.sessions:
+                        if not s.live:
+                            ckey = self._current_key(s.enterprise_id, s.device_id)
+                            await pipe.watch(ckey)
+                            pointers[ckey] = await pipe.get(ckey)
+                    pipe.multi()
+                    self._write(pipe, change)
+                    for s in change.sessions:
+                        ckey = self._current_key(s.enterprise_id, s.device_id)
+                        if not s.live and pointers.get(ckey) == s.device_session_id:
+                            pipe.delete(ckey)
+                    await pipe.execute()
+                    return change
+                except WatchError:
+                    continue
+
+    async def open(
+        self, enterprise_id: str, device_id: str, decide: Callable[[DeviceSession | None], Change]
+    ) -> Change:
+        ckey = self._current_key(enterprise_id, device_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(ckey)
+                    current = await pipe.get(ckey)
+                    previous = None
+                    if current:
+                        skey = self._session_key(enterprise_id, current)
+                        await pipe.watch(skey)
+                        raw = await pipe.get(skey)
+                        previous = session_from_json(raw) if raw else None
+                    change = decide(previous)
+                    pipe.multi()
+                    self._write(pipe, change)
+                    pipe.set(ckey, change.sessions[-1].device_session_id)
+                    await pipe.execute()
+                    return change
+                except WatchError:
+                    continue
+
+    def _write(self, pipe: Pipeline, change: Change) -> None:
+        for s in change.sessions:
+            key = self._session_key(s.enterprise_id, s.device_session_id)
+            live = f"session:{s.enterprise_id}:live"
+            if s.live:
+                pipe.set(key, session_to_json(s))
+                pipe.sadd(live, s.device_session_id)
+            else:
+                pipe.set(key, session_to_json(s), ex=CLOSED_RETENTION_S)
+                pipe.srem(live, s.device_session_id)
+            self._schedule(pipe, s)
+        self._park(pipe, change.events)
+
+    @staticmethod
+    def _schedule(pipe: Pipeline, session: DeviceSession) -> None:
+        due = deadlines(session)
+        for kind in TIMER_KINDS:
+            member = _timer_member(session.enterprise_id, session.device_session_id, kind)
+            if kind in due:
+                pipe.zadd(TIMERS, {member: due[kind]})
+            else:
+                pipe.zrem(TIMERS, member)
+
+    def _park(self, pipe: Pipeline, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        due = self._clock.now() + self._grace
+        pipe.hset(OUTBOX_EVENTS, mapping={e.event_id: e.model_dump_json() for e in events})
+        # Later events of one change come due a little later, so the relay keeps their order.
+        pipe.zadd(OUTBOX, {e.event_id: due + i * 1e-3 for i, e in enumerate(events)})
+
+    # ---------------------------------------------------------------- timers and outbox
+
+    async def claim_due_timers(self, now: float, lease_s: float, limit: int) -> list[TimerRef]:
+        members = await self._claim(keys=[TIMERS], args=[now, now + lease_s, limit])
+        refs = []
+        for m in members:
+            eid, dsid, kind = m.split("|", 2)
+            if kind in TIMER_KINDS:
+                refs.append(TimerRef(eid, dsid, kind))  # type: ignore[arg-type]
+        return refs
+
+    async def claim_outbox(self, now: float, lease_s: float, limit: int) -> list[Event]:
+        ids = await self._claim(keys=[OUTBOX], args=[now, now + lease_s, limit])
+        if not ids:
+            return []
+        raws = await self._redis.hmget(OUTBOX_EVENTS, ids)
+        found = []
+        for event_id, raw in zip(ids, raws, strict=True):
+            if raw is None:
+                await self._redis.zrem(OUTBOX, event_id)
+                continue
+            found.append(decode_event(raw))
+        return found
+
+    async def outbox_done(self, event: Event) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(OUTBOX_EVENTS, event.event_id)
+            pipe.zrem(OUTBOX, event.event_id)
+            await pipe.execute()
+
+    # ---------------------------------------------------------------- settings, single use, challenges
+
+    async def get_org_settings(self, enterprise_id: str) -> OrgSettings:
+        raw = await self._redis.get(f"session:{enterprise_id}:org-settings")
+        return OrgSettings(**json.loads(raw)) if raw else OrgSettings()
+
+    async def put_org_settings(self, enterprise_id: str, settings: OrgSettings) -> None:
+        await self._redis.set(f"session:{enterprise_id}:org-settings", json.dumps(dataclasses.asdict(settings)))
+
+    async def first_use(self, enterprise_id: str, kind: str, value: str, ttl_s: int) -> bool:
+        digest = hashlib.sha256(value.encode()).hexdigest()
+        return bool(await self._redis.set(f"session:{enterprise_id}:once:{kind}:{digest}", "1", nx=True, ex=ttl_s))
+
+    async def put_challenge(self, enterprise_id: str, challenge: str, device_session_id: str, ttl_s: int) -> None:
+        await self._redis.set(f"session:{enterprise_id}:face-challenge:{challenge}", device_session_id, ex=ttl_s)
+
+    async def take_challenge(self, enterprise_id: str, challenge: str) -> str | None:
+        if not isinstance(challenge, str) or not 16 <= len(challenge) <= 128:
+            return None
+        return await self._redis.getdel(f"session:{enterprise_id}:face-challenge:{challenge}")
+
+    # ---------------------------------------------------------------- idempotency
+
+    @staticmethod
+    def _answer_key(eid: str, scope: str, key: str) -> str:
+        digest = hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
+        return f"session:{eid}:idem:{digest}"
+
+    async def get_answer(self, enterprise_id: str, scope: str, key: str) -> StoredAnswer | None:
+        raw = await self._redis.get(self._answer_key(enterprise_id, scope, key))
+        if not raw:
+            return None
+        data: dict[str, Any] = json.loads(raw)
+        return StoredAnswer(status=data["status"], body=data["body"], fingerprint=data["fingerprint"])
+
+    async def put_answer(self, enterprise_id: str, scope: str, key: str, answer: StoredAnswer, ttl_s: int) -> None:
+        await self._redis.set(
+            self._answer_key(enterprise_id, scope, key), json.dumps(dataclasses.asdict(answer)), ex=ttl_s, nx=True
+        )
