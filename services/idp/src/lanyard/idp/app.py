@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from lanyard.contracts import topics
 from lanyard.idp.api import api_router
+from lanyard.idp.devices.wiring import build_devices
 from lanyard.idp.handlers import IdpHandlers
 from lanyard.idp.settings import IdpSettings
 from lanyard.runtime.consumer import RetryPolicy, subscribe
@@ -31,8 +32,19 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
             retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
         )
     )
+    # Device sessions (lanyard.idp.devices): own consumer group; ports of the other sides are
+    # bound here or later with devices.bind(...).
+    devices = build_devices(
+        runtime,
+        overrides.get("device_settings"),
+        revoker=overrides.get("session_revoker"),
+        clients=overrides.get("clients"),
+        keys=overrides.get("keys"),
+        org_settings=overrides.get("org_settings"),
+    )
     app = FastAPI(title="Lanyard idp", lifespan=runtime.lifespan)
     app.state.runtime = runtime
+    app.state.devices = devices
     app.include_router(health_router("idp", runtime.checks()))
     app.include_router(api_router())
     return app

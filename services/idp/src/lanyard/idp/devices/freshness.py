@@ -1,0 +1,168 @@
+"""Fail closed: device SSO and refresh are refused while the IdP cannot show its view is fresh.
+
+Freshness is shown per partition of lanyard.device-sessions.v1 and lanyard.entitlements.v1 with
+a *watermark*: the wall-clock time of the last fetch after which the consumer had handed out
+everything up to that fetch's high-water mark (position ≥ highwater) and no handler was still
+busy. Everything the broker held at that moment has been applied to the read model.
+
+Each instance computes watermarks for the partitions the group gave it, merges them into one
+Redis hash per consumer group (a partition's watermark only grows), and reads the whole hash
+back: the read model is shared, so an instance vouches for it only when *every* partition of
+both topics was caught up within `max_staleness_s` — whichever instance consumes it. A stalled
+consumer, a lost broker, a rebalance that leaves partitions unowned, or a lag that does not
+drain all stop the watermarks, and after the bound the IdP answers temporarily_unavailable.
+It recovers by itself when the watermarks move again. At start the view is not vouched for
+until the consumer has caught up once: the Redis copy may be arbitrarily old.
+
+aiokafka 0.14's consumer offers `assignment()`, `position(tp)`, `highwater(tp)` and
+`last_poll_timestamp(tp)` (ms, updated by every successful fetch response, empty or not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from aiokafka.errors import KafkaError
+from redis.asyncio import Redis
+
+from lanyard.contracts import Topic
+from lanyard.idp.domain import TemporarilyUnavailable
+from lanyard.runtime.logging import get_logger
+
+log = get_logger("lanyard.idp.devices.freshness")
+
+_MERGE = """
+-- KEYS: watermark hash; ARGV: ttl, then partition/watermark pairs. A watermark only grows.
+for i = 2, #ARGV, 2 do
+  local old = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if tonumber(ARGV[i + 1]) > old then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+class FreshnessMonitor:
+    """Watches one consumer and answers whether the device-session view may be trusted."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        group_id: str,
+        topics: list[Topic],
+        consumer: Callable[[], Any],
+        max_staleness_s: float,
+        tick_s: float = 0.25,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._key = f"idp:devices:freshness:{group_id}"
+        self._expected = [f"{t.name}:{p}" for t in topics for p in range(t.partitions)]
+        self._consumer = consumer
+        self._max_staleness_ms = int(max_staleness_s * 1000)
+        self._tick_s = tick_s
+        self._clock = clock
+        self._merge = redis.register_script(_MERGE)
+        self._fresh = False
+        self._since_ms: float | None = None  # when the handler in flight started
+        self._task: asyncio.Task[None] | None = None
+        self.watermarks: dict[str, int] = {}
+        self.stale_partitions: list[str] = list(self._expected)
+
+    # ---------------------------------------------------------------- what callers use
+
+    @property
+    def fresh(self) -> bool:
+        """True while every partition was shown caught up within the bound (as of the last tick)."""
+        return self._fresh
+
+    def check(self) -> None:
+        """Raise TemporarilyUnavailable unless the view is fresh (in-memory: costs nothing)."""
+        if not self._fresh:
+            raise TemporarilyUnavailable("device-session view may be stale; retry shortly")
+
+    @contextlib.contextmanager
+    def handling(self) -> Iterator[None]:
+        """Wrap each handler call: a record being applied caps the watermarks at its start."""
+        self._since_ms = self._clock() * 1000
+        try:
+            yield
+        finally:
+            self._since_ms = None
+
+    # ----------------------------------------------------------------------- the loop
+
+    async def start(self) -> None:
+        """Begin ticking in the background."""
+        self._task = asyncio.create_task(self._run(), name="idp-devices-freshness")
+
+    async def stop(self) -> None:
+        """Stop ticking; the view is no longer vouched for."""
+        self._fresh = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._set(False, list(self._expected))
+                log.warning("freshness tick failed", error=type(exc).__name__)
+            await asyncio.sleep(self._tick_s)
+
+    async def tick(self) -> bool:
+        """Measure this instance's partitions, merge them, and re-evaluate freshness."""
+        local = await self._local_watermarks()
+        now_ms = self._clock() * 1000
+        if local:
+            args: list[Any] = [max(60, int(self._max_staleness_ms / 1000) * 10)]
+            for partition, wm in local.items():
+                args += [partition, wm]
+            await self._merge(keys=[self._key], args=args)
+        merged = await self._redis.hgetall(self._key)
+        self.watermarks = {k: int(float(v)) for k, v in merged.items()}
+        stale = [p for p in self._expected if now_ms - self.watermarks.get(p, 0) > self._max_staleness_ms]
+        self._set(not stale, stale)
+        return self._fresh
+
+    def _set(self, fresh: bool, stale: list[str]) -> None:
+        if fresh != self._fresh:
+            log.warning("device-session view fresh" if fresh else "device-session view stale", stale=stale[:12])
+        self._fresh = fresh
+        self.stale_partitions = stale
+
+    async def _local_watermarks(self) -> dict[str, int]:
+        consumer = self._consumer()
+        if consumer is None:
+            return {}
+        try:
+            assigned = list(consumer.assignment())
+        except Exception:
+            return {}
+        out: dict[str, int] = {}
+        busy_since = self._since_ms
+        for tp in assigned:
+            try:
+                polled = consumer.last_poll_timestamp(tp)
+                highwater = consumer.highwater(tp)
+                if polled is None or highwater is None:
+                    continue
+                # position() only waits when no position is known yet; that is "not caught up".
+                position = await asyncio.wait_for(consumer.position(tp), 0.05)
+            except (TimeoutError, AssertionError, KafkaError):  # unassigned meanwhile, or no position yet
+                continue
+            if position < highwater:
+                continue
+            wm = polled if busy_since is None else min(polled, busy_since)
+            out[f"{tp.topic}:{tp.partition}"] = int(wm)
+        return out

@@ -1,0 +1,116 @@
+"""The consumer of lanyard.device-sessions.v1 and lanyard.entitlements.v1.
+
+Each event becomes a `model` fact applied to the read model (idempotent: the rules are a
+monotonic merge). When a fact closes a device session the IdP revokes in one hop, without
+waiting for anything else: (1) the CLOSED view is written — the flag refresh, introspection
+and new authorizations read; (2) the OIDC side revokes every grant of the session; (3) a
+back-channel logout is queued for each of its clients. The view keeps `revocation_done` unset
+until (2) and (3) succeeded, so a redelivered closing event finishes an interrupted revocation.
+"""
+
+from __future__ import annotations
+
+from lanyard.contracts import Event
+from lanyard.contracts import events as ev
+from lanyard.idp.devices import model
+from lanyard.idp.devices.freshness import FreshnessMonitor
+from lanyard.idp.devices.readmodel import ChangeNotifier, SessionStore
+from lanyard.idp.ports import BackchannelLogouts, SessionRevoker
+from lanyard.runtime.logging import get_logger
+
+log = get_logger("lanyard.idp.devices.handlers")
+
+
+def to_fact(event: Event) -> tuple[str, model.Fact] | None:
+    """(device session id, fact) for the events the read model uses; None for the others."""
+    p = event.payload
+    match event:
+        case ev.DeviceCheckedOut():
+            return p.device_session_id, model.CheckedOut(
+                sequence=p.sequence,
+                user_id=p.user_id,
+                device_id=p.device_id,
+                device_jkt=p.device_jkt,
+                amr=tuple(p.amr),
+                auth_time=int(p.checked_out_at.timestamp()),
+            )
+        case ev.DeviceLocked():
+            return p.device_session_id, model.Locked(p.sequence)
+        case ev.FaceVerified():
+            return p.device_session_id, model.FaceVerified(p.sequence, p.verified_at.timestamp())
+        case ev.DeviceCheckedIn():
+            return p.device_session_id, model.CheckedIn(p.sequence, p.reason)
+        case ev.EntitlementGranted():
+            return p.device_session_id, model.Granted(
+                version=p.version,
+                apps=tuple(p.apps),
+                auth_mode=p.auth_mode,
+                face_recency_s=p.face_recency_s,
+                user_id=p.user_id,
+                device_id=p.device_id,
+            )
+        case ev.EntitlementDenied():
+            return p.device_session_id, model.Denied(p.reason)
+        case ev.EntitlementRevoked():
+            return p.device_session_id, model.Revoked(p.reason)
+    return None
+
+
+class DeviceEventHandler:
+    """Applies device-session and entitlement events; revokes when a session closes."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        notifier: ChangeNotifier,
+        freshness: FreshnessMonitor | None,
+        revoker: SessionRevoker | None,
+        logouts: BackchannelLogouts | None,
+    ) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.freshness = freshness
+        self.revoker = revoker
+        self.logouts = logouts
+
+    async def handle(self, event: Event) -> None:
+        """The consumer entry point (registered with lanyard.runtime.consumer.subscribe)."""
+        if self.freshness is None:
+            await self._handle(event)
+            return
+        with self.freshness.handling():
+            await self._handle(event)
+
+    async def _handle(self, event: Event) -> None:
+        found = to_fact(event)
+        if found is None:
+            return
+        dsid, fact = found
+        eid = event.enterprise_id
+        outcome = await self.store.apply(eid, dsid, fact)
+        if outcome.changed:
+            self.notifier.notify(eid, dsid)
+            log.info("device session updated", enterprise_id=eid, device_session_id=dsid, state=outcome.view.state)
+        view = outcome.view
+        if view.state == "CLOSED" and not view.revocation_done:
+            await self.revoke(eid, dsid, view.closed_reason or "closed")
+
+    async def revoke(self, enterprise_id: str, device_session_id: str, reason: str) -> None:
+        """End every OIDC session of a CLOSED device session and queue its back-channel logouts."""
+        if self.revoker is not None:
+            revoked = await self.revoker.revoke_device_session(enterprise_id, device_session_id, reason)
+            if self.logouts is not None:
+                for session in revoked:
+                    for client_id in session.client_ids:
+                        await self.logouts.enqueue(
+                            enterprise_id, client_id, session.sid, session.user_id, device_session_id
+                        )
+            log.info(
+                "device session revoked",
+                enterprise_id=enterprise_id,
+                device_session_id=device_session_id,
+                sessions=len(revoked),
+            )
+        else:
+            log.warning("no session revoker wired; only the read model was closed", device_session_id=device_session_id)
+        await self.store.mark_revocation_done(enterprise_id, device_session_id)

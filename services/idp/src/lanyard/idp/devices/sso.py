@@ -1,0 +1,136 @@
+"""The DeviceSessions port: SSO-extension authentication, and the checks refresh and
+introspection make against the device-session read model.
+
+`authenticate` answers the SSO extension (DESIGN §2): the handle is the device-session id; the
+device proof must be signed by the key the session was checked out with and be fresh, single
+use and bound to this request; the org must allow SSO; the session must be ACTIVE, granted for
+this client and, in face mode, recently face-verified. A checkout or grant still in flight is
+waited for with a bound: handlers in this process wake the waiter; Redis is polled for writes
+made by other instances. Everything raises TemporarilyUnavailable while freshness is not shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+from lanyard.idp.devices import model
+from lanyard.idp.devices.freshness import FreshnessMonitor
+from lanyard.idp.devices.readmodel import ChangeNotifier, SessionStore
+from lanyard.idp.devices.settings import DeviceSettings
+from lanyard.idp.domain import DeviceLogin, DeviceSsoError
+from lanyard.idp.ports import OrgSettingsView
+from lanyard.runtime.logging import get_logger
+from lanyard.runtime.proofs import InvalidProof, RedisReplayCache, verify_device_proof
+
+log = get_logger("lanyard.idp.devices.sso")
+
+
+class DeviceSessionService:
+    """Implements `lanyard.idp.ports.DeviceSessions` on the Redis read model."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        store: SessionStore,
+        notifier: ChangeNotifier,
+        freshness: FreshnessMonitor,
+        org_settings: OrgSettingsView | None,
+        settings: DeviceSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self.store = store
+        self.notifier = notifier
+        self.freshness = freshness
+        self.org_settings = org_settings
+        self._settings = settings
+        self._clock = clock
+
+    async def authenticate(
+        self, enterprise_id: str, client_id: str, handle: str, proof: str, method: str, url: str
+    ) -> DeviceLogin:
+        """A DeviceLogin for this client on this device session, or DeviceSsoError /
+        TemporarilyUnavailable (see the module docstring)."""
+        self.freshness.check()
+        if not isinstance(handle, str) or not model.HANDLE_RE.match(handle):
+            raise DeviceSsoError("invalid_request", "malformed device-session handle")
+        if not isinstance(proof, str) or not proof:
+            raise DeviceSsoError("invalid_request", "device proof missing")
+        if self.org_settings is None or not (await self.org_settings.get(enterprise_id)).password_autofill_and_sso:
+            raise DeviceSsoError("access_denied", "single sign-on is turned off for this organisation")
+        view, decision = await self._decidable(enterprise_id, handle, client_id)
+        if view is not None and view.device_jkt is not None:
+            # The proof comes before any session-specific answer: without the device key, a
+            # handle reveals nothing about its session.
+            await self._verify_proof(enterprise_id, handle, proof, method, url, view.device_jkt)
+        self.freshness.check()
+        final = model.after_wait(decision)
+        if isinstance(final, model.Refuse):
+            raise DeviceSsoError(final.error, final.description, final.action)
+        assert view is not None and view.user_id is not None and view.device_id is not None
+        return DeviceLogin(
+            enterprise_id=enterprise_id,
+            device_session_id=handle,
+            device_id=view.device_id,
+            user_id=view.user_id,
+            auth_time=view.auth_time or 0,
+            amr=view.amr,
+            sid=model.sid_for(enterprise_id, handle),
+        )
+
+    async def is_active(self, enterprise_id: str, device_session_id: str) -> bool:
+        """ACTIVE or LOCKED: issued tokens stay valid. A CLOSED or unknown session is answered
+        without the freshness check (CLOSED never comes back); a live one only while fresh."""
+        state, checked_out = await self.store.state(enterprise_id, device_session_id)
+        if state not in ("ACTIVE", "LOCKED") or not checked_out:
+            return False
+        self.freshness.check()
+        return True
+
+    async def may_refresh(self, enterprise_id: str, device_session_id: str, client_id: str) -> bool:
+        """ACTIVE (not LOCKED) and the client is granted; fails closed while not fresh."""
+        view = await self.store.load(enterprise_id, device_session_id)
+        if view is None or view.state == "CLOSED":
+            return False
+        self.freshness.check()
+        return model.may_refresh(view, client_id)
+
+    # ------------------------------------------------------------------------ internals
+
+    async def _decidable(
+        self, enterprise_id: str, handle: str, client_id: str
+    ) -> tuple[model.SessionView | None, model.Decision]:
+        """The view once the decision no longer waits for an event in flight, or at the bound."""
+        deadline = time.monotonic() + self._settings.grant_wait_s
+        async with self.notifier.watching(enterprise_id, handle):
+            while True:
+                changed = self.notifier.renew(enterprise_id, handle)
+                view = await self.store.load(enterprise_id, handle)
+                decision = model.decide(view, client_id, self._clock())
+                remaining = deadline - time.monotonic()
+                if not isinstance(decision, model.Wait) or remaining <= 0:
+                    return view, decision
+                try:
+                    await asyncio.wait_for(changed.wait(), min(self._settings.grant_poll_s, remaining))
+                except TimeoutError:
+                    pass
+
+    async def _verify_proof(self, enterprise_id: str, handle: str, proof: str, method: str, url: str, jkt: str) -> None:
+        try:
+            await verify_device_proof(
+                proof,
+                method=method,
+                url=url,
+                expected_jkt=jkt,
+                replay=RedisReplayCache(self._redis, f"idp:{enterprise_id}:device-proof"),
+                now=self._clock(),
+                max_skew_s=self._settings.proof_max_skew_s,
+                handle=handle,
+            )
+        except InvalidProof as exc:
+            log.info("device proof refused", enterprise_id=enterprise_id, reason=exc.reason)
+            raise DeviceSsoError("invalid_request", f"invalid device proof: {exc.reason}") from None
