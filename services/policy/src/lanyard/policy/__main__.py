@@ -1,9 +1,8 @@
-"""`python -m lanyard.policy`: run the policy service."""
+"""`python -m lanyard.policy [serve | readiness --enterprise E]`: run the service, or print readiness."""
 
-from lanyard.policy.app import create_app
-from lanyard.policy.settings import PolicySettings
-from lanyard.runtime.service import serve
+import sys
+
+from lanyard.policy.cli import main
 
 if __name__ == "__main__":
-    settings = PolicySettings()
-    serve(create_app(settings), settings)
+    raise SystemExit(main(sys.argv[1:]))

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from importlib import metadata
 from typing import Any
 
-from lanyard.contracts import Event
+from lanyard.contracts import Event, Subject
 from lanyard.contracts import events as ev
 from lanyard.policy import domain
 from lanyard.policy.domain import Denial, Grant, LiveSession, RevocationReason
@@ -43,8 +43,8 @@ def release() -> str:
         return "unknown"
 
 
-def _subject(session: LiveSession) -> ev.Subject:
-    return ev.Subject(user_id=session.user_id, device_id=session.device_id, device_session_id=session.device_session_id)
+def _subject(session: LiveSession) -> Subject:
+    return Subject(user_id=session.user_id, device_id=session.device_id, device_session_id=session.device_session_id)
 
 
 class Entitlements:

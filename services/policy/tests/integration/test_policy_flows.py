@@ -1,0 +1,558 @@
+"""The policy service against the real Kafka and Redis: admin API, entitlements, cloud trust, readiness.
+
+One service instance serves the whole module (each test uses its own enterprise id); directory,
+app-profile and device-session events are published here to stand in for the IdP and the
+session service; entitlement events are read back from the topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from lanyard.contracts import events as ev
+from lanyard.contracts import topics
+from lanyard.policy.app import create_app
+from lanyard.policy.settings import PolicySettings
+from lanyard.runtime.kafka import EventPublisher
+from lanyard.runtime.testing import TopicProbe, eventually
+from lanyard.runtime.tokens import TestIssuer
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+BASE = "http://127.0.0.1:8480"
+
+
+@dataclass
+class Clock:
+    """Real time plus an offset the tests move forward."""
+
+    offset: timedelta = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@dataclass
+class World:
+    client: httpx.AsyncClient
+    publisher: EventPublisher
+    probe: TopicProbe
+    clock: Clock
+    issuer: TestIssuer
+    app: object
+    redis_url: str
+    tokens: dict[str, str] = field(default_factory=dict)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(kafka_bootstrap, redis_url):
+    clock = Clock()
+    issuer = TestIssuer(BASE)
+    settings = PolicySettings(
+        consumer_group=f"policy-it-{uuid.uuid4().hex[:6]}", licence_check_interval_s=0.1, public_base_url=BASE
+    )
+    app = create_app(settings, jwks=issuer.static_jwks(), clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://policy") as client:
+
+            async def ready():
+                return (await client.get("/health/ready")).status_code == 200
+
+            await eventually(ready, 30, what="policy ready")
+            probe = await TopicProbe(kafka_bootstrap, topics.ENTITLEMENTS).start()
+            try:
+                yield World(client, app.state.runtime.publisher, probe, clock, issuer, app, redis_url)
+            finally:
+                await probe.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_clock(world):
+    world.clock.offset = timedelta(0)
+    yield
+    world.clock.offset = timedelta(0)
+
+
+# --------------------------------------------------------------------------------- helpers
+
+
+class Ent:
+    """One enterprise of one test, with helpers to configure it and drive device sessions."""
+
+    def __init__(self, world: World) -> None:
+        self.w = world
+        self.id = f"e-{uuid.uuid4().hex[:10]}"
+
+    def token(self, *roles: str, user: str = "admin-1") -> dict[str, str]:
+        return {"authorization": f"Bearer {self.w.issuer.admin_token(self.id, user, *roles)}"}
+
+    @property
+    def su(self) -> dict[str, str]:
+        return self.token("superadmin", user="su-1")
+
+    def url(self, path: str) -> str:
+        return f"/policy/e/{self.id}{path}"
+
+    async def put(self, path: str, body: dict, expect: int = 200) -> dict:
+        r = await self.w.client.put(self.url(path), json=body, headers=self.su)
+        assert r.status_code == expect, r.text
+        if expect == 200:
+            assert r.json()["applied"] is True
+        return r.json()
+
+    async def delete(self, path: str) -> dict:
+        r = await self.w.client.delete(self.url(path), headers=self.su)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def emit(self, event: ev.Event, wait: bool = True) -> None:
+        """Publish as another service would; wait until our projection applied it."""
+        await self.w.publisher.publish(event)
+        if wait:
+            store = self.w.app.state.policy.store
+            await eventually(lambda: store.was_applied(self.id, event.event_id), what=f"{event.type} applied")
+
+    async def user(self, user_id: str, status: str = "active", groups: tuple[str, ...] = ("nurses",)) -> None:
+        payload = ev.UserUpsertedPayload(
+            user_id=user_id, username=user_id, display_name=user_id, groups=groups, status=status
+        )
+        await self.emit(ev.UserUpserted(enterprise_id=self.id, producer="idp", payload=payload))
+
+    async def group(self, group_id: str = "nurses") -> None:
+        payload = ev.GroupUpsertedPayload(group_id=group_id, name=group_id)
+        await self.emit(ev.GroupUpserted(enterprise_id=self.id, producer="idp", payload=payload))
+
+    async def app_profile(self, client_id: str = "rover", enabled: bool = True) -> None:
+        payload = ev.AppProfileUpsertedPayload(
+            client_id=client_id,
+            profile_name=client_id,
+            display_name=client_id,
+            client_type="public",
+            redirect_uris=("com.epic.rover.oidc://callback",),
+            enabled=enabled,
+        )
+        await self.emit(ev.AppProfileUpserted(enterprise_id=self.id, producer="idp", payload=payload))
+
+    async def licence(self, licence_id: str = "sso-1", kind: str = "sso", seats: int = 10, days: float = 30) -> None:
+        now = self.w.clock()
+        start, end = now - timedelta(days=60), now + timedelta(days=days)
+        body = {"kind": kind, "valid_from": start.isoformat(), "valid_until": end.isoformat(), "seats": seats}
+        await self.put(f"/licences/{licence_id}", body)
+
+    async def connect_cloud(self) -> dict:
+        code = (await self.w.client.post(self.url("/cloud-connection/provisioning-code"), headers=self.su)).json()
+        r = await self.w.client.post(
+            self.url("/cloud-connection/establish-trust"),
+            json={"enterprise_id": self.id, "code": code["code"]},
+            headers=self.su,
+        )
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def configure(self, **without: bool) -> None:
+        """A fully working enterprise, minus what `without` names."""
+        if not without.get("org"):
+            await self.put("/org-settings", {"password_autofill_and_sso": True})
+        if not without.get("cloud"):
+            await self.connect_cloud()
+        if not without.get("licence"):
+            await self.licence()
+        await self.group("nurses")
+        await self.app_profile("rover")
+        if not without.get("policy"):
+            await self.put("/user-policies/p-nurses", {"name": "Nurses", "sso_enabled": True, "groups": ["nurses"],
+                                                       "inactivity_timeout_s": 120, "max_session_s": 3600})  # fmt: skip
+        if not without.get("deployment"):
+            await self.put("/app-deployments/rover", {"groups": ["nurses"]})
+        await self.user("alice")
+
+    async def checkout(
+        self, user_id: str = "alice", device_id: str | None = None, amr: tuple[str, ...] = ("pwd", "otp"),
+        dsid: str | None = None,
+    ) -> str:  # fmt: skip
+        dsid = dsid or f"ds-{uuid.uuid4().hex[:10]}"
+        payload = ev.DeviceCheckedOutPayload(
+            device_session_id=dsid,
+            device_id=device_id or f"dev-{dsid}",
+            user_id=user_id,
+            sequence=1,
+            amr=amr,
+            checked_out_at=datetime.now(UTC),
+            device_jkt="jkt",
+        )
+        await self.w.publisher.publish(ev.DeviceCheckedOut(enterprise_id=self.id, producer="session", payload=payload))
+        return dsid
+
+    async def checkin(self, dsid: str, user_id: str = "alice", device_id: str | None = None) -> None:
+        payload = ev.DeviceCheckedInPayload(
+            device_session_id=dsid, device_id=device_id or f"dev-{dsid}", user_id=user_id, sequence=2, reason="user"
+        )
+        await self.w.publisher.publish(ev.DeviceCheckedIn(enterprise_id=self.id, producer="session", payload=payload))
+
+    async def wait(self, kind: str, **where) -> ev.Event:
+        found = await eventually(
+            lambda: [e for e in self.w.probe.of_type(kind, **where) if e.enterprise_id == self.id],
+            15,
+            what=f"{kind} {where}",
+        )
+        return found[-1]
+
+    def events(self, dsid: str) -> list[ev.Event]:
+        return [
+            e for e in self.w.probe.events if e.enterprise_id == self.id and e.payload.device_session_id == dsid
+        ]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ checkout
+
+
+async def test_grant_on_checkout_then_revoke_on_checkin_and_closed_stays_closed(world):
+    ent = Ent(world)
+    await ent.configure()
+    dsid = await ent.checkout(device_id="dev-1")
+    granted = await ent.wait("entitlement.granted.v1", device_session_id=dsid)
+    p = granted.payload
+    assert (p.version, p.apps, p.auth_mode, p.user_id, p.device_id) == (1, ("rover",), "passcode", "alice", "dev-1")
+    assert (p.inactivity_timeout_s, p.max_session_s, p.face_allowed, p.policy_id) == (120, 3600, False, "p-nurses")
+    assert granted.subject.device_session_id == dsid
+
+    await ent.checkin(dsid, device_id="dev-1")
+    revoked = await ent.wait("entitlement.revoked.v1", device_session_id=dsid)
+    assert revoked.payload.reason == "checked_in"
+
+    # A redelivered checkout after the checkin never grants again; a later session on the same
+    # device (same partition, so it is handled after the replay) shows the replay was consumed.
+    await ent.checkout(device_id="dev-1", dsid=dsid)
+    later = await ent.checkout(device_id="dev-1")
+    await ent.wait("entitlement.granted.v1", device_session_id=later)
+    assert [e.type for e in ent.events(dsid)] == ["entitlement.granted.v1", "entitlement.revoked.v1"]
+
+
+async def test_checkin_before_checkout_means_the_checkout_is_ignored(world):
+    ent = Ent(world)
+    await ent.configure()
+    dsid = f"ds-{uuid.uuid4().hex[:8]}"
+    await ent.checkin(dsid, device_id="dev-x")
+    await ent.checkout(device_id="dev-x", dsid=dsid)
+    marker = await ent.checkout(device_id="dev-x")
+    await ent.wait("entitlement.granted.v1", device_session_id=marker)
+    assert ent.events(dsid) == []
+
+
+DENIAL_SETUPS = {
+    "unknown_user": {},
+    "user_disabled": {},
+    "sso_disabled_for_org": {"org": True},
+    "second_factor_required": {},
+    "cloud_not_connected": {"cloud": True},
+    "no_sso_licence": {"licence": True},
+    "sso_licence_expired": {"licence": True},
+    "sso_seats_exceeded": {"licence": True},
+    "no_policy": {"policy": True},
+    "policy_sso_disabled": {},
+    "face_requires_apa": {},
+    "no_apps_deployed": {"deployment": True},
+}
+
+
+@pytest.mark.parametrize("reason", sorted(DENIAL_SETUPS))
+async def test_each_denial_reason_on_checkout(world, reason):
+    ent = Ent(world)
+    await ent.configure(**DENIAL_SETUPS[reason])
+    user, amr = "alice", ("pwd", "otp")
+    if reason == "unknown_user":
+        user = "ghost"
+    elif reason == "user_disabled":
+        await ent.user("alice", status="disabled")
+    elif reason == "second_factor_required":
+        amr = ("pwd",)
+    elif reason == "sso_licence_expired":
+        await ent.licence(days=-1)
+    elif reason == "sso_seats_exceeded":
+        await ent.licence(seats=1)
+        await ent.user("bob")
+        first = await ent.checkout("bob")
+        await ent.wait("entitlement.granted.v1", device_session_id=first)
+    elif reason == "policy_sso_disabled":
+        await ent.put("/user-policies/p-nurses", {"name": "Nurses", "sso_enabled": False, "groups": ["nurses"]})
+    elif reason == "face_requires_apa":
+        await ent.put("/user-policies/p-nurses", {"name": "N", "sso_enabled": True, "auth_mode": "face",
+                                                  "groups": ["nurses"]})  # fmt: skip
+    dsid = await ent.checkout(user, amr=amr)
+    denied = await ent.wait("entitlement.denied.v1", device_session_id=dsid)
+    assert denied.payload.reason == reason
+    assert denied.payload.user_id == user
+
+
+# ----------------------------------------------------------------------- configuration changes
+
+
+async def _granted_session(ent: Ent) -> str:
+    dsid = await ent.checkout()
+    await ent.wait("entitlement.granted.v1", device_session_id=dsid)
+    return dsid
+
+
+CHANGES = ["policy", "deployment", "licence", "licence_seats", "org_settings", "user", "group", "app_profile"]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+async def test_revocation_on_each_kind_of_configuration_change(world, change):
+    ent = Ent(world)
+    await ent.configure()
+    dsid = await _granted_session(ent)
+    expected = {
+        "policy": "policy_changed",
+        "deployment": "app_undeployed",
+        "licence": "licence_changed",
+        "licence_seats": "licence_changed",
+        "org_settings": "org_settings_changed",
+        "user": "user_changed",
+        "group": "user_changed",
+        "app_profile": "app_undeployed",
+    }[change]
+    if change == "policy":
+        await ent.put("/user-policies/p-nurses", {"name": "Nurses", "sso_enabled": True, "users": ["bob"]})
+    elif change == "deployment":
+        await ent.delete("/app-deployments/rover")
+    elif change == "licence":
+        await ent.licence(days=-1)
+    elif change == "licence_seats":
+        # Bob checked out after Alice: when seats shrink to one, the newest session loses access.
+        await ent.user("bob")
+        bob = await ent.checkout("bob")
+        await ent.wait("entitlement.granted.v1", device_session_id=bob)
+        await ent.licence(seats=1)
+        revoked = await ent.wait("entitlement.revoked.v1", device_session_id=bob)
+        assert revoked.payload.reason == expected
+        assert "sso_seats_exceeded" in revoked.payload.detail
+        assert [e.type for e in ent.events(dsid)] == ["entitlement.granted.v1"]
+        return
+    elif change == "org_settings":
+        await ent.put("/org-settings", {"password_autofill_and_sso": False})
+    elif change == "user":
+        await ent.user("alice", status="disabled")
+    elif change == "group":
+        await ent.emit(
+            ev.GroupDeleted(enterprise_id=ent.id, producer="idp", payload=ev.GroupDeletedPayload(group_id="nurses"))
+        )
+    elif change == "app_profile":
+        await ent.app_profile("rover", enabled=False)
+    revoked = await ent.wait("entitlement.revoked.v1", device_session_id=dsid)
+    assert revoked.payload.reason == expected
+    assert revoked.actor is None and revoked.payload.user_id == "alice"
+
+
+async def test_added_access_updates_the_live_grant_with_a_new_version(world):
+    ent = Ent(world)
+    await ent.configure()
+    dsid = await _granted_session(ent)
+    await ent.app_profile("epic")
+    await ent.put("/app-deployments/epic", {"users": ["alice"]})
+    v2 = await ent.wait("entitlement.granted.v1", device_session_id=dsid, version=2)
+    assert v2.payload.apps == ("epic", "rover")
+    await ent.put("/user-policies/p-nurses", {"name": "Nurses", "sso_enabled": True, "groups": ["nurses"],
+                                              "inactivity_timeout_s": 60})  # fmt: skip
+    v3 = await ent.wait("entitlement.granted.v1", device_session_id=dsid, version=3)
+    assert v3.payload.inactivity_timeout_s == 60
+
+
+async def test_licence_running_out_revokes_live_sessions_when_the_clock_passes_its_end(world):
+    ent = Ent(world)
+    await ent.configure()
+    dsid = await _granted_session(ent)
+    world.clock.offset = timedelta(days=31)  # the licence of configure() ends after 30 days
+    revoked = await ent.wait("entitlement.revoked.v1", device_session_id=dsid)
+    assert revoked.payload.reason == "licence_changed"
+    assert "sso_licence_expired" in revoked.payload.detail
+
+
+# ------------------------------------------------------------------------------ admin API
+
+
+async def test_config_changes_publish_events_with_the_admin_as_actor(world, kafka_bootstrap):
+    ent = Ent(world)
+    probe = await TopicProbe(kafka_bootstrap, topics.POLICY_CONFIG).start()
+    try:
+        body = {"name": "Docs", "sso_enabled": True, "auth_mode": "face", "users": ["alice"], "priority": 5}
+        r = await world.client.put(
+            ent.url("/user-policies/p-docs"), json=body, headers=ent.token("admin", user="adm-7")
+        )
+        assert r.status_code == 200
+        event = await probe.wait_for("policy.user_policy_upserted.v1", policy_id="p-docs")
+        assert (event.actor, event.enterprise_id, event.payload.auth_mode) == ("adm-7", ent.id, "face")
+        listed = (await world.client.get(ent.url("/user-policies"), headers=ent.token("auditor"))).json()
+        assert [p["policy_id"] for p in listed["items"]] == ["p-docs"]
+        await ent.delete("/user-policies/p-docs")
+        await probe.wait_for("policy.user_policy_deleted.v1", policy_id="p-docs")
+        r = await world.client.get(ent.url("/user-policies/p-docs"), headers=ent.su)
+        assert r.status_code == 404
+    finally:
+        await probe.stop()
+
+
+async def test_roles_and_bad_input(world):
+    ent = Ent(world)
+    body = {"name": "N", "sso_enabled": True}
+    assert (await world.client.put(ent.url("/user-policies/p"), json=body)).status_code == 401
+    r = await world.client.put(ent.url("/user-policies/p"), json=body, headers=ent.token("auditor"))
+    assert r.status_code == 403
+    assert r.json()["error"] == "insufficient_role"
+    other = Ent(world)  # a token of another enterprise is not valid here
+    r = await world.client.get(ent.url("/user-policies"), headers=other.su)
+    assert r.status_code == 401
+    r = await world.client.put(ent.url("/user-policies/p"), json={**body, "bogus": 1}, headers=ent.su)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_request")
+    r = await world.client.put(
+        ent.url("/licences/l1"),
+        json={"kind": "sso", "valid_from": "2026-02-01T00:00:00Z", "valid_until": "2026-01-01T00:00:00Z", "seats": 1},
+        headers=ent.su,
+    )
+    assert r.status_code == 400
+    r = await world.client.put(ent.url("/licences/l1"), json={"kind": "gold"}, headers=ent.su)
+    assert r.status_code == 400
+    assert (await world.client.get(ent.url("/licences"), headers=ent.su)).json() == {"items": []}
+    r = await world.client.post(
+        ent.url("/cloud-connection/establish-trust"), json={"enterprise_id": ent.id, "code": "X"},
+        headers=ent.token("admin"),
+    )  # fmt: skip
+    assert r.status_code == 403
+
+
+async def test_second_factor_cannot_be_switched_off_for_a_new_enterprise(world):
+    ent = Ent(world)
+    r = await world.client.put(ent.url("/org-settings"), json={"require_second_factor": False}, headers=ent.su)
+    assert (r.status_code, r.json()["error"]) == (409, "setting_locked")
+    await ent.put("/org-settings", {"password_autofill_and_sso": True})
+    org = (await world.client.get(ent.url("/org-settings"), headers=ent.su)).json()
+    assert org["require_second_factor"] is True
+    assert org["require_second_factor_locked"] is True
+    assert org["password_autofill_and_sso"] is True
+
+
+# ------------------------------------------------------------------------ cloud connection
+
+
+async def _new_code(world: World, ent: Ent) -> str:
+    r = await world.client.post(ent.url("/cloud-connection/provisioning-code"), headers=ent.su)
+    assert r.status_code == 201
+    assert r.headers["cache-control"] == "no-store"
+    return r.json()["code"]
+
+
+async def _establish(world: World, ent: Ent, code: str, enterprise_id: str | None = None) -> httpx.Response:
+    return await world.client.post(
+        ent.url("/cloud-connection/establish-trust"),
+        json={"enterprise_id": enterprise_id or ent.id, "code": code},
+        headers=ent.su,
+    )
+
+
+async def test_provisioning_code_is_single_use_and_counted(world, kafka_bootstrap):
+    ent = Ent(world)
+    probe = await TopicProbe(kafka_bootstrap, topics.POLICY_CONFIG).start()
+    try:
+        code = await _new_code(world, ent)
+        state = (await world.client.get(ent.url("/cloud-connection"), headers=ent.token("auditor"))).json()
+        assert state["state"] == "code_issued"
+        assert state["code_expires_at"] is not None
+
+        wrong = await _establish(world, ent, "WRONGCODE123")
+        assert (wrong.status_code, wrong.json()["error"], wrong.json()["failed_attempts"]) == (
+            400, "invalid_provisioning_code", 1)  # fmt: skip
+        assert (await _establish(world, ent, code, enterprise_id="e-other")).status_code == 400
+
+        ok = await _establish(world, ent, code)
+        assert ok.status_code == 200
+        creds = ok.json()
+        assert creds["state"] == "established" and len(creds["client_secret"]) >= 32
+
+        again = await _establish(world, ent, code)
+        assert again.status_code == 400 and again.json()["failed_attempts"] == 3
+        state = (await world.client.get(ent.url("/cloud-connection"), headers=ent.su)).json()
+        assert (state["state"], state["failed_attempts"], state["code_expires_at"]) == ("established", 3, None)
+        event = await probe.wait_for("policy.cloud_connection_changed.v1", state="established")
+        assert event.actor == "su-1"
+        assert creds["client_secret"] not in str([e.model_dump() for e in probe.events])
+    finally:
+        await probe.stop()
+
+
+async def test_provisioning_code_expires_after_five_minutes_and_a_new_code_voids_the_old(world):
+    ent = Ent(world)
+    code = await _new_code(world, ent)
+    world.clock.offset = timedelta(minutes=5, seconds=1)
+    expired = await _establish(world, ent, code)
+    assert expired.status_code == 400
+    assert "expired" in expired.json()["error_description"]
+    world.clock.offset = timedelta(0)
+    assert (await _establish(world, ent, code)).status_code == 400  # never works later
+
+    first = await _new_code(world, ent)
+    second = await _new_code(world, ent)
+    assert (await _establish(world, ent, first)).status_code == 400
+    world.clock.offset = timedelta(minutes=4, seconds=50)
+    assert (await _establish(world, ent, second)).status_code == 200
+    state = (await world.client.get(ent.url("/cloud-connection"), headers=ent.su)).json()
+    assert (state["state"], state["failed_attempts"]) == ("established", 3)
+
+
+# ------------------------------------------------------------------------------ readiness
+
+
+async def test_readiness_of_a_half_configured_enterprise_api_and_cli(world):
+    ent = Ent(world)
+    await ent.licence()
+    await ent.app_profile("rover")
+    await ent.group("nurses")
+    await ent.user("alice")
+    r = await world.client.get(ent.url("/readiness"), headers=ent.token("auditor"))
+    assert r.status_code == 200
+    report = r.json()
+    assert report["ready"] is False
+    statuses = {c["check"]: c["status"] for c in report["checks"]}
+    assert statuses == {
+        "maintained release": "pass",
+        "Single Sign On licensed": "pass",
+        "cloud connection established": "fail",
+        "OpenID Connect apps added and enabled": "pass",
+        "apps deployed to users": "fail",
+        "users assigned to a policy enabled for SSO": "fail",
+    }
+    where = {c["check"]: c["where_to_fix"] for c in report["checks"]}
+    assert where["cloud connection established"] == "Gear menu > Cloud connection"
+
+    why = (await world.client.get(ent.url("/readiness/users/alice?client_id=rover"), headers=ent.su)).json()
+    assert (why["allowed"], why["reason"]) == (False, "sso_disabled_for_org")
+
+    await ent.put("/org-settings", {"password_autofill_and_sso": True})
+    await ent.connect_cloud()
+    await ent.put("/user-policies/p", {"name": "N", "sso_enabled": True, "groups": ["nurses"]})
+    why = (await world.client.get(ent.url("/readiness/users/alice?client_id=rover"), headers=ent.su)).json()
+    assert (why["allowed"], why["reason"]) == (False, "no_apps_deployed")
+    await ent.put("/app-deployments/rover", {"users": ["alice"]})
+    why = (await world.client.get(ent.url("/readiness/users/alice?client_id=rover"), headers=ent.su)).json()
+    assert why["allowed"] is True and why["grant"]["apps"] == ["rover"]
+    why = (await world.client.get(ent.url("/readiness/users/alice?client_id=epic"), headers=ent.su)).json()
+    assert (why["allowed"], why["reason"]) == (False, "app_not_deployed")
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lanyard.policy", "readiness", "--enterprise", ent.id,
+        env={**os.environ, "REDIS_URL": world.redis_url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()
+    assert "cloud connection established" in text and "Gear menu > Cloud connection" in text
+    assert text.count("pass") == 6 and "fail" not in text
