@@ -1,0 +1,90 @@
+"""Which claims a user's tokens and UserInfo release: by scope, by the app profile, by request.
+
+Scopes map to claims as OIDC Core §5.4 says for `profile` and `email` (we keep no phone numbers
+or postal addresses, so `phone` and `address` are not offered). The app profile's claim list
+(`Client.claims`, default `DEFAULT_CLAIMS`) caps what an app ever sees; its custom claims are
+read from user attributes. The `claims` request parameter (§5.5) may ask for individual claims
+in the ID token or UserInfo; we release those the profile allows, essential or not (a missing
+essential claim is simply absent, which §5.5.1 permits).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lanyard.idp.domain import DEFAULT_CLAIMS, Client, User
+
+SCOPES_SUPPORTED: tuple[str, ...] = ("openid", "profile", "email", "offline_access")
+SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "profile": ("name", "preferred_username", "employee_id", "groups"),
+    "email": ("email",),
+}
+STANDARD_CLAIMS: tuple[str, ...] = (
+    "sub",
+    "name",
+    "preferred_username",
+    "email",
+    "employee_id",
+    "groups",
+)
+TOKEN_CLAIMS: tuple[str, ...] = (
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "sid",
+    "azp",
+    "at_hash",
+)
+
+
+def user_claim(user: User, name: str) -> Any:
+    """The value of a standard claim for `user`, or None."""
+    match name:
+        case "sub":
+            return user.user_id
+        case "name":
+            return user.display_name
+        case "preferred_username":
+            return user.username
+        case "email":
+            return user.email
+        case "employee_id":
+            return user.employee_id
+        case "groups":
+            return list(user.groups)
+    return None
+
+
+def released_claims(
+    user: User, client: Client, scope: tuple[str, ...], requested: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The user claims `client` gets for `scope` plus individually `requested` ones (a `claims`
+    parameter member), limited to the profile's claim list, plus the profile's custom claims."""
+    allowed = set(getattr(client, "claims", DEFAULT_CLAIMS)) | {"sub"}
+    wanted: list[str] = ["sub"]
+    for s in scope:
+        wanted += SCOPE_CLAIMS.get(s, ())
+    wanted += [name for name in (requested or {}) if name in STANDARD_CLAIMS]
+    out: dict[str, Any] = {}
+    for name in wanted:
+        if name in allowed and name not in out:
+            value = user_claim(user, name)
+            if value not in (None, "", []):
+                out[name] = value
+    for mapping in client.custom_claims:
+        value = user.attributes.get(mapping.source)
+        if value is None:
+            value = user_claim(user, mapping.source)
+        if value not in (None, "") and mapping.claim not in TOKEN_CLAIMS:
+            out[mapping.claim] = value
+    return out
+
+
+def claims_supported() -> list[str]:
+    """Every claim name discovery advertises."""
+    return sorted(set(STANDARD_CLAIMS) | set(TOKEN_CLAIMS) | {"iss"})

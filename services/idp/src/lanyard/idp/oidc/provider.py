@@ -1,0 +1,189 @@
+"""`OidcProvider`: the ports the protocol consumes, its storage, caches and shared steps.
+
+Endpoints (one module per spec concern) take the provider and the request; `router.py` mounts
+them under `/e/{enterprise_id}`. Nothing here reads `Host` or `X-Forwarded-*`: the issuer is
+`issuer_for(public_base_url, enterprise_id)` from configuration (RFC 9700 §4.13).
+
+In-process caches, each short and named in `OidcConfig`: enterprises (30 s; they are only ever
+created), clients (5 s), signing/verification keys (5 s, see `jwt.py`) and successful client
+secret checks (5 s, keyed by a hash of the presented secret). They keep the token and
+introspection hot paths at one or two Redis round trips; the price is that disabling a client
+or rotating its secret takes up to 5 s to bite in every process.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import Request
+
+from lanyard.contracts import Event
+from lanyard.contracts.envelope import Subject
+from lanyard.idp.domain import Client, Enterprise
+from lanyard.idp.oidc.config import OidcConfig
+from lanyard.idp.oidc.errors import invalid_client, invalid_request
+from lanyard.idp.oidc.http import Params
+from lanyard.idp.oidc.jwt import TokenKeys
+from lanyard.idp.oidc.storage import OidcStore
+from lanyard.idp.ports import (
+    BackchannelLogouts,
+    BrowserSessions,
+    Clients,
+    DeviceSessions,
+    Enterprises,
+    Keys,
+    OrgSettingsView,
+    Publisher,
+    Users,
+)
+from lanyard.runtime.logging import get_logger
+from lanyard.runtime.tokens import issuer_for
+
+log = get_logger("lanyard.idp.oidc")
+
+
+class UnknownEnterprise(Exception):
+    """The path names no enterprise of ours: 404."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Everything the protocol side consumes (implemented by the directory and devices sides)."""
+
+    enterprises: Enterprises
+    users: Users
+    clients: Clients
+    keys: Keys
+    org_settings: OrgSettingsView
+    browser_sessions: BrowserSessions
+    device_sessions: DeviceSessions
+    backchannel: BackchannelLogouts
+    publisher: Publisher
+
+
+@dataclass(frozen=True)
+class AuthenticatedClient:
+    """A client that proved itself at a direct endpoint, and how."""
+
+    client: Client
+    method: str  # client_secret_basic | client_secret_post | none
+
+
+class OidcProvider:
+    """The OpenID Provider of every enterprise served by this process."""
+
+    def __init__(self, ports: Ports, store: OidcStore, config: OidcConfig) -> None:
+        self.ports = ports
+        self.store = store
+        self.config = config
+        self.keys = TokenKeys(ports.keys, config.keys_cache_s)
+        self._enterprises: dict[str, tuple[float, Enterprise]] = {}
+        self._clients: dict[tuple[str, str], tuple[float, Client | None]] = {}
+        self._secrets: dict[tuple[str, str, str], float] = {}
+
+    def issuer(self, eid: str) -> str:
+        """The enterprise's issuer: one exact string everywhere (configuration, never headers)."""
+        return issuer_for(self.config.public_base_url, eid)
+
+    async def enterprise(self, eid: str) -> Enterprise:
+        """The enterprise named in the path; raises UnknownEnterprise."""
+        now = time.monotonic()
+        hit = self._enterprises.get(eid)
+        if hit and now - hit[0] < self.config.enterprise_cache_s:
+            return hit[1]
+        found = await self.ports.enterprises.get(eid) if len(eid) <= 128 else None
+        if found is None:
+            raise UnknownEnterprise(eid)
+        self._enterprises[eid] = (now, found)
+        return found
+
+    async def client(self, eid: str, client_id: str | None) -> Client | None:
+        """An enabled client of this enterprise, or None."""
+        if not client_id or len(client_id) > 256:
+            return None
+        now = time.monotonic()
+        hit = self._clients.get((eid, client_id))
+        if hit and now - hit[0] < self.config.client_cache_s:
+            found = hit[1]
+        else:
+            found = await self.ports.clients.get(eid, client_id)
+            self._clients[(eid, client_id)] = (now, found)
+        if found is None or not found.enabled or found.enterprise_id != eid:
+            return None
+        return found
+
+    async def _secret_ok(self, eid: str, client_id: str, secret: str) -> bool:
+        now = time.monotonic()
+        key = (eid, client_id, hashlib.sha256(secret.encode()).hexdigest())
+        seen = self._secrets.get(key)
+        if seen and now - seen < self.config.client_cache_s:
+            return True
+        if await self.ports.clients.verify_secret(eid, client_id, secret):
+            if len(self._secrets) > 10_000:
+                self._secrets.clear()
+            self._secrets[key] = now
+            return True
+        return False
+
+    async def authenticate_client(self, eid: str, request: Request, params: Params) -> AuthenticatedClient:
+        """RFC 6749 §2.3: client_secret_basic, client_secret_post, or none (public clients).
+        Raises invalid_client (401, with `WWW-Authenticate` when the header was used) or
+        invalid_request (more than one method at once)."""
+        header = request.headers.get("authorization")
+        basic = {"WWW-Authenticate": 'Basic realm="lanyard"'}
+        if "client_secret" in params.repeated or "client_id" in params.repeated:
+            raise invalid_request("repeated client credentials")
+        if header is not None:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != "basic":
+                raise invalid_client("unsupported authorization scheme", headers=basic)
+            try:
+                decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                raise invalid_client("malformed basic credentials", headers=basic) from None
+            raw_id, sep, raw_secret = decoded.partition(":")
+            if not sep:
+                raise invalid_client("malformed basic credentials", headers=basic)
+            client_id, secret = unquote(raw_id.replace("+", " ")), unquote(raw_secret.replace("+", " "))
+            if params.get("client_secret") is not None:
+                raise invalid_request("use one client authentication method")
+            if params.get("client_id") not in (None, client_id):
+                raise invalid_client("client_id does not match the credentials", headers=basic)
+            method, headers = "client_secret_basic", basic
+        else:
+            client_id, secret = params.get("client_id") or "", params.get("client_secret")
+            method, headers = ("client_secret_post" if secret is not None else "none"), {}
+        client = await self.client(eid, client_id)
+        if client is None:
+            raise invalid_client("client authentication failed", headers=headers)
+        if client.is_public:
+            if secret:
+                raise invalid_client("public clients have no secret", headers=headers)
+            return AuthenticatedClient(client, "none")
+        if not secret or not await self._secret_ok(eid, client_id, secret):
+            raise invalid_client("client authentication failed", headers=headers)
+        return AuthenticatedClient(client, method)
+
+    def event(
+        self,
+        cls: type[Event],
+        eid: str,
+        payload: Any,
+        *,
+        user_id: str | None = None,
+        client_id: str | None = None,
+        device_session_id: str | None = None,
+    ) -> Event:
+        """An oidc-events envelope from this IdP."""
+        return cls(
+            enterprise_id=eid,
+            producer="idp",
+            subject=Subject(user_id=user_id, client_id=client_id, device_session_id=device_session_id),
+            payload=payload,
+        )

@@ -1,0 +1,339 @@
+"""The protocol's Redis layout: codes, grants, refresh-token families, interactions, indexes.
+
+Every key lives under `idp:oidc:{<enterprise>}:` (the braces are a Redis Cluster hash tag, so an
+enterprise's keys share a slot and the Lua scripts below may touch several of them).
+
+    code:<sha256(code)>        JSON of the authorization request it answers      TTL code_ttl (60 s)
+    code-used:<sha256(code)>   the same JSON, once redeemed (replay detection)    TTL replay window
+    grant:<gid>                hash: client_id user_id sid dsid scope auth_time amr acr nonce
+                               claims, state (issued|active|revoked), rt (current refresh hash)
+    rt:<sha256(refresh)>       hash: gid client_id state (current|rotated)       TTL refresh ttl
+    sid:<sid>                  set of gids of one OIDC session (index for logout)
+    ds:<dsid>                  set of gids of one device session (index for check-in)
+    revoked-sid:<sid>, revoked-ds:<dsid>   markers: no new grant may join a revoked session
+    ix:<id>                    a validated authorization request waiting for login TTL 10 min
+    logout:<token>             a pending logout confirmation (the browser sid)     TTL 10 min
+
+A grant is one authorization (one code) and everything issued from it: its access tokens carry
+`gid`, its refresh tokens are one rotation family. Revoking anything flips `grant.state`, so the
+hot checks (introspection, UserInfo, refresh) read one hash field, whatever the number of live
+sessions, and revoking a session touches only its own index. Secrets (codes, refresh tokens) are
+stored only as SHA-256 hashes: they are 256-bit random, so a plain hash is enough.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+_CREATE = """
+-- KEYS: grant, sid index, ds index (or ''), code, revoked-sid, revoked-ds (or '')
+-- ARGV: code json, code ttl, grant ttl, then field/value pairs of the grant
+if redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
+if KEYS[6] ~= '' and redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
+local fields = {}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], 'state', 'issued', unpack(fields))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[2], string.match(KEYS[1], 'grant:(.*)$'))
+redis.call('EXPIRE', KEYS[2], ARGV[3], 'GT')
+if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+if KEYS[3] ~= '' then
+  redis.call('SADD', KEYS[3], string.match(KEYS[1], 'grant:(.*)$'))
+  redis.call('EXPIRE', KEYS[3], ARGV[3], 'GT')
+  if redis.call('TTL', KEYS[3]) < 0 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
+end
+redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+_CONSUME = """
+-- One atomic step: exactly one caller ever gets {1, record, grant state}; every later caller
+-- gets {0, record} (a replay) or {0} (never issued / expired).
+-- KEYS: code, code-used; ARGV: replay window, grant key prefix
+local v = redis.call('GET', KEYS[1])
+if v then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], v, 'EX', ARGV[1])
+  local gid = cjson.decode(v)['gid']
+  local state = redis.call('HGET', ARGV[2] .. gid, 'state')
+  return {1, v, state or ''}
+end
+local used = redis.call('GET', KEYS[2])
+if used then return {0, used} end
+return {0}
+"""
+
+_ACTIVATE = """
+-- KEYS: grant, new rt, sid index, ds index (or ''); ARGV: rt hash, client id, ttl
+if redis.call('HGET', KEYS[1], 'state') ~= 'issued' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'active', 'rt', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[2], 'gid', string.match(KEYS[1], 'grant:(.*)$'), 'client_id', ARGV[2], 'state', 'current')
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[3], 'GT')
+if KEYS[4] ~= '' then redis.call('EXPIRE', KEYS[4], ARGV[3], 'GT') end
+return 1
+"""
+
+_READ_REFRESH = """
+-- KEYS: rt; ARGV: grant key prefix. Returns {rt fields, grant fields} or {}.
+local rt = redis.call('HGETALL', KEYS[1])
+if #rt == 0 then return {} end
+local gid
+for i = 1, #rt, 2 do if rt[i] == 'gid' then gid = rt[i + 1] end end
+return {rt, redis.call('HGETALL', ARGV[1] .. gid)}
+"""
+
+_ROTATE = """
+-- KEYS: old rt, new rt, grant, sid index, ds index (or ''); ARGV: new hash, client id, ttl
+local s = redis.call('HGET', KEYS[1], 'state')
+if s == false then return 'unknown' end
+if s ~= 'current' then
+  redis.call('HSET', KEYS[3], 'state', 'revoked')
+  return 'reuse'
+end
+if redis.call('HGET', KEYS[3], 'state') ~= 'active' then return 'revoked' end
+redis.call('HSET', KEYS[1], 'state', 'rotated')
+redis.call('HSET', KEYS[2], 'gid', string.match(KEYS[3], 'grant:(.*)$'), 'client_id', ARGV[2], 'state', 'current')
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[3], 'rt', ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[4], ARGV[3], 'GT')
+if KEYS[5] ~= '' then redis.call('EXPIRE', KEYS[5], ARGV[3], 'GT') end
+return 'ok'
+"""
+
+_REVOKE_GRANT = """
+-- KEYS: grant. Returns {previous state, fields...} or {} when unknown.
+local prev = redis.call('HGET', KEYS[1], 'state')
+if prev == false then return {} end
+redis.call('HSET', KEYS[1], 'state', 'revoked')
+return {prev, redis.call('HGETALL', KEYS[1])}
+"""
+
+_REVOKE_INDEX = """
+-- KEYS: index set, revoked marker; ARGV: marker ttl, grant key prefix.
+-- Marks every grant of the index revoked; returns {gid, previous state, fields} per grant.
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+local out = {}
+for _, gid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[2] .. gid
+  local prev = redis.call('HGET', key, 'state')
+  if prev then
+    redis.call('HSET', key, 'state', 'revoked')
+    out[#out + 1] = {gid, prev, redis.call('HGETALL', key)}
+  end
+end
+return out
+"""
+
+
+def token_hash(token: str) -> str:
+    """The storage name of a code or refresh token (SHA-256, hex)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One authorization and what was issued from it (the refresh-token family)."""
+
+    gid: str
+    state: str
+    client_id: str
+    user_id: str
+    sid: str
+    dsid: str | None
+    scope: tuple[str, ...]
+    auth_time: int
+    amr: tuple[str, ...]
+    acr: str
+    nonce: str | None
+    claims: dict[str, Any]
+
+    @classmethod
+    def from_fields(cls, gid: str, f: dict[str, str]) -> Grant:
+        """Parse a grant hash."""
+        return cls(
+            gid=gid,
+            state=f.get("state", ""),
+            client_id=f.get("client_id", ""),
+            user_id=f.get("user_id", ""),
+            sid=f.get("sid", ""),
+            dsid=f.get("dsid") or None,
+            scope=tuple(f.get("scope", "").split()),
+            auth_time=int(f.get("auth_time", "0")),
+            amr=tuple(f.get("amr", "").split()),
+            acr=f.get("acr", ""),
+            nonce=f.get("nonce") or None,
+            claims=json.loads(f.get("claims") or "{}"),
+        )
+
+
+class OidcStore:
+    """Redis storage of one IdP process (asyncio client; every call is one round trip)."""
+
+    def __init__(self, redis: Redis, config_replay_window_s: int = 600) -> None:
+        self._r = redis
+        self._replay = config_replay_window_s
+        self._create = redis.register_script(_CREATE)
+        self._consume = redis.register_script(_CONSUME)
+        self._activate = redis.register_script(_ACTIVATE)
+        self._read_refresh = redis.register_script(_READ_REFRESH)
+        self._rotate = redis.register_script(_ROTATE)
+        self._revoke_grant = redis.register_script(_REVOKE_GRANT)
+        self._revoke_index = redis.register_script(_REVOKE_INDEX)
+
+    @staticmethod
+    def prefix(eid: str) -> str:
+        """The key prefix of one enterprise."""
+        return f"idp:oidc:{{{eid}}}:"
+
+    def _k(self, eid: str, *parts: str) -> str:
+        return self.prefix(eid) + ":".join(parts)
+
+    # ------------------------------------------------------------------------ codes and grants
+
+    async def create_code(
+        self,
+        eid: str,
+        code: str,
+        record: dict[str, Any],
+        grant_fields: dict[str, str],
+        code_ttl_s: int,
+        grant_ttl_s: int,
+    ) -> bool:
+        """Store a new grant (state issued), index it under its sid and device session, and
+        store its code. False when the session was revoked meanwhile (no code is stored)."""
+        gid, sid, dsid = record["gid"], record["sid"], record.get("dsid")
+        keys = [
+            self._k(eid, "grant", gid),
+            self._k(eid, "sid", sid),
+            self._k(eid, "ds", dsid) if dsid else "",
+            self._k(eid, "code", token_hash(code)),
+            self._k(eid, "revoked-sid", sid),
+            self._k(eid, "revoked-ds", dsid) if dsid else "",
+        ]
+        flat: list[str] = []
+        for k, v in grant_fields.items():
+            flat += [k, v]
+        return bool(await self._create(keys=keys, args=[json.dumps(record), code_ttl_s, grant_ttl_s, *flat]))
+
+    async def consume_code(self, eid: str, code: str) -> tuple[bool, dict[str, Any] | None, str]:
+        """(won, record, grant state): `won` for the one redemption that consumed the code;
+        (False, record, '') for a replay; (False, None, '') for an unknown or expired code."""
+        h = token_hash(code)
+        out = await self._consume(
+            keys=[self._k(eid, "code", h), self._k(eid, "code-used", h)],
+            args=[self._replay, self._k(eid, "grant", "")],
+        )
+        if int(out[0]) == 1:
+            return True, json.loads(out[1]), out[2]
+        return False, (json.loads(out[1]) if len(out) > 1 else None), ""
+
+    async def activate_grant(self, eid: str, grant: Grant, refresh_token: str, ttl_s: int) -> bool:
+        """Tokens were issued from an `issued` grant: make it active and store its first refresh
+        token. False if the grant was revoked meanwhile (a replay raced us)."""
+        keys = [
+            self._k(eid, "grant", grant.gid),
+            self._k(eid, "rt", token_hash(refresh_token)),
+            self._k(eid, "sid", grant.sid),
+            self._k(eid, "ds", grant.dsid) if grant.dsid else "",
+        ]
+        return bool(await self._activate(keys=keys, args=[token_hash(refresh_token), grant.client_id, ttl_s]))
+
+    async def grant_state(self, eid: str, gid: str) -> str | None:
+        """`issued`, `active`, `revoked`, or None when unknown or expired (one round trip)."""
+        return await self._r.hget(self._k(eid, "grant", gid), "state")
+
+    async def grant_fields(self, eid: str, gid: str, *fields: str) -> list[str | None]:
+        """Some fields of a grant (one round trip); Nones when unknown."""
+        return await self._r.hmget(self._k(eid, "grant", gid), list(fields))
+
+    async def get_grant(self, eid: str, gid: str) -> Grant | None:
+        """A grant with all its fields."""
+        fields = await self._r.hgetall(self._k(eid, "grant", gid))
+        return Grant.from_fields(gid, fields) if fields else None
+
+    # --------------------------------------------------------------------------- refresh tokens
+
+    async def read_refresh(self, eid: str, refresh_token: str) -> tuple[dict[str, str], Grant] | None:
+        """The refresh token's record and its grant, or None when unknown (one round trip)."""
+        out = await self._read_refresh(
+            keys=[self._k(eid, "rt", token_hash(refresh_token))], args=[self._k(eid, "grant", "")]
+        )
+        if not out:
+            return None
+        rt = _pairs(out[0])
+        grant_fields = _pairs(out[1])
+        if not grant_fields:
+            return None
+        return rt, Grant.from_fields(rt["gid"], grant_fields)
+
+    async def rotate_refresh(self, eid: str, old: str, new: str, grant: Grant, ttl_s: int) -> str:
+        """'ok' (old rotated, new current), 'reuse' (old was already rotated: the family is now
+        revoked), 'revoked' (grant no longer active) or 'unknown'."""
+        keys = [
+            self._k(eid, "rt", token_hash(old)),
+            self._k(eid, "rt", token_hash(new)),
+            self._k(eid, "grant", grant.gid),
+            self._k(eid, "sid", grant.sid),
+            self._k(eid, "ds", grant.dsid) if grant.dsid else "",
+        ]
+        return str(await self._rotate(keys=keys, args=[token_hash(new), grant.client_id, ttl_s]))
+
+    # ------------------------------------------------------------------------------ revocation
+
+    async def revoke_grant(self, eid: str, gid: str) -> tuple[str, Grant] | None:
+        """Revoke one grant (its refresh family and access tokens); (previous state, grant)."""
+        out = await self._revoke_grant(keys=[self._k(eid, "grant", gid)])
+        if not out:
+            return None
+        return out[0], Grant.from_fields(gid, _pairs(out[1]))
+
+    async def revoke_sid(self, eid: str, sid: str, marker_ttl_s: int) -> list[tuple[str, Grant]]:
+        """Revoke every grant of an OIDC session; refuse new ones. [(previous state, grant)]."""
+        return await self._revoke_index_of(
+            eid, self._k(eid, "sid", sid), self._k(eid, "revoked-sid", sid), marker_ttl_s
+        )
+
+    async def revoke_device_session(self, eid: str, dsid: str, marker_ttl_s: int) -> list[tuple[str, Grant]]:
+        """Revoke every grant of a device session; refuse new ones. [(previous state, grant)]."""
+        return await self._revoke_index_of(
+            eid, self._k(eid, "ds", dsid), self._k(eid, "revoked-ds", dsid), marker_ttl_s
+        )
+
+    async def _revoke_index_of(self, eid: str, index: str, marker: str, ttl: int) -> list[tuple[str, Grant]]:
+        out = await self._revoke_index(keys=[index, marker], args=[ttl, self._k(eid, "grant", "")])
+        return [(prev, Grant.from_fields(gid, _pairs(fields))) for gid, prev, fields in out]
+
+    # ------------------------------------------------------------------- interactions, logout
+
+    async def put_interaction(self, eid: str, ix_id: str, record: dict[str, Any], ttl_s: int) -> None:
+        """Park a validated authorization request while the user signs in."""
+        await self._r.set(self._k(eid, "ix", ix_id), json.dumps(record), ex=ttl_s)
+
+    async def get_interaction(self, eid: str, ix_id: str) -> dict[str, Any] | None:
+        """A parked authorization request."""
+        raw = await self._r.get(self._k(eid, "ix", ix_id))
+        return json.loads(raw) if raw else None
+
+    async def drop_interaction(self, eid: str, ix_id: str) -> None:
+        """The parked request was answered: it cannot be resumed again."""
+        await self._r.delete(self._k(eid, "ix", ix_id))
+
+    async def put_logout(self, eid: str, token: str, sid: str, ttl_s: int) -> None:
+        """A logout confirmation form was shown for browser session `sid`."""
+        await self._r.set(self._k(eid, "logout", token_hash(token)), sid, ex=ttl_s)
+
+    async def take_logout(self, eid: str, token: str) -> str | None:
+        """The sid of a pending logout confirmation, consumed (single use)."""
+        return await self._r.getdel(self._k(eid, "logout", token_hash(token)))
