@@ -1,9 +1,9 @@
-"""`python -m lanyard.idp`: run the idp service."""
+"""`python -m lanyard.idp [serve | bootstrap ... | keys rotate ...]`: run the idp service or an
+operator command (see `lanyard.idp.cli`)."""
 
-from lanyard.idp.app import create_app
-from lanyard.idp.settings import IdpSettings
-from lanyard.runtime.service import serve
+import sys
+
+from lanyard.idp.cli import main
 
 if __name__ == "__main__":
-    settings = IdpSettings()
-    serve(create_app(settings), settings)
+    sys.exit(main())

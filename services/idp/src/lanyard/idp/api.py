@@ -1,10 +1,551 @@
-"""HTTP API of the idp service."""
+"""HTTP API of the directory/administration side of the IdP (all under `/e/{enterprise_id}`):
+
+- `POST /admin/token`: admin bearer tokens (typ at+jwt, aud lanyard-admin, roles claim);
+- `/admin/users`, `/admin/groups`: the directory (superadmin and admin write; auditor reads);
+- `/admin/app-profiles`: SSO application profiles (superadmin only);
+- `POST /admin/keys/rotate`: signing-key rotation (superadmin);
+- `GET /admin/sso-extension.mobileconfig`: the MDM SSO-extension profile;
+- `POST /locker/authn`: the Locker app's first-party authn API → a checkout assertion.
+
+Errors are JSON `{"error": ..., "error_description": ...}` with a 4xx status; nothing changes.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import asdict, dataclass, replace
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from lanyard.idp import mdm
+from lanyard.idp.adapters.outbox import OutboxPublisher
+from lanyard.idp.domain import (
+    ADMIN_ROLES,
+    DEFAULT_CLAIMS,
+    AppProfile,
+    ClaimMapping,
+    Client,
+    Group,
+    Role,
+    User,
+)
+from lanyard.idp.ports import (
+    BrowserSessions,
+    Conflict,
+    Directory,
+    EnterpriseStore,
+    KeyStore,
+    OrgSettingsStore,
+    PendingLogins,
+    ProfileStore,
+)
+from lanyard.idp.service import (
+    TEMPLATES,
+    Authenticator,
+    AuthError,
+    DirectoryService,
+    Invalid,
+    NotFound,
+    ProfileService,
+    TokenIssuer,
+    metadata,
+    new_id,
+    rotate_keys,
+)
+from lanyard.idp.settings import IdpSettings
+from lanyard.runtime.tokens import AdminPrincipal, StaticJwks, TokenVerifier, issuer_for, require_roles
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+@dataclass
+class DirectorySide:
+    """Everything the directory side's routes need; built once by `create_app`."""
+
+    settings: IdpSettings
+    enterprises: EnterpriseStore
+    directory: Directory
+    clients: ProfileStore
+    keys: KeyStore
+    authenticator: Authenticator
+    directory_service: DirectoryService
+    profiles: ProfileService
+    issuer: TokenIssuer
+    verifier: TokenVerifier
+    org_settings: OrgSettingsStore
+    browser_sessions: BrowserSessions
+    pending_logins: PendingLogins
+    outbox: OutboxPublisher
+
+    @classmethod
+    def verifier_for(cls, settings: IdpSettings, keys: KeyStore) -> TokenVerifier:
+        """Admin tokens are verified against the local Keys port: no HTTP to ourselves."""
+        return TokenVerifier(settings.public_base_url, StaticJwks(keys.jwks))
+
+
+def side(request: Request) -> DirectorySide:
+    return request.app.state.directory_side
+
+
+def _verifier(request: Request) -> TokenVerifier:
+    return side(request).verifier
+
+
+Side = Annotated[DirectorySide, Depends(side)]
+AnyAdmin = Annotated[AdminPrincipal, Depends(require_roles(_verifier, "superadmin", "admin", "auditor"))]
+Writer = Annotated[AdminPrincipal, Depends(require_roles(_verifier, "superadmin", "admin"))]
+Superadmin = Annotated[AdminPrincipal, Depends(require_roles(_verifier, "superadmin"))]
+
+
+def error(status: int, code: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "error_description": description}, status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map the directory side's exceptions to JSON errors (only these classes: other routes keep
+    their own error shapes)."""
+
+    async def not_found(_: Request, exc: Exception) -> JSONResponse:
+        return error(404, "not_found", str(exc))
+
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Invalid)
+        status = 409 if exc.error == "credentials_already_issued" else 400
+        return error(status, exc.error, exc.description)
+
+    async def conflict(_: Request, exc: Exception) -> JSONResponse:
+        return error(409, "conflict", str(exc))
+
+    async def auth(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AuthError)
+        headers = dict(NO_STORE)
+        if exc.retry_after:
+            headers["Retry-After"] = str(exc.retry_after)
+        return error(exc.status, exc.error, exc.description, headers)
+
+    app.add_exception_handler(NotFound, not_found)
+    app.add_exception_handler(Invalid, invalid)
+    app.add_exception_handler(Conflict, conflict)
+    app.add_exception_handler(AuthError, auth)
+
+
+# ---------------------------------------------------------------------------------- models
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@+-]+$")]
+
+
+class UserIn(Strict):
+    username: Name
+    display_name: str = Field(min_length=1, max_length=256)
+    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    employee_id: str | None = Field(default=None, max_length=128)
+    badge_id: str | None = Field(default=None, min_length=1, max_length=256)
+    groups: list[str] = Field(default_factory=list, max_length=256)
+    roles: list[Role] = Field(default_factory=lambda: ["user"])
+    status: Literal["active", "disabled", "locked"] = "active"
+    attributes: dict[str, str] = Field(default_factory=dict, max_length=64)
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+
+
+class UserPatch(Strict):
+    username: Name | None = None
+    display_name: str | None = Field(default=None, min_length=1, max_length=256)
+    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    employee_id: str | None = Field(default=None, max_length=128)
+    badge_id: str | None = Field(default=None, min_length=1, max_length=256)
+    groups: list[str] | None = Field(default=None, max_length=256)
+    roles: list[Role] | None = None
+    status: Literal["active", "disabled", "locked"] | None = None
+    attributes: dict[str, str] | None = Field(default=None, max_length=64)
+
+
+class PasswordIn(Strict):
+    password: str = Field(min_length=8, max_length=1024)
+
+
+class GroupIn(Strict):
+    name: str = Field(min_length=1, max_length=256)
+    description: str | None = Field(default=None, max_length=1024)
+
+
+class ClaimMappingIn(Strict):
+    claim: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    source: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class ProfileIn(Strict):
+    profile_name: str = Field(min_length=1, max_length=256)
+    display_name: str = Field(min_length=1, max_length=256)
+    redirect_uris: list[str] = Field(min_length=1, max_length=32)
+    post_logout_redirect_uris: list[str] = Field(default_factory=list, max_length=32)
+    claims: list[str] = Field(default_factory=lambda: list(DEFAULT_CLAIMS), max_length=64)
+    custom_claims: list[ClaimMappingIn] = Field(default_factory=list, max_length=64)
+    backchannel_logout_uri: str | None = Field(default=None, max_length=2048)
+    client_type: Literal["public", "confidential"] = "public"
+    enabled: bool = True
+
+
+class ProfilePatch(Strict):
+    profile_name: str | None = Field(default=None, min_length=1, max_length=256)
+    display_name: str | None = Field(default=None, min_length=1, max_length=256)
+    redirect_uris: list[str] | None = Field(default=None, min_length=1, max_length=32)
+    post_logout_redirect_uris: list[str] | None = Field(default=None, max_length=32)
+    claims: list[str] | None = Field(default=None, max_length=64)
+    custom_claims: list[ClaimMappingIn] | None = Field(default=None, max_length=64)
+    backchannel_logout_uri: str | None = Field(default=None, max_length=2048)
+    client_type: Literal["public", "confidential"] | None = None
+    enabled: bool | None = None
+
+
+class RotateIn(Strict):
+    grace_period_s: int = Field(default=0, ge=0, le=30 * 24 * 3600)
+
+
+class LockerAuthnIn(Strict):
+    device_id: str = Field(min_length=1, max_length=128)
+    username: str | None = Field(default=None, min_length=1, max_length=256)
+    password: str | None = Field(default=None, max_length=1024)
+    badge_id: str | None = Field(default=None, min_length=1, max_length=256)
+    totp: str | None = Field(default=None, max_length=16)
+
+
+def user_out(user: User) -> dict[str, Any]:
+    """A user as the admin API shows it (no secrets exist on the record)."""
+    d = asdict(user)
+    d.pop("enterprise_id")
+    return d
+
+
+def profile_out(p: AppProfile) -> dict[str, Any]:
+    c = p.client
+    return {
+        "client_id": c.client_id,
+        "profile_name": c.profile_name,
+        "display_name": c.display_name,
+        "client_type": c.client_type,
+        "redirect_uris": list(c.redirect_uris),
+        "post_logout_redirect_uris": list(c.post_logout_redirect_uris),
+        "backchannel_logout_uri": c.backchannel_logout_uri,
+        "claims": list(c.claims),
+        "custom_claims": [asdict(m) for m in c.custom_claims],
+        "scopes": list(c.scopes),
+        "enabled": c.enabled,
+        "template": p.template,
+        "has_secret": p.has_secret,
+    }
+
+
+def _check_role_grant(principal: AdminPrincipal, roles: list[str] | None) -> None:
+    """Only a superadmin may hand out admin roles (no privilege escalation by admins)."""
+    if roles and set(roles) & set(ADMIN_ROLES) and "superadmin" not in principal.roles:
+        raise PermissionError
+
+
+def forbidden() -> JSONResponse:
+    return error(403, "insufficient_role", "only a superadmin may grant admin roles")
+
+
+# ---------------------------------------------------------------------------------- routes
+
+
+async def _form_or_json(request: Request) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError:
+            raise Invalid("invalid_request", "malformed JSON") from None
+        if not isinstance(body, dict):
+            raise Invalid("invalid_request", "expected a JSON object")
+        return body
+    if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        return dict(await request.form())
+    raise Invalid("invalid_request", "send a form or JSON body")
 
 
 def api_router() -> APIRouter:
-    """The idp service's routes, mounted under /idp behind the gateway."""
-    return APIRouter(prefix="/idp")
+    """The directory side's routes (admin API and Locker authn)."""
+    r = APIRouter(prefix="/e/{enterprise_id}")
+
+    @r.post("/admin/token")
+    async def admin_token(enterprise_id: str, request: Request, s: Side) -> JSONResponse:
+        body = await _form_or_json(request)
+        username, password, code = body.get("username"), body.get("password"), body.get("totp")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise Invalid("invalid_request", "username and password are required")
+        if await s.enterprises.get(enterprise_id) is None:
+            raise NotFound("no such enterprise")
+        user = await s.authenticator.password(enterprise_id, username, password, None)
+        amr: tuple[str, ...] = ("pwd",)
+        if user.totp_enrolled:
+            if not code:
+                raise AuthError("second_factor_required", "this admin has TOTP enrolled: send totp")
+            await s.authenticator.totp(enterprise_id, user, str(code), None)
+            amr = ("pwd", "otp")
+        if not set(user.roles) & set(ADMIN_ROLES):
+            return error(403, "access_denied", "this user holds no admin role", NO_STORE)
+        await s.authenticator.succeeded(enterprise_id, user, amr, None)
+        ttl = s.settings.admin_token_ttl_s
+        token = await s.issuer.admin_token(enterprise_id, user, ttl)
+        return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": ttl}, headers=NO_STORE)
+
+    # --------------------------------------------------------------------------- users
+
+    @r.get("/admin/users")
+    async def list_users(enterprise_id: str, s: Side, _: AnyAdmin) -> dict[str, Any]:
+        return {"users": [user_out(u) for u in await s.directory.list_users(enterprise_id)]}
+
+    @r.post("/admin/users", status_code=201)
+    async def create_user(enterprise_id: str, body: UserIn, s: Side, who: Writer) -> Any:
+        try:
+            _check_role_grant(who, body.roles)
+        except PermissionError:
+            return forbidden()
+        fields = body.model_dump(exclude={"password"})
+        fields.update(groups=tuple(body.groups), roles=tuple(body.roles))
+        user = await s.directory_service.create_user(enterprise_id, fields, body.password, who.user_id)
+        return JSONResponse(user_out(user), 201)
+
+    @r.get("/admin/users/{user_id}")
+    async def get_user(enterprise_id: str, user_id: str, s: Side, _: AnyAdmin) -> dict[str, Any]:
+        return user_out(await s.directory_service.get(enterprise_id, user_id))
+
+    @r.patch("/admin/users/{user_id}")
+    async def update_user(enterprise_id: str, user_id: str, body: UserPatch, s: Side, who: Writer) -> Any:
+        current = await s.directory_service.get(enterprise_id, user_id)
+        try:
+            _check_role_grant(who, body.roles)
+            if set(current.roles) & set(ADMIN_ROLES):
+                _check_role_grant(who, list(current.roles))  # admins cannot edit admins
+        except PermissionError:
+            return forbidden()
+        fields = body.model_dump(exclude_unset=True)
+        for key in ("groups", "roles"):
+            if fields.get(key) is not None:
+                fields[key] = tuple(fields[key])
+        fields = {k: v for k, v in fields.items() if v is not None or k in ("email", "employee_id", "badge_id")}
+        return user_out(await s.directory_service.update_user(enterprise_id, user_id, fields, who.user_id))
+
+    @r.delete("/admin/users/{user_id}", status_code=204)
+    async def delete_user(enterprise_id: str, user_id: str, s: Side, who: Writer) -> Response:
+        current = await s.directory_service.get(enterprise_id, user_id)
+        try:
+            _check_role_grant(who, list(current.roles))
+        except PermissionError:
+            return forbidden()
+        await s.directory_service.delete_user(enterprise_id, user_id, who.user_id)
+        return Response(status_code=204)
+
+    @r.put("/admin/users/{user_id}/password", status_code=204)
+    async def set_password(enterprise_id: str, user_id: str, body: PasswordIn, s: Side, who: Writer) -> Response:
+        current = await s.directory_service.get(enterprise_id, user_id)
+        try:
+            _check_role_grant(who, list(current.roles))
+        except PermissionError:
+            return forbidden()
+        await s.directory_service.set_password(enterprise_id, user_id, body.password, who.user_id)
+        return Response(status_code=204)
+
+    @r.post("/admin/users/{user_id}/totp")
+    async def enroll_totp(enterprise_id: str, user_id: str, s: Side, who: Writer) -> JSONResponse:
+        enrolment = await s.directory_service.enroll_totp(enterprise_id, user_id, who.user_id)
+        return JSONResponse({"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri}, 201, headers=NO_STORE)
+
+    @r.delete("/admin/users/{user_id}/totp")
+    async def remove_totp(enterprise_id: str, user_id: str, s: Side, who: Writer) -> dict[str, Any]:
+        return user_out(await s.directory_service.remove_totp(enterprise_id, user_id, who.user_id))
+
+    # -------------------------------------------------------------------------- groups
+
+    @r.get("/admin/groups")
+    async def list_groups(enterprise_id: str, s: Side, _: AnyAdmin) -> dict[str, Any]:
+        return {"groups": [asdict(g) for g in await s.directory.list_groups(enterprise_id)]}
+
+    @r.post("/admin/groups", status_code=201)
+    async def create_group(enterprise_id: str, body: GroupIn, s: Side, who: Writer) -> dict[str, Any]:
+        group = Group(enterprise_id, new_id("grp"), body.name, body.description)
+        return asdict(await s.directory_service.save_group(group, who.user_id))
+
+    @r.get("/admin/groups/{group_id}")
+    async def get_group(enterprise_id: str, group_id: str, s: Side, _: AnyAdmin) -> dict[str, Any]:
+        group = await s.directory.get_group(enterprise_id, group_id)
+        if group is None:
+            raise NotFound("no such group")
+        return asdict(group)
+
+    @r.put("/admin/groups/{group_id}")
+    async def put_group(enterprise_id: str, group_id: str, body: GroupIn, s: Side, who: Writer) -> dict[str, Any]:
+        if await s.directory.get_group(enterprise_id, group_id) is None:
+            raise NotFound("no such group")
+        group = Group(enterprise_id, group_id, body.name, body.description)
+        return asdict(await s.directory_service.save_group(group, who.user_id))
+
+    @r.delete("/admin/groups/{group_id}", status_code=204)
+    async def delete_group(enterprise_id: str, group_id: str, s: Side, who: Writer) -> Response:
+        await s.directory_service.delete_group(enterprise_id, group_id, who.user_id)
+        return Response(status_code=204)
+
+    # ---------------------------------------------------------------------------- keys
+
+    @r.post("/admin/keys/rotate")
+    async def rotate(enterprise_id: str, s: Side, _: Superadmin) -> dict[str, Any]:
+        ring = await rotate_keys(s.keys, enterprise_id)
+        return {"version": ring.version, "keys": [asdict(e) for e in ring.entries]}
+
+    @r.get("/admin/keys")
+    async def key_ring(enterprise_id: str, s: Side, _: Superadmin) -> dict[str, Any]:
+        ring = await s.keys.ring(enterprise_id)
+        if ring is None:
+            raise NotFound("no keys")
+        return {"version": ring.version, "keys": [asdict(e) for e in ring.entries]}
+
+    # --------------------------------------------------------------------- app profiles
+
+    @r.get("/admin/app-profiles/templates/{template}")
+    async def template(enterprise_id: str, template: str, _: Superadmin) -> dict[str, Any]:
+        if template not in TEMPLATES:
+            raise NotFound("no such template")
+        return {"template": template, **TEMPLATES[template]}
+
+    @r.get("/admin/app-profiles")
+    async def list_profiles(enterprise_id: str, s: Side, _: Superadmin) -> dict[str, Any]:
+        return {"app_profiles": [profile_out(p) for p in await s.clients.list_profiles(enterprise_id)]}
+
+    @r.post("/admin/app-profiles", status_code=201)
+    async def create_profile(
+        enterprise_id: str,
+        request: Request,
+        s: Side,
+        who: Superadmin,
+        template: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> JSONResponse:
+        raw: dict[str, Any] = {}
+        if template is not None:
+            if template not in TEMPLATES:
+                raise Invalid("invalid_request", "unknown template")
+            raw.update(TEMPLATES[template])
+        if await request.body():
+            given = await _form_or_json(request)
+            raw.update(given)
+        body = ProfileIn.model_validate(raw)
+        client = Client(
+            enterprise_id=enterprise_id,
+            client_id=new_id("cli"),
+            profile_name=body.profile_name,
+            display_name=body.display_name,
+            client_type=body.client_type,
+            redirect_uris=tuple(body.redirect_uris),
+            post_logout_redirect_uris=tuple(body.post_logout_redirect_uris),
+            backchannel_logout_uri=body.backchannel_logout_uri,
+            custom_claims=tuple(ClaimMapping(m.claim, m.source) for m in body.custom_claims),
+            enabled=body.enabled,
+            claims=tuple(body.claims),
+        )
+        profile = await s.profiles.save(AppProfile(client, template=template), who.user_id)
+        return JSONResponse(profile_out(profile), 201)
+
+    @r.get("/admin/app-profiles/{client_id}")
+    async def get_profile(enterprise_id: str, client_id: str, s: Side, _: Superadmin) -> dict[str, Any]:
+        return profile_out(await s.profiles.get(enterprise_id, client_id))
+
+    @r.patch("/admin/app-profiles/{client_id}")
+    async def update_profile(
+        enterprise_id: str, client_id: str, body: ProfilePatch, s: Side, who: Superadmin
+    ) -> dict[str, Any]:
+        current = await s.profiles.get(enterprise_id, client_id)
+        fields = body.model_dump(exclude_unset=True)
+        for key in ("redirect_uris", "post_logout_redirect_uris", "claims"):
+            if fields.get(key) is not None:
+                fields[key] = tuple(fields[key])
+        if fields.get("custom_claims") is not None:
+            fields["custom_claims"] = tuple(ClaimMapping(m["claim"], m["source"]) for m in fields["custom_claims"])
+        fields = {k: v for k, v in fields.items() if v is not None or k == "backchannel_logout_uri"}
+        client = replace(current.client, **fields)
+        has_secret = current.has_secret and client.client_type == "confidential"
+        profile = await s.profiles.save(AppProfile(client, current.template, has_secret), who.user_id)
+        return profile_out(profile)
+
+    @r.delete("/admin/app-profiles/{client_id}", status_code=204)
+    async def delete_profile(enterprise_id: str, client_id: str, s: Side, who: Superadmin) -> Response:
+        await s.profiles.delete(enterprise_id, client_id, who.user_id)
+        return Response(status_code=204)
+
+    @r.post("/admin/app-profiles/{client_id}/credentials", status_code=201)
+    async def credentials(enterprise_id: str, client_id: str, s: Side, who: Superadmin) -> JSONResponse:
+        creds = await s.profiles.issue_credentials(enterprise_id, client_id, who.user_id, rotate=False)
+        body: dict[str, Any] = {"client_id": creds.client_id}
+        if creds.client_secret:
+            body["client_secret"] = creds.client_secret
+        return JSONResponse(body, 201, headers=NO_STORE)
+
+    @r.post("/admin/app-profiles/{client_id}/credentials/rotate")
+    async def rotate_secret(
+        enterprise_id: str, client_id: str, s: Side, who: Superadmin, body: RotateIn | None = None
+    ) -> JSONResponse:
+        grace = body.grace_period_s if body else 0
+        creds = await s.profiles.issue_credentials(enterprise_id, client_id, who.user_id, rotate=True, grace_s=grace)
+        return JSONResponse(
+            {
+                "client_id": creds.client_id,
+                "client_secret": creds.client_secret,
+                "previous_secret_valid_until": int(creds.previous_secret_valid_until)
+                if creds.previous_secret_valid_until
+                else None,
+            },
+            headers=NO_STORE,
+        )
+
+    @r.get("/admin/app-profiles/{client_id}/metadata")
+    async def profile_metadata(enterprise_id: str, client_id: str, s: Side, _: Superadmin) -> dict[str, Any]:
+        await s.profiles.get(enterprise_id, client_id)
+        return metadata(s.settings.public_base_url, enterprise_id, client_id)
+
+    # ------------------------------------------------------------------------------ MDM
+
+    @r.get("/admin/sso-extension.mobileconfig")
+    async def mobileconfig(enterprise_id: str, s: Side, _: Writer) -> Response:
+        body = mdm.sso_extension_profile(
+            enterprise_id,
+            issuer_for(s.settings.public_base_url, enterprise_id),
+            s.settings.sso_extension_identifier,
+            s.settings.sso_extension_team_identifier,
+        )
+        return Response(
+            body,
+            media_type=mdm.CONTENT_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="lanyard-sso-{enterprise_id}.mobileconfig"'},
+        )
+
+    # ---------------------------------------------------------------------- Locker authn
+
+    @r.post("/locker/authn")
+    async def locker_authn(enterprise_id: str, body: LockerAuthnIn, s: Side) -> JSONResponse:
+        if await s.enterprises.get(enterprise_id) is None:
+            raise NotFound("no such enterprise")
+        a = s.authenticator
+        if body.badge_id and not (body.username or body.password):
+            user = await a.badge(enterprise_id, body.badge_id, "locker")
+            amr: tuple[str, ...] = ("hwk",)
+        elif body.username and body.password is not None and not body.badge_id:
+            user = await a.password(enterprise_id, body.username, body.password, "locker")
+            amr = ("pwd",)
+        else:
+            raise Invalid("invalid_request", "send username and password, or badge_id")
+        if await a.second_factor_required(enterprise_id, user) or body.totp:
+            if not body.totp:
+                raise AuthError("second_factor_required", "a second factor (totp) is required")
+            await a.totp(enterprise_id, user, body.totp, "locker")
+            amr = (*amr, "otp")
+        auth = await a.succeeded(enterprise_id, user, amr, "locker", body.device_id)
+        ttl = s.settings.checkout_assertion_ttl_s
+        assertion = await s.issuer.checkout_assertion(enterprise_id, auth, body.device_id, ttl)
+        return JSONResponse({"assertion": assertion, "expires_in": ttl}, headers=NO_STORE)
+
+    return r

@@ -11,6 +11,7 @@ from lanyard.idp.api import api_router
 from lanyard.idp.devices.wiring import build_devices
 from lanyard.idp.handlers import IdpHandlers
 from lanyard.idp.settings import IdpSettings
+from lanyard.idp.wiring import build_directory_side, install_directory_side
 from lanyard.runtime.consumer import RetryPolicy, subscribe
 from lanyard.runtime.health import health_router
 from lanyard.runtime.service import ServiceRuntime
@@ -22,6 +23,8 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
     """Build the idp service: adapters, handlers, subscriptions and routes."""
     settings = settings or IdpSettings()
     runtime = ServiceRuntime.from_settings(settings, **overrides)
+    # Directory side (enterprises, users, app profiles, keys, login, Locker authn, admin API).
+    directory_side = build_directory_side(runtime, settings, overrides)
     handlers = IdpHandlers(runtime.redis)
     runtime.subscribers.append(
         subscribe(
@@ -45,6 +48,8 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
     app = FastAPI(title="Lanyard idp", lifespan=runtime.lifespan)
     app.state.runtime = runtime
     app.state.devices = devices
+    install_directory_side(app, directory_side)
+    devices.bind(clients=directory_side.clients, keys=directory_side.keys, org_settings=directory_side.org_settings)
     app.include_router(health_router("idp", runtime.checks()))
     app.include_router(api_router())
     return app

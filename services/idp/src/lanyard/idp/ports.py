@@ -238,3 +238,17 @@ class OrgSettingsStore(OrgSettingsView, Protocol):
     async def apply(self, enterprise_id: str, settings: OrgSettings, event_id: str, occurred_at: float) -> bool:
         """Store `settings` unless a newer (or the same) event was applied already; True if stored."""
         ...
+
+
+class PendingLogins(Protocol):
+    """Logins that passed the password and wait for the second factor (login page)."""
+
+    async def create(self, enterprise_id: str, user_id: str, next_path: str | None) -> str:
+        """A new pending login; returns its (cookie) token."""
+        ...
+
+    async def get(self, enterprise_id: str, token: str | None) -> dict[str, Any] | None:
+        """{"user_id", "next"} or None when unknown or expired."""
+        ...
+
+    async def drop(self, enterprise_id: str, token: str | None) -> None: ...

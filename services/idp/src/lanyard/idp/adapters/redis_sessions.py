@@ -98,3 +98,27 @@ class RedisOrgSettings:
                     continue
         self._cache.pop(enterprise_id, None)
         return True
+
+
+class RedisPendingLogins:
+    """Implements `PendingLogins`: `idp:{eid}:pending:{sha256(token)}`, expiring."""
+
+    def __init__(self, redis: Redis, ttl_s: int) -> None:
+        self._r = redis
+        self._ttl = ttl_s
+
+    async def create(self, enterprise_id: str, user_id: str, next_path: str | None) -> str:
+        token = secrets.token_urlsafe(32)
+        body = json.dumps({"user_id": user_id, "next": next_path})
+        await self._r.set(f"idp:{enterprise_id}:pending:{_digest(token)}", body, ex=self._ttl)
+        return token
+
+    async def get(self, enterprise_id: str, token: str | None) -> dict | None:
+        if not token or len(token) > 256:
+            return None
+        raw = await self._r.get(f"idp:{enterprise_id}:pending:{_digest(token)}")
+        return json.loads(raw) if raw else None
+
+    async def drop(self, enterprise_id: str, token: str | None) -> None:
+        if token:
+            await self._r.delete(f"idp:{enterprise_id}:pending:{_digest(token)}")
