@@ -6,6 +6,7 @@ broker acknowledged the record, so an HTTP handler that awaits it answers after 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 
@@ -58,6 +59,16 @@ class EventPublisher:
             await self.publish(event)
 
 
+async def _until_visible(admin: AIOKafkaAdminClient, names: set[str], timeout_s: float = 15.0) -> None:
+    """Creation is acknowledged by the controller before every broker's metadata shows the
+    topic; wait (bounded) so callers can subscribe and list right away."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not names <= set(await admin.list_topics()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topics not visible after {timeout_s}s: {sorted(names)}")
+        await asyncio.sleep(0.05)
+
+
 async def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
     """Create any missing topic from the registry; returns the names it created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lanyard-topics")
@@ -75,6 +86,7 @@ async def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic] = ALL_TO
                 pass  # another service created it between list and create
         if created:
             log.info("created topics %s", created)
+            await _until_visible(admin, set(wanted))
         return created
     finally:
         await admin.close()
