@@ -12,8 +12,8 @@ from lanyard.runtime.testing import eventually
 pytestmark = pytest.mark.integration
 
 
-async def test_health_and_readiness(kafka_bootstrap, redis_client):
-    settings = AuditSettings(consumer_group="test-audit-health")
+async def test_health_and_readiness(kafka_bootstrap, redis_client, tmp_path):
+    settings = AuditSettings(consumer_group="test-audit-health", db_path=tmp_path / "audit.sqlite")
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

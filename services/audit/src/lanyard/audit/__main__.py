@@ -1,9 +1,8 @@
-"""`python -m lanyard.audit`: run the audit service."""
+"""`python -m lanyard.audit [serve|verify|prune]`: run the audit service, or a log tool (see cli)."""
 
-from lanyard.audit.app import create_app
-from lanyard.audit.settings import AuditSettings
-from lanyard.runtime.service import serve
+import sys
+
+from lanyard.audit.cli import main
 
 if __name__ == "__main__":
-    settings = AuditSettings()
-    serve(create_app(settings), settings)
+    sys.exit(main())

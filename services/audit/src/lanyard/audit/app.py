@@ -1,45 +1,80 @@
-"""Composition root of the audit service: `create_app(settings, **overrides)`."""
+"""Composition root of the audit service: `create_app(settings, **overrides)`.
+
+Overrides for tests: `broker=`, `redis=` (runtime), `store=` (an `AuditStore`), `verifier=`
+(a `TokenVerifier`), `observer=` (an `AuditObserver`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
+from lanyard.audit.adapters.observability import MetricsObserver
+from lanyard.audit.adapters.sqlite_store import SqliteAuditStore
 from lanyard.audit.api import api_router
-from lanyard.audit.handlers import AuditHandlers
+from lanyard.audit.handlers import AuditHandlers, faststream_record
+from lanyard.audit.ports import AuditStore
 from lanyard.audit.settings import AuditSettings
-from lanyard.contracts import topics
+from lanyard.contracts.topics import TOPICS
 from lanyard.runtime.consumer import RetryPolicy, subscribe
 from lanyard.runtime.health import health_router
 from lanyard.runtime.service import ServiceRuntime
-
-CONSUMES = [
-    topics.DIRECTORY,
-    topics.APP_PROFILES,
-    topics.POLICY_CONFIG,
-    topics.DEVICE_SESSIONS,
-    topics.ENTITLEMENTS,
-    topics.OIDC_EVENTS,
-]
+from lanyard.runtime.tokens import HttpJwks, TokenVerifier
 
 
 def create_app(settings: AuditSettings | None = None, **overrides: Any) -> FastAPI:
-    """Build the audit service: adapters, handlers, subscriptions and routes."""
+    """Build the audit service: the store, the consumer of every source topic, and the query API."""
     settings = settings or AuditSettings()
     runtime = ServiceRuntime.from_settings(settings, **overrides)
-    handlers = AuditHandlers(runtime.redis)
-    runtime.subscribers.append(
-        subscribe(
-            runtime.broker,
-            CONSUMES,
-            settings.group_id,
-            handlers.handle,
-            retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
+    store: AuditStore = overrides.get("store") or SqliteAuditStore(settings.db_path, settings.sqlite_synchronous)
+    jwks = None
+    verifier = overrides.get("verifier")
+    if verifier is None:
+        jwks = HttpJwks(settings.public_base_url)
+        verifier = TokenVerifier(settings.public_base_url, jwks)
+    if settings.consume:
+        handlers = AuditHandlers(
+            store, overrides.get("observer") or MetricsObserver(), faststream_record(runtime.broker)
         )
-    )
-    app = FastAPI(title="Lanyard audit", lifespan=runtime.lifespan)
+        runtime.subscribers.append(
+            subscribe(
+                runtime.broker,
+                list(TOPICS),
+                settings.group_id,
+                handlers.handle,
+                retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
+            )
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The store opens before the consumers start and closes after they stopped, so no
+        # record is ever handled without it (runtime hooks run inside the broker's lifetime).
+        opener = getattr(store, "open", None)
+        if opener is not None:
+            await opener()
+        try:
+            async with runtime.lifespan(app):
+                yield
+        finally:
+            await store.close()
+            if jwks is not None:
+                await jwks.aclose()
+
+    app = FastAPI(title="Lanyard audit", lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.store = store
+    app.state.verifier = verifier
+
+    def store_of(request: Request) -> AuditStore:
+        return request.app.state.store
+
+    def verifier_of(request: Request) -> TokenVerifier:
+        return request.app.state.verifier
+
     app.include_router(health_router("audit", runtime.checks()))
-    app.include_router(api_router())
+    app.include_router(api_router(store_of, verifier_of, settings.max_page, settings.export_batch))
     return app

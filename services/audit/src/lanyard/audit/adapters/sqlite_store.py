@@ -1,0 +1,495 @@
+"""The embedded default audit store: one SQLite file in WAL mode.
+
+Durability: `synchronous=FULL` by default. In WAL mode, NORMAL survives a process crash (kill -9)
+but an OS crash or power loss can roll back the last transactions, and by then the Kafka offsets
+of those records are committed: the audit log would silently lose them. FULL syncs the WAL on
+every commit, so a record whose offset is committed is on disk. NORMAL is a setting for machines
+where the benchmark says FULL is too slow and losing the tail on power loss is acceptable.
+
+Threads: every SQLite call runs off the event loop. Appends go to one writer thread that owns the
+only writing connection (appends are serial anyway, and one writer never waits on SQLite's lock);
+queries run on a small pool of reader threads, each with its own connection (WAL lets readers and
+the writer proceed together).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from lanyard.audit.domain import (
+    GENESIS_HASH,
+    AuditRecord,
+    Checkpoint,
+    Entry,
+    OffsetGap,
+    Position,
+    SequenceGap,
+    StoredRecord,
+    offset_gap,
+    seal,
+    sequence_gap,
+)
+from lanyard.audit.ports import AppendResult, GapReport, RecordQuery
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    enterprise_id TEXT NOT NULL,
+    occurred_at TEXT NOT NULL,
+    producer TEXT NOT NULL,
+    actor TEXT,
+    user_id TEXT,
+    device_id TEXT,
+    device_session_id TEXT,
+    client_id TEXT,
+    sequence INTEGER,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    event_json TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_user ON records (enterprise_id, user_id, seq);
+CREATE INDEX IF NOT EXISTS records_device ON records (enterprise_id, device_id, seq);
+CREATE INDEX IF NOT EXISTS records_session ON records (enterprise_id, device_session_id, seq);
+CREATE INDEX IF NOT EXISTS records_type ON records (enterprise_id, type, seq);
+CREATE INDEX IF NOT EXISTS records_actor ON records (enterprise_id, actor, seq);
+CREATE INDEX IF NOT EXISTS records_time ON records (enterprise_id, occurred_at);
+CREATE INDEX IF NOT EXISTS records_enterprise ON records (enterprise_id, seq);
+CREATE TABLE IF NOT EXISTS record_clients (
+    enterprise_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (enterprise_id, client_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS record_clients_seq ON record_clients (seq);
+CREATE TABLE IF NOT EXISTS partition_offsets (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    last_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chain_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    pruned_before TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS session_sequences (
+    enterprise_id TEXT NOT NULL,
+    device_session_id TEXT NOT NULL,
+    last_sequence INTEGER NOT NULL,
+    PRIMARY KEY (enterprise_id, device_session_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sequence_gaps (
+    id INTEGER PRIMARY KEY,
+    enterprise_id TEXT NOT NULL,
+    device_session_id TEXT NOT NULL,
+    first_missing INTEGER NOT NULL,
+    last_missing INTEGER NOT NULL,
+    detected_at_seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sequence_gaps_enterprise ON sequence_gaps (enterprise_id, id);
+CREATE TABLE IF NOT EXISTS offset_gaps (
+    id INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    first_missing INTEGER NOT NULL,
+    last_missing INTEGER NOT NULL,
+    detected_at_seq INTEGER NOT NULL
+);
+"""
+
+COLUMNS = (
+    "seq, event_id, type, enterprise_id, occurred_at, producer, actor, user_id, device_id, device_session_id, "
+    'client_id, sequence, topic, partition, "offset", event_json, prev_hash, hash'
+)
+
+Synchronous = Literal["FULL", "NORMAL"]
+
+
+def connect(path: Path, synchronous: Synchronous = "FULL", *, create: bool = True) -> sqlite3.Connection:
+    """Open the file in WAL mode with the schema in place (autocommit: transactions are explicit)."""
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.exists():
+        raise FileNotFoundError(str(path))
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    if create:
+        conn.executescript(SCHEMA)
+    return conn
+
+
+def _record(row: sqlite3.Row | tuple[Any, ...], clients: tuple[str, ...] = ()) -> AuditRecord:
+    (seq, event_id, kind, eid, occurred, producer, actor, user, device, session, client, sequence,
+     topic, partition, offset, event_json, prev_hash, digest) = row  # fmt: skip
+    entry = Entry(
+        event_id=event_id,
+        type=kind,
+        enterprise_id=eid,
+        occurred_at=occurred,
+        producer=producer,
+        actor=actor,
+        user_id=user,
+        device_id=device,
+        device_session_id=session,
+        client_id=client,
+        clients=clients,
+        sequence=sequence,
+        position=Position(topic, partition, offset),
+        event_json=event_json,
+    )
+    return AuditRecord(seq=seq, entry=entry, prev_hash=prev_hash, hash=digest)
+
+
+class SqliteLog:
+    """Synchronous access to the log file: appends, queries, verification input and pruning."""
+
+    def __init__(self, path: Path, synchronous: Synchronous = "FULL", *, create: bool = True) -> None:
+        self.path = path
+        self._conn = connect(path, synchronous, create=create)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    # ---------------------------------------------------------------------------------- writes
+
+    def append(self, entry: Entry) -> AppendResult:
+        """One transaction: the record, its apps, the partition offset, the chain head, any gap."""
+        c = self._conn
+        pos = entry.position
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            row = c.execute(
+                "SELECT last_offset FROM partition_offsets WHERE topic = ? AND partition = ?",
+                (pos.topic, pos.partition),
+            ).fetchone()
+            last_offset = row[0] if row else None
+            if last_offset is not None and pos.offset <= last_offset:
+                c.execute("ROLLBACK")
+                return AppendResult("redelivered")
+            self._set_offset(pos)
+            if c.execute("SELECT 1 FROM records WHERE event_id = ?", (entry.event_id,)).fetchone():
+                c.execute("COMMIT")
+                return AppendResult("duplicate")
+            head = c.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone() or (0, GENESIS_HASH)
+            record = seal(entry, head[0] + 1, head[1])
+            self._insert(record)
+            seq_gap = self._sequence_gap(entry, record.seq)
+            off_gap = None
+            if (span := offset_gap(pos.topic, last_offset, pos.offset)) is not None:
+                off_gap = OffsetGap(pos.topic, pos.partition, span[0], span[1], record.seq)
+                c.execute(
+                    "INSERT INTO offset_gaps (topic, partition, first_missing, last_missing, detected_at_seq) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (pos.topic, pos.partition, span[0], span[1], record.seq),
+                )
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        return AppendResult("written", record, seq_gap, off_gap)
+
+    def _set_offset(self, pos: Position) -> None:
+        self._conn.execute(
+            "INSERT INTO partition_offsets (topic, partition, last_offset) VALUES (?, ?, ?) "
+            "ON CONFLICT (topic, partition) DO UPDATE SET last_offset = excluded.last_offset",
+            (pos.topic, pos.partition, pos.offset),
+        )
+
+    def _insert(self, record: AuditRecord) -> None:
+        e, c = record.entry, self._conn
+        c.execute(
+            f"INSERT INTO records ({COLUMNS}) VALUES ({', '.join('?' * 18)})",  # noqa: S608 (constant columns)
+            (
+                record.seq, e.event_id, e.type, e.enterprise_id, e.occurred_at, e.producer, e.actor, e.user_id,
+                e.device_id, e.device_session_id, e.client_id, e.sequence, e.position.topic, e.position.partition,
+                e.position.offset, e.event_json, record.prev_hash, record.hash,
+            ),
+        )  # fmt: skip
+        c.executemany(
+            "INSERT INTO record_clients (enterprise_id, client_id, seq) VALUES (?, ?, ?)",
+            [(e.enterprise_id, client, record.seq) for client in e.clients],
+        )
+        c.execute(
+            "INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            (record.seq, record.hash),
+        )
+
+    def _sequence_gap(self, entry: Entry, seq: int) -> SequenceGap | None:
+        if entry.sequence is None or entry.device_session_id is None:
+            return None
+        c = self._conn
+        key = (entry.enterprise_id, entry.device_session_id)
+        row = c.execute(
+            "SELECT last_sequence FROM session_sequences WHERE enterprise_id = ? AND device_session_id = ?", key
+        ).fetchone()
+        last = row[0] if row else None
+        c.execute(
+            "INSERT INTO session_sequences (enterprise_id, device_session_id, last_sequence) VALUES (?, ?, ?) "
+            "ON CONFLICT DO UPDATE SET last_sequence = max(last_sequence, excluded.last_sequence)",
+            (*key, entry.sequence),
+        )
+        span = sequence_gap(last, entry.sequence)
+        if span is None:
+            return None
+        c.execute(
+            "INSERT INTO sequence_gaps (enterprise_id, device_session_id, first_missing, last_missing, "
+            "detected_at_seq) VALUES (?, ?, ?, ?, ?)",
+            (*key, span[0], span[1], seq),
+        )
+        return SequenceGap(entry.enterprise_id, entry.device_session_id, span[0], span[1], seq)
+
+    # ---------------------------------------------------------------------------------- reads
+
+    def query(self, q: RecordQuery) -> list[AuditRecord]:
+        """Records matching the filters, ascending seq, after the cursor."""
+        where, args = ["r.enterprise_id = ?", "r.seq > ?"], [q.enterprise_id, q.after_seq]
+        for column, value in (
+            ("user_id", q.user_id),
+            ("device_id", q.device_id),
+            ("device_session_id", q.device_session_id),
+            ("actor", q.actor),
+        ):
+            if value is not None:
+                where.append(f"r.{column} = ?")
+                args.append(value)
+        for column, values in (("type", q.types), ("topic", q.topics)):
+            if values:
+                where.append(f"r.{column} IN ({', '.join('?' * len(values))})")
+                args.extend(values)
+        if q.since is not None:
+            where.append("r.occurred_at >= ?")
+            args.append(q.since)
+        if q.until is not None:
+            where.append("r.occurred_at < ?")
+            args.append(q.until)
+        if q.client_id is not None:
+            where.append("r.seq IN (SELECT seq FROM record_clients WHERE enterprise_id = ? AND client_id = ?)")
+            args.extend([q.enterprise_id, q.client_id])
+        cols = ", ".join(f"r.{c.strip()}" for c in COLUMNS.split(","))
+        sql = f"SELECT {cols} FROM records r WHERE {' AND '.join(where)} ORDER BY r.seq LIMIT ?"  # noqa: S608
+        rows = self._conn.execute(sql, [*args, q.limit]).fetchall()
+        return [_record(row) for row in rows]
+
+    def access_records(self, enterprise_id: str, device_id: str, at: str) -> list[AuditRecord]:
+        """Session and entitlement records of device sessions checked out on the device by `at`
+        and not checked in before it."""
+        sessions = [
+            row[0]
+            for row in self._conn.execute(
+                "SELECT device_session_id FROM records WHERE enterprise_id = ? AND device_id = ? AND type = ? "
+                "AND occurred_at <= ? AND device_session_id IS NOT NULL "
+                "AND device_session_id NOT IN (SELECT device_session_id FROM records "
+                "WHERE enterprise_id = ? AND device_id = ? AND type = ? AND occurred_at <= ? "
+                "AND device_session_id IS NOT NULL)",
+                (enterprise_id, device_id, "session.device_checked_out.v1", at,
+                 enterprise_id, device_id, "session.device_checked_in.v1", at),
+            )
+        ]  # fmt: skip
+        records: list[AuditRecord] = []
+        for session in sessions:
+            rows = self._conn.execute(
+                f"SELECT {COLUMNS} FROM records WHERE enterprise_id = ? AND device_session_id = ? ORDER BY seq",  # noqa: S608
+                (enterprise_id, session),
+            ).fetchall()
+            for row in rows:
+                clients = tuple(
+                    r[0] for r in self._conn.execute("SELECT client_id FROM record_clients WHERE seq = ?", (row[0],))
+                )
+                records.append(_record(row, tuple(sorted(clients))))
+        return records
+
+    def gaps(self, enterprise_id: str) -> GapReport:
+        """Sequence gaps of this enterprise and offset gaps of every partition."""
+        seq_gaps = tuple(
+            SequenceGap(*row)
+            for row in self._conn.execute(
+                "SELECT enterprise_id, device_session_id, first_missing, last_missing, detected_at_seq "
+                "FROM sequence_gaps WHERE enterprise_id = ? ORDER BY id",
+                (enterprise_id,),
+            )
+        )
+        off_gaps = tuple(
+            OffsetGap(*row)
+            for row in self._conn.execute(
+                "SELECT topic, partition, first_missing, last_missing, detected_at_seq FROM offset_gaps ORDER BY id"
+            )
+        )
+        return GapReport(seq_gaps, off_gaps)
+
+    def count(self) -> int:
+        """Number of records held."""
+        return self._conn.execute("SELECT count(*) FROM records").fetchone()[0]
+
+    # ------------------------------------------------------------------------------ ChainAdmin
+
+    def stored_records(self, after_seq: int = 0) -> Iterator[StoredRecord]:
+        """Every record after `after_seq` with its app rows, ascending, in batches."""
+        cursor = after_seq
+        while True:
+            rows = self._conn.execute(
+                f"SELECT {COLUMNS} FROM records WHERE seq > ? ORDER BY seq LIMIT 1000",  # noqa: S608
+                (cursor,),
+            ).fetchall()
+            if not rows:
+                return
+            apps: dict[int, list[str]] = {}
+            for seq, client in self._conn.execute(
+                "SELECT seq, client_id FROM record_clients WHERE seq BETWEEN ? AND ?", (rows[0][0], rows[-1][0])
+            ):
+                apps.setdefault(seq, []).append(client)
+            for row in rows:
+                record = _record(row, tuple(sorted(apps.get(row[0], ()))))
+                yield StoredRecord(record, record.entry.clients)
+            cursor = rows[-1][0]
+
+    def checkpoint(self) -> Checkpoint | None:
+        """The checkpoint, if records were pruned."""
+        row = self._conn.execute(
+            "SELECT seq, hash, pruned_before, created_at, signature FROM checkpoint WHERE id = 1"
+        ).fetchone()
+        return Checkpoint(*row) if row else None
+
+    def head(self) -> tuple[int, str] | None:
+        """The last appended (seq, hash), as the store noted it."""
+        row = self._conn.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+        return (row[0], row[1]) if row else None
+
+    def last_seq_before(self, before: str) -> int:
+        """The end of the longest prefix of the chain whose records all occurred before `before`."""
+        first_kept = self._conn.execute("SELECT min(seq) FROM records WHERE occurred_at >= ?", (before,)).fetchone()[0]
+        if first_kept is not None:
+            return first_kept - 1
+        return self._conn.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0]
+
+    def record_at(self, seq: int) -> AuditRecord | None:
+        """The record with this seq."""
+        row = self._conn.execute(f"SELECT {COLUMNS} FROM records WHERE seq = ?", (seq,)).fetchone()  # noqa: S608
+        return _record(row) if row else None
+
+    def prune_through(self, seq: int, checkpoint: Checkpoint) -> int:
+        """Delete the prefix through `seq` and store the checkpoint, atomically."""
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("DELETE FROM record_clients WHERE seq <= ?", (seq,))
+            deleted = c.execute("DELETE FROM records WHERE seq <= ?", (seq,)).rowcount
+            c.execute(
+                "INSERT INTO checkpoint (id, seq, hash, pruned_before, created_at, signature) "
+                "VALUES (1, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
+                "pruned_before = excluded.pruned_before, created_at = excluded.created_at, "
+                "signature = excluded.signature",
+                (
+                    checkpoint.seq,
+                    checkpoint.hash,
+                    checkpoint.pruned_before,
+                    checkpoint.created_at,
+                    checkpoint.signature,
+                ),
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        return deleted
+
+
+class SqliteAuditStore:
+    """The async `AuditStore` over the file: a writer thread and a pool of reader threads."""
+
+    def __init__(self, path: Path, synchronous: Synchronous = "FULL", readers: int = 4) -> None:
+        self.path = Path(path)
+        self._synchronous: Synchronous = synchronous
+        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
+        self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="audit-reader")
+        self._writer: SqliteLog | None = None
+        self._local = threading.local()
+        self._readers: list[SqliteLog] = []
+        self._lock = threading.Lock()
+
+    def _writer_log(self) -> SqliteLog:
+        # Only ever called on the writer thread; the file and schema are created on first use.
+        if self._writer is None:
+            self._writer = SqliteLog(self.path, self._synchronous)
+        return self._writer
+
+    def _reader(self) -> SqliteLog:
+        log = getattr(self._local, "log", None)
+        if log is None:
+            log = SqliteLog(self.path, self._synchronous, create=False)
+            self._local.log = log
+            with self._lock:
+                self._readers.append(log)
+        return log
+
+    async def open(self) -> None:
+        """Create the file and schema now (otherwise the first append does)."""
+        await self._write(lambda _log: None)
+
+    async def _write(self, fn: Callable[[SqliteLog], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer_pool, lambda: fn(self._writer_log()))
+
+    async def _read(self, fn: Callable[[SqliteLog], T]) -> T:
+        if self._writer is None:
+            await self.open()
+        return await asyncio.get_running_loop().run_in_executor(self._reader_pool, lambda: fn(self._reader()))
+
+    async def append(self, entry: Entry) -> AppendResult:
+        """Append on the writer thread."""
+        return await self._write(lambda log: log.append(entry))
+
+    async def query(self, query: RecordQuery) -> list[AuditRecord]:
+        """Query on a reader thread."""
+        return await self._read(lambda log: log.query(query))
+
+    async def access_records(self, enterprise_id: str, device_id: str, at: str) -> list[AuditRecord]:
+        """Evidence for the access question, on a reader thread."""
+        return await self._read(lambda log: log.access_records(enterprise_id, device_id, at))
+
+    async def gaps(self, enterprise_id: str) -> GapReport:
+        """Detected gaps, on a reader thread."""
+        return await self._read(lambda log: log.gaps(enterprise_id))
+
+    async def count(self) -> int:
+        """Number of records, on a reader thread."""
+        return await self._read(lambda log: log.count())
+
+    async def close(self) -> None:
+        """Close every connection and stop the threads."""
+        if self._writer is not None:
+            await self._write(lambda log: log.close())
+        self._writer_pool.shutdown(wait=True)
+        with self._lock:
+            readers = list(self._readers)
+        # Connections were opened with check_same_thread=False, so closing them here is allowed.
+        for log in readers:
+            log.close()
+        self._reader_pool.shutdown(wait=True)

@@ -1,0 +1,145 @@
+"""The SQLite store: atomic idempotent appends, gaps, queries, pruning and verification."""
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from lanyard.audit.adapters.sqlite_store import SqliteAuditStore, SqliteLog
+from lanyard.audit.domain import Position, entry_from_json, format_time
+from lanyard.audit.ports import RecordQuery
+from lanyard.audit.service import PruneRefused, prune_log, verify_log
+from lanyard.audit.synthetic import generate_day
+from lanyard.contracts import events as ev
+
+KEY = b"test-checkpoint-key"
+
+
+def entries(eid="e1", **kw):
+    day = generate_day(eid, **kw)
+    offsets: dict[tuple[str, int], int] = {}
+    out = []
+    for e in day.events:
+        part = hash(e.key()) % e.topic.partitions
+        off = offsets.get((e.topic.name, part), 0)
+        offsets[(e.topic.name, part)] = off + 1
+        out.append(entry_from_json(json.loads(e.to_json()), Position(e.topic.name, part, off)))
+    return day, out
+
+
+@pytest.fixture
+def log(tmp_path):
+    log = SqliteLog(tmp_path / "audit.sqlite")
+    yield log
+    log.close()
+
+
+def test_appends_chain_and_a_redelivery_or_repeat_changes_nothing(log):
+    _, items = entries(devices=1, users=2, shifts=1)
+    for item in items[:30]:
+        assert log.append(item).outcome == "written"
+    assert log.append(items[10]).outcome == "redelivered"
+    moved = items[5].__class__(**{**items[5].__dict__, "position": Position(items[5].position.topic, 99, 0)})
+    assert log.append(moved).outcome == "duplicate"
+    assert log.count() == 30
+    assert verify_log(log, None).ok and verify_log(log, None).count == 30
+    assert log.head()[0] == 30
+
+
+def test_sequence_and_offset_gaps_are_recorded(log):
+    def locked(seq):
+        return ev.DeviceLocked(
+            enterprise_id="e1", producer="session",
+            payload=ev.DeviceLockedPayload(device_session_id="ds", device_id="d", user_id="u", sequence=seq),
+        )  # fmt: skip
+
+    def add(event, offset, topic="lanyard.device-sessions.v1"):
+        return log.append(entry_from_json(json.loads(event.to_json()), Position(topic, 0, offset)))
+
+    assert add(locked(1), 0).sequence_gap is None
+    result = add(locked(4), 5)
+    assert (result.sequence_gap.first_missing, result.sequence_gap.last_missing) == (2, 3)
+    assert (result.offset_gap.first_missing, result.offset_gap.last_missing) == (1, 4)
+    assert add(locked(5), 9, topic="lanyard.directory.v1").offset_gap is None
+    report = log.gaps("e1")
+    assert len(report.sequence_gaps) == 1 and len(report.offset_gaps) == 1
+    assert log.gaps("another").sequence_gaps == ()
+
+
+def test_queries_filter_and_page_by_seq(log):
+    day, items = entries(devices=2, users=4, shifts=1)
+    for item in items:
+        log.append(item)
+    session = day.sessions[0]
+    by_session = log.query(RecordQuery("e1", device_session_id=session.device_session_id, limit=1000))
+    assert {r.entry.device_session_id for r in by_session} == {session.device_session_id}
+    assert by_session[0].entry.type == "session.device_checked_out.v1"
+    app = session.apps[0]
+    by_app = log.query(RecordQuery("e1", client_id=app, limit=5000))
+    assert any(r.entry.type == "entitlement.granted.v1" for r in by_app)
+    assert all(app in json.dumps(json.loads(r.entry.event_json)) for r in by_app)
+    admin = log.query(RecordQuery("e1", actor="admin-super", limit=1000))
+    assert admin and all(r.entry.actor == "admin-super" for r in admin)
+    window = log.query(
+        RecordQuery(
+            "e1", since=format_time(session.checked_out_at), until=format_time(session.checked_in_at), limit=5000
+        )
+    )
+    assert all(
+        format_time(session.checked_out_at) <= r.entry.occurred_at < format_time(session.checked_in_at) for r in window
+    )
+    pages, after = [], 0
+    while page := log.query(RecordQuery("e1", types=("oidc.tokens_issued.v1",), after_seq=after, limit=7)):
+        pages.extend(page)
+        after = page[-1].seq
+    assert len(pages) == sum(1 for i in items if i.type == "oidc.tokens_issued.v1")
+    assert log.query(RecordQuery("other-enterprise", limit=10)) == []
+
+
+def test_editing_one_record_in_the_file_makes_verify_name_it(tmp_path, log):
+    _, items = entries(devices=1, users=2, shifts=1)
+    for item in items[:40]:
+        log.append(item)
+    with sqlite3.connect(tmp_path / "audit.sqlite") as raw:
+        raw.execute(
+            'UPDATE records SET event_json = replace(event_json, \'"producer":"\', \'"producer":"x\') WHERE seq = 17'
+        )
+        assert raw.total_changes == 1
+    verdict = verify_log(log, None)
+    assert not verdict.ok and verdict.broken_seq == 17 and verdict.broken_event_id == items[16].event_id
+
+
+def test_prune_behind_a_signed_checkpoint_still_verifies_and_a_tampered_checkpoint_fails(tmp_path, log):
+    day, items = entries(devices=1, users=2, shifts=1)
+    for item in items:
+        log.append(item)
+    total = log.count()
+    cut = day.sessions[1].checked_out_at
+    with pytest.raises(PruneRefused):
+        prune_log(log, cut, None, datetime.now(UTC))
+    deleted, checkpoint = prune_log(log, cut, KEY, datetime.now(UTC))
+    assert deleted > 0 and log.count() == total - deleted and checkpoint.seq == deleted
+    assert all(r.entry.occurred_at >= format_time(cut) for r in log.query(RecordQuery("e1", limit=5000)))
+    verdict = verify_log(log, KEY)
+    assert verdict.ok and verdict.first_seq == deleted + 1 and verdict.count == total - deleted
+    # A second prune moves the checkpoint on; the chain still verifies.
+    prune_log(log, cut + timedelta(hours=3), KEY, datetime.now(UTC))
+    assert verify_log(log, KEY).ok
+    with sqlite3.connect(tmp_path / "audit.sqlite") as raw:
+        raw.execute("UPDATE checkpoint SET seq = seq - 1")
+    assert not verify_log(log, KEY).ok
+
+
+async def test_async_store_appends_on_its_writer_and_queries_on_readers(tmp_path):
+    store = SqliteAuditStore(tmp_path / "a.sqlite")
+    _, items = entries(devices=1, users=2, shifts=1)
+    try:
+        assert await store.count() == 0
+        for item in items[:25]:
+            await store.append(item)
+        assert await store.count() == 25
+        found = await store.query(RecordQuery("e1", limit=10, after_seq=20))
+        assert [r.seq for r in found] == [21, 22, 23, 24, 25]
+    finally:
+        await store.close()
