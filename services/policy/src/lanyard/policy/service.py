@@ -100,16 +100,25 @@ class Entitlements:
             users = await self._store.users(e, [s.user_id for s in sessions])
             snapshot = await self._store.snapshot(e)
             holders = await self._store.seat_holders(e)
-            changed = 0
-            for session, decision in domain.reevaluate(sessions, users, snapshot, holders, self._clock()):
-                if decision.action == "none":
-                    continue
-                await self._publish(e, session, decision, reason, None)
-                await self._store.save_session(e, session, domain.after(session, decision))
-                changed += 1
-            if changed:
-                log.info("re-evaluated live sessions", enterprise_id=e, changed=changed, reason=reason)
-            return changed
+            todo = [
+                (session, decision)
+                for session, decision in domain.reevaluate(sessions, users, snapshot, holders, self._clock())
+                if decision.action != "none"
+            ]
+            # Publish concurrently (each still waits for its ack), then record exactly the ones the
+            # broker acknowledged; a failure raises after that, so the retry redoes only the rest.
+            results = await asyncio.gather(
+                *(self._publish(e, s, d, reason, None) for s, d in todo), return_exceptions=True
+            )
+            for (session, decision), result in zip(todo, results, strict=True):
+                if not isinstance(result, BaseException):
+                    await self._store.save_session(e, session, domain.after(session, decision))
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if todo:
+                log.info("re-evaluated live sessions", enterprise_id=e, changed=len(todo), reason=reason)
+            if failed:
+                raise failed[0]
+            return len(todo)
 
     async def _publish(
         self,
@@ -192,7 +201,12 @@ class Entitlements:
         done = 0
         now = self._clock()
         async for enterprise_id in self._store.due_licence_checks(now):
-            await self.reevaluate(enterprise_id, "licence_changed")
+            try:
+                await self.reevaluate(enterprise_id, "licence_changed")
+            except Exception:
+                # We claimed the check; put it back so the next round (or instance) retries it.
+                await self._store.schedule_licence_check(enterprise_id, now)
+                raise
             await self.schedule_licences(enterprise_id)
             done += 1
         return done
@@ -342,7 +356,11 @@ class Readiness:
         return domain.readiness(await self._store.snapshot(e), release(), self._clock())
 
     async def explain(self, e: str, user_id: str, client_id: str | None) -> dict[str, Any]:
-        """Why this user can or cannot use SSO (and the app, when given) on a checked-out device."""
+        """Why this user can or cannot use SSO (and the app, when given) on a checked-out device.
+
+        Assumes the checkout used a second factor (the Locker flow does), so the answer is about
+        configuration, not about how one particular checkout authenticated.
+        """
         users = await self._store.users(e, [user_id])
         snapshot = await self._store.snapshot(e)
         in_use, held = await self._store.user_seats(e, user_id)
