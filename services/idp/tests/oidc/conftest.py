@@ -75,6 +75,16 @@ class World:
     logout_redirect: str = LOGOUT_REDIRECT
 
     @staticmethod
+    def unsigned(token: str) -> str:
+        """`token` re-encoded with `alg: none` and no signature (RFC 8725 §3.1 attack)."""
+        import base64
+        import json
+
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
+        return enc({"alg": "none", "typ": "JWT"}) + "." + enc(claims) + "."
+
+    @staticmethod
     def q(r: httpx.Response) -> dict[str, str]:
         """The query parameters of a redirect's Location."""
         return redirect_query(r)

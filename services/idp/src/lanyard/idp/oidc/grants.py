@@ -172,7 +172,10 @@ async def authorization_code(provider: OidcProvider, eid: str, ac: Authenticated
     id_token = await _id_token(provider, eid, grant, access)
     refresh = secrets.token_urlsafe(32)
     if not await provider.store.activate_grant(eid, grant, refresh, provider.config.refresh_token_ttl_s):
-        raise invalid_grant("the authorization was revoked")
+        # A concurrent replay (or a check-in) revoked the grant after we consumed the code. We
+        # still won the redemption, so we answer with what we minted; every check reads the
+        # grant state, so these tokens are already dead (RFC 6749 §4.1.2's revocation wins).
+        log.warning("grant_revoked_during_redemption", enterprise_id=eid, gid=grant.gid)
     await provider.ports.publisher.publish(
         provider.event(
             TokensIssued,
