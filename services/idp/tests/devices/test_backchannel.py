@@ -1,0 +1,226 @@
+"""Back-channel logout delivery to a real HTTP receiver (Starlette under uvicorn), from the Redis queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import pytest
+import uvicorn
+from joserfc import jwt
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from lanyard.contracts import topics
+from lanyard.idp.devices.backchannel import BACKCHANNEL_EVENT, BackchannelQueue, BackchannelWorker
+from lanyard.idp.devices.model import sid_for
+from lanyard.runtime.testing import TopicProbe, eventually, free_port
+
+pytestmark = pytest.mark.integration
+BASE = "http://127.0.0.1:8480"
+
+
+class Receiver:
+    """A relying party's back-channel logout endpoint with scripted answers per path."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.posts: list[tuple[str, str, str]] = []  # (path, content type, logout_token)
+        self.script: dict[str, list[int]] = {}
+
+    async def endpoint(self, request: Request) -> Response:
+        form = await request.form()
+        path = request.url.path
+        self.posts.append((path, request.headers.get("content-type", ""), str(form.get("logout_token", ""))))
+        if path.startswith("/slow"):
+            await asyncio.sleep(1)
+        codes = self.script.get(path) or [200]
+        code = codes.pop(0) if len(codes) > 1 else codes[0]
+        return Response(status_code=code)
+
+    def to(self, path: str) -> list[tuple[str, str, str]]:
+        return [p for p in self.posts if p[0] == path]
+
+
+@pytest.fixture
+async def receiver():
+    rp = Receiver()
+    app = Starlette(routes=[Route("/{path:path}", rp.endpoint, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=rp.port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, 10, what="receiver started")
+    yield rp
+    server.should_exit = True
+    await task
+
+
+@contextlib.asynccontextmanager
+async def worker_on(redis_client, ports, kit, **settings):
+    publisher = kit.MemoryPublisher()
+    queue = BackchannelQueue(redis_client, ports.clients)
+    worker = BackchannelWorker(queue, ports.keys, publisher, kit.fast_settings(**settings), BASE)
+    await worker.start()
+    try:
+        yield queue, worker, publisher
+    finally:
+        await worker.stop()
+
+
+def _events(publisher, kind: str):
+    return [e for e in publisher.events if e.type == kind]
+
+
+async def test_delivered_token_is_a_valid_logout_token(redis_client, receiver, kit, keys):
+    ports = kit.Ports(keys=keys)
+    eid, sid = "ent-a", sid_for("ent-a", "ds-1")
+    ports.clients.add(eid, "portal", f"{receiver.base}/ok")
+    async with worker_on(redis_client, ports, kit) as (queue, _, publisher):
+        await queue.enqueue(eid, "portal", sid, "user-1", "ds-1")
+        done = await eventually(lambda: _events(publisher, "oidc.backchannel_logout_delivered.v1"), 10)
+    (path, ctype, token), *rest = receiver.posts
+    assert not rest and path == "/ok" and ctype.startswith("application/x-www-form-urlencoded")
+    decoded = jwt.decode(token, await ports.keys.verification_keys(eid), algorithms=["RS256"])
+    assert decoded.header == {"alg": "RS256", "typ": "logout+jwt", "kid": keys.key.kid}
+    c = decoded.claims
+    assert c["iss"] == f"{BASE}/e/{eid}" and c["aud"] == "portal" and c["sid"] == sid and c["sub"] == "user-1"
+    assert c["events"] == {BACKCHANNEL_EVENT: {}} and "nonce" not in c
+    assert 0 < c["exp"] - c["iat"] <= 120 and abs(c["iat"] - time.time()) < 10 and len(c["jti"]) >= 16
+    p = done[0].payload
+    assert (p.client_id, p.sid, p.user_id, p.attempts, p.status_code, p.device_session_id) == (
+        "portal",
+        sid,
+        "user-1",
+        1,
+        200,
+        "ds-1",
+    )
+    assert done[0].enterprise_id == eid and await queue.pending() == 0
+
+
+async def test_a_400_is_a_rejection_and_is_not_retried(redis_client, receiver, kit, keys):
+    ports = kit.Ports(keys=keys)
+    ports.clients.add("ent-b", "portal", f"{receiver.base}/bad")
+    receiver.script["/bad"] = [400]
+    async with worker_on(redis_client, ports, kit) as (queue, _, publisher):
+        await queue.enqueue("ent-b", "portal", "sid-b", "user-1")
+        failed = await eventually(lambda: _events(publisher, "oidc.backchannel_logout_failed.v1"), 10)
+        await asyncio.sleep(0.3)  # would-be retries have had their chance
+    assert len(receiver.to("/bad")) == 1
+    assert (failed[0].payload.status_code, failed[0].payload.attempts) == (400, 1)
+    assert not _events(publisher, "oidc.backchannel_logout_delivered.v1") and await queue.pending() == 0
+
+
+async def test_a_500_is_retried_with_backoff_until_delivered(redis_client, receiver, kit, keys):
+    ports = kit.Ports(keys=keys)
+    ports.clients.add("ent-c", "portal", f"{receiver.base}/flaky")
+    receiver.script["/flaky"] = [500, 503, 204]
+    async with worker_on(redis_client, ports, kit) as (queue, _, publisher):
+        await queue.enqueue("ent-c", "portal", "sid-c", "user-1")
+        done = await eventually(lambda: _events(publisher, "oidc.backchannel_logout_delivered.v1"), 10)
+    assert len(receiver.to("/flaky")) == 3
+    assert (done[0].payload.attempts, done[0].payload.status_code) == (3, 204)
+    tokens = {t for _, _, t in receiver.to("/flaky")}
+    assert len(tokens) == 3  # a fresh token (new jti, iat) per attempt
+
+
+async def test_retries_are_bounded_then_the_delivery_fails(redis_client, receiver, kit, keys):
+    ports = kit.Ports(keys=keys)
+    ports.clients.add("ent-d", "down", f"{receiver.base}/down")
+    ports.clients.add("ent-d", "slow", f"{receiver.base}/slow")
+    receiver.script["/down"] = [500]
+    async with worker_on(redis_client, ports, kit, bcl_max_attempts=3, bcl_timeout_s=0.2) as (queue, _, publisher):
+        await queue.enqueue("ent-d", "down", "sid-d", "user-1")
+        await queue.enqueue("ent-d", "slow", "sid-d", "user-1")
+        failed = await eventually(lambda: len(_events(publisher, "oidc.backchannel_logout_failed.v1")) == 2, 15)
+    assert failed
+    by_client = {e.payload.client_id: e.payload for e in _events(publisher, "oidc.backchannel_logout_failed.v1")}
+    assert (by_client["down"].attempts, by_client["down"].status_code) == (3, 500)
+    assert (by_client["slow"].attempts, by_client["slow"].error) == (3, "timeout")
+    assert len(receiver.to("/down")) == 3
+
+
+async def test_no_uri_means_nothing_is_queued_and_duplicates_are_queued_once(redis_client, receiver, kit, keys):
+    ports = kit.Ports(keys=keys)
+    ports.clients.add("ent-e", "native")
+    ports.clients.add("ent-e", "portal", f"{receiver.base}/once")
+    async with worker_on(redis_client, ports, kit) as (queue, _, publisher):
+        await queue.enqueue("ent-e", "native", "sid-e", "user-1")
+        await queue.enqueue("ent-e", "unknown-client", "sid-e", "user-1")
+        for _ in range(3):
+            await queue.enqueue("ent-e", "portal", "sid-e", "user-1")
+        await eventually(lambda: _events(publisher, "oidc.backchannel_logout_delivered.v1"), 10)
+        await queue.enqueue("ent-e", "portal", "sid-e", "user-1")  # after delivery: still once
+        await asyncio.sleep(0.3)
+    assert len(receiver.posts) == 1 and len(publisher.events) == 1
+
+
+async def test_two_instances_never_deliver_one_logout_twice(redis_client, receiver, kit, keys):
+    ports = kit.Ports(keys=keys)
+    ports.clients.add("ent-f", "portal", f"{receiver.base}/many")
+    async with (
+        worker_on(redis_client, ports, kit, bcl_batch=4) as (queue_a, _, pub_a),
+        worker_on(redis_client, ports, kit, bcl_batch=4) as (queue_b, _, pub_b),
+    ):
+        for i in range(40):
+            await (queue_a if i % 2 else queue_b).enqueue("ent-f", "portal", f"sid-{i}", "user-1")
+        await eventually(lambda: len(pub_a.events) + len(pub_b.events) == 40, 15)
+    sids = sorted(e.payload.sid for e in pub_a.events + pub_b.events)
+    assert sids == sorted(f"sid-{i}" for i in range(40))
+    assert len(receiver.to("/many")) == 40
+
+
+async def test_deliveries_survive_a_restart_and_a_crashed_claim(redis_client, receiver, kit, keys):
+    ports = kit.Ports(keys=keys)
+    ports.clients.add("ent-g", "portal", f"{receiver.base}/later")
+    # Instance 1 queues and claims, then dies before delivering.
+    crashed = BackchannelQueue(redis_client, ports.clients)
+    await crashed.enqueue("ent-g", "portal", "sid-g", "user-1")
+    await crashed.enqueue("ent-g", "portal", "sid-h", "user-1")
+    claimed = await crashed.claim(limit=1, lease_s=0.5)
+    assert len(claimed) == 1 and claimed[0].attempts == 1
+    # Instance 2 starts later: it delivers the unclaimed one at once, the claimed one after its lease.
+    async with worker_on(redis_client, ports, kit) as (queue, _, publisher):
+        await eventually(lambda: len(publisher.events) == 2, 10)
+        assert await queue.pending() == 0
+    assert len(receiver.to("/later")) == 2
+    assert not await crashed.settle(claimed[0])  # the dead instance's lease is void
+
+
+async def test_checkin_through_the_app_reaches_the_relying_party_and_is_recorded(
+    kafka_bootstrap, redis_client, receiver, kit, keys
+):
+    ports = kit.Ports(keys=keys)
+    async with kit.running_idp(ports) as app:
+        d = kit.Device.new()
+        ports.clients.add(d.eid, "rover")
+        ports.clients.add(d.eid, "portal", f"{receiver.base}/app-{d.dsid}")
+        probe = await TopicProbe(kafka_bootstrap, topics.OIDC_EVENTS).start()
+        try:
+            await app.state.runtime.publisher.publish_all([d.checked_out(), d.granted("rover", "portal")])
+            await eventually(lambda: _granted(app, d), 10)
+            ports.revoker.signed_in(d.eid, d.dsid, d.user_id, "rover", "portal")
+            await app.state.runtime.publisher.publish(d.checked_in())
+            event = await probe.wait_for(
+                "oidc.backchannel_logout_delivered.v1", 15, sid=sid_for(d.eid, d.dsid), client_id="portal"
+            )
+        finally:
+            await probe.stop()
+    assert event.enterprise_id == d.eid and event.payload.device_session_id == d.dsid
+    assert event.subject.user_id == d.user_id
+    assert len(receiver.to(f"/app-{d.dsid}")) == 1
+
+
+async def _granted(app, d) -> bool:
+    view = await app.state.devices.store.load(d.eid, d.dsid)
+    return bool(view and view.granted)
+
+
+def test_backoff_grows_and_is_capped(kit):
+    from lanyard.idp.devices.backchannel import backoff_s
+
+    s = kit.fast_settings(bcl_backoff_s=1.0, bcl_max_backoff_s=5.0)
+    assert [backoff_s(n, s) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
