@@ -1,0 +1,150 @@
+"""Fail closed: with its broker gone, the IdP refuses device SSO and refresh within the bound,
+and serves again by itself once the broker is back (a private broker: the shared one stays up)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from lanyard.idp.devices.freshness import FreshnessMonitor
+from lanyard.idp.domain import DeviceSsoError, TemporarilyUnavailable
+from lanyard.runtime.testing import ROOT, eventually, local_kafka
+
+pytestmark = pytest.mark.integration
+
+
+def _kafka(command: str, data_dir, bootstrap: str) -> None:
+    props = (data_dir / "server.properties").read_text()
+    controller = re.search(r"CONTROLLER://127\.0\.0\.1:(\d+)", props).group(1)
+    env = {
+        **os.environ,
+        "KAFKA_PORT": bootstrap.rsplit(":", 1)[1],
+        "KAFKA_CONTROLLER_PORT": controller,
+        "KAFKA_DATA_DIR": str(data_dir),
+    }
+    subprocess.run(
+        [str(ROOT / "deploy/kafka/kafka.sh"), command], env=env, check=True, capture_output=True, timeout=300
+    )
+
+
+async def test_refuses_within_the_bound_when_the_broker_stops_and_recovers_after_restart(
+    redis_client, tmp_path, kit, keys
+):
+    data_dir = tmp_path / "kafka"
+    bound = 2.0
+    with local_kafka(data_dir) as bootstrap:
+        ports = kit.Ports(keys=keys)
+        settings = kit.fast_settings(max_staleness_s=bound, freshness_tick_s=0.1)
+        async with kit.running_idp(ports, settings, kafka_bootstrap_servers=bootstrap) as app:
+            devices = app.state.devices
+            sessions = devices.sessions
+            d, gone = kit.Device.new(), kit.Device.new()
+            await app.state.runtime.publisher.publish_all(
+                [d.checked_out(), d.granted("rover"), gone.checked_out(), gone.checked_in()]
+            )
+
+            async def granted():
+                view = await devices.store.load(d.eid, d.dsid)
+                return bool(view and view.granted)
+
+            await eventually(granted, 15)
+            await eventually(lambda: _closed(devices, gone), 15)
+            assert (await sessions.authenticate(d.eid, "rover", d.dsid, d.proof(), "GET", d.url)).user_id == d.user_id
+
+            await asyncio.to_thread(_kafka, "stop", data_dir, bootstrap)
+            stopped = time.monotonic()
+            await eventually(lambda: not devices.freshness.fresh, bound + 3, what="stale after the bound")
+            assert time.monotonic() - stopped <= bound + 3
+            with pytest.raises(TemporarilyUnavailable):
+                await sessions.authenticate(d.eid, "rover", d.dsid, d.proof(), "GET", d.url)
+            with pytest.raises(TemporarilyUnavailable):
+                await sessions.is_active(d.eid, d.dsid)
+            with pytest.raises(TemporarilyUnavailable):
+                await sessions.may_refresh(d.eid, d.dsid, "rover")
+            # A closed session stays closed without needing freshness: never an error, never active.
+            assert not await sessions.is_active(gone.eid, gone.dsid)
+            assert not await sessions.may_refresh(gone.eid, gone.dsid, "rover")
+
+            await asyncio.to_thread(_kafka, "start", data_dir, bootstrap)
+            await eventually(lambda: devices.freshness.fresh, 90, what="fresh again after restart")
+            login = await sessions.authenticate(d.eid, "rover", d.dsid, d.proof(), "GET", d.url)
+            assert login.device_session_id == d.dsid
+            assert await sessions.is_active(d.eid, d.dsid)
+
+            # And what happened while it was down is applied once it is back.
+            await app.state.runtime.publisher.publish(d.checked_in())
+            await eventually(lambda: _closed(devices, d), 15)
+            with pytest.raises(DeviceSsoError):
+                await sessions.authenticate(d.eid, "rover", d.dsid, d.proof(), "GET", d.url)
+
+
+async def _closed(devices, d) -> bool:
+    view = await devices.store.load(d.eid, d.dsid)
+    return bool(view and view.state == "CLOSED")
+
+
+class _Consumer:
+    """Stands in for aiokafka's consumer: the four calls the monitor uses."""
+
+    def __init__(self, parts):
+        self.parts = parts  # tp -> (position, highwater, last poll ms)
+
+    def assignment(self):
+        return set(self.parts)
+
+    async def position(self, tp):
+        return self.parts[tp][0]
+
+    def highwater(self, tp):
+        return self.parts[tp][1]
+
+    def last_poll_timestamp(self, tp):
+        return self.parts[tp][2]
+
+
+async def test_lag_that_does_not_drain_or_a_stuck_handler_makes_the_view_stale(redis_client):
+    from aiokafka import TopicPartition
+
+    from lanyard.contracts import Topic
+
+    topic = Topic("t.v1", "k", 2, "delete", None, "test")
+    now = [1_000_000.0]
+    tp0, tp1 = TopicPartition("t.v1", 0), TopicPartition("t.v1", 1)
+    consumer = _Consumer({tp0: (5, 5, now[0] * 1000), tp1: (7, 7, now[0] * 1000)})
+    monitor = FreshnessMonitor(redis_client, "g-unit", [topic], lambda: consumer, 5.0, clock=lambda: now[0])
+    assert await monitor.tick()
+
+    # Partition 1 falls behind and stays behind although fetches keep succeeding.
+    for _ in range(7):
+        now[0] += 1
+        consumer.parts[tp0] = (5, 5, now[0] * 1000)
+        consumer.parts[tp1] = (7, 9, now[0] * 1000)
+        await monitor.tick()
+    assert not monitor.fresh and monitor.stale_partitions == ["t.v1:1"]
+    with pytest.raises(TemporarilyUnavailable):
+        monitor.check()
+
+    # It catches up: fresh again at once.
+    consumer.parts[tp1] = (9, 9, now[0] * 1000)
+    assert await monitor.tick()
+
+    # A handler that hangs: the watermarks stop at its start.
+    with monitor.handling():
+        for _ in range(7):
+            now[0] += 1
+            consumer.parts = {tp: (p, h, now[0] * 1000) for tp, (p, h, _) in consumer.parts.items()}
+            await monitor.tick()
+        assert not monitor.fresh
+    now[0] += 0.1
+    consumer.parts = {tp: (p, h, now[0] * 1000) for tp, (p, h, _) in consumer.parts.items()}
+    assert await monitor.tick()
+
+    # No consumer, or no assignment: nothing is shown, so staleness follows after the bound.
+    consumer.parts = {}
+    now[0] += 6
+    assert not await monitor.tick()
