@@ -31,6 +31,11 @@ from lanyard.audit.adapters.sqlite_store import SqliteAuditStore
 from lanyard.audit.domain import Position, entry_from_json
 from lanyard.audit.synthetic import generate_day
 
+NOTES = (
+    "End-to-end is bounded by the runtime's subscribe helper: one record at a time with a synchronous "
+    "offset commit per record (~8 ms of the ~10.7 ms per record measured; the audit handler itself took "
+    "~1.9 ms per record). The store alone does 1.1-1.7k events/s."
+)
 RESULTS = Path(__file__).resolve().parent / "results" / "audit_write.json"
 
 
@@ -134,6 +139,7 @@ async def main() -> None:
         "measured_at": datetime.now(UTC).isoformat(),
         "how_to_run": "uv run python bench/audit_write.py --events 5000 --kafka",
         "machine": machine(),
+        "notes": NOTES,
         "results": results,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
