@@ -4,7 +4,7 @@ Two measurements:
 - `store`: the audit store alone (`SqliteAuditStore.append`, one transaction per event, on its
   writer thread), for synchronous=FULL (the default) and NORMAL.
 - `kafka` (with --kafka): the whole service path, events pre-published to the real broker and
-  consumed by the audit app in-process (decode, append, offset commit per record). Uses
+  consumed by the audit app in-process (decode, append, batched fetch, commit per batch). Uses
   KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts the project's Kafka and Redis from deploy/.
 
 Run:  uv run python bench/audit_write.py [--events 5000] [--kafka]
@@ -33,7 +33,7 @@ from lanyard.audit.synthetic import generate_day
 
 NOTES = (
     "End-to-end is bounded by the runtime's subscribe helper: one record at a time with a synchronous "
-    "offset commit per record (~8 ms of the ~10.7 ms per record measured; the audit handler itself took "
+    "batched fetch, commit per batch (~8 ms of the ~10.7 ms per record measured; the audit handler itself took "
     "~1.9 ms per record). The store alone does 1.1-1.7k events/s."
 )
 RESULTS = Path(__file__).resolve().parent / "results" / "audit_write.json"
@@ -110,7 +110,7 @@ async def bench_kafka(events: list, workdir: Path) -> dict:
             start, first = time.perf_counter(), written()
             n = await eventually(lambda: (c := written()) >= len(events) and c, 900, 0.05, what="all written")
             elapsed = time.perf_counter() - start
-        return {"path": "kafka -> consumer -> sqlite (FULL), offset commit per record", "events": n - first,
+        return {"path": "kafka -> consumer -> sqlite (FULL), batched fetch, commit per batch", "events": n - first,
                 "seconds": round(elapsed, 3), "events_per_second": round((n - first) / elapsed, 1)}  # fmt: skip
 
 

@@ -1,21 +1,28 @@
 """Lanyard's consumer rules on top of faststream (DESIGN §4).
 
-- The offset is committed only after the handler returned (faststream `NACK_ON_ERROR`: success
-  commits; an exception rewinds the partition to the record, so it is read again).
+- Records are fetched in batches; each partition's records are handled in order, different
+  partitions concurrently (a partition is the unit of ordering: DESIGN §7 keys one device or one
+  device session to one partition).
+- The offsets are committed once the whole batch has been handled (commit after the effect).
+  If a record can neither be handled nor dead-lettered, faststream (`NACK_ON_ERROR`) rewinds each
+  partition of the batch to its first record, so nothing is lost; handlers are idempotent, so
+  the records handled a second time change nothing.
 - A handler that raises is retried a bounded number of times with backoff, in place.
 - A record that still fails, or cannot be decoded, goes to `<topic>.dlq` with the reason in a
-  header, and then the offset is committed: the partition moves on. Only if the dead-letter
-  publish itself fails does the record stay uncommitted (so nothing is lost).
+  header, and the partition moves on.
 - A record of a type this version does not know is skipped (a newer producer, additive change).
 
-Handlers receive the decoded contracts event and must be idempotent.
+Handlers receive the decoded contracts event; `current_record()` gives the Kafka record behind
+it (topic, partition, offset, the exact bytes) to the few handlers that need it (audit).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +56,27 @@ class RetryPolicy:
         return self.backoff_s * (2 ** (attempt - 1))
 
 
+@dataclass(frozen=True)
+class RecordInfo:
+    """The Kafka record behind the event a handler is processing."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int
+
+
+_CURRENT: contextvars.ContextVar[RecordInfo | None] = contextvars.ContextVar("lanyard_record", default=None)
+
+
+def current_record() -> RecordInfo | None:
+    """The record being handled in this task, or None outside a handler."""
+    return _CURRENT.get()
+
+
 def subscribe(
     broker: KafkaBroker,
     topics: Topic | list[Topic],
@@ -56,35 +84,54 @@ def subscribe(
     handler: Handler,
     *,
     retry: RetryPolicy = RetryPolicy(),
+    max_batch: int = 500,
+    poll_ms: int = 5,
     **subscriber_options: Any,
 ) -> Any:
     """Subscribe `handler` to `topics` in consumer group `group_id` with Lanyard's delivery rules.
 
-    Returns the faststream subscriber (its `.ready()` tells whether partitions are assigned).
+    `poll_ms` bounds how long an idle fetch waits (faststream also sleeps that long after an
+    empty poll), so it is the latency a record can pick up before its handler runs.
+    Returns the faststream subscriber (`subscriber_ready` tells whether partitions are assigned).
     """
     topic_list = topics if isinstance(topics, list) else [topics]
     by_name = {t.name: t for t in topic_list}
     options: dict[str, Any] = {"auto_offset_reset": "earliest", "max_poll_interval_ms": 300_000}
     options.update(subscriber_options)
-    subscriber = broker.subscriber(*by_name, group_id=group_id, ack_policy=AckPolicy.NACK_ON_ERROR, **options)
+    subscriber = broker.subscriber(
+        *by_name,
+        group_id=group_id,
+        batch=True,
+        max_records=max_batch,
+        batch_timeout_ms=poll_ms,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        **options,
+    )
 
-    async def on_record(msg: KafkaMessage) -> None:
-        record = msg.raw_message
+    async def handle_record(record: Any) -> None:
         topic = by_name[record.topic]
-        headers = dict(msg.headers)
+        info = RecordInfo(
+            record.topic, record.partition, record.offset, record.key, record.value,
+            tuple(record.headers or ()), record.timestamp,
+        )  # fmt: skip
+        _CURRENT.set(info)
+        headers = {k: v.decode(errors="replace") for k, v in info.headers}
         bind_correlation(headers.get(CORRELATION_HEADER))
         try:
-            event = decode_event(msg.body)
+            event = decode_event(record.value)
         except UnknownEventType as unknown:
             log.info("skipped event of unknown type", topic=topic.name, type=str(unknown))
             metrics.CONSUMED.labels(topic.name, group_id, "skipped").inc()
             return
         except ValidationError as invalid:
-            await _dead_letter(broker, topic, msg, group_id, f"undecodable: {invalid.error_count()} errors")
+            await _dead_letter(broker, topic, info, group_id, f"undecodable: {invalid.error_count()} errors")
             return
+        last: Exception | None = None
         for attempt in range(1, retry.attempts + 1):
+            started = time.perf_counter()
             try:
                 await handler(event)
+                metrics.HANDLER_SECONDS.labels(topic.name).observe(time.perf_counter() - started)
                 metrics.CONSUMED.labels(topic.name, group_id, "ok").inc()
                 return
             except asyncio.CancelledError:
@@ -98,21 +145,36 @@ def subscribe(
                     attempt=attempt,
                     error=type(exc).__name__,
                 )
+                last = exc
                 if attempt < retry.attempts:
                     await asyncio.sleep(retry.delay(attempt))
-                last = exc
-        await _dead_letter(broker, topic, msg, group_id, f"{type(last).__name__}: {last}"[:500])
+        await _dead_letter(broker, topic, info, group_id, f"{type(last).__name__}: {last}"[:500])
 
-    subscriber(on_record)
+    async def handle_partition(records: Sequence[Any]) -> None:
+        for record in records:
+            await handle_record(record)
+
+    async def on_batch(msg: KafkaMessage) -> None:
+        partitions: dict[tuple[str, int], list[Any]] = {}
+        for record in msg.raw_message:
+            partitions.setdefault((record.topic, record.partition), []).append(record)
+        if len(partitions) == 1:
+            await handle_partition(next(iter(partitions.values())))
+            return
+        results = await asyncio.gather(*(handle_partition(r) for r in partitions.values()), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]  # faststream rewinds every partition of the batch: nothing lost
+
+    subscriber(on_batch)
     return subscriber
 
 
-async def _dead_letter(broker: KafkaBroker, topic: Topic, msg: Any, group_id: str, reason: str) -> None:
-    record = msg.raw_message
+async def _dead_letter(broker: KafkaBroker, topic: Topic, record: RecordInfo, group_id: str, reason: str) -> None:
     source = f"{record.topic}:{record.partition}:{record.offset}"
-    headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in (record.headers or [])}
+    headers = {k: v.decode(errors="replace") for k, v in record.headers}
     headers.update({DLQ_REASON: reason, DLQ_SOURCE: source, DLQ_GROUP: group_id})
-    # If this raises, faststream rewinds the partition: the record is read again, never lost.
+    # If this raises, the batch is rewound: the record is read again, never lost.
     await broker.publish(record.value, topic=topic.dlq.name, key=record.key, headers=headers)
     metrics.CONSUMED.labels(topic.name, group_id, "dead_lettered").inc()
     log.error("dead-lettered record", topic=topic.name, source=source, reason=reason)

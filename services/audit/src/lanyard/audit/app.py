@@ -15,11 +15,11 @@ from fastapi import FastAPI, Request
 from lanyard.audit.adapters.observability import MetricsObserver
 from lanyard.audit.adapters.sqlite_store import SqliteAuditStore
 from lanyard.audit.api import api_router
-from lanyard.audit.handlers import AuditHandlers, faststream_record
+from lanyard.audit.handlers import AuditHandlers
 from lanyard.audit.ports import AuditStore
 from lanyard.audit.settings import AuditSettings
 from lanyard.contracts.topics import TOPICS
-from lanyard.runtime.consumer import RetryPolicy, subscribe
+from lanyard.runtime.consumer import RetryPolicy, current_record, subscribe
 from lanyard.runtime.health import health_router
 from lanyard.runtime.service import ServiceRuntime
 from lanyard.runtime.tokens import HttpJwks, TokenVerifier
@@ -36,9 +36,7 @@ def create_app(settings: AuditSettings | None = None, **overrides: Any) -> FastA
         jwks = HttpJwks(settings.public_base_url)
         verifier = TokenVerifier(settings.public_base_url, jwks)
     if settings.consume:
-        handlers = AuditHandlers(
-            store, overrides.get("observer") or MetricsObserver(), faststream_record(runtime.broker)
-        )
+        handlers = AuditHandlers(store, overrides.get("observer") or MetricsObserver(), current_record)
         runtime.subscribers.append(
             subscribe(
                 runtime.broker,

@@ -1,8 +1,8 @@
 """Handlers for the events the audit service consumes.
 
 The subscribe helper hands a handler the decoded event; the audit log also needs the record's
-topic, partition and offset and its exact wire JSON, which it reads from the message faststream
-keeps in its context while the handler runs.
+topic, partition and offset and its exact wire JSON, which the runtime exposes as
+`lanyard.runtime.consumer.current_record()` while the handler runs.
 """
 
 from __future__ import annotations
@@ -42,13 +42,3 @@ class AuditHandlers:
         if document.get("event_id") != event.event_id:
             document = event.model_dump(mode="json")
         await record_event(self._store, self._observer, document, position)
-
-
-def faststream_record(broker: Any) -> Callable[[], RawRecord | None]:
-    """The aiokafka record faststream is processing on the current task, if any."""
-
-    def current() -> RawRecord | None:
-        message = broker.context.get_local("message")
-        return getattr(message, "raw_message", None) if message is not None else None
-
-    return current
