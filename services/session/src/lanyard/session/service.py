@@ -7,6 +7,7 @@ whose publish failed stays in the outbox and the relay (`relay_outbox`) sends it
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -162,7 +163,8 @@ class SessionService:
         """Publish in order, each acknowledged before the next; leftovers stay in the outbox."""
         for event in events:
             try:
-                await self.publisher.publish(event)
+                # Bounded: an HTTP caller gets an answer even when the broker stalls.
+                await asyncio.wait_for(self.publisher.publish(event), self.settings.publish_timeout_s)
             except Exception as exc:
                 log.warning("publish failed, left in outbox", event_id=event.event_id, error=type(exc).__name__)
                 raise SessionError(503, "event_pending", "the change is saved; its event will be published") from None
@@ -508,7 +510,7 @@ class SessionService:
         events = await self.store.claim_outbox(self.clock.now(), self.settings.outbox_lease_s, limit)
         sent = 0
         for event in events:
-            await self.publisher.publish(event)
+            await asyncio.wait_for(self.publisher.publish(event), self.settings.publish_timeout_s)
             await self.store.outbox_done(event)
             sent += 1
         return sent

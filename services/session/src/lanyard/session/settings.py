@@ -23,6 +23,7 @@ class SessionSettings(ServiceSettings):
     outbox_interval_s: float = Field(default=2.0, gt=0, description="how often the outbox relay runs")
     outbox_grace_s: float = Field(default=5.0, ge=0, description="the request path's time to publish first")
     outbox_lease_s: float = Field(default=30.0, gt=0)
+    publish_timeout_s: float = Field(default=15.0, gt=0, description="after this an event is left to the relay")
     face_challenge_ttl_s: int = Field(default=120, gt=0)
     proof_max_skew_s: int = Field(default=60, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
