@@ -159,3 +159,25 @@ def docker_answers() -> bool:
             return b" 200 " in sock.recv(64)
     except OSError:
         return False
+
+
+async def consumer_lag(bootstrap: str, group: str, topic_names: list[str]) -> int:
+    """Records of `topic_names` that consumer group `group` has not committed yet (end − committed)."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await reader.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        parts = [TopicPartition(t, p) for t in topic_names for p in (reader.partitions_for_topic(t) or ())]
+        ends = await reader.end_offsets(parts)
+        return sum(
+            end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)
+            for tp, end in ends.items()
+        )
+    finally:
+        await reader.stop()
+        await admin.close()

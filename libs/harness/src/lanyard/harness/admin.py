@@ -1,0 +1,240 @@
+"""An enterprise set up the way a hospital's admins and Imprivata-style Services would: through
+the public admin APIs only (IdP, policy, session), behind the gateway."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from lanyard.idp.domain import hotp, totp_step
+
+
+def totp_now(b32_secret: str, at: float | None = None) -> str:
+    """The current TOTP code for a secret (what the user's authenticator app shows)."""
+    padded = b32_secret + "=" * (-len(b32_secret) % 8)
+    return hotp(base64.b32decode(padded.upper()), totp_step(time.time() if at is None else at))
+
+
+class ApiError(Exception):
+    """An admin call that did not answer 2xx."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(
+            f"{response.request.method} {response.request.url.path} -> {response.status_code}: {response.text[:300]}"
+        )
+        self.response = response
+
+
+def _ok(response: httpx.Response) -> Any:
+    if response.status_code >= 300:
+        raise ApiError(response)
+    return response.json() if response.content else None
+
+
+@dataclass
+class Person:
+    """A directory user with the secrets a real user would hold."""
+
+    user_id: str
+    username: str
+    password: str
+    totp_secret: str | None = None
+    badge_id: str | None = None
+
+    def totp(self) -> str:
+        """The code on the user's authenticator app right now."""
+        assert self.totp_secret, "user has no TOTP enrolled"
+        return totp_now(self.totp_secret)
+
+
+@dataclass
+class App:
+    """An SSO application profile and its credentials (the secret is shown only once)."""
+
+    client_id: str
+    redirect_uri: str
+    client_secret: str | None = None
+    backchannel_logout_uri: str | None = None
+
+
+@dataclass
+class Enterprise:
+    """Admin access to one enterprise through the gateway."""
+
+    base_url: str
+    enterprise_id: str
+    admin_token: str
+    http: httpx.AsyncClient
+    people: dict[str, Person] = field(default_factory=dict)
+
+    @property
+    def issuer(self) -> str:
+        """The enterprise's issuer URL."""
+        return f"{self.base_url}/e/{self.enterprise_id}"
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.admin_token}", **kwargs.pop("headers", {})}
+        return _ok(await self.http.request(method, f"{self.base_url}{path}", headers=headers, **kwargs))
+
+    # -- IdP: directory and app profiles
+    async def add_user(self, username: str, *, totp: bool = True, groups: tuple[str, ...] = (), **attrs: Any) -> Person:
+        """A user with a password, and (by default) TOTP enrolled."""
+        password = f"pw-{uuid.uuid4().hex}"
+        body = {
+            "username": username,
+            "display_name": attrs.pop("display_name", username.title()),
+            "password": password,
+            "groups": list(groups),
+            **attrs,
+        }
+        user = await self._call("POST", f"/e/{self.enterprise_id}/admin/users", json=body)
+        person = Person(user["user_id"], username, password, badge_id=attrs.get("badge_id"))
+        if totp:
+            enrolment = await self._call("POST", f"/e/{self.enterprise_id}/admin/users/{person.user_id}/totp")
+            person.totp_secret = enrolment["secret"]
+        self.people[username] = person
+        return person
+
+    async def add_app(
+        self,
+        *,
+        template: str | None = None,
+        client_type: str = "public",
+        redirect_uri: str = "com.example.app.oidc://callback",
+        backchannel_logout_uri: str | None = None,
+        name: str | None = None,
+    ) -> App:
+        """An OIDC app profile (optionally from a template) and its generated credentials."""
+        path = f"/e/{self.enterprise_id}/admin/app-profiles"
+        if template:
+            body = await self._call("GET", f"{path}/templates/{template}")
+            body = {
+                k: v
+                for k, v in body.items()
+                if k
+                in {
+                    "profile_name",
+                    "display_name",
+                    "redirect_uris",
+                    "post_logout_redirect_uris",
+                    "claims",
+                    "custom_claims",
+                    "backchannel_logout_uri",
+                    "client_type",
+                    "enabled",
+                }
+            }
+        else:
+            body = {
+                "profile_name": name or f"app-{uuid.uuid4().hex[:6]}",
+                "display_name": name or "App",
+                "redirect_uris": [redirect_uri],
+                "client_type": client_type,
+            }
+        if backchannel_logout_uri:
+            body["backchannel_logout_uri"] = backchannel_logout_uri
+        profile = await self._call("POST", path, json=body)
+        creds = await self._call("POST", f"{path}/{profile['client_id']}/credentials")
+        return App(profile["client_id"], body["redirect_uris"][0], creds.get("client_secret"), backchannel_logout_uri)
+
+    # -- policy: licences, policies, deployments, org settings, cloud connection
+    async def policy(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the policy admin API."""
+        return await self._call(method, f"/policy/e/{self.enterprise_id}{path}", json=body)
+
+    async def make_ready(
+        self,
+        people: list[Person],
+        apps: list[App],
+        *,
+        auth_mode: str = "passcode",
+        inactivity_timeout_s: int = 900,
+        max_session_s: int = 12 * 3600,
+        face_recency_s: int = 300,
+        seats: int = 100_000,
+    ) -> None:
+        """Everything the seed's readiness table asks for: licences, cloud trust, a policy
+        enabled for SSO, the apps deployed, and 'Password Autofill and SSO' on."""
+        now = datetime.now(UTC)
+        window = {
+            "valid_from": (now - timedelta(days=1)).isoformat(),
+            "valid_until": (now + timedelta(days=365)).isoformat(),
+        }
+        await self.policy("PUT", "/licences/sso", {"kind": "sso", "seats": seats, **window})
+        await self.policy("PUT", "/licences/apa", {"kind": "apa", "seats": seats, **window})
+        code = await self.policy("POST", "/cloud-connection/provisioning-code")
+        await self.policy(
+            "POST", "/cloud-connection/establish-trust", {"enterprise_id": self.enterprise_id, "code": code["code"]}
+        )
+        users = [p.user_id for p in people]
+        await self.policy(
+            "PUT",
+            "/user-policies/clinicians",
+            {
+                "name": "Clinicians",
+                "sso_enabled": True,
+                "auth_mode": auth_mode,
+                "users": users,
+                "inactivity_timeout_s": inactivity_timeout_s,
+                "max_session_s": max_session_s,
+                "face_recency_s": face_recency_s,
+            },
+        )
+        for app in apps:
+            await self.policy("PUT", f"/app-deployments/{app.client_id}", {"users": users})
+        await self.policy("PUT", "/org-settings", {"password_autofill_and_sso": True, "require_second_factor": True})
+
+    # -- session: devices
+    async def enrol_device(self, device_id: str, public_jwk: dict[str, Any]) -> Any:
+        """Enrol a shared device with its public key (what the MDM does)."""
+        return await self._call(
+            "POST",
+            f"/session/e/{self.enterprise_id}/devices",
+            json={"device_id": device_id, "model": "iPhone 15", "public_jwk": public_jwk},
+        )
+
+
+def bootstrap(env: dict[str, str], enterprise_id: str, superadmin: str, password: str) -> None:
+    """`python -m lanyard.idp bootstrap`: the first enterprise and its superadmin."""
+    subprocess.run(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "lanyard.idp",
+            "bootstrap",
+            "--enterprise-id",
+            enterprise_id,
+            "--name",
+            enterprise_id,
+            "--superadmin",
+            superadmin,
+        ],
+        env={**os.environ, **env, "LANYARD_BOOTSTRAP_PASSWORD": password},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+async def open_enterprise(
+    base_url: str, env: dict[str, str], http: httpx.AsyncClient, enterprise_id: str | None = None
+) -> Enterprise:
+    """Bootstrap a fresh enterprise and sign its superadmin in."""
+    enterprise_id = enterprise_id or f"hosp-{uuid.uuid4().hex[:8]}"
+    password = f"pw-{uuid.uuid4().hex}"
+    bootstrap(env, enterprise_id, "superadmin", password)
+    token = _ok(
+        await http.post(
+            f"{base_url}/e/{enterprise_id}/admin/token", data={"username": "superadmin", "password": password}
+        )
+    )["access_token"]
+    return Enterprise(base_url, enterprise_id, token, http)

@@ -1,0 +1,181 @@
+"""A shared iPhone: the Locker app (checkout, heartbeats, face verification, checkin) and its
+SSO extension (completing apps' authorization requests with the device session)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+from joserfc.jwk import ECKey
+
+from lanyard.harness.admin import App, Person, _ok
+from lanyard.runtime.proofs import sign_device_proof, sign_device_result
+
+
+@dataclass
+class Authorization:
+    """What an authorization request came back with (code or error, and the echoed state)."""
+
+    status: int
+    location: str | None
+    params: dict[str, str]
+    verifier: str
+    nonce: str
+
+    @property
+    def code(self) -> str | None:
+        """The authorization code, if one was issued."""
+        return self.params.get("code")
+
+
+def pkce() -> tuple[str, str]:
+    """(verifier, S256 challenge)."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+class Device:
+    """One enrolled device with its private key, checked out by at most one user at a time."""
+
+    def __init__(
+        self, base_url: str, enterprise_id: str, http: httpx.AsyncClient, device_id: str | None = None
+    ) -> None:
+        self.base_url = base_url
+        self.enterprise_id = enterprise_id
+        self.http = http
+        self.device_id = device_id or f"iphone-{uuid.uuid4().hex[:10]}"
+        self.key = ECKey.generate_key("P-256", private=True)
+        self.handle: str | None = None
+
+    @property
+    def public_jwk(self) -> dict[str, Any]:
+        """What the MDM enrols."""
+        return self.key.as_dict(private=False)
+
+    def _locker(self, path: str) -> str:
+        return f"{self.base_url}/session/e/{self.enterprise_id}{path}"
+
+    async def _proved(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        proof = sign_device_proof(self.key, method, url, handle=self.handle)
+        return await self.http.request(method, url, headers={"Device-Proof": proof}, **kwargs)
+
+    async def sign_in(self, person: Person, *, with_totp: bool = True) -> str:
+        """The Locker app's first-party authn: password plus second factor → checkout assertion."""
+        body: dict[str, Any] = {"device_id": self.device_id, "username": person.username, "password": person.password}
+        if with_totp:
+            body["totp"] = person.totp()
+        response = await self.http.post(f"{self.base_url}/e/{self.enterprise_id}/locker/authn", json=body)
+        return _ok(response)["assertion"]
+
+    async def check_out(self, person: Person) -> str:
+        """Sign in and check the device out; returns the device-session handle."""
+        assertion = await self.sign_in(person)
+        response = await self._proved(
+            "POST", self._locker(f"/devices/{self.device_id}/checkout"), json={"assertion": assertion}
+        )
+        self.handle = _ok(response)["handle"]
+        return self.handle
+
+    async def session(self) -> dict[str, Any]:
+        """The Locker app's view of its device session."""
+        return _ok(await self._proved("GET", self._locker(f"/device-sessions/{self.handle}")))
+
+    async def heartbeat(self) -> httpx.Response:
+        """User activity in the Locker app."""
+        return await self._proved("POST", self._locker(f"/device-sessions/{self.handle}/activity"))
+
+    async def verify_face(self, person: Person, match: float = 0.98, liveness: float = 0.97) -> dict[str, Any]:
+        """Challenge, then a face result signed by the device key (the provider's verdict)."""
+        challenge = _ok(await self._proved("POST", self._locker(f"/device-sessions/{self.handle}/face/challenge")))
+        result = sign_device_result(
+            self.key,
+            {
+                "challenge": challenge["challenge"],
+                "sub": person.user_id,
+                "match_score": match,
+                "liveness_score": liveness,
+                "iat": int(time.time()),
+            },
+            "face-result+jwt",
+        )
+        return _ok(
+            await self._proved(
+                "POST", self._locker(f"/device-sessions/{self.handle}/face/result"), json={"result": result}
+            )
+        )
+
+    async def check_in(self) -> dict[str, Any]:
+        """The user checks the device back in."""
+        return _ok(await self._proved("POST", self._locker(f"/device-sessions/{self.handle}/checkin")))
+
+    async def sso(
+        self, app: App, *, scope: str = "openid profile email offline_access", extra: dict[str, str] | None = None
+    ) -> Authorization:
+        """The SSO extension completes an app's authorization request (code + PKCE) silently."""
+        verifier, challenge = pkce()
+        nonce, state = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+        query = {
+            "response_type": "code",
+            "client_id": app.client_id,
+            "redirect_uri": app.redirect_uri,
+            "scope": scope,
+            "state": state,
+            "nonce": nonce,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            **(extra or {}),
+        }
+        url = f"{self.base_url}/e/{self.enterprise_id}/authorize?{urlencode(query)}"
+        headers = {}
+        if self.handle:
+            headers = {
+                "Lanyard-Device-Session": self.handle,
+                "Lanyard-Device-Proof": sign_device_proof(self.key, "GET", url, handle=self.handle),
+            }
+        response = await self.http.get(url, headers=headers, follow_redirects=False)
+        location = response.headers.get("location")
+        params: dict[str, str] = {}
+        if location:
+            parts = urlsplit(location)
+            params = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        return Authorization(response.status_code, location, params, verifier, nonce)
+
+
+async def redeem(http: httpx.AsyncClient, issuer: str, app: App, auth: Authorization) -> dict[str, Any]:
+    """The app exchanges its code at the token endpoint (public: PKCE only; confidential: basic auth)."""
+    data = {
+        "grant_type": "authorization_code",
+        "code": auth.code,
+        "redirect_uri": app.redirect_uri,
+        "code_verifier": auth.verifier,
+    }
+    auth_header = _client_auth(app, data)
+    return _ok(await http.post(f"{issuer}/token", data=data, auth=auth_header))
+
+
+async def refresh(http: httpx.AsyncClient, issuer: str, app: App, refresh_token: str) -> httpx.Response:
+    """The app refreshes (raw response: callers look at refusals too)."""
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    return await http.post(f"{issuer}/token", data=data, auth=_client_auth(app, data))
+
+
+async def introspect(http: httpx.AsyncClient, issuer: str, app: App, token: str) -> dict[str, Any]:
+    """A resource server asks whether a token is active (authenticated as a confidential app)."""
+    return _ok(
+        await http.post(f"{issuer}/introspect", data={"token": token}, auth=(app.client_id, app.client_secret or ""))
+    )
+
+
+def _client_auth(app: App, data: dict[str, Any]) -> tuple[str, str] | None:
+    if app.client_secret:
+        return (app.client_id, app.client_secret)
+    data["client_id"] = app.client_id
+    return None
