@@ -151,10 +151,15 @@ class Enterprise:
         """Call the policy admin API."""
         return await self._call(method, f"/policy/e/{self.enterprise_id}{path}", json=body)
 
+    async def add_group(self, name: str) -> str:
+        """A directory group; returns its id."""
+        return (await self._call("POST", f"/e/{self.enterprise_id}/admin/groups", json={"name": name}))["group_id"]
+
     async def make_ready(
         self,
         people: list[Person],
         apps: list[App],
+        groups: tuple[str, ...] = (),
         *,
         auth_mode: str = "passcode",
         inactivity_timeout_s: int = 900,
@@ -184,13 +189,14 @@ class Enterprise:
                 "sso_enabled": True,
                 "auth_mode": auth_mode,
                 "users": users,
+                "groups": list(groups),
                 "inactivity_timeout_s": inactivity_timeout_s,
                 "max_session_s": max_session_s,
                 "face_recency_s": face_recency_s,
             },
         )
         for app in apps:
-            await self.policy("PUT", f"/app-deployments/{app.client_id}", {"users": users})
+            await self.policy("PUT", f"/app-deployments/{app.client_id}", {"users": users, "groups": list(groups)})
         await self.policy("PUT", "/org-settings", {"password_autofill_and_sso": True, "require_second_factor": True})
 
     # -- session: devices

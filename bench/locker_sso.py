@@ -1,0 +1,195 @@
+"""Locker SSO on the whole stack (DESIGN §6): revocation latency, grant latency, SSO throughput,
+and each service's memory, with real processes, the real broker, Redis and the gateway.
+
+- revocation: checkin answered → introspection of that session's access token says inactive,
+  polled back to back; with `--live` other sessions checked out and a background of SSO logins.
+- grant: checkout answered → first SSO authorization that returns a code (the IdP waits briefly
+  for a grant still in flight, so this is usually the first attempt).
+- throughput: complete device-session code flows (authorize + token) per second, `--workers`
+  concurrent flows over the live sessions for `--seconds`.
+- memory: VmRSS of each service process after the run.
+
+Run:  uv run python bench/locker_sso.py [--live 1000] [--samples 200] [--seconds 15] [--workers 16]
+Writes bench/results/locker_sso.json. Targets: revocation p50 ≤ 15 ms, p99 ≤ 50 ms; grant p99
+≤ 100 ms; ≥ 300 flows/s; ≤ 200 MB RSS per service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+
+import httpx
+
+from bench.common import infrastructure, percentiles, rss_mb, write
+from lanyard.harness.admin import App, Enterprise, Person, open_enterprise
+from lanyard.harness.device import Device, introspect, redeem
+from lanyard.harness.stack import SERVICES, local_stack
+
+
+async def people_and_devices(
+    ent: Enterprise, group: str, n: int, prefix: str, concurrency: int = 8
+) -> list[tuple[Person, Device]]:
+    """n users (each with TOTP) in `group`, and n enrolled devices."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> tuple[Person, Device]:
+        async with sem:
+            person = await ent.add_user(f"{prefix}{i:05d}", groups=(group,))
+            device = Device(ent.base_url, ent.enterprise_id, ent.http)
+            await ent.enrol_device(device.device_id, device.public_jwk)
+            return person, device
+
+    return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+async def check_out_all(pairs: list[tuple[Person, Device]], concurrency: int = 8) -> None:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(person: Person, device: Device) -> None:
+        async with sem:
+            await device.check_out(person)
+
+    await asyncio.gather(*(one(p, d) for p, d in pairs))
+
+
+async def sso_flow(http: httpx.AsyncClient, ent: Enterprise, device: Device, app: App) -> dict | None:
+    auth = await device.sso(app)
+    if not auth.code:
+        return None
+    return await redeem(http, ent.issuer, app, auth)
+
+
+async def grant_latency(http, ent, pair, app) -> float:
+    person, device = pair
+    await device.check_out(person)
+    started = time.perf_counter()
+    while True:
+        if (await device.sso(app)).code:
+            return (time.perf_counter() - started) * 1000
+        if time.perf_counter() - started > 10:
+            raise TimeoutError("no SSO within 10 s of checkout")
+
+
+async def revocation_latency(http, ent, pair, app, probe_app) -> float:
+    _, device = pair
+    tokens = await sso_flow(http, ent, device, app)
+    assert tokens, "SSO failed before the revocation sample"
+    await device.check_in()
+    started = time.perf_counter()
+    while (await introspect(http, ent.issuer, probe_app, tokens["access_token"]))["active"]:
+        if time.perf_counter() - started > 10:
+            raise TimeoutError("still active 10 s after checkin")
+    return (time.perf_counter() - started) * 1000
+
+
+async def background_sso(http, ent, devices: list[Device], app: App, rate: float, stop: asyncio.Event) -> int:
+    """SSO logins at about `rate` per second on the live sessions, until `stop`."""
+    done, i = 0, 0
+    while not stop.is_set():
+        device = devices[i % len(devices)]
+        i += 1
+        with contextlib.suppress(Exception):
+            if await sso_flow(http, ent, device, app):
+                done += 1
+        await asyncio.sleep(1 / rate)
+    return done
+
+
+async def throughput(http, ent, devices: list[Device], app: App, workers: int, seconds: float) -> dict:
+    deadline = time.perf_counter() + seconds
+    counts = {"ok": 0, "failed": 0}
+
+    async def worker(offset: int) -> None:
+        i = offset
+        while time.perf_counter() < deadline:
+            device = devices[i % len(devices)]
+            i += workers
+            try:
+                counts["ok" if await sso_flow(http, ent, device, app) else "failed"] += 1
+            except Exception:
+                counts["failed"] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(workers)))
+    elapsed = time.perf_counter() - started
+    return {
+        "flows": counts["ok"],
+        "failed": counts["failed"],
+        "seconds": round(elapsed, 2),
+        "flows_per_second": round(counts["ok"] / elapsed, 1),
+        "workers": workers,
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    with infrastructure() as (kafka, redis, scratch), local_stack(kafka, redis, scratch / "stack") as stack:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+            ent = await open_enterprise(stack.base_url, stack.env, http)
+            group = await ent.add_group("Clinicians")
+            app = await ent.add_app(name="Rover", client_type="public", redirect_uri="com.epic.rover.oidc://callback")
+            probe_app = await ent.add_app(
+                name="Resource server", client_type="confidential", redirect_uri="https://rs.example/cb"
+            )
+            await ent.make_ready([], [app, probe_app], groups=(group,))
+            t0 = time.perf_counter()
+            live = await people_and_devices(ent, group, args.live, "live")
+            grant_pairs = await people_and_devices(ent, group, args.samples, "grant")
+            revoke_pairs = await people_and_devices(ent, group, args.samples, "revoke")
+            setup_users_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            await check_out_all(live)
+            await check_out_all(revoke_pairs)
+            setup_checkouts_s = time.perf_counter() - t0
+            live_devices = [d for _, d in live]
+            for device in live_devices[:20]:  # warm-up: first flows pay connection and cache set-up
+                await sso_flow(http, ent, device, app)
+
+            grants = [await grant_latency(http, ent, pair, app) for pair in grant_pairs]
+
+            stop = asyncio.Event()
+            background = asyncio.create_task(background_sso(http, ent, live_devices, app, args.background_rate, stop))
+            revocations = [await revocation_latency(http, ent, pair, app, probe_app) for pair in revoke_pairs]
+            stop.set()
+            background_done = await background
+
+            flows = await throughput(http, ent, live_devices, app, args.workers, args.seconds)
+            memory = {s: rss_mb(stack.processes[s].pid) for s in SERVICES}
+
+    result = {
+        "how_to_run": "uv run python bench/locker_sso.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+        "parameters": vars(args),
+        "setup": {"users_and_devices_s": round(setup_users_s, 1), "checkouts_s": round(setup_checkouts_s, 1)},
+        "revocation_ms": {
+            **percentiles(revocations),
+            "live_sessions": args.live,
+            "background_sso_flows": background_done,
+            "target": {"p50": 15, "p99": 50},
+        },
+        "grant_ms": {**percentiles(grants), "target": {"p99": 100}},
+        "sso_throughput": {**flows, "target_flows_per_second": 300},
+        "rss_mb": {**memory, "target_each": 200},
+    }
+    path = write("locker_sso", result)
+    print(
+        f"revocation ms {result['revocation_ms']}\ngrant ms {result['grant_ms']}\n"
+        f"throughput {flows}\nrss MB {memory}\n-> {path}"
+    )
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--live", type=int, default=1000, help="sessions checked out during the measurements")
+    parser.add_argument("--samples", type=int, default=200, help="revocation and grant samples each")
+    parser.add_argument("--seconds", type=float, default=15, help="length of the throughput run")
+    parser.add_argument("--workers", type=int, default=16, help="concurrent flows in the throughput run")
+    parser.add_argument("--background-rate", type=float, default=20, help="SSO flows/s during revocation samples")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))
