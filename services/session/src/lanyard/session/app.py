@@ -31,25 +31,33 @@ log = get_logger("lanyard.session")
 
 
 class BackgroundWork:
-    """The timer loop and the outbox relay of one instance."""
+    """The timer loop and the outbox relay of one instance.
+
+    Stopping does not rely on task cancellation alone: a library that swallows a CancelledError
+    (Python 3.11's `wait_for` can, when its inner await finishes at the same moment) would leave
+    a loop running forever, so the loops also watch a stop flag and the wait for them is bounded.
+    """
 
     def __init__(self, service: SessionService, settings: SessionSettings) -> None:
         self._service = service
         self._settings = settings
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
 
     async def _loop(self, work: Any, interval: float, name: str) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await work()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis or broker briefly away: the next round retries
                 log.warning("background work failed", work=name, error=type(exc).__name__)
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
 
     async def start(self) -> None:
         """Start both loops; the relay's first round publishes what a previous run left behind."""
+        self._stopping.clear()
         self._tasks = [
             asyncio.create_task(
                 self._loop(self._service.fire_due_timers, self._settings.timer_poll_interval_s, "timers")
@@ -57,13 +65,15 @@ class BackgroundWork:
             asyncio.create_task(self._loop(self._service.relay_outbox, self._settings.outbox_interval_s, "outbox")),
         ]
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 5.0) -> None:
         """Stop both loops (a timer claimed mid-round comes due again after its lease)."""
+        self._stopping.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout_s)
+            if pending:
+                log.warning("background work did not stop in time", tasks=len(pending))
         self._tasks = []
 
 

@@ -62,7 +62,8 @@ def _timer_member(eid: str, dsid: str, kind: str) -> str:
 
 
 class RedisSessionStore:
-    """`SessionStore` on one Redis (or a Redis Cluster slot-compatible deployment, see report)."""
+    """`SessionStore` on one Redis server. Not Redis Cluster ready: a transaction spans an
+    enterprise's keys and the service-wide timer and outbox sets, which hash to different slots."""
 
     def __init__(self, redis: Redis, clock: Clock, outbox_grace_s: float = 5.0) -> None:
         self._redis = redis

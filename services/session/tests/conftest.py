@@ -1,4 +1,7 @@
-"""Fakes for the session service's ports, honouring the same Protocols as the real adapters."""
+"""Fakes for the session service's ports, honouring the same Protocols as the real adapters.
+
+`tests/adapters` runs one contract suite over the in-memory store and the Redis store.
+"""
 
 from __future__ import annotations
 
@@ -267,3 +270,13 @@ def world() -> World:
         faces=FakeFaces(), settings=settings,
     )  # fmt: skip
     return World(clock, store, publisher, service)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def memory_store(clock: FakeClock) -> InMemoryStore:
+    return InMemoryStore(clock)

@@ -1,0 +1,128 @@
+"""One suite for both SessionStore implementations: the in-memory fake and the Redis adapter."""
+
+import pytest
+
+from lanyard.contracts import events as ev
+from lanyard.session import domain
+from lanyard.session.adapters.redis_store import RedisSessionStore
+from lanyard.session.domain import Entitlement, OrgSettings, State
+from lanyard.session.ports import Change, SessionConflict, StoredAnswer
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def store(request, clock):
+    if request.param == "memory":
+        return request.getfixturevalue("memory_store")
+    return RedisSessionStore(request.getfixturevalue("redis_client"), clock, outbox_grace_s=5.0)
+
+
+def new_session(clock, dsid="ds-0001", device="dev-1", eid="ent-1"):
+    step = domain.start(
+        enterprise_id=eid, device_session_id=dsid, device_id=device, user_id="u-1", device_jkt="jkt",
+        amr=("pwd", "otp"), now=clock.now(), default_max_session_s=3600,
+    )  # fmt: skip
+    event = ev.DeviceCheckedOut(
+        enterprise_id=eid, producer="session",
+        payload=ev.DeviceCheckedOutPayload(
+            device_session_id=dsid, device_id=device, user_id="u-1", sequence=1, amr=("pwd", "otp"),
+            checked_out_at="2027-01-01T00:00:00Z", device_jkt="jkt",
+        ),
+    )  # fmt: skip
+    return step.session, event
+
+
+async def open_one(store, clock, **kw):
+    session, event = new_session(clock, **kw)
+    return await store.open(session.enterprise_id, session.device_id, lambda prev: Change((session,), (event,)))
+
+
+async def test_open_sets_the_current_session_and_refuses_while_live(store, clock):
+    change = await open_one(store, clock)
+    assert await store.current_session_id("ent-1", "dev-1") == "ds-0001"
+    assert [s.device_session_id for s in await store.list_live("ent-1")] == ["ds-0001"]
+
+    def refuse(prev):
+        assert prev is not None and prev.device_session_id == "ds-0001"
+        raise SessionConflict(prev.device_session_id)
+
+    with pytest.raises(SessionConflict):
+        await store.open("ent-1", "dev-1", refuse)
+    assert await store.get_session("ent-1", "ds-0001") == change.sessions[0]
+    assert await store.list_live("ent-2") == []
+
+
+async def test_closing_clears_the_pointer_the_live_index_and_the_timers(store, clock):
+    await open_one(store, clock)
+    assert len(await store.claim_due_timers(clock.now() + 3600, 30, 10)) == 1  # the default max-session timer
+    closed = await store.mutate(
+        "ent-1", "ds-0001", lambda s: Change((domain.check_in(s, clock.now(), "user").session,))
+    )
+    assert closed.sessions[0].state is State.CLOSED
+    assert await store.current_session_id("ent-1", "dev-1") is None
+    assert await store.list_live("ent-1") == []
+    assert await store.claim_due_timers(clock.now() + 10**6, 30, 10) == []
+
+
+async def test_a_timer_is_claimed_once_and_comes_back_after_its_lease(store, clock):
+    await open_one(store, clock)
+    due = clock.now() + 3600
+    assert await store.claim_due_timers(due - 1, 30, 10) == []
+    [ref] = await store.claim_due_timers(due, 30, 10)
+    assert (ref.enterprise_id, ref.device_session_id, ref.kind) == ("ent-1", "ds-0001", "max_session")
+    assert await store.claim_due_timers(due + 29, 30, 10) == []
+    assert len(await store.claim_due_timers(due + 30, 30, 10)) == 1
+
+
+async def test_a_no_change_decision_restores_the_real_due_time(store, clock):
+    await open_one(store, clock)
+    await store.mutate(
+        "ent-1", "ds-0001",
+        lambda s: Change((domain.apply_entitlement(s, Entitlement(1, "passcode", 60, 600, False)),)),
+    )  # fmt: skip
+    [ref] = await store.claim_due_timers(clock.now() + 60, 1000, 10)
+    assert ref.kind == "inactivity"
+    assert await store.mutate("ent-1", "ds-0001", lambda s: None) is None
+    assert [r.kind for r in await store.claim_due_timers(clock.now() + 60, 30, 10)] == ["inactivity"]
+
+
+async def test_unknown_session_mutates_nothing(store, clock):
+    assert await store.mutate("ent-1", "missing", lambda s: pytest.fail("decide called")) is None
+
+
+async def test_outbox_waits_for_the_grace_period_and_is_emptied_when_done(store, clock):
+    change = await open_one(store, clock)
+    assert await store.claim_outbox(clock.now(), 30, 10) == []
+    [event] = await store.claim_outbox(clock.now() + 5, 30, 10)
+    assert event.event_id == change.events[0].event_id and event.type == "session.device_checked_out.v1"
+    assert await store.claim_outbox(clock.now() + 6, 30, 10) == []  # leased to the first claimer
+    await store.outbox_done(event)
+    assert await store.claim_outbox(clock.now() + 100, 30, 10) == []
+
+
+async def test_single_use_values_challenges_settings_and_answers(store, clock):
+    assert await store.first_use("ent-1", "assertion", "jti-1", 60)
+    assert not await store.first_use("ent-1", "assertion", "jti-1", 60)
+    assert await store.first_use("ent-2", "assertion", "jti-1", 60)
+
+    challenge = "c" * 43
+    await store.put_challenge("ent-1", challenge, "ds-0001", 60)
+    assert await store.take_challenge("ent-2", challenge) is None
+    assert await store.take_challenge("ent-1", challenge) == "ds-0001"
+    assert await store.take_challenge("ent-1", challenge) is None
+
+    assert await store.get_org_settings("ent-1") == OrgSettings()
+    await store.put_org_settings("ent-1", OrgSettings(face_max_failures=2))
+    assert (await store.get_org_settings("ent-1")).face_max_failures == 2
+
+    await store.put_answer("ent-1", "POST /x", "k", StoredAnswer(201, {"a": 1}, "fp"), 60)
+    await store.put_answer("ent-1", "POST /x", "k", StoredAnswer(500, {"a": 2}, "fp2"), 60)  # first answer wins
+    assert await store.get_answer("ent-1", "POST /x", "k") == StoredAnswer(201, {"a": 1}, "fp")
+    assert await store.get_answer("ent-2", "POST /x", "k") is None
+
+
+async def test_devices_round_trip(store, clock):
+    device = domain.Device("ent-1", "dev-1", {"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}, "jkt", "m", "s", "d")
+    await store.put_device(device, [])
+    assert await store.get_device("ent-1", "dev-1") == device
+    assert await store.list_devices("ent-1") == [device]
+    assert await store.list_devices("ent-2") == []
