@@ -3,7 +3,9 @@
 Admin routes (devices, live sessions, force checkin) need an admin bearer token of the
 enterprise with the superadmin or admin role. Locker routes authenticate with a `Device-Proof`
 header signed by the enrolled device key over the method and the public URL. POSTs honour an
-`Idempotency-Key` header: the first answer is kept for 24 h and replayed for the same request.
+`Idempotency-Key` header: the first answer is kept for 24 h and replayed for the same request
+(a Locker retry still signs a fresh device proof: proofs are single-use and checked before the
+replay, so a stolen key-less request cannot fetch a stored answer).
 Every refusal is a JSON `{"error", "error_description"}` with a 4xx (503 when the broker did not
 acknowledge an event that is saved and will be published).
 """
