@@ -50,7 +50,11 @@ class Receiver:
 async def receiver():
     rp = Receiver()
     app = Starlette(routes=[Route("/{path:path}", rp.endpoint, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=rp.port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=rp.port, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
+        )
+    )
     task = asyncio.create_task(server.serve())
     await eventually(lambda: server.started, 10, what="receiver started")
     yield rp
@@ -60,6 +64,7 @@ async def receiver():
 
 @contextlib.asynccontextmanager
 async def worker_on(redis_client, ports, kit, **settings):
+    """One IdP instance's queue and worker."""
     publisher = kit.MemoryPublisher()
     queue = BackchannelQueue(redis_client, ports.clients)
     worker = BackchannelWorker(queue, ports.keys, publisher, kit.fast_settings(**settings), BASE)
@@ -167,7 +172,7 @@ async def test_two_instances_never_deliver_one_logout_twice(redis_client, receiv
     ):
         for i in range(40):
             await (queue_a if i % 2 else queue_b).enqueue("ent-f", "portal", f"sid-{i}", "user-1")
-        await eventually(lambda: len(pub_a.events) + len(pub_b.events) == 40, 15)
+        await eventually(lambda: len(pub_a.events) + len(pub_b.events) == 40, 30)
     sids = sorted(e.payload.sid for e in pub_a.events + pub_b.events)
     assert sids == sorted(f"sid-{i}" for i in range(40))
     assert len(receiver.to("/many")) == 40

@@ -248,27 +248,34 @@ class BackchannelWorker:
         self._clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         queue.on_enqueue = self._wake.set
 
     async def start(self) -> None:
         """Start delivering in the background."""
+        self._stopping = False
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self._settings.bcl_timeout_s, follow_redirects=False)
         self._task = asyncio.create_task(self._run(), name="idp-backchannel-logout")
 
     async def stop(self) -> None:
-        """Stop; leased deliveries come back after their lease."""
+        """Finish the round in progress and stop (cancelling a Redis command mid-flight would
+        leave its connection unusable); leased deliveries come back after their lease."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=self._settings.bcl_timeout_s + 5)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         if self._own_http and self._http is not None:
             await self._http.aclose()
             self._http = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 worked = await self.run_once()
             except asyncio.CancelledError:
@@ -276,7 +283,7 @@ class BackchannelWorker:
             except Exception as exc:
                 log.warning("back-channel round failed", error=type(exc).__name__)
                 worked = 0
-            if not worked:
+            if not worked and not self._stopping:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._settings.bcl_poll_s)

@@ -14,6 +14,12 @@ drain all stop the watermarks, and after the bound the IdP answers temporarily_u
 It recovers by itself when the watermarks move again. At start the view is not vouched for
 until the consumer has caught up once: the Redis copy may be arbitrarily old.
 
+The shared consumer (`lanyard.runtime.consumer.subscribe`) fetches batches and handles
+partitions concurrently; `handling()` wraps every handler call, and while any call is running
+the watermarks stop at the oldest call's start. Known gap: between a batch being fetched (the
+position moves past it) and its first handler call, a tick could count those records as
+applied; the window is faststream's in-memory parsing of the batch (no I/O), not measured.
+
 aiokafka 0.14's consumer offers `assignment()`, `position(tp)`, `highwater(tp)` and
 `last_poll_timestamp(tp)` (ms, updated by every successful fetch response, empty or not).
 """
@@ -68,8 +74,9 @@ class FreshnessMonitor:
         self._clock = clock
         self._merge = redis.register_script(_MERGE)
         self._fresh = False
-        self._since_ms: float | None = None  # when the handler in flight started
+        self._busy: dict[object, float] = {}  # handler calls in flight → their start (ms)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.watermarks: dict[str, int] = {}
         self.stale_partitions: list[str] = list(self._expected)
 
@@ -87,30 +94,37 @@ class FreshnessMonitor:
 
     @contextlib.contextmanager
     def handling(self) -> Iterator[None]:
-        """Wrap each handler call: a record being applied caps the watermarks at its start."""
-        self._since_ms = self._clock() * 1000
+        """Wrap each handler call: records being applied cap the watermarks at the oldest start."""
+        # Partitions are handled concurrently: remember every handler's start, cap at the oldest.
+        token = object()
+        self._busy[token] = self._clock() * 1000
         try:
             yield
         finally:
-            self._since_ms = None
+            del self._busy[token]
 
     # ----------------------------------------------------------------------- the loop
 
     async def start(self) -> None:
         """Begin ticking in the background."""
+        self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name="idp-devices-freshness")
 
     async def stop(self) -> None:
-        """Stop ticking; the view is no longer vouched for."""
-        self._fresh = False
+        """Stop ticking after the tick in progress (never cancelled mid-command, which would
+        leave a Redis connection unusable); the view is no longer vouched for."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=10)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
+        self._fresh = False
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.tick()
             except asyncio.CancelledError:
@@ -118,7 +132,8 @@ class FreshnessMonitor:
             except Exception as exc:
                 self._set(False, list(self._expected))
                 log.warning("freshness tick failed", error=type(exc).__name__)
-            await asyncio.sleep(self._tick_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._tick_s)
 
     async def tick(self) -> bool:
         """Measure this instance's partitions, merge them, and re-evaluate freshness."""
@@ -150,7 +165,7 @@ class FreshnessMonitor:
         except Exception:
             return {}
         out: dict[str, int] = {}
-        busy_since = self._since_ms
+        busy_since = min(self._busy.values(), default=None)
         for tp in assigned:
             try:
                 polled = consumer.last_poll_timestamp(tp)
