@@ -10,6 +10,8 @@ from lanyard.contracts import topics
 from lanyard.idp.api import api_router
 from lanyard.idp.devices.wiring import build_devices
 from lanyard.idp.handlers import IdpHandlers
+from lanyard.idp.login import SESSION_COOKIE
+from lanyard.idp.oidc import OidcConfig, Ports, build_oidc
 from lanyard.idp.settings import IdpSettings
 from lanyard.idp.wiring import build_directory_side, install_directory_side
 from lanyard.runtime.consumer import RetryPolicy, subscribe
@@ -50,6 +52,28 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
     app.state.devices = devices
     install_directory_side(app, directory_side)
     devices.bind(clients=directory_side.clients, keys=directory_side.keys, org_settings=directory_side.org_settings)
+    # OIDC protocol (lanyard.idp.oidc): consumes the directory and devices sides' ports and
+    # implements SessionRevoker for the devices side.
+    oidc = build_oidc(
+        Ports(
+            enterprises=directory_side.enterprises,
+            users=directory_side.directory,
+            clients=directory_side.clients,
+            keys=directory_side.keys,
+            org_settings=directory_side.org_settings,
+            browser_sessions=directory_side.browser_sessions,
+            device_sessions=overrides.get("device_sessions") or devices.sessions,
+            backchannel=devices.logouts,
+            publisher=runtime.publisher,
+        ),
+        runtime.redis,
+        overrides.get("oidc_config")
+        or OidcConfig(public_base_url=settings.public_base_url, browser_cookie=SESSION_COOKIE),
+    )
+    if overrides.get("session_revoker") is None:
+        devices.bind(revoker=oidc.revoker)
+    app.state.oidc = oidc
+    app.include_router(oidc.router)
     app.include_router(health_router("idp", runtime.checks()))
     app.include_router(api_router())
     return app
