@@ -1,0 +1,194 @@
+"""Token endpoints side by side (DESIGN §6): refresh grants/s and introspections/s of Lanyard's
+IdP and of node-oidc-provider 9 (npm, quick-start configuration), each driven by the same wrk
+load on this machine. Both servers are hit directly on their own ports (no gateway), with a
+confidential client and HTTP Basic client authentication.
+
+- Lanyard: the whole stack runs (the IdP needs its read models and the broker); refresh
+  tokens come from real device-session SSO flows (scope offline_access), one per device
+  session; access tokens are the JWTs of those flows. Every refresh rotates the token, is
+  checked against the device session, and publishes oidc.tokens_refreshed.v1 with acks=all.
+- Peer: bench/peer/server.js mints grants through node-oidc-provider's own models and prints
+  the tokens; its quick start keeps everything in memory and publishes nothing.
+
+wrk runs one connection per thread so each thread's refresh token chain stays consistent
+(bench/wrk/refresh.lua swaps in the rotated token from each response).
+
+Run:  uv run python bench/token_endpoints.py [--connections 16] [--seconds 10] [--no-peer]
+Needs: wrk (Debian), node + npm (bench/peer: `npm install` is run for you).
+Writes bench/results/token_endpoints.json. Floor: ≥ 1,300 refresh/s, ≥ 3,000 introspections/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.common import infrastructure, write
+from lanyard.harness.admin import open_enterprise
+from lanyard.harness.device import Device, redeem
+from lanyard.harness.stack import local_stack
+from lanyard.runtime.testing import free_port
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_wrk(script: str, url: str, connections: int, seconds: int, env: dict[str, str]) -> dict:
+    """One wrk run; returns requests/s, latency and the count of non-2xx answers."""
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(connections),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            str(HERE / "wrk" / script),
+            url,
+        ],
+        env={**env, "THREADS": str(connections)},
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+
+    def ms(m):
+        if not m:
+            return None
+        return round(float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)], 2)
+
+    return {
+        "requests_per_second": round(rps),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "latency_p50_ms": ms(p50),
+        "latency_p99_ms": ms(p99),
+    }
+
+
+def measure(
+    name: str,
+    token_url: str,
+    introspect_url: str,
+    client: tuple[str, str],
+    refresh: list[str],
+    access: list[str],
+    args: argparse.Namespace,
+    scratch: Path,
+) -> dict:
+    (scratch / f"{name}.refresh").write_text("\n".join(refresh) + "\n")
+    (scratch / f"{name}.access").write_text("\n".join(access) + "\n")
+    auth = base64.b64encode(f"{client[0]}:{client[1]}".encode()).decode()
+    env = {
+        "CLIENT_AUTH": auth,
+        "TOKENS_FILE": str(scratch / f"{name}.refresh"),
+        "ACCESS_FILE": str(scratch / f"{name}.access"),
+        "TOKEN_PATH": httpx.URL(token_url).path,
+        "INTROSPECT_PATH": httpx.URL(introspect_url).path,
+    }
+    base = str(httpx.URL(token_url).copy_with(path="/"))
+    introspection = run_wrk("introspect.lua", base, args.connections, args.seconds, env)
+    refresh_run = run_wrk("refresh.lua", base, args.connections, args.seconds, env)
+    return {"refresh": refresh_run, "introspection": introspection}
+
+
+async def lanyard_tokens(stack, n: int) -> tuple[str, tuple[str, str], list[str], list[str]]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        ent = await open_enterprise(stack.base_url, stack.env, http)
+        group = await ent.add_group("Clinicians")
+        app = await ent.add_app(name="Charts", client_type="confidential", redirect_uri="https://charts.example/cb")
+        await ent.make_ready([], [app], groups=(group,), inactivity_timeout_s=3600)
+        refresh, access = [], []
+        for i in range(n):
+            person = await ent.add_user(f"bench{i:04d}", groups=(group,))
+            device = Device(ent.base_url, ent.enterprise_id, http)
+            await ent.enrol_device(device.device_id, device.public_jwk)
+            await device.check_out(person)
+            for _ in range(50):
+                auth = await device.sso(app)
+                if auth.code:
+                    break
+                await asyncio.sleep(0.1)
+            tokens = await redeem(http, ent.issuer, app, auth)
+            refresh.append(tokens["refresh_token"])
+            access.append(tokens["access_token"])
+        direct = f"{stack.service_url('idp')}/e/{ent.enterprise_id}"
+        return direct, (app.client_id, app.client_secret), refresh, access
+
+
+def peer_tokens(n: int, scratch: Path) -> tuple[subprocess.Popen, str, tuple[str, str], list[str], list[str]]:
+    peer = HERE / "peer"
+    if not (peer / "node_modules" / "oidc-provider").exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=peer, check=True)
+    port = free_port()
+    log = (scratch / "peer.err").open("w")
+    proc = subprocess.Popen(
+        ["node", "server.js"],
+        cwd=peer,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env={"PORT": str(port), "GRANTS": str(n), "PATH": "/usr/bin:/usr/local/bin:/bin"},
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("{"):
+            info = json.loads(line)
+            return proc, info["issuer"], (info["client_id"], info["client_secret"]), info["refresh"], info["access"]
+    proc.kill()
+    raise RuntimeError("node-oidc-provider did not start; see peer.err")
+
+
+def main(args: argparse.Namespace) -> None:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is missing: apt-get install wrk")
+    results: dict = {
+        "how_to_run": f"uv run python bench/token_endpoints.py --connections {args.connections} "
+        f"--seconds {args.seconds}",
+        "parameters": vars(args),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        if not args.no_peer:
+            proc, issuer, client, refresh, access = peer_tokens(args.connections, scratch)
+            try:
+                results["node_oidc_provider_9"] = measure(
+                    "peer", f"{issuer}/token", f"{issuer}/token/introspection", client, refresh, access, args, scratch
+                )
+            finally:
+                proc.terminate()
+                proc.wait(10)
+        with infrastructure() as (kafka, redis, infra), local_stack(kafka, redis, infra / "stack") as stack:
+            issuer, client, refresh, access = asyncio.run(lanyard_tokens(stack, args.connections))
+            results["lanyard_idp"] = measure(
+                "lanyard", f"{issuer}/token", f"{issuer}/introspect", client, refresh, access, args, scratch
+            )
+    results["floor"] = {"refresh_per_second": 1300, "introspections_per_second": 3000}
+    path = write("token_endpoints", results)
+    print(json.dumps({k: v for k, v in results.items() if k in ("lanyard_idp", "node_oidc_provider_9")}, indent=1))
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=16, help="wrk threads = connections = token chains")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--no-peer", action="store_true", help="measure only Lanyard")
+    main(parser.parse_args())
