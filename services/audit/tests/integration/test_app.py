@@ -1,7 +1,5 @@
 """The audit service starts against the real broker and Redis, reports ready, and consumes."""
 
-import asyncio
-
 import httpx
 import pytest
 
@@ -28,4 +26,3 @@ async def test_health_and_readiness(kafka_bootstrap, redis_client, tmp_path):
             assert body["checks"] == {"redis": True, "kafka": True, "consumers": True}
             metrics = await client.get("/metrics")
             assert "lanyard_events_consumed_total" in metrics.text
-        await asyncio.sleep(0)

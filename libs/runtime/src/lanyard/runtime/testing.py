@@ -162,8 +162,9 @@ def docker_answers() -> bool:
 
 
 async def consumer_lag(bootstrap: str, group: str, topic_names: list[str]) -> int:
-    """Records of `topic_names` that consumer group `group` has not committed yet (end − committed)."""
-    from aiokafka import AIOKafkaConsumer
+    """Records of `topic_names` that consumer group `group` has not committed yet (end − committed).
+
+    A partition the group never committed counts from offset 0."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -171,8 +172,11 @@ async def consumer_lag(bootstrap: str, group: str, topic_names: list[str]) -> in
     await admin.start()
     await reader.start()
     try:
+        described = await admin.describe_topics(topic_names)
+        parts = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+        if len(parts) == 0:
+            raise RuntimeError(f"no partitions found for {topic_names}")
         committed = await admin.list_consumer_group_offsets(group)
-        parts = [TopicPartition(t, p) for t in topic_names for p in (reader.partitions_for_topic(t) or ())]
         ends = await reader.end_offsets(parts)
         return sum(
             end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)

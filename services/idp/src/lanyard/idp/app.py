@@ -74,6 +74,10 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
         devices.bind(revoker=oidc.revoker)
     app.state.oidc = oidc
     app.include_router(oidc.router)
-    app.include_router(health_router("idp", runtime.checks()))
+    async def device_sessions_fresh() -> bool:
+        # Not ready while the device-session view may be stale: SSO and refresh fail closed then.
+        return devices.freshness.fresh
+
+    app.include_router(health_router("idp", {**runtime.checks(), "device_sessions": device_sessions_fresh}))
     app.include_router(api_router())
     return app
