@@ -47,6 +47,11 @@ async def test_checkout_sso_face_lock_checkin_and_revocation(stack, http, kafka_
         assert checked_out.payload.user_id == nurse.user_id
         granted = await probe.wait_for("entitlement.granted.v1", device_session_id=handle)
         assert set(granted.payload.apps) == {rover.client_id, charts.client_id}
+
+        async def face_allowed():
+            return (await device.session())["face_allowed"]
+
+        await eventually(face_allowed, 10, what="the Locker app sees face authentication allowed")
         await device.verify_face(nurse)
 
         # --- SSO into both apps with no user interaction. The extension retries while the IdP
