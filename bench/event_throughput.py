@@ -27,7 +27,7 @@ import httpx
 from bench.common import infrastructure, percentiles, write
 from bench.locker_sso import people_and_devices, revocation_latency
 from lanyard.contracts import Subject, topics
-from lanyard.contracts.events import DeviceCheckedOut, DeviceCheckedOutPayload
+from lanyard.contracts.events import DeviceCheckedOut, DeviceCheckedOutPayload, UserUpserted, UserUpsertedPayload
 from lanyard.harness.admin import open_enterprise
 from lanyard.harness.stack import local_stack
 from lanyard.runtime.kafka import EventPublisher, create_broker
@@ -35,17 +35,49 @@ from lanyard.runtime.testing import consumer_lag
 
 IDP_GROUP = "lanyard-idp-devices"
 POLICY_GROUP = "lanyard-policy"
+POLICY_CONFIG_GROUP = "lanyard-policy.config"
 
 
-async def inject(kafka: str, enterprise_id: str, user_id: str, n: int) -> float:
-    """Publish n checkouts (pipelined, each acknowledged); returns the seconds publishing took."""
+async def until_lag_zero(kafka: str, group: str, names: list[str], timeout_s: float) -> None:
+    """Until `group` has committed everything on `names` (bounded)."""
+    deadline = time.perf_counter() + timeout_s
+    while await consumer_lag(kafka, group, names) > 0:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{group} did not catch up")
+        await asyncio.sleep(0.2)
+
+
+async def add_users(kafka: str, enterprise_id: str, group_id: str, n: int) -> list[str]:
+    """Publish n directory users in `group_id`, exactly as the IdP announces them (one live session
+    per user is what hospitals have; many sessions of one user is not the shape to measure)."""
+    broker = create_broker(kafka, "bench-directory")
+    await broker.start()
+    try:
+        publisher = EventPublisher(broker)
+        ids = [f"usr-synthetic-{uuid.uuid4().hex[:12]}" for _ in range(n)]
+        events = [
+            UserUpserted(enterprise_id=enterprise_id, producer="bench", subject=Subject(user_id=uid),
+                         payload=UserUpsertedPayload(user_id=uid, username=uid, display_name="Synthetic",
+                                                     groups=(group_id,), totp_enrolled=True))
+            for uid in ids
+        ]  # fmt: skip
+        for start in range(0, n, 1000):
+            await asyncio.gather(*(publisher.publish(e) for e in events[start : start + 1000]))
+        return ids
+    finally:
+        await broker.stop()
+
+
+async def inject(kafka: str, enterprise_id: str, user_ids: list[str]) -> float:
+    """Publish one checkout per user (pipelined, each acknowledged); returns the seconds it took."""
+    n = len(user_ids)
     broker = create_broker(kafka, "bench-injector")
     await broker.start()
     try:
         publisher = EventPublisher(broker)
         now = datetime.now(UTC)
 
-        def checkout() -> DeviceCheckedOut:
+        def checkout(user_id: str) -> DeviceCheckedOut:
             device, dsid = f"synthetic-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
             return DeviceCheckedOut(
                 enterprise_id=enterprise_id, producer="bench",
@@ -57,7 +89,7 @@ async def inject(kafka: str, enterprise_id: str, user_id: str, n: int) -> float:
 
         started = time.perf_counter()
         for start in range(0, n, 1000):
-            await asyncio.gather(*(publisher.publish(checkout()) for _ in range(min(1000, n - start))))
+            await asyncio.gather(*(publisher.publish(checkout(u)) for u in user_ids[start : start + 1000]))
         return time.perf_counter() - started
     finally:
         await broker.stop()
@@ -87,12 +119,13 @@ async def main(args: argparse.Namespace) -> None:
             app = await ent.add_app(name="Rover", client_type="public", redirect_uri="com.epic.rover.oidc://callback")
             probe_app = await ent.add_app(name="RS", client_type="confidential", redirect_uri="https://rs.example/cb")
             await ent.make_ready([], [app, probe_app], groups=(group,), seats=1_000_000)
-            synthetic_user = await ent.add_user("synthetic", groups=(group,), totp=False)
             live = 0
             for level in args.levels:
                 n = level - live
+                users = await add_users(kafka, ent.enterprise_id, group, n)
+                await until_lag_zero(kafka, POLICY_CONFIG_GROUP, [topics.DIRECTORY.name], max(60, n / 100))
                 started = time.perf_counter()
-                publish_s = await inject(kafka, ent.enterprise_id, synthetic_user.user_id, n)
+                publish_s = await inject(kafka, ent.enterprise_id, users)
                 await drained(kafka, timeout_s=max(120, n / 50))
                 elapsed = time.perf_counter() - started
                 live = level

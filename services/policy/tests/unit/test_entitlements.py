@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from lanyard.contracts import Event
+import pytest
+
+from lanyard.contracts import Event, decode_event
 from lanyard.contracts import events as ev
 from lanyard.policy import domain as d
 from lanyard.policy.ports import CheckoutView
@@ -32,6 +34,7 @@ class FakeReadModel:
         self.dir = {"alice": d.DirectoryUser("alice"), "bob": d.DirectoryUser("bob")}
         self.sessions: dict[str, d.LiveSession] = {}
         self.closed: set[str] = set()
+        self.pending_events: dict[str, bytes] = {}
         self.seats: dict[str, int] = {}
 
     @contextlib.asynccontextmanager
@@ -50,8 +53,18 @@ class FakeReadModel:
     async def is_closed(self, e: str, dsid: str) -> bool:
         return dsid in self.closed
 
-    async def save_session(self, e: str, before: d.LiveSession | None, after: d.LiveSession) -> None:
+    async def pending(self, e: str, dsid: str) -> bytes | None:
+        return self.pending_events.get(dsid)
+
+    async def clear_pending(self, e: str, dsid: str) -> None:
+        self.pending_events.pop(dsid, None)
+
+    async def save_session(
+        self, e: str, before: d.LiveSession | None, after: d.LiveSession, pending: bytes | None = None
+    ) -> None:
         self.sessions[after.device_session_id] = after
+        if pending is not None:
+            self.pending_events[after.device_session_id] = pending
         if after.granted and not (before and before.granted):
             self.seats[after.user_id] = self.seats.get(after.user_id, 0) + 1
         if before and before.granted and not after.granted:
@@ -139,17 +152,21 @@ async def test_second_user_is_denied_when_the_only_seat_is_taken():
     assert sink.events[-1].payload.reason == "sso_seats_exceeded"
 
 
-async def test_a_failed_publish_records_nothing_so_the_retry_publishes_it():
+async def test_a_failed_publish_keeps_the_announcement_and_the_retry_publishes_that_same_event():
     store, sink, ent = build()
     sink.fail_for = {"ds1"}
-    try:
+    with pytest.raises(ConnectionError):
         await ent.on_checked_out(checked_out("ds1"))
-    except ConnectionError:
-        pass
-    assert store.sessions == {} and store.seats == {}
+    assert sink.events == []
+    saved = decode_event(store.pending_events["ds1"])  # the decision is saved with its announcement
+    assert saved.type == "entitlement.granted.v1"
     sink.fail_for = set()
-    await ent.on_checked_out(checked_out("ds1"))
+    await ent.on_checked_out(checked_out("ds1"))  # the consumer handles the record again
     assert [e.payload.version for e in sink.events] == [1]
+    assert sink.events[0].event_id == saved.event_id, "the same event, so consumers deduplicate it"
+    assert store.pending_events == {}
+    await ent.on_checked_out(checked_out("ds1"))  # and once announced, never again
+    assert len(sink.events) == 1
 
 
 async def test_reevaluation_publishes_only_changes_and_records_only_acknowledged_ones():

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from importlib import metadata
 from typing import Any
 
-from lanyard.contracts import Event, Subject
+from lanyard.contracts import Event, Subject, decode_event
 from lanyard.contracts import events as ev
 from lanyard.policy import domain
 from lanyard.policy.domain import Denial, Grant, LiveSession, RevocationReason
@@ -56,26 +56,44 @@ class Entitlements:
         self._clock = clock
 
     async def on_checked_out(self, event: ev.DeviceCheckedOut, correlation_id: str | None = None) -> None:
-        """Evaluate a new device session and publish granted or denied (hot path: one read, one publish)."""
+        """Evaluate a new device session and publish granted or denied.
+
+        The decision is taken and saved under the enterprise's lock (seats and versions need it),
+        together with the event that announces it; the broker's acknowledgement is awaited after
+        the lock is released, so concurrent checkouts of one enterprise overlap on the slowest
+        step instead of queueing behind it. If the publish fails, the record is handled again and
+        finds the saved announcement (same event_id) to publish; downstream, CLOSED is terminal
+        and versions only grow, so an announcement that lands late changes nothing it should not.
+        """
         e, p = event.enterprise_id, event.payload
         async with self._store.lock(e):
             view = await self._store.checkout_view(e, p.user_id, p.device_session_id)
             if view.closed:
                 return  # checked in before we saw the checkout: CLOSED is terminal
             if view.existing is not None and view.existing.state != "new":
-                return  # redelivery: already decided
-            session = LiveSession(
-                device_session_id=p.device_session_id,
-                device_id=p.device_id,
-                user_id=p.user_id,
-                amr=tuple(p.amr),
-                checked_out_at=p.checked_out_at,
-            )
-            seats = domain.Seats(view.seats_in_use - int(view.user_holds_seat), view.user_holds_seat)
-            outcome = domain.evaluate(view.user, view.snapshot, seats, self._clock(), session.amr)
-            decision = domain.decide(session, outcome)
-            await self._publish(e, session, decision, None, correlation_id or event.correlation_id or event.event_id)
-            await self._store.save_session(e, None, domain.after(session, decision))
+                saved = await self._store.pending(e, p.device_session_id)
+                if saved is None:
+                    return  # redelivery: already decided and announced
+                announcement = decode_event(saved)
+            else:
+                session = LiveSession(
+                    device_session_id=p.device_session_id,
+                    device_id=p.device_id,
+                    user_id=p.user_id,
+                    amr=tuple(p.amr),
+                    checked_out_at=p.checked_out_at,
+                )
+                seats = domain.Seats(view.seats_in_use - int(view.user_holds_seat), view.user_holds_seat)
+                outcome = domain.evaluate(view.user, view.snapshot, seats, self._clock(), session.amr)
+                decision = domain.decide(session, outcome)
+                corr = correlation_id or event.correlation_id or event.event_id
+                announcement = self._event(e, session, decision, None, corr)
+                await self._store.save_session(
+                    e, None, domain.after(session, decision), pending=announcement.to_json() if announcement else None
+                )
+        if announcement is not None:
+            await self._sink.publish(announcement)
+            await self._store.clear_pending(e, p.device_session_id)
 
     async def on_checked_in(self, event: ev.DeviceCheckedIn) -> None:
         """Close the session for good; publish `revoked` (checked_in) if it held a grant."""
@@ -128,55 +146,62 @@ class Entitlements:
         reason: RevocationReason | None,
         correlation_id: str | None,
     ) -> None:
+        announcement = self._event(e, session, decision, reason, correlation_id)
+        if announcement is not None:
+            await self._sink.publish(announcement)
+
+    def _event(
+        self,
+        e: str,
+        session: LiveSession,
+        decision: domain.Decision,
+        reason: RevocationReason | None,
+        correlation_id: str | None,
+    ) -> Event | None:
+        """The event announcing a decision (None for `none`)."""
         outcome = decision.outcome
         if decision.action == "grant":
             assert isinstance(outcome, Grant)
-            payload = ev.EntitlementGrantedPayload(
-                device_session_id=session.device_session_id,
-                device_id=session.device_id,
-                user_id=session.user_id,
-                version=decision.version,
-                apps=outcome.apps,
-                auth_mode=outcome.auth_mode,
-                inactivity_timeout_s=outcome.inactivity_timeout_s,
-                max_session_s=outcome.max_session_s,
-                face_allowed=outcome.face_allowed,
-                face_recency_s=outcome.face_recency_s,
-                policy_id=outcome.policy_id,
+            return ev.EntitlementGranted(
+                enterprise_id=e,
+                producer=PRODUCER,
+                correlation_id=correlation_id,
+                subject=_subject(session),
+                payload=ev.EntitlementGrantedPayload(
+                    device_session_id=session.device_session_id,
+                    device_id=session.device_id,
+                    user_id=session.user_id,
+                    version=decision.version,
+                    apps=outcome.apps,
+                    auth_mode=outcome.auth_mode,
+                    inactivity_timeout_s=outcome.inactivity_timeout_s,
+                    max_session_s=outcome.max_session_s,
+                    face_allowed=outcome.face_allowed,
+                    face_recency_s=outcome.face_recency_s,
+                    policy_id=outcome.policy_id,
+                ),
             )
-            await self._sink.publish(
-                ev.EntitlementGranted(
-                    enterprise_id=e,
-                    producer=PRODUCER,
-                    correlation_id=correlation_id,
-                    subject=_subject(session),
-                    payload=payload,
-                )
-            )
-        elif decision.action == "deny":
+        if decision.action == "deny":
             assert isinstance(outcome, Denial)
-            await self._sink.publish(
-                ev.EntitlementDenied(
-                    enterprise_id=e,
-                    producer=PRODUCER,
-                    correlation_id=correlation_id,
-                    subject=_subject(session),
-                    payload=ev.EntitlementDeniedPayload(
-                        device_session_id=session.device_session_id,
-                        device_id=session.device_id,
-                        user_id=session.user_id,
-                        reason=outcome.reason,
-                        detail=outcome.detail,
-                    ),
-                )
+            return ev.EntitlementDenied(
+                enterprise_id=e,
+                producer=PRODUCER,
+                correlation_id=correlation_id,
+                subject=_subject(session),
+                payload=ev.EntitlementDeniedPayload(
+                    device_session_id=session.device_session_id,
+                    device_id=session.device_id,
+                    user_id=session.user_id,
+                    reason=outcome.reason,
+                    detail=outcome.detail,
+                ),
             )
-        elif decision.action == "revoke":
+        if decision.action == "revoke":
             assert isinstance(outcome, Denial)
-            await self._sink.publish(
-                self._revoked(
-                    e, session, reason or "policy_changed", f"{outcome.reason}: {outcome.detail}", correlation_id
-                )
+            return self._revoked(
+                e, session, reason or "policy_changed", f"{outcome.reason}: {outcome.detail}", correlation_id
             )
+        return None
 
     @staticmethod
     def _revoked(

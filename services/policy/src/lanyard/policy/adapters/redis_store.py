@@ -327,11 +327,16 @@ class RedisReadModel:
         """True once the session was checked in (terminal)."""
         return bool(await self._r.exists(k(enterprise_id, "closed", device_session_id)))
 
-    async def save_session(self, enterprise_id: str, before: LiveSession | None, after: LiveSession) -> None:
-        """Store a session's new record and keep the seat count in step (call under the lock)."""
+    async def save_session(
+        self, enterprise_id: str, before: LiveSession | None, after: LiveSession, pending: bytes | None = None
+    ) -> None:
+        """Store a session's new record and keep the seat count in step (call under the lock);
+        `pending` is the event announcing it, kept until it was acknowledged by the broker."""
         e = enterprise_id
         pipe = self._r.pipeline(transaction=True)
         pipe.hset(k(e, "sessions"), after.device_session_id, session_to_json(after))
+        if pending is not None:
+            pipe.hset(k(e, "pending"), after.device_session_id, pending)
         pipe.sadd(k(e, "user-sessions", after.user_id), after.device_session_id)
         was, now = bool(before and before.granted), after.granted
         if now and not was:
@@ -339,6 +344,15 @@ class RedisReadModel:
         await pipe.execute()
         if was and not now:
             await self._release_seat(e, after.user_id)
+
+    async def pending(self, enterprise_id: str, device_session_id: str) -> bytes | None:
+        """The announcement of a decision saved but not yet acknowledged by the broker."""
+        found = await self._r.hget(k(enterprise_id, "pending"), device_session_id)
+        return found.encode() if isinstance(found, str) else found
+
+    async def clear_pending(self, enterprise_id: str, device_session_id: str) -> None:
+        """The announcement was acknowledged."""
+        await self._r.hdel(k(enterprise_id, "pending"), device_session_id)
 
     async def _release_seat(self, e: str, user_id: str) -> None:
         left = await self._r.hincrby(k(e, "seats"), user_id, -1)
