@@ -78,6 +78,12 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def write(name: str, result: dict[str, Any]) -> Path:
     """bench/results/<name>.json, with the machine it ran on."""
     RESULTS.mkdir(exist_ok=True)

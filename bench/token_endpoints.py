@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import infrastructure, write
+from bench.common import cpu_seconds, infrastructure, write
 from lanyard.harness.admin import open_enterprise
 from lanyard.harness.device import Device, redeem
 from lanyard.harness.stack import local_stack
@@ -82,6 +82,17 @@ def run_wrk(script: str, url: str, connections: int, seconds: int, env: dict[str
     }
 
 
+def with_cpu(pid: int, seconds: int, run) -> dict:
+    """A wrk run plus the server's own CPU time per request: a figure the load generator and
+    the rest of the machine cannot distort (both share these two cores)."""
+    before = cpu_seconds(pid)
+    result = run()
+    used = cpu_seconds(pid) - before
+    done = result["requests_per_second"] * seconds
+    result["server_cpu_ms_per_request"] = round(1000 * used / done, 3) if done else None
+    return result
+
+
 def measure(
     name: str,
     token_url: str,
@@ -91,6 +102,7 @@ def measure(
     access: list[str],
     args: argparse.Namespace,
     scratch: Path,
+    pid: int,
 ) -> dict:
     (scratch / f"{name}.refresh").write_text("\n".join(refresh) + "\n")
     (scratch / f"{name}.access").write_text("\n".join(access) + "\n")
@@ -103,8 +115,10 @@ def measure(
         "INTROSPECT_PATH": httpx.URL(introspect_url).path,
     }
     base = str(httpx.URL(token_url).copy_with(path="/"))
-    introspection = run_wrk("introspect.lua", base, args.connections, args.seconds, env)
-    refresh_run = run_wrk("refresh.lua", base, args.connections, args.seconds, env)
+    introspection = with_cpu(
+        pid, args.seconds, lambda: run_wrk("introspect.lua", base, args.connections, args.seconds, env)
+    )
+    refresh_run = with_cpu(pid, args.seconds, lambda: run_wrk("refresh.lua", base, args.connections, args.seconds, env))
     return {"refresh": refresh_run, "introspection": introspection}
 
 
@@ -170,7 +184,15 @@ def main(args: argparse.Namespace) -> None:
             proc, issuer, client, refresh, access = peer_tokens(args.connections, scratch)
             try:
                 results["node_oidc_provider_9"] = measure(
-                    "peer", f"{issuer}/token", f"{issuer}/token/introspection", client, refresh, access, args, scratch
+                    "peer",
+                    f"{issuer}/token",
+                    f"{issuer}/token/introspection",
+                    client,
+                    refresh,
+                    access,
+                    args,
+                    scratch,
+                    proc.pid,
                 )
             finally:
                 proc.terminate()
@@ -178,7 +200,15 @@ def main(args: argparse.Namespace) -> None:
         with infrastructure() as (kafka, redis, infra), local_stack(kafka, redis, infra / "stack") as stack:
             issuer, client, refresh, access = asyncio.run(lanyard_tokens(stack, args.connections))
             results["lanyard_idp"] = measure(
-                "lanyard", f"{issuer}/token", f"{issuer}/introspect", client, refresh, access, args, scratch
+                "lanyard",
+                f"{issuer}/token",
+                f"{issuer}/introspect",
+                client,
+                refresh,
+                access,
+                args,
+                scratch,
+                stack.processes["idp"].pid,
             )
     results["floor"] = {"refresh_per_second": 1300, "introspections_per_second": 3000}
     path = write("token_endpoints", results)
