@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -132,20 +132,7 @@ class TokenVerifier:
 
     async def verify(self, token: str, *, enterprise_id: str, audience: str, typ: str) -> dict[str, Any]:
         """The claims of a valid token; raises InvalidToken naming the first failed rule."""
-        header = read_header(token)
-        if str(header.get("typ", "")).lower() != typ.lower():
-            raise InvalidToken("wrong typ")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise InvalidToken("missing kid")
-        key = await self._key(enterprise_id, kid)
-        alg = alg_for(key)
-        if alg is None or header.get("alg") != alg:
-            raise InvalidToken("algorithm not allowed for this key")
-        try:
-            claims = jwt.decode(token, key, algorithms=[alg]).claims
-        except (JoseError, ValueError) as exc:
-            raise InvalidToken("bad signature") from exc
+        claims = await signed_claims(token, (typ,), lambda kid: self._key(enterprise_id, kid))
         self._check_claims(claims, issuer_for(self._base, enterprise_id), audience)
         return claims
 
@@ -165,6 +152,27 @@ class TokenVerifier:
             raise InvalidToken("not yet valid")
         if not isinstance(claims.get("sub"), str):
             raise InvalidToken("missing sub")
+
+
+async def signed_claims(token: str, typs: Iterable[str], key_for: Callable[[str], Awaitable[Any]]) -> dict[str, Any]:
+    """The claims of a compact JWS whose signature checks out, before any claim is looked at:
+    size and shape, no key-carrying headers, `typ` one of `typs`, `kid` present and resolved by
+    `key_for` (which raises InvalidToken for an unknown one), the algorithm pinned by the key's
+    type. The IdP (its own tokens) and every other service (the IdP's tokens) share it."""
+    header = read_header(token)
+    if str(header.get("typ", "")).lower() not in {t.lower() for t in typs}:
+        raise InvalidToken("wrong typ")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidToken("missing kid")
+    key = await key_for(kid)
+    alg = alg_for(key)
+    if alg is None or header.get("alg") != alg:
+        raise InvalidToken("algorithm not allowed for this key")
+    try:
+        return jwt.decode(token, key, algorithms=[alg]).claims
+    except (JoseError, ValueError, TypeError) as exc:
+        raise InvalidToken("bad signature") from exc
 
 
 def read_header(token: str, forbidden: tuple[str, ...] = _FORBIDDEN_HEADERS) -> dict[str, Any]:

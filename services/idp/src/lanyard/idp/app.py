@@ -74,6 +74,7 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
         devices.bind(revoker=oidc.revoker)
     app.state.oidc = oidc
     app.include_router(oidc.router)
+
     async def device_sessions_fresh() -> bool:
         # Not ready while the device-session view may be stale: SSO and refresh fail closed then.
         return devices.freshness.fresh

@@ -176,23 +176,7 @@ async def authorization_code(provider: OidcProvider, eid: str, ac: Authenticated
         # still won the redemption, so we answer with what we minted; every check reads the
         # grant state, so these tokens are already dead (RFC 6749 §4.1.2's revocation wins).
         log.warning("grant_revoked_during_redemption", enterprise_id=eid, gid=grant.gid)
-    await provider.ports.publisher.publish(
-        provider.event(
-            TokensIssued,
-            eid,
-            TokensIssuedPayload(
-                client_id=grant.client_id,
-                user_id=grant.user_id,
-                sid=grant.sid,
-                grant_id=grant.gid,
-                grant_type="authorization_code",
-                device_session_id=grant.dsid,
-            ),
-            user_id=grant.user_id,
-            client_id=grant.client_id,
-            device_session_id=grant.dsid,
-        )
-    )
+    await _announce(provider, eid, grant, TokensIssued, "authorization_code")
     return {
         "access_token": access,
         "token_type": "Bearer",
@@ -252,16 +236,25 @@ async def refresh_token(provider: OidcProvider, eid: str, ac: AuthenticatedClien
     }
     if provider.config.id_token_on_refresh:
         body["id_token"] = await _id_token(provider, eid, grant, access)
+    await _announce(provider, eid, grant, TokensRefreshed, "refresh_token")
+    return body
+
+
+async def _announce(
+    provider: OidcProvider, eid: str, grant: Grant, kind: type[TokensIssued] | type[TokensRefreshed], grant_type: str
+) -> None:
+    """oidc.tokens_issued / tokens_refreshed: acknowledged before the token response goes out
+    (and SSO activity for the session service's inactivity timer)."""
     await provider.ports.publisher.publish(
         provider.event(
-            TokensRefreshed,
+            kind,
             eid,
             TokensIssuedPayload(
                 client_id=grant.client_id,
                 user_id=grant.user_id,
                 sid=grant.sid,
                 grant_id=grant.gid,
-                grant_type="refresh_token",
+                grant_type=grant_type,
                 device_session_id=grant.dsid,
             ),
             user_id=grant.user_id,
@@ -269,4 +262,3 @@ async def refresh_token(provider: OidcProvider, eid: str, ac: AuthenticatedClien
             device_session_id=grant.dsid,
         )
     )
-    return body

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from lanyard.idp.domain import TemporarilyUnavailable
 from lanyard.idp.oidc.bearer import check_access_token
 from lanyard.idp.oidc.errors import OAuthError, invalid_client, invalid_request
-from lanyard.idp.oidc.http import form_params, is_form, json_error, json_ok
+from lanyard.idp.oidc.http import json_error, json_ok
 from lanyard.idp.oidc.provider import OidcProvider
 from lanyard.runtime.tokens import InvalidToken
 
@@ -50,17 +50,12 @@ async def introspect(provider: OidcProvider, request: Request, eid: str) -> JSON
     """POST /introspect."""
     await provider.enterprise(eid)
     try:
-        if request.method != "POST" or not is_form(request):
-            raise invalid_request("POST a form")
-        p = await form_params(request)
-        ac = await provider.authenticate_client(eid, request, p)
+        p, ac = await provider.client_form(eid, request)
         if ac.method == "none":
             raise invalid_client("introspection requires client authentication")
         token = p.get("token")
         if not token:
             raise invalid_request("token is required")
-    except UnicodeDecodeError:
-        return json_error(invalid_request("the body is not UTF-8"))
     except OAuthError as err:
         return json_error(err)
     try:

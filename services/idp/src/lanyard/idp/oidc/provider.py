@@ -28,7 +28,7 @@ from lanyard.contracts.envelope import Subject
 from lanyard.idp.domain import Client, Enterprise
 from lanyard.idp.oidc.config import OidcConfig
 from lanyard.idp.oidc.errors import invalid_client, invalid_request
-from lanyard.idp.oidc.http import Params
+from lanyard.idp.oidc.http import FORM, Params, parse_params
 from lanyard.idp.oidc.jwt import TokenKeys
 from lanyard.idp.oidc.storage import OidcStore
 from lanyard.idp.ports import (
@@ -45,6 +45,7 @@ from lanyard.idp.ports import (
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.tokens import issuer_for
 
+MAX_FORM_BYTES = 16 * 1024
 log = get_logger("lanyard.idp.oidc")
 
 
@@ -130,6 +131,24 @@ class OidcProvider:
             self._secrets[key] = now
             return True
         return False
+
+    async def client_form(self, eid: str, request: Request) -> tuple[Params, AuthenticatedClient]:
+        """A client's form POST to a back-channel endpoint (token, revocation, introspection):
+        POST only, form-encoded (RFC 6749 §3.2), bounded, UTF-8, no parameter twice (§3.1),
+        then the client authenticated. Raises the OAuth error each rule calls for."""
+        if request.method != "POST":
+            raise invalid_request("this endpoint accepts POST only")
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM:
+            raise invalid_request("the body must be application/x-www-form-urlencoded")
+        if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+            raise invalid_request("request too large")
+        try:
+            params = parse_params((await request.body()).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise invalid_request("the body is not UTF-8") from None
+        if params.repeated:
+            raise invalid_request(f"repeated parameter: {sorted(params.repeated)[0]}")
+        return params, await self.authenticate_client(eid, request, params)
 
     async def authenticate_client(self, eid: str, request: Request, params: Params) -> AuthenticatedClient:
         """RFC 6749 §2.3: client_secret_basic, client_secret_post, or none (public clients).

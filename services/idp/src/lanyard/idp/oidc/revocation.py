@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from lanyard.idp.oidc.errors import OAuthError, invalid_request, unauthorized_client, unsupported_token_type
 from lanyard.idp.oidc.grants import revoke_grant
-from lanyard.idp.oidc.http import form_params, is_form, json_error
+from lanyard.idp.oidc.http import json_error
 from lanyard.idp.oidc.jwt import ACCESS_TOKEN_TYP
 from lanyard.idp.oidc.provider import OidcProvider
 from lanyard.runtime.tokens import InvalidToken
@@ -26,15 +26,7 @@ async def revoke(provider: OidcProvider, request: Request, eid: str) -> JSONResp
     """POST /revoke."""
     await provider.enterprise(eid)
     try:
-        if request.method != "POST" or not is_form(request):
-            raise invalid_request("POST a form")
-        try:
-            p = await form_params(request)
-        except UnicodeDecodeError:
-            raise invalid_request("the body is not UTF-8") from None
-        if p.repeated:
-            raise invalid_request(f"repeated parameter: {sorted(p.repeated)[0]}")
-        ac = await provider.authenticate_client(eid, request, p)
+        p, ac = await provider.client_form(eid, request)
         token, hint = p.get("token"), p.get("token_type_hint")
         if not token:
             raise invalid_request("token is required")

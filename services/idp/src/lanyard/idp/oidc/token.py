@@ -13,29 +13,15 @@ from fastapi.responses import JSONResponse
 
 from lanyard.idp.oidc import grants
 from lanyard.idp.oidc.errors import OAuthError, invalid_request, unsupported_grant_type
-from lanyard.idp.oidc.http import form_params, is_form, json_error, json_ok
+from lanyard.idp.oidc.http import json_error, json_ok
 from lanyard.idp.oidc.provider import OidcProvider
-
-_MAX_BODY = 16 * 1024
 
 
 async def token(provider: OidcProvider, request: Request, eid: str) -> JSONResponse:
     """POST /token."""
     await provider.enterprise(eid)
     try:
-        if request.method != "POST":
-            raise invalid_request("the token endpoint accepts POST only")
-        if not is_form(request):
-            raise invalid_request("the body must be application/x-www-form-urlencoded")
-        if int(request.headers.get("content-length") or 0) > _MAX_BODY:
-            raise invalid_request("request too large")
-        try:
-            p = await form_params(request)
-        except UnicodeDecodeError:
-            raise invalid_request("the body is not UTF-8") from None
-        if p.repeated:
-            raise invalid_request(f"repeated parameter: {sorted(p.repeated)[0]}")
-        ac = await provider.authenticate_client(eid, request, p)
+        p, ac = await provider.client_form(eid, request)
         grant_type = p.get("grant_type")
         if grant_type == "authorization_code":
             body = await grants.authorization_code(provider, eid, ac, p)
