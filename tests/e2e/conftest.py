@@ -18,9 +18,10 @@ from lanyard.harness.stack import Stack, local_stack
 from lanyard.runtime.testing import free_port
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Every service and the gateway, started once for the e2e tests."""
+    """Every service and the gateway, started once per e2e module and stopped after it: a
+    stack left running would react to other tests' events on the shared broker."""
     with local_stack(kafka_bootstrap, redis_url, tmp_path_factory.mktemp("stack")) as running:
         yield running
 
