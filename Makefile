@@ -6,7 +6,7 @@ KAFKA := deploy/kafka/kafka.sh
 BOOTSTRAP ?= 127.0.0.1:29092
 PYTEST_ARGS ?=
 
-.PHONY: help setup apt uv kafka-fetch run test lint fmt contracts bench demo \
+.PHONY: help setup apt uv kafka-fetch run test lint fmt contracts bench \
         kafka-start kafka-stop kafka-topics kafka-groups kafka-tail redis-start redis-stop stop
 
 help:
@@ -47,7 +47,8 @@ test: setup lint
 contracts: uv
 	$(UV) run --no-sync python -m lanyard.contracts.schema export libs/contracts/schemas
 
-bench: setup
+bench: setup  ## every benchmark (~30 min); needs wrk and node/npm for the token-endpoint peer
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(UV) run --no-sync python -m bench
 
 kafka-start: kafka-fetch
