@@ -32,6 +32,9 @@ def create_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
         allow_auto_create_topics=False,
         # faststream logs every message at INFO; at this level they stay out of service logs.
         log_level=logging.DEBUG,
+        # faststream's own access logger carries a handler bound to the stdout it first saw; a
+        # plain propagating logger follows whatever the process (or pytest) configured instead.
+        logger=logging.getLogger("lanyard.kafka.broker"),
         graceful_timeout=10,
     )
 
