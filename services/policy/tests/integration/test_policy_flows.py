@@ -261,6 +261,7 @@ DENIAL_SETUPS = {
     "no_policy": {"policy": True},
     "policy_sso_disabled": {},
     "face_requires_apa": {},
+    "apa_seats_exceeded": {},
     "no_apps_deployed": {"deployment": True},
 }
 
@@ -285,13 +286,42 @@ async def test_each_denial_reason_on_checkout(world, reason):
         await ent.wait("entitlement.granted.v1", device_session_id=first)
     elif reason == "policy_sso_disabled":
         await ent.put("/user-policies/p-nurses", {"name": "Nurses", "sso_enabled": False, "groups": ["nurses"]})
-    elif reason == "face_requires_apa":
+    elif reason in ("face_requires_apa", "apa_seats_exceeded"):
         await ent.put("/user-policies/p-nurses", {"name": "N", "sso_enabled": True, "auth_mode": "face",
                                                   "groups": ["nurses"]})  # fmt: skip
+    if reason == "apa_seats_exceeded":
+        await ent.licence("apa-1", kind="apa", seats=1)
+        await ent.user("bob")
+        first = await ent.checkout("bob")
+        await ent.wait("entitlement.granted.v1", device_session_id=first)
     dsid = await ent.checkout(user, amr=amr)
     denied = await ent.wait("entitlement.denied.v1", device_session_id=dsid)
     assert denied.payload.reason == reason
     assert denied.payload.user_id == user
+
+
+async def test_an_apa_seat_is_taken_by_face_grants_and_freed_on_checkin(world):
+    ent = Ent(world)
+    await ent.configure()
+    await ent.licence("apa-1", kind="apa", seats=1)
+    await ent.user("bob")
+    alice = await ent.checkout("alice")
+    assert (await ent.wait("entitlement.granted.v1", device_session_id=alice)).payload.face_allowed is True
+    # Passcode mode: with the only APA seat taken, bob gets SSO without face verification.
+    bob = await ent.checkout("bob")
+    assert (await ent.wait("entitlement.granted.v1", device_session_id=bob)).payload.face_allowed is False
+
+    await ent.put("/user-policies/p-nurses", {"name": "N", "sso_enabled": True, "auth_mode": "face",
+                                              "groups": ["nurses"]})  # fmt: skip
+    revoked = await ent.wait("entitlement.revoked.v1", device_session_id=bob)
+    assert "apa_seats_exceeded" in revoked.payload.detail
+    assert [e.type for e in ent.events(alice)][-1] == "entitlement.granted.v1"
+
+    await ent.checkin(alice)
+    await ent.wait("entitlement.revoked.v1", device_session_id=alice)
+    again = await ent.checkout("bob")
+    granted = await ent.wait("entitlement.granted.v1", device_session_id=again)
+    assert granted.payload.auth_mode == "face" and granted.payload.face_allowed is True
 
 
 # ----------------------------------------------------------------------- configuration changes

@@ -48,6 +48,8 @@ DENIALS = [
     ("no_policy", ALICE, with_(known_groups=frozenset()), d.Seats(), MFA),
     ("policy_sso_disabled", ALICE, with_(policies=(replace(POLICY, sso_enabled=False),)), d.Seats(), MFA),
     ("face_requires_apa", ALICE, with_(policies=(replace(POLICY, auth_mode="face"),)), d.Seats(), MFA),
+    ("apa_seats_exceeded", ALICE, with_(policies=(replace(POLICY, auth_mode="face"),), licences=(SSO, APA)),
+     d.Seats(apa_in_use=2), MFA),
     ("no_apps_deployed", ALICE, with_(deployments=()), d.Seats(), MFA),
     ("no_apps_deployed", ALICE, with_(app_profiles={"rover": d.AppProfile("rover", False)}), d.Seats(), MFA),
     ("no_apps_deployed", ALICE, with_(app_profiles={}), d.Seats(), MFA),
@@ -82,6 +84,10 @@ GRANTS = [
      ("rover",), "face", True, "p-nurses"),
     ("passcode with APA allows face", ALICE, with_(licences=(SSO, APA)), d.Seats(), ("rover",), "passcode", True,
      "p-nurses"),
+    ("APA seat already held", ALICE, with_(policies=(replace(POLICY, auth_mode="face"),), licences=(SSO, APA)),
+     d.Seats(apa_in_use=2, apa_held_by_user=True), ("rover",), "face", True, "p-nurses"),
+    ("passcode, every APA seat taken: no face", ALICE, with_(licences=(SSO, APA)), d.Seats(apa_in_use=2), ("rover",),
+     "passcode", False, "p-nurses"),
     ("direct deployment", replace(ALICE, groups=()), with_(
         deployments=(d.AppDeployment("rover", users=("alice",)), d.AppDeployment("epic", groups=("nurses",))),
         policies=(replace(POLICY, users=("alice",), groups=()),),
@@ -189,6 +195,22 @@ def test_reevaluate_counts_seats_of_users_outside_the_pass():
     [(_, decision)] = d.reevaluate([live], {"alice": ALICE}, one_seat, {"carol": 1, "alice": 1}, NOW)
     assert decision.action == "revoke"
     assert decision.outcome.reason == "sso_seats_exceeded"
+
+
+def test_reevaluate_when_apa_seats_shrink_face_mode_loses_access_and_passcode_loses_face():
+    face = with_(policies=(replace(POLICY, auth_mode="face"),), licences=(SSO, replace(APA, seats=1)))
+    users = {"alice": ALICE, "bob": replace(ALICE, user_id="bob")}
+    face_grant = d.evaluate(ALICE, face, d.Seats(), NOW)
+    early = session(state="granted", version=1, grant=face_grant)
+    late = replace(early, device_session_id="ds-2", user_id="bob", checked_out_at=NOW - timedelta(minutes=1))
+    holders = {"alice": 1, "bob": 1}
+    decisions = {s.device_session_id: dec for s, dec in d.reevaluate([late, early], users, face, holders, NOW, holders)}
+    assert decisions["ds-1"].action == "none"
+    assert decisions["ds-2"].action == "revoke" and decisions["ds-2"].outcome.reason == "apa_seats_exceeded"
+
+    passcode = with_(licences=(SSO, replace(APA, seats=1)))
+    [(_, changed)] = d.reevaluate([late], users, passcode, holders, NOW, {"alice": 1, "bob": 1})
+    assert changed.action == "grant" and changed.version == 2 and changed.outcome.face_allowed is False
 
 
 # ------------------------------------------------------------------------ second factor lock

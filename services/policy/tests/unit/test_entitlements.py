@@ -26,6 +26,9 @@ SNAPSHOT = d.Snapshot(
 )
 
 
+HOLDS = {"sso": lambda s: s.granted, "apa": lambda s: s.holds_apa_seat}
+
+
 class FakeReadModel:
     """Honours the parts of `ports.ReadModel` the entitlement use cases call."""
 
@@ -35,17 +38,16 @@ class FakeReadModel:
         self.sessions: dict[str, d.LiveSession] = {}
         self.closed: set[str] = set()
         self.pending_events: dict[str, bytes] = {}
-        self.seats: dict[str, int] = {}
+        self.seats: dict[str, dict[str, int]] = {"sso": {}, "apa": {}}
 
     @contextlib.asynccontextmanager
     async def lock(self, enterprise_id: str) -> AsyncIterator[None]:
         yield
 
     async def checkout_view(self, e: str, user_id: str, dsid: str) -> CheckoutView:
-        return CheckoutView(
-            self.dir.get(user_id), self.snap, len(self.seats), user_id in self.seats, self.sessions.get(dsid),
-            dsid in self.closed,
-        )  # fmt: skip
+        sso, apa = self.seats["sso"], self.seats["apa"]
+        seats = d.Seats.counted(len(sso), user_id in sso, len(apa), user_id in apa)
+        return CheckoutView(self.dir.get(user_id), self.snap, seats, self.sessions.get(dsid), dsid in self.closed)
 
     async def session(self, e: str, dsid: str) -> d.LiveSession | None:
         return self.sessions.get(dsid)
@@ -65,21 +67,23 @@ class FakeReadModel:
         self.sessions[after.device_session_id] = after
         if pending is not None:
             self.pending_events[after.device_session_id] = pending
-        if after.granted and not (before and before.granted):
-            self.seats[after.user_id] = self.seats.get(after.user_id, 0) + 1
-        if before and before.granted and not after.granted:
-            self._release(after.user_id)
+        for kind, holds in HOLDS.items():
+            if holds(after) and not (before and holds(before)):
+                self.seats[kind][after.user_id] = self.seats[kind].get(after.user_id, 0) + 1
+            if before and holds(before) and not holds(after):
+                self._release(kind, after.user_id)
 
-    def _release(self, user_id: str) -> None:
-        self.seats[user_id] -= 1
-        if not self.seats[user_id]:
-            del self.seats[user_id]
+    def _release(self, kind: str, user_id: str) -> None:
+        self.seats[kind][user_id] -= 1
+        if not self.seats[kind][user_id]:
+            del self.seats[kind][user_id]
 
     async def close_session(self, e: str, dsid: str, before: d.LiveSession | None) -> None:
         self.closed.add(dsid)
         self.sessions.pop(dsid, None)
-        if before and before.granted:
-            self._release(before.user_id)
+        for kind, holds in HOLDS.items():
+            if before and holds(before):
+                self._release(kind, before.user_id)
 
     async def live_sessions(self, e: str, user_id: str | None = None) -> list[d.LiveSession]:
         return [s for s in self.sessions.values() if user_id in (None, s.user_id)]
@@ -90,8 +94,8 @@ class FakeReadModel:
     async def snapshot(self, e: str) -> d.Snapshot:
         return self.snap
 
-    async def seat_holders(self, e: str) -> Mapping[str, int]:
-        return dict(self.seats)
+    async def seat_holders(self, e: str, kind: str = "sso") -> Mapping[str, int]:
+        return dict(self.seats[kind])
 
 
 class FakeSink:
@@ -189,4 +193,4 @@ async def test_reevaluation_publishes_only_changes_and_records_only_acknowledged
         ("ds1", "policy_changed"),
         ("ds2", "policy_changed"),
     ]
-    assert store.seats == {}
+    assert store.seats == {"sso": {}, "apa": {}}

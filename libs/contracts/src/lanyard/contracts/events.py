@@ -394,6 +394,7 @@ DenialReason = Literal[
     "no_policy",
     "policy_sso_disabled",
     "face_requires_apa",
+    "apa_seats_exceeded",
     "no_apps_deployed",
     "second_factor_required",
 ]

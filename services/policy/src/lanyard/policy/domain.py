@@ -20,7 +20,8 @@ all call it, so they can never disagree. Checks run in this order and the first 
  9. ``no_policy``            no user policy applies to the user
 10. ``policy_sso_disabled``  the user's effective policy has SSO switched off
 11. ``face_requires_apa``    the effective policy is in face mode without a valid APA licence
-12. ``no_apps_deployed``     no enabled, existing app profile is deployed to the user
+12. ``apa_seats_exceeded``   face mode, but every seat of the valid APA licences is taken
+13. ``no_apps_deployed``     no enabled, existing app profile is deployed to the user
 
 **Policy precedence** (which user policy applies when several do): a policy that names the
 user directly beats any policy that applies only through one of the user's groups; among
@@ -34,7 +35,8 @@ user record still lists it).
 
 **Seats** — a seat is a distinct user with at least one live, granted device session. A user
 who already holds a seat may open another session without taking a second one. Seats are
-summed over the SSO licences valid now.
+summed over the SSO licences valid now. APA seats are counted the same way, apart: a user holds
+one while at least one of their live grants has ``face_allowed``.
 
 **Licence validity** is the half-open interval ``[valid_from, valid_until)``.
 
@@ -45,8 +47,9 @@ provisioning code or first configuration change). Once an org-settings event say
 setting is locked it stays locked, so the rule survives topic compaction.
 
 **Faces** — ``face_allowed`` in a grant means face verification may be used on that session
-(an APA licence is valid now); in face mode it is always true, because face mode without APA
-is denied.
+(an APA licence is valid now and the user holds, or can take, one of its seats); in face mode
+it is always true, because face mode without an APA seat is denied. A passcode-mode user for
+whom no APA seat is left is granted without ``face_allowed`` rather than denied.
 """
 
 from __future__ import annotations
@@ -145,10 +148,18 @@ CloudState = Literal["not_connected", "code_issued", "established"]
 
 @dataclass(frozen=True)
 class Seats:
-    """Seat use of one enterprise as seen by one evaluation."""
+    """Seat use of one enterprise as seen by one evaluation: how many seats *other* users hold,
+    and whether this user already holds one; SSO and APA seats are counted apart."""
 
     in_use: int = 0
     held_by_user: bool = False
+    apa_in_use: int = 0
+    apa_held_by_user: bool = False
+
+    @classmethod
+    def counted(cls, holders: int, held: bool, apa_holders: int = 0, apa_held: bool = False) -> Seats:
+        """From the enterprise's seat holder counts (which include this user when `held`)."""
+        return cls(holders - int(held), held, apa_holders - int(apa_held), apa_held)
 
 
 @dataclass(frozen=True)
@@ -275,9 +286,12 @@ def evaluate(
         return Denial("no_policy", "no user policy applies to the user")
     if not policy.sso_enabled:
         return Denial("policy_sso_disabled", f"policy {policy.policy_id} has SSO disabled")
-    apa = valid_seats("apa", snapshot.licences, now) > 0
-    if policy.auth_mode == "face" and not apa:
+    apa_capacity = valid_seats("apa", snapshot.licences, now)
+    apa = apa_capacity > 0 and (seats.apa_held_by_user or seats.apa_in_use < apa_capacity)
+    if policy.auth_mode == "face" and apa_capacity == 0:
         return Denial("face_requires_apa", f"policy {policy.policy_id} uses face mode without a valid APA licence")
+    if policy.auth_mode == "face" and not apa:
+        return Denial("apa_seats_exceeded", f"all {apa_capacity} Advanced Passwordless Access seats are in use")
     apps = deployed_apps(user, snapshot.deployments, snapshot.app_profiles, snapshot.known_groups)
     if not apps:
         return Denial("no_apps_deployed", "no enabled app is deployed to the user")
@@ -317,6 +331,11 @@ class LiveSession:
     def granted(self) -> bool:
         """True while a grant stands."""
         return self.state == "granted"
+
+    @property
+    def holds_apa_seat(self) -> bool:
+        """True while a grant with face verification stands (it takes an APA seat)."""
+        return self.granted and self.grant is not None and self.grant.face_allowed
 
 
 Action = Literal["grant", "deny", "revoke", "none"]
@@ -359,25 +378,32 @@ def reevaluate(
     snapshot: Snapshot,
     seat_holders: Mapping[str, int],
     now: datetime,
+    apa_seat_holders: Mapping[str, int] | None = None,
 ) -> list[tuple[LiveSession, Decision]]:
     """Re-evaluate live sessions after a change, oldest checkout first.
 
     Seats are re-counted as the pass goes: users whose sessions are not among `sessions` keep
-    theirs (`seat_holders`, user → live granted sessions), and the earliest sessions keep their
-    seats when a licence shrinks, so the newest ones are the ones that lose access.
+    theirs (`seat_holders` and `apa_seat_holders`, user → live sessions holding one), and the
+    earliest sessions keep their seats when a licence shrinks, so the newest ones lose access.
     """
     considered = {s.user_id for s in sessions}
     holders = {u for u, n in seat_holders.items() if n > 0 and u not in considered}
+    apa_holders = {u for u, n in (apa_seat_holders or {}).items() if n > 0 and u not in considered}
     decisions: list[tuple[LiveSession, Decision]] = []
     for session in sorted(sessions, key=lambda s: (s.checked_out_at, s.device_session_id)):
         if session.state == "ended":
             decisions.append((session, Decision("none")))
             continue
-        seats = Seats(in_use=len(holders - {session.user_id}), held_by_user=session.user_id in holders)
-        outcome = evaluate(users.get(session.user_id), snapshot, seats, now, session.amr)
+        user = session.user_id
+        seats = Seats(
+            len(holders - {user}), user in holders, len(apa_holders - {user}), user in apa_holders
+        )  # fmt: skip
+        outcome = evaluate(users.get(user), snapshot, seats, now, session.amr)
         decision = decide(session, outcome)
         if isinstance(outcome, Grant):
-            holders.add(session.user_id)
+            holders.add(user)
+            if outcome.face_allowed:
+                apa_holders.add(user)
         decisions.append((session, decision))
     return decisions
 

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from lanyard.contracts import Event
-from lanyard.policy.domain import DirectoryUser, LiveSession, Snapshot
+from lanyard.policy.domain import DirectoryUser, LiveSession, Seats, Snapshot
 
 Clock = Callable[[], datetime]
+SeatKind = Literal["sso", "apa"]
 
 
 class EventSink(Protocol):
@@ -31,8 +32,7 @@ class CheckoutView:
 
     user: DirectoryUser | None
     snapshot: Snapshot
-    seats_in_use: int
-    user_holds_seat: bool
+    seats: Seats
     existing: LiveSession | None
     closed: bool
 
@@ -68,8 +68,13 @@ class ReadModel(Protocol):
     async def close_session(self, enterprise_id: str, device_session_id: str, before: LiveSession | None) -> None: ...
     async def live_sessions(self, enterprise_id: str, user_id: str | None = None) -> list[LiveSession]: ...
     async def users(self, enterprise_id: str, user_ids: Sequence[str]) -> Mapping[str, DirectoryUser | None]: ...
-    async def seat_holders(self, enterprise_id: str) -> Mapping[str, int]: ...
-    async def user_seats(self, enterprise_id: str, user_id: str) -> tuple[int, bool]: ...
+    async def seat_holders(self, enterprise_id: str, kind: SeatKind = "sso") -> Mapping[str, int]:
+        """User → that user's live sessions holding a seat of `kind`."""
+        ...
+
+    async def user_seats(self, enterprise_id: str, user_id: str) -> Seats:
+        """Seat use as one evaluation of this user sees it."""
+        ...
 
     # licence clock
     async def schedule_licence_check(self, enterprise_id: str, at: datetime | None) -> None: ...

@@ -83,8 +83,7 @@ class Entitlements:
                     amr=tuple(p.amr),
                     checked_out_at=p.checked_out_at,
                 )
-                seats = domain.Seats(view.seats_in_use - int(view.user_holds_seat), view.user_holds_seat)
-                outcome = domain.evaluate(view.user, view.snapshot, seats, self._clock(), session.amr)
+                outcome = domain.evaluate(view.user, view.snapshot, view.seats, self._clock(), session.amr)
                 decision = domain.decide(session, outcome)
                 corr = correlation_id or event.correlation_id or event.event_id
                 announcement = self._event(e, session, decision, None, corr)
@@ -118,9 +117,12 @@ class Entitlements:
             users = await self._store.users(e, [s.user_id for s in sessions])
             snapshot = await self._store.snapshot(e)
             holders = await self._store.seat_holders(e)
+            apa_holders = await self._store.seat_holders(e, "apa")
             todo = [
                 (session, decision)
-                for session, decision in domain.reevaluate(sessions, users, snapshot, holders, self._clock())
+                for session, decision in domain.reevaluate(
+                    sessions, users, snapshot, holders, self._clock(), apa_holders
+                )
                 if decision.action != "none"
             ]
             # Publish concurrently (each still waits for its ack), then record exactly the ones the
@@ -388,8 +390,8 @@ class Readiness:
         """
         users = await self._store.users(e, [user_id])
         snapshot = await self._store.snapshot(e)
-        in_use, held = await self._store.user_seats(e, user_id)
-        outcome = domain.evaluate(users.get(user_id), snapshot, domain.Seats(in_use - int(held), held), self._clock())
+        seats = await self._store.user_seats(e, user_id)
+        outcome = domain.evaluate(users.get(user_id), snapshot, seats, self._clock())
         body: dict[str, Any] = {"enterprise_id": e, "user_id": user_id, "client_id": client_id}
         if isinstance(outcome, Denial):
             return {**body, "allowed": False, "reason": outcome.reason, "detail": outcome.detail}

@@ -18,6 +18,7 @@ enterprise lives in one Redis Cluster slot and MULTI works across its keys):
     policy:{e}:sessions                    hash device_session_id → JSON LiveSession
     policy:{e}:user-sessions:{user_id}     set of that user's tracked sessions
     policy:{e}:seats                       hash user_id → live granted sessions (a seat each user)
+    policy:{e}:apa-seats                   hash user_id → live grants with face_allowed (an APA seat)
     policy:{e}:closed:{device_session_id}  tombstone of a checked-in session (8 d)
     policy:{e}:lock                        the enterprise's evaluation lock
     policy:licence-checks                  zset enterprise → next licence boundary (epoch s)
@@ -45,15 +46,17 @@ from lanyard.policy.domain import (
     Licence,
     LiveSession,
     OrgSettings,
+    Seats,
     Snapshot,
     UserPolicy,
 )
-from lanyard.policy.ports import CheckoutView
+from lanyard.policy.ports import CheckoutView, SeatKind
 
 APPLIED_TTL_S = 3600
 CLOSED_TTL_S = 8 * 24 * 3600
 LICENCE_CHECKS = "policy:licence-checks"
 KINDS = ("policies", "deployments", "licences", "apps", "users")
+SEAT_KEYS: dict[SeatKind, str] = {"sso": "seats", "apa": "apa-seats"}
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -69,6 +72,19 @@ return 0
 def k(enterprise_id: str, *parts: str) -> str:
     """A key of one enterprise (hash-tagged by enterprise id)."""
     return ":".join(("policy", "{" + enterprise_id + "}", *parts))
+
+
+def _seat_changes(before: LiveSession | None, after: LiveSession | None) -> tuple[list[str], list[str]]:
+    """The seat keys a session's change takes a seat in, and those it gives one back to."""
+    taken: list[str] = []
+    released: list[str] = []
+    for key, holds in (("seats", lambda s: s.granted), ("apa-seats", lambda s: s.holds_apa_seat)):
+        was, now = bool(before and holds(before)), bool(after and holds(after))
+        if now and not was:
+            taken.append(key)
+        elif was and not now:
+            released.append(key)
+    return taken, released
 
 
 def _iso(dt: datetime) -> str:
@@ -304,19 +320,28 @@ class RedisReadModel:
         pipe = self._r.pipeline(transaction=True)
         pipe.hget(k(e, "users"), user_id)
         self._queue_snapshot(pipe, e)
-        pipe.hlen(k(e, "seats"))
-        pipe.hexists(k(e, "seats"), user_id)
+        self._queue_seats(pipe, e, user_id)
         pipe.hget(k(e, "sessions"), device_session_id)
         pipe.exists(k(e, "closed", device_session_id))
         values = await pipe.execute()
         return CheckoutView(
             user=_user(values[0]),
             snapshot=self._build_snapshot(values[1:8]),
-            seats_in_use=int(values[8]),
-            user_holds_seat=bool(values[9]),
-            existing=session_from_json(values[10]) if values[10] else None,
-            closed=bool(values[11]),
+            seats=self._build_seats(values[8:12]),
+            existing=session_from_json(values[12]) if values[12] else None,
+            closed=bool(values[13]),
         )
+
+    @staticmethod
+    def _queue_seats(pipe: Any, e: str, user_id: str) -> None:
+        for kind in SEAT_KEYS.values():
+            pipe.hlen(k(e, kind))
+            pipe.hexists(k(e, kind), user_id)
+
+    @staticmethod
+    def _build_seats(values: Sequence[Any]) -> Seats:
+        holders, held, apa_holders, apa_held = values
+        return Seats.counted(int(holders), bool(held), int(apa_holders), bool(apa_held))
 
     async def session(self, enterprise_id: str, device_session_id: str) -> LiveSession | None:
         """A tracked (not yet closed) session."""
@@ -338,12 +363,12 @@ class RedisReadModel:
         if pending is not None:
             pipe.hset(k(e, "pending"), after.device_session_id, pending)
         pipe.sadd(k(e, "user-sessions", after.user_id), after.device_session_id)
-        was, now = bool(before and before.granted), after.granted
-        if now and not was:
-            pipe.hincrby(k(e, "seats"), after.user_id, 1)
+        taken, released = _seat_changes(before, after)
+        for kind in taken:
+            pipe.hincrby(k(e, kind), after.user_id, 1)
         await pipe.execute()
-        if was and not now:
-            await self._release_seat(e, after.user_id)
+        for kind in released:
+            await self._release_seat(e, after.user_id, kind)
 
     async def pending(self, enterprise_id: str, device_session_id: str) -> bytes | None:
         """The announcement of a decision saved but not yet acknowledged by the broker."""
@@ -354,10 +379,10 @@ class RedisReadModel:
         """The announcement was acknowledged."""
         await self._r.hdel(k(enterprise_id, "pending"), device_session_id)
 
-    async def _release_seat(self, e: str, user_id: str) -> None:
-        left = await self._r.hincrby(k(e, "seats"), user_id, -1)
+    async def _release_seat(self, e: str, user_id: str, kind: str) -> None:
+        left = await self._r.hincrby(k(e, kind), user_id, -1)
         if left <= 0:
-            await self._r.hdel(k(e, "seats"), user_id)
+            await self._r.hdel(k(e, kind), user_id)
 
     async def close_session(self, enterprise_id: str, device_session_id: str, before: LiveSession | None) -> None:
         """Forget a checked-in session and leave a tombstone so it is never granted again."""
@@ -368,8 +393,9 @@ class RedisReadModel:
         if before is not None:
             pipe.srem(k(e, "user-sessions", before.user_id), device_session_id)
         await pipe.execute()
-        if before is not None and before.granted:
-            await self._release_seat(e, before.user_id)
+        if before is not None:
+            for kind in _seat_changes(before, None)[1]:
+                await self._release_seat(e, before.user_id, kind)
 
     async def live_sessions(self, enterprise_id: str, user_id: str | None = None) -> list[LiveSession]:
         """Tracked sessions of the enterprise, or of one user."""
@@ -390,17 +416,15 @@ class RedisReadModel:
         raws = await self._r.hmget(k(enterprise_id, "users"), ids)
         return {i: _user(r) for i, r in zip(ids, raws, strict=True)}
 
-    async def seat_holders(self, enterprise_id: str) -> Mapping[str, int]:
-        """User → live granted sessions."""
-        return {u: int(n) for u, n in (await self._r.hgetall(k(enterprise_id, "seats"))).items()}
+    async def seat_holders(self, enterprise_id: str, kind: SeatKind = "sso") -> Mapping[str, int]:
+        """User → that user's live sessions holding a seat of `kind`."""
+        return {u: int(n) for u, n in (await self._r.hgetall(k(enterprise_id, SEAT_KEYS[kind]))).items()}
 
-    async def user_seats(self, enterprise_id: str, user_id: str) -> tuple[int, bool]:
-        """(seats in use, whether this user holds one)."""
+    async def user_seats(self, enterprise_id: str, user_id: str) -> Seats:
+        """Seat use as one evaluation of this user sees it."""
         pipe = self._r.pipeline(transaction=True)
-        pipe.hlen(k(enterprise_id, "seats"))
-        pipe.hexists(k(enterprise_id, "seats"), user_id)
-        used, held = await pipe.execute()
-        return int(used), bool(held)
+        self._queue_seats(pipe, enterprise_id, user_id)
+        return self._build_seats(await pipe.execute())
 
     # ------------------------------------------------------------------------ licence clock
 
