@@ -111,6 +111,11 @@ async def test_admin_token_is_an_at_jwt_for_lanyard_admin(idp):
     assert claims["roles"] == ["superadmin"] and claims["exp"] - claims["iat"] == 900
     assert (await idp.token("root", "wrong-password")).json()["error"] == "invalid_grant"
     assert (await idp.http.post(f"/e/{EID}/admin/token", json={"username": "root"})).status_code == 400
+    # Admin sign-ins, good and bad, reach the security office's record like any other.
+    signed_in = await idp.probe.wait_for("oidc.user_authenticated.v1", channel="admin_api", user_id=claims["sub"])
+    assert signed_in.payload.amr == ("pwd",)
+    failed = await idp.probe.wait_for("oidc.authentication_failed.v1", channel="admin_api", username="root")
+    assert failed.payload.factor == "password" and "wrong-password" not in failed.to_json().decode()
     nobody = await idp.http.get(f"/e/{EID}/admin/users")
     assert nobody.status_code == 401 and nobody.headers["www-authenticate"].startswith("Bearer")
     other = await idp.http.get("/e/other/admin/users", headers=idp.auth(idp.root_token))

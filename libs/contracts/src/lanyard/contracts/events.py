@@ -439,11 +439,15 @@ class EntitlementRevoked(Event[EntitlementRevokedPayload]):
 # ------------------------------------------------------------------------------ OIDC events (idp)
 
 
+AuthChannel = Literal["login_page", "locker", "admin_api"]
+"""Where a user authenticated: the interactive login page, the Locker app, or the admin API."""
+
+
 class UserAuthenticatedPayload(Model):
-    """A user proved who they are at the IdP (login page or Locker authn API)."""
+    """A user proved who they are at the IdP (login page, Locker authn API or admin API)."""
 
     user_id: str
-    channel: Literal["login_page", "locker"]
+    channel: AuthChannel
     amr: tuple[str, ...]
     device_id: str | None = None
 
@@ -459,7 +463,7 @@ class AuthenticationFailedPayload(Model):
 
     username: str
     user_id: str | None = None
-    channel: Literal["login_page", "locker"]
+    channel: AuthChannel
     factor: Literal["password", "totp"]
     locked_out: bool = False
 

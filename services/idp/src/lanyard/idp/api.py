@@ -282,16 +282,18 @@ def api_router() -> APIRouter:
             raise Invalid("invalid_request", "username and password are required")
         if await s.enterprises.get(enterprise_id) is None:
             raise NotFound("no such enterprise")
-        user = await s.authenticator.password(enterprise_id, username, password, None)
+        # Admin sign-ins are published like any other (channel admin_api), failures included, so
+        # the security office sees who obtained admin rights and who tried to.
+        user = await s.authenticator.password(enterprise_id, username, password, "admin_api")
         amr: tuple[str, ...] = ("pwd",)
         if user.totp_enrolled:
             if not code:
                 raise AuthError("second_factor_required", "this admin has TOTP enrolled: send totp")
-            await s.authenticator.totp(enterprise_id, user, str(code), None)
+            await s.authenticator.totp(enterprise_id, user, str(code), "admin_api")
             amr = ("pwd", "otp")
         if not set(user.roles) & set(ADMIN_ROLES):
             return error(403, "access_denied", "this user holds no admin role", NO_STORE)
-        await s.authenticator.succeeded(enterprise_id, user, amr, None)
+        await s.authenticator.succeeded(enterprise_id, user, amr, "admin_api")
         ttl = s.settings.admin_token_ttl_s
         token = await s.issuer.admin_token(enterprise_id, user, ttl)
         return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": ttl}, headers=NO_STORE)

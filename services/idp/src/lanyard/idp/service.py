@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -25,6 +25,7 @@ from lanyard.contracts.events import (
     AppProfileDeletedPayload,
     AppProfileUpserted,
     AppProfileUpsertedPayload,
+    AuthChannel,
     AuthenticationFailed,
     AuthenticationFailedPayload,
     ClientSecretRotated,
@@ -73,7 +74,7 @@ from lanyard.runtime.tokens import ADMIN_AUDIENCE, ADMIN_TOKEN_TYP, CHECKOUT_TYP
 
 log = get_logger("lanyard.idp.service")
 PRODUCER = "idp"
-Channel = Literal["login_page", "locker"]
+Channel = AuthChannel
 
 
 class Passwords:
