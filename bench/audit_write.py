@@ -7,7 +7,7 @@ Two measurements:
   consumed by the audit app in-process (decode, append, batched fetch, commit per batch). Uses
   KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts the project's Kafka and Redis from deploy/.
 
-Run:  uv run python bench/audit_write.py [--events 5000] [--kafka]
+Run:  uv run python -m bench.audit_write [--events 5000] [--kafka]
 Writes bench/results/audit_write.json.
 """
 
@@ -137,7 +137,7 @@ async def main() -> None:
     report = {
         "benchmark": "audit_write",
         "measured_at": datetime.now(UTC).isoformat(),
-        "how_to_run": "uv run python bench/audit_write.py --events 5000 --kafka",
+        "how_to_run": "uv run python -m bench.audit_write --events 5000 --kafka",
         "machine": machine(),
         "notes": NOTES,
         "results": results,

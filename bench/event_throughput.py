@@ -10,7 +10,7 @@
   introspection inactive is sampled at each level. Revocation touches only the session's own
   keys, so the two distributions should match.
 
-Run:  uv run python bench/event_throughput.py [--levels 10000 100000] [--samples 50]
+Run:  uv run python -m bench.event_throughput [--levels 10000 100000] [--samples 50]
 Writes bench/results/event_throughput.json. Targets: ≥ 2,000 events/s; equal revocation cost.
 """
 
@@ -142,7 +142,7 @@ async def main(args: argparse.Namespace) -> None:
                 }  # fmt: skip
                 print(level, levels[str(level)])
     write("event_throughput", {
-        "how_to_run": "uv run python bench/event_throughput.py --levels "
+        "how_to_run": "uv run python -m bench.event_throughput --levels "
         + " ".join(map(str, args.levels)) + f" --samples {args.samples}",
         "parameters": {"levels": args.levels, "samples": args.samples},
         "levels": levels,

@@ -13,7 +13,7 @@ confidential client and HTTP Basic client authentication.
 wrk runs one connection per thread so each thread's refresh token chain stays consistent
 (bench/wrk/refresh.lua swaps in the rotated token from each response).
 
-Run:  uv run python bench/token_endpoints.py [--connections 16] [--seconds 10] [--no-peer]
+Run:  uv run python -m bench.token_endpoints [--connections 16] [--seconds 10] [--no-peer]
 Needs: wrk (Debian), node + npm (bench/peer: `npm install` is run for you).
 Writes bench/results/token_endpoints.json. Floor: ≥ 1,300 refresh/s, ≥ 3,000 introspections/s.
 """
@@ -174,7 +174,7 @@ def main(args: argparse.Namespace) -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: apt-get install wrk")
     results: dict = {
-        "how_to_run": f"uv run python bench/token_endpoints.py --connections {args.connections} "
+        "how_to_run": f"uv run python -m bench.token_endpoints --connections {args.connections} "
         f"--seconds {args.seconds}",
         "parameters": vars(args),
     }
