@@ -123,6 +123,25 @@ class InMemoryStore:
         for i, e in enumerate(events):
             self.outbox[e.event_id] = (self.clock.now() + self.grace + i * 1e-3, e)
 
+    async def restore(self, devices, sessions, org_settings):
+        written = 0
+        for d in devices:
+            if (d.enterprise_id, d.device_id) not in self.devices:
+                self.devices[(d.enterprise_id, d.device_id)] = d
+                written += 1
+        for eid, settings in org_settings.items():
+            if eid not in self.org:
+                self.org[eid] = settings
+                written += 1
+        for s in sessions:
+            if (s.enterprise_id, s.device_session_id) in self.sessions:
+                continue
+            self._write(Change((s,)))
+            if s.live:
+                self.current.setdefault((s.enterprise_id, s.device_id), s.device_session_id)
+            written += 1
+        return written
+
     async def claim_due_timers(self, now, lease_s, limit):
         due = sorted((d, m) for m, d in self.timers.items() if d <= now)[:limit]
         refs = []

@@ -126,3 +126,26 @@ async def test_devices_round_trip(store, clock):
     assert await store.get_device("ent-1", "dev-1") == device
     assert await store.list_devices("ent-1") == [device]
     assert await store.list_devices("ent-2") == []
+
+
+async def test_restore_writes_what_is_missing_with_timers_and_pointer_and_no_events(store, clock):
+    live, _ = new_session(clock, dsid="ds-live", device="dev-1")
+    old, _ = new_session(clock, dsid="ds-old", device="dev-2")
+    closed = domain.check_in(old, clock.now(), "user").session
+    settings = OrgSettings(checkin_previous_on_checkout=True)
+    assert await store.restore([], [live, closed], {"ent-1": settings}) == 3
+    assert await store.get_session("ent-1", "ds-live") == live
+    assert await store.get_session("ent-1", "ds-old") == closed
+    assert await store.current_session_id("ent-1", "dev-1") == "ds-live"
+    assert await store.current_session_id("ent-1", "dev-2") is None
+    assert [s.device_session_id for s in await store.list_live("ent-1")] == ["ds-live"]
+    assert await store.get_org_settings("ent-1") == settings
+    assert await store.claim_outbox(clock.now() + 3600, 30, 10) == []
+    due = await store.claim_due_timers(clock.now() + 3600, 30, 10)
+    assert [(t.device_session_id, t.kind) for t in due] == [("ds-live", "max_session")]
+
+    newer = domain.lock(domain.apply_entitlement(live, Entitlement(2, "face", 60, 600, True)), clock.now()).session
+    await store.mutate("ent-1", "ds-live", lambda s: Change((newer,)))
+    assert await store.restore([], [live], {"ent-1": OrgSettings()}) == 0  # the store's records are newer
+    assert await store.get_session("ent-1", "ds-live") == newer
+    assert await store.get_org_settings("ent-1") == settings

@@ -246,3 +246,38 @@ def test_any_history_keeps_sequences_contiguous_and_closed_terminal(history):
             closed_seen = True
             assert domain.deadlines(s) == {}
     assert s.sequence == seqs[-1]
+
+
+# ------------------------------------------------------------------------------ replay (rebuild)
+
+
+def test_replay_follows_the_recorded_transitions_and_their_numbers():
+    s = started().session
+    locked = domain.replay(s, domain.Transition("locked", T0 + 60, 2, reason="inactivity"))
+    assert locked.state is State.LOCKED and locked.sequence == 2
+    verified = domain.replay(locked, domain.Transition("face_verified", T0 + 90, 3, unlocked=True))
+    assert verified.state is State.ACTIVE and verified.last_face_at == T0 + 90 and verified.last_activity_at == T0 + 90
+    failed = domain.replay(verified, domain.Transition("face_failed", T0 + 95, None, reason="no_match", failures=2))
+    assert failed.face_failures == 2 and failed.sequence == 3 and failed.state is State.ACTIVE
+    closed = domain.replay(failed, domain.Transition("checked_in", T0 + 100, 4, reason="admin"))
+    assert closed.state is State.CLOSED and closed.closed_reason == "admin" and closed.closed_at == T0 + 100
+    assert closed.sequence == 4 and domain.deadlines(closed) == {}
+
+
+def test_replay_ignores_redeliveries_and_anything_after_closed():
+    s = started().session
+    locked = domain.replay(s, domain.Transition("locked", T0 + 60, 2))
+    assert domain.replay(locked, domain.Transition("locked", T0 + 60, 2)) is None
+    assert domain.replay(locked, domain.Transition("face_verified", T0 + 1, 1)) is None
+    closed = domain.replay(locked, domain.Transition("checked_in", T0 + 70, 3, reason="user"))
+    assert domain.replay(closed, domain.Transition("face_verified", T0 + 80, 4)) is None
+    assert domain.replay(closed, domain.Transition("face_failed", T0 + 80, None, failures=1)) is None
+
+
+def test_replay_over_a_lost_record_keeps_the_recorded_number():
+    locked = domain.replay(started().session, domain.Transition("locked", T0 + 60, 2))
+    # The unlock (3) is missing; a second lock (4) cannot apply as a transition, but its number
+    # is kept so the next live transition continues at 5.
+    again = domain.replay(locked, domain.Transition("locked", T0 + 200, 4))
+    assert again.state is State.LOCKED and again.sequence == 4
+    assert domain.check_in(again, T0 + 300, "user").transitions[0].sequence == 5

@@ -1,13 +1,17 @@
 """Composition root of the session service: `create_app(settings, **overrides)`.
 
 Overrides a test may pass: `broker`, `redis` (infrastructure), `clock`, `jwks` (a JwksSource,
-e.g. `TestIssuer.static_jwks()`), `publisher`, `face_verifier`.
+e.g. `TestIssuer.static_jwks()`), `publisher`, `face_verifier`, `history` (for the rebuild).
+
+Startup order: the rebuild from Kafka when Redis lost the state (`rebuild.Rebuild`), then the
+runtime (broker, consumers, loops); the HTTP API serves only after both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -15,14 +19,17 @@ from fastapi import FastAPI
 from lanyard.contracts import topics
 from lanyard.runtime.consumer import RetryPolicy, subscribe
 from lanyard.runtime.health import health_router
+from lanyard.runtime.kafka import ensure_topics
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.service import ServiceRuntime
 from lanyard.runtime.tokens import HttpJwks, TokenVerifier
 from lanyard.session.adapters.clock import SystemClock
+from lanyard.session.adapters.kafka_history import KafkaHistory
 from lanyard.session.adapters.proofs import DeviceProofVerifier, SignedFaceResultVerifier
-from lanyard.session.adapters.redis_store import RedisSessionStore
+from lanyard.session.adapters.redis_store import RedisProjectionMarker, RedisSessionStore
 from lanyard.session.api import api_router, install_error_handlers
 from lanyard.session.handlers import SessionHandlers
+from lanyard.session.rebuild import Rebuild
 from lanyard.session.service import SessionService
 from lanyard.session.settings import SessionSettings
 
@@ -107,10 +114,39 @@ def create_app(settings: SessionSettings | None = None, **overrides: Any) -> Fas
         background = BackgroundWork(service, settings)
         runtime.on_start.append(background.start)
         runtime.on_stop.append(background.stop)
+    rebuild = Rebuild(
+        store=service.store,
+        marker=RedisProjectionMarker(runtime.redis),
+        history=overrides.get("history") or KafkaHistory(settings.kafka_bootstrap_servers),
+        clock=clock,
+        default_max_session_s=settings.default_max_session_s,
+        timeout_s=settings.rebuild_timeout_s,
+    )
+
+    async def settle_rebuild() -> None:
+        await rebuild.settle(service.check_in_ended)
+
+    # Before the timer loop starts, so a checkin it makes cannot race a timer on the same session.
+    runtime.on_start.insert(0, settle_rebuild)
     if isinstance(jwks, HttpJwks):
         runtime.on_stop.append(jwks.aclose)
-    app = FastAPI(title="Lanyard session", lifespan=runtime.lifespan)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.rebuild_on_start:
+            try:
+                if settings.create_topics:
+                    await ensure_topics(settings.kafka_bootstrap_servers)
+                await rebuild.run()
+            except BaseException:
+                await runtime.redis.aclose()
+                raise
+        async with runtime.lifespan(app):
+            yield
+
+    app = FastAPI(title="Lanyard session", lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.rebuild = rebuild
     app.state.service = service
     app.state.admin_verifier = verifier
     install_error_handlers(app)

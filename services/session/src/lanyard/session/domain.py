@@ -281,3 +281,36 @@ def on_timer(session: DeviceSession, kind: TimerKind, now: float) -> Step | None
     if session.entitlement.locks_on_inactivity:
         return lock(session, now, "inactivity")
     return check_in(session, now, "inactivity")
+
+
+def replay(session: DeviceSession, recorded: Transition) -> DeviceSession | None:
+    """Apply a transition read back from the topic (a rebuild); None when it changes nothing.
+
+    The same transitions as the live path, driven by the record instead of a decision: the
+    record's time and sequence are taken as they were announced. A record at or below the
+    session's sequence was already applied (a redelivery), and CLOSED stays terminal.
+    """
+    if not session.live:
+        return None
+    if recorded.kind == "face_failed":
+        # Failures carry no sequence; the record says the count (a later success resets it).
+        return replace(session, face_failures=recorded.failures)
+    if recorded.sequence is None or recorded.sequence <= session.sequence:
+        return None
+    try:
+        if recorded.kind == "locked":
+            reason = "admin" if recorded.reason == "admin" else "inactivity"
+            step = lock(session, recorded.at, reason)
+        elif recorded.kind == "face_verified":
+            step = face_verified(session, recorded.at)
+        elif recorded.kind == "checked_in":
+            closed = check_in(session, recorded.at, recorded.reason)  # type: ignore[arg-type]
+            assert closed is not None  # live, checked above
+            step = closed
+        else:  # a second checked_out for one session id does not happen; keep what we have
+            return None
+    except InvalidTransition:
+        # A record between was lost (it cannot be, with an idempotent producer, but a rebuild
+        # must not stop on it): the state already says what this record says; keep its number.
+        return replace(session, sequence=recorded.sequence)
+    return replace(step.session, sequence=recorded.sequence)

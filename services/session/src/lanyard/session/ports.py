@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -93,6 +93,13 @@ class SessionStore(Protocol):
         the change becomes the device's current one. `decide` may raise to write nothing."""
         ...
 
+    async def restore(
+        self, devices: Sequence[Device], sessions: Sequence[DeviceSession], org_settings: Mapping[str, OrgSettings]
+    ) -> int:
+        """Write rebuilt records (devices, sessions with their timers and current pointers, org
+        settings) where the store holds none; parks no event. Returns how many were written."""
+        ...
+
     async def claim_due_timers(self, now: float, lease_s: float, limit: int) -> list[TimerRef]:
         """Take timers due at `now`; each is handed to one caller only (its due time moves by `lease_s`)."""
         ...
@@ -168,3 +175,25 @@ class FaceResultVerifier(Protocol):
     """Verifies a signed face result from the device; the face matching itself is the provider's."""
 
     def verify(self, result: str, *, expected_jkt: str) -> FaceResult: ...
+
+
+class ProjectionMarker(Protocol):
+    """Whether the store's state is complete (rebuilt or built live), and who may rebuild it."""
+
+    async def complete(self) -> bool: ...
+
+    async def acquire(self, owner: str, ttl_s: float) -> bool:
+        """Take the rebuild lock for `ttl_s` (one holder at a time); False when another holds it."""
+        ...
+
+    async def mark_complete(self, summary: Mapping[str, Any]) -> None: ...
+
+    async def release(self, owner: str) -> None:
+        """Give the lock back if `owner` still holds it."""
+        ...
+
+
+class History(Protocol):
+    """The records of a topic from its earliest offset up to its end when the read started."""
+
+    def read(self, topic: str) -> AsyncIterator[Event]: ...

@@ -79,6 +79,31 @@ def public_p256_jwk(jwk: dict[str, Any]) -> tuple[dict[str, str], str]:
     return public, key.thumbprint()
 
 
+def entitlement_from(p: ev.EntitlementGrantedPayload) -> Entitlement:
+    """The grant as this service keeps it (live consumption and the rebuild read it the same way)."""
+    return Entitlement(
+        version=p.version,
+        auth_mode=p.auth_mode,
+        inactivity_timeout_s=p.inactivity_timeout_s,
+        max_session_s=p.max_session_s,
+        face_allowed=p.face_allowed,
+        face_recency_s=p.face_recency_s,
+        policy_id=p.policy_id,
+    )
+
+
+def org_settings_from(p: ev.OrgSettingsChangedPayload) -> OrgSettings:
+    """The enterprise settings this service honours, from the policy-config record."""
+    return OrgSettings(
+        password_autofill_and_sso=p.password_autofill_and_sso,
+        require_second_factor=p.require_second_factor,
+        checkin_previous_on_checkout=p.checkin_previous_on_checkout,
+        face_match_threshold=p.face_match_threshold,
+        face_liveness_threshold=p.face_liveness_threshold,
+        face_max_failures=p.face_max_failures,
+    )
+
+
 def _touched(session: DeviceSession | None) -> Change | None:
     return Change((session,)) if session else None
 
@@ -194,7 +219,8 @@ class SessionService:
             model=request.model,
             serial=request.serial,
             mdm_id=request.mdm_id,
-            enrolled_at=self.clock.now(),
+            # At the event's precision (µs), so a device rebuilt from its record reads the same.
+            enrolled_at=_ts(self.clock.now()).timestamp(),
         )
         event = ev.DeviceEnrolled(
             enterprise_id=enterprise_id,
@@ -433,15 +459,7 @@ class SessionService:
     async def entitlement_granted(self, event: ev.EntitlementGranted) -> None:
         """Store the grant on its session (latest version wins; CLOSED sessions ignore it)."""
         p = event.payload
-        grant = Entitlement(
-            version=p.version,
-            auth_mode=p.auth_mode,
-            inactivity_timeout_s=p.inactivity_timeout_s,
-            max_session_s=p.max_session_s,
-            face_allowed=p.face_allowed,
-            face_recency_s=p.face_recency_s,
-            policy_id=p.policy_id,
-        )
+        grant = entitlement_from(p)
 
         def decide(s: DeviceSession) -> Change | None:
             nxt = domain.apply_entitlement(s, grant)
@@ -460,6 +478,12 @@ class SessionService:
             ),
         )
 
+    async def check_in_ended(self, enterprise_id: str, device_session_id: str) -> None:
+        """Check in a session whose entitlement ended while its checkin was lost (the rebuild)."""
+        session = await self.store.get_session(enterprise_id, device_session_id)
+        if session is not None:
+            await self.check_in(session, "entitlement_revoked")
+
     async def sso_activity(self, enterprise_id: str, device_session_id: str, at: datetime) -> None:
         """SSO at the IdP counts as activity (monotonic: a redelivery changes nothing)."""
         now = self.clock.now()
@@ -472,18 +496,7 @@ class SessionService:
 
     async def org_settings_changed(self, event: ev.OrgSettingsChanged) -> None:
         """Keep the enterprise's settings (the compacted topic's latest record wins)."""
-        p = event.payload
-        await self.store.put_org_settings(
-            event.enterprise_id,
-            OrgSettings(
-                password_autofill_and_sso=p.password_autofill_and_sso,
-                require_second_factor=p.require_second_factor,
-                checkin_previous_on_checkout=p.checkin_previous_on_checkout,
-                face_match_threshold=p.face_match_threshold,
-                face_liveness_threshold=p.face_liveness_threshold,
-                face_max_failures=p.face_max_failures,
-            ),
-        )
+        await self.store.put_org_settings(event.enterprise_id, org_settings_from(event.payload))
 
     # ------------------------------------------------------------------ timers and relay
 

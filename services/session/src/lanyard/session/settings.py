@@ -28,3 +28,9 @@ class SessionSettings(ServiceSettings):
     proof_max_skew_s: int = Field(default=60, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
     run_background: bool = Field(default=True, description="run the timer loop and the outbox relay")
+    rebuild_on_start: bool = Field(
+        default=True, description="rebuild the state from Kafka at startup when Redis lost it (no marker)"
+    )
+    rebuild_timeout_s: float = Field(
+        default=120.0, gt=0, description="startup fails when the rebuild (or the wait for another's) takes longer"
+    )

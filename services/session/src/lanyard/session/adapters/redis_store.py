@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -214,6 +214,45 @@ class RedisSessionStore:
         # Later events of one change come due a little later, so the relay keeps their order.
         pipe.zadd(OUTBOX, {e.event_id: due + i * 1e-3 for i, e in enumerate(events)})
 
+    # ---------------------------------------------------------------- rebuild
+
+    async def restore(
+        self, devices: Sequence[Device], sessions: Sequence[DeviceSession], org_settings: Mapping[str, OrgSettings]
+    ) -> int:
+        """Write rebuilt records the store does not hold; what it holds is newer and stays.
+
+        Each session is written as the live path writes it (record, live index, timers), plus
+        the device's current pointer when live and unset; no event is parked.
+        """
+        written = 0
+        for device in devices:
+            key = self._device_key(device.enterprise_id, device.device_id)
+            if await self._redis.set(key, json.dumps(dataclasses.asdict(device)), nx=True):
+                await self._redis.sadd(f"session:{device.enterprise_id}:devices", device.device_id)
+                written += 1
+        for eid, settings in org_settings.items():
+            written += bool(
+                await self._redis.set(f"session:{eid}:org-settings", json.dumps(dataclasses.asdict(settings)), nx=True)
+            )
+        for s in sessions:
+            key = self._session_key(s.enterprise_id, s.device_session_id)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(key)
+                        if await pipe.exists(key):
+                            break
+                        pipe.multi()
+                        self._write(pipe, Change((s,)))
+                        if s.live:
+                            pipe.set(self._current_key(s.enterprise_id, s.device_id), s.device_session_id, nx=True)
+                        await pipe.execute()
+                        written += 1
+                        break
+                    except WatchError:
+                        continue
+        return written
+
     # ---------------------------------------------------------------- timers and outbox
 
     async def claim_due_timers(self, now: float, lease_s: float, limit: int) -> list[TimerRef]:
@@ -283,3 +322,33 @@ class RedisSessionStore:
         await self._redis.set(
             self._answer_key(enterprise_id, scope, key), json.dumps(dataclasses.asdict(answer)), ex=ttl_s, nx=True
         )
+
+
+PROJECTION_MARKER = "session:projection"
+PROJECTION_LOCK = "session:projection:lock"
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisProjectionMarker:
+    """`ProjectionMarker` on Redis: the marker says the state is complete; the lock (SET NX with
+    an expiry) lets one instance rebuild while others wait, and a crashed holder's lock lapses."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._release = redis.register_script(_RELEASE)
+
+    async def complete(self) -> bool:
+        return bool(await self._redis.exists(PROJECTION_MARKER))
+
+    async def acquire(self, owner: str, ttl_s: float) -> bool:
+        return bool(await self._redis.set(PROJECTION_LOCK, owner, nx=True, px=max(int(ttl_s * 1000), 1)))
+
+    async def mark_complete(self, summary: Mapping[str, Any]) -> None:
+        await self._redis.set(PROJECTION_MARKER, json.dumps(dict(summary), separators=(",", ":")))
+
+    async def release(self, owner: str) -> None:
+        await self._release(keys=[PROJECTION_LOCK], args=[owner])
