@@ -37,18 +37,33 @@ def test_verify_names_the_first_broken_record_and_exits_1(tmp_path):
     assert f"seq 33 event_id {event_id}" in done.stdout
 
 
-def test_prune_needs_a_key_and_then_verify_passes(tmp_path, monkeypatch, capsys):
+def keypair(capsys) -> dict[str, str]:
+    assert main(["keygen"]) == 0
+    return dict(line.split("=", 1) for line in capsys.readouterr().out.split())
+
+
+def test_prune_needs_the_private_key_and_verify_only_the_public_one(tmp_path, monkeypatch, capsys):
     db = tmp_path / "a.sqlite"
     fill(db)
+    signer, other = keypair(capsys), keypair(capsys)
     assert main(["prune", "--before", "2026-11-30T05:02:00Z", "--db", str(db)]) == 1
     assert "REFUSED" in capsys.readouterr().out
-    monkeypatch.setenv("LANYARD_AUDIT_CHECKPOINT_KEY", "k" * 32)
+    monkeypatch.setenv("LANYARD_AUDIT_CHECKPOINT_KEY", signer["LANYARD_AUDIT_CHECKPOINT_KEY"])
     assert main(["prune", "--before", "2026-11-30T05:02:00Z", "--db", str(db)]) == 0
     assert "OK pruned" in capsys.readouterr().out
+
+    # An auditor holds only the public key, and it is enough.
+    monkeypatch.delenv("LANYARD_AUDIT_CHECKPOINT_KEY")
+    assert main(["verify", "--db", str(db)]) == 1
+    assert "no checkpoint public key" in capsys.readouterr().out
+    monkeypatch.setenv("LANYARD_AUDIT_CHECKPOINT_PUBLIC_KEY", signer["LANYARD_AUDIT_CHECKPOINT_PUBLIC_KEY"])
     assert main(["verify", "--db", str(db)]) == 0
-    monkeypatch.setenv("LANYARD_AUDIT_CHECKPOINT_KEY", "another key")
+    monkeypatch.setenv("LANYARD_AUDIT_CHECKPOINT_PUBLIC_KEY", other["LANYARD_AUDIT_CHECKPOINT_PUBLIC_KEY"])
     assert main(["verify", "--db", str(db)]) == 1
     assert "checkpoint signature invalid" in capsys.readouterr().out
+    monkeypatch.setenv("LANYARD_AUDIT_CHECKPOINT_PUBLIC_KEY", "not-a-key")
+    assert main(["verify", "--db", str(db)]) == 2
+    assert "32 bytes" in capsys.readouterr().err
 
 
 def test_bad_input_is_refused_without_a_traceback(tmp_path, capsys):

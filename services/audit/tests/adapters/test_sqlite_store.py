@@ -5,6 +5,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lanyard.audit.adapters.sqlite_store import SqliteAuditStore, SqliteLog
 from lanyard.audit.domain import Position, entry_from_json, format_time
@@ -13,7 +14,7 @@ from lanyard.audit.service import PruneRefused, prune_log, verify_log
 from lanyard.audit.synthetic import generate_day
 from lanyard.contracts import events as ev
 
-KEY = b"test-checkpoint-key"
+KEY = Ed25519PrivateKey.generate()
 
 
 def entries(eid="e1", **kw):
@@ -121,14 +122,14 @@ def test_prune_behind_a_signed_checkpoint_still_verifies_and_a_tampered_checkpoi
     deleted, checkpoint = prune_log(log, cut, KEY, datetime.now(UTC))
     assert deleted > 0 and log.count() == total - deleted and checkpoint.seq == deleted
     assert all(r.entry.occurred_at >= format_time(cut) for r in log.query(RecordQuery("e1", limit=5000)))
-    verdict = verify_log(log, KEY)
+    verdict = verify_log(log, KEY.public_key())
     assert verdict.ok and verdict.first_seq == deleted + 1 and verdict.count == total - deleted
     # A second prune moves the checkpoint on; the chain still verifies.
     prune_log(log, cut + timedelta(hours=3), KEY, datetime.now(UTC))
-    assert verify_log(log, KEY).ok
+    assert verify_log(log, KEY.public_key()).ok
     with sqlite3.connect(tmp_path / "audit.sqlite") as raw:
         raw.execute("UPDATE checkpoint SET seq = seq - 1")
-    assert not verify_log(log, KEY).ok
+    assert not verify_log(log, KEY.public_key()).ok
 
 
 async def test_async_store_appends_on_its_writer_and_queries_on_readers(tmp_path):

@@ -31,7 +31,7 @@ from lanyard.runtime.tokens import TestIssuer, TokenVerifier
 pytestmark = pytest.mark.integration
 
 BASE = "http://issuer.test"
-KEY = "integration-checkpoint-key"
+KEY = "ioXAoGRLCsrxwuMOAgwk6RqYBVzlq5qZ7CFWbnyu2X0"  # an Ed25519 seed for this test only
 
 
 async def publish(bootstrap: str, events) -> dict[str, tuple[str, int, int]]:

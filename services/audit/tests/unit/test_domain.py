@@ -4,6 +4,8 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from lanyard.audit.domain import (
     GENESIS_HASH,
     Checkpoint,
@@ -126,21 +128,27 @@ def test_verify_catches_an_edited_index_column_a_missing_record_and_a_cut_tail()
     assert not cut.ok and "head" in cut.reason
 
 
+KEY, OTHER = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+
+
 def test_checkpoint_signature_covers_every_field():
-    cp = Checkpoint(10, "ab" * 32, "2026-11-30T00:00:00.000000Z", "2026-12-01T00:00:00.000000Z").signed(b"k")
-    assert cp.signature_valid(b"k")
-    assert not cp.signature_valid(b"other")
-    assert not replace(cp, seq=11).signature_valid(b"k")
-    assert not replace(cp, hash="cd" * 32).signature_valid(b"k")
+    cp = Checkpoint(10, "ab" * 32, "2026-11-30T00:00:00.000000Z", "2026-12-01T00:00:00.000000Z").signed(KEY)
+    assert cp.signature_valid(KEY.public_key())
+    assert not cp.signature_valid(OTHER.public_key())
+    assert not replace(cp, seq=11).signature_valid(KEY.public_key())
+    assert not replace(cp, hash="cd" * 32).signature_valid(KEY.public_key())
+    assert not replace(cp, signature="%%%").signature_valid(KEY.public_key())
 
 
 def test_verify_starts_at_a_valid_checkpoint_and_refuses_a_forged_one():
     records = chain([checkout(T0), grant(["a"], T0), checkin(T0 + timedelta(hours=1))])
-    cp = Checkpoint(1, records[0].hash, "x", "y").signed(b"key")
-    assert verify_chain(stored(records[1:]), checkpoint=cp, key=b"key").ok
+    cp = Checkpoint(1, records[0].hash, "x", "y").signed(KEY)
+    assert verify_chain(stored(records[1:]), checkpoint=cp, key=KEY.public_key()).ok
     forged = replace(cp, seq=2)
-    assert not verify_chain(stored(records[1:]), checkpoint=forged, key=b"key").ok
+    assert not verify_chain(stored(records[1:]), checkpoint=forged, key=KEY.public_key()).ok
     assert not verify_chain(stored(records[1:]), checkpoint=cp, key=None).ok
+    # A verifier's own key cannot sign: a checkpoint made with any other key is refused.
+    assert not verify_chain(stored(records[1:]), checkpoint=cp.signed(OTHER), key=KEY.public_key()).ok
 
 
 def test_gaps_in_sequences_and_in_delete_topic_offsets_but_not_compacted_ones():

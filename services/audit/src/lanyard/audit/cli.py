@@ -4,9 +4,11 @@
 - `verify [--db PATH]`: recompute the chain; prints OK with the count, or names the first broken
   record (seq, event_id) and exits 1.
 - `prune --before TIME [--db PATH]`: delete records older than TIME behind a signed checkpoint.
+- `keygen`: print a new Ed25519 key pair for checkpoints, as the two settings that take them.
 
-The checkpoint key comes from LANYARD_AUDIT_CHECKPOINT_KEY (never from the command line, where
-it would land in shell history and process lists).
+The private key comes from LANYARD_AUDIT_CHECKPOINT_KEY (never from the command line, where it
+would land in shell history and process lists) and only `prune` needs it; `verify` needs only
+the public key (LANYARD_AUDIT_CHECKPOINT_PUBLIC_KEY), so whoever checks the log cannot forge it.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from pydantic import ValidationError
+
 from lanyard.audit.adapters.sqlite_store import SqliteLog
 from lanyard.audit.domain import parse_time
 from lanyard.audit.service import PruneRefused, prune_log, verify_log
-from lanyard.audit.settings import AuditSettings
+from lanyard.audit.settings import AuditSettings, encode_key
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     prune = sub.add_parser("prune", help="delete old records behind a signed checkpoint")
     prune.add_argument("--before", required=True, help="ISO 8601 time; records that occurred before it go")
     prune.add_argument("--db", type=Path, help="the audit log file (default: settings)")
+    sub.add_parser("keygen", help="print a new Ed25519 checkpoint key pair")
     return parser
 
 
@@ -49,7 +56,7 @@ def verify(settings: AuditSettings, db: Path | None) -> int:
     if log is None:
         return 2
     try:
-        verdict = verify_log(log, settings.checkpoint_key_bytes())
+        verdict = verify_log(log, settings.checkpoint_verifier())
     finally:
         log.close()
     if verdict.ok:
@@ -71,7 +78,7 @@ def prune(settings: AuditSettings, db: Path | None, before: str) -> int:
     if log is None:
         return 2
     try:
-        deleted, checkpoint = prune_log(log, moment, settings.checkpoint_key_bytes(), datetime.now(UTC))
+        deleted, checkpoint = prune_log(log, moment, settings.checkpoint_signer(), datetime.now(UTC))
     except PruneRefused as refused:
         print(f"REFUSED: {refused}")
         return 1
@@ -82,10 +89,27 @@ def prune(settings: AuditSettings, db: Path | None, before: str) -> int:
     return 0
 
 
+def keygen() -> int:
+    """Print a fresh key pair as environment settings (the private one is a secret: store it so)."""
+    private = Ed25519PrivateKey.generate()
+    seed = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    print(f"LANYARD_AUDIT_CHECKPOINT_KEY={encode_key(seed)}")
+    print(f"LANYARD_AUDIT_CHECKPOINT_PUBLIC_KEY={encode_key(public)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `lanyard-audit` and `python -m lanyard.audit`."""
     args = _parser().parse_args(argv)
-    settings = AuditSettings()
+    if args.command == "keygen":
+        return keygen()
+    try:
+        settings = AuditSettings()
+    except ValidationError as invalid:
+        for problem in invalid.errors():
+            print(f"bad setting {'.'.join(map(str, problem['loc']))}: {problem['msg']}", file=sys.stderr)
+        return 2
     if args.command == "verify":
         return verify(settings, args.db)
     if args.command == "prune":

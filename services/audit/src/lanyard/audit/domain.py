@@ -10,13 +10,16 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from lanyard.contracts import topics
 
@@ -245,7 +248,11 @@ def offset_gap(topic: str, last_offset: int | None, offset: int) -> tuple[int, i
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Stands in for pruned records: the last pruned seq and hash, signed (HMAC-SHA256)."""
+    """Stands in for pruned records: the last pruned seq and hash, signed with Ed25519.
+
+    An asymmetric signature, so whoever verifies the log (an external auditor, a SIEM) needs only
+    the public key and cannot forge a checkpoint that would hide pruned-and-rewritten history.
+    """
 
     seq: int
     hash: str
@@ -258,14 +265,17 @@ class Checkpoint:
         body = {"seq": self.seq, "hash": self.hash, "pruned_before": self.pruned_before, "created_at": self.created_at}
         return canonical_json(body).encode("utf-8")
 
-    def signed(self, key: bytes) -> Checkpoint:
-        """This checkpoint with its signature."""
-        return replace(self, signature=hmac.new(key, self.message(), hashlib.sha256).hexdigest())
+    def signed(self, key: Ed25519PrivateKey) -> Checkpoint:
+        """This checkpoint with its signature (base64url, no padding)."""
+        return replace(self, signature=base64.urlsafe_b64encode(key.sign(self.message())).rstrip(b"=").decode())
 
-    def signature_valid(self, key: bytes) -> bool:
-        """True when the signature matches (compared in constant time)."""
-        expected = hmac.new(key, self.message(), hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected, self.signature)
+    def signature_valid(self, key: Ed25519PublicKey) -> bool:
+        """True when the signature is the key's over this checkpoint."""
+        try:
+            key.verify(base64.urlsafe_b64decode(self.signature + "=" * (-len(self.signature) % 4)), self.message())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
 
 
 # -------------------------------------------------------------------------------- verification
@@ -296,7 +306,7 @@ def verify_chain(
     records: Iterable[StoredRecord],
     *,
     checkpoint: Checkpoint | None,
-    key: bytes | None,
+    key: Ed25519PublicKey | None,
     head: tuple[int, str] | None = None,
 ) -> Verdict:
     """Recompute the chain from the checkpoint (or genesis) and name the first broken record.
@@ -309,7 +319,7 @@ def verify_chain(
     expected_seq, prev = 1, GENESIS_HASH
     if checkpoint is not None:
         if key is None:
-            return Verdict(False, 0, reason="checkpoint present but no checkpoint key configured")
+            return Verdict(False, 0, reason="checkpoint present but no checkpoint public key configured")
         if not checkpoint.signature_valid(key):
             return Verdict(False, 0, broken_seq=checkpoint.seq, reason="checkpoint signature invalid")
         expected_seq, prev = checkpoint.seq + 1, checkpoint.hash

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from lanyard.audit.domain import (
     Access,
     Checkpoint,
@@ -46,7 +48,7 @@ async def find_access(
     return who_had_access(records, device_id=device_id, client_id=client_id, at=moment)
 
 
-def verify_log(admin: ChainAdmin, key: bytes | None) -> Verdict:
+def verify_log(admin: ChainAdmin, key: Ed25519PublicKey | None) -> Verdict:
     """Recompute the whole chain from the checkpoint (or genesis)."""
     checkpoint = admin.checkpoint()
     start = checkpoint.seq if checkpoint else 0
@@ -57,7 +59,9 @@ class PruneRefused(Exception):
     """Pruning was not done (no key, or the chain does not verify: pruning must not launder tampering)."""
 
 
-def prune_log(admin: ChainAdmin, before: datetime, key: bytes | None, now: datetime) -> tuple[int, Checkpoint | None]:
+def prune_log(
+    admin: ChainAdmin, before: datetime, key: Ed25519PrivateKey | None, now: datetime
+) -> tuple[int, Checkpoint | None]:
     """Delete the records older than `before` behind a signed checkpoint; returns (deleted, checkpoint).
 
     Only a prefix of the chain can go: the records up to the first one that occurred at or after
@@ -65,7 +69,7 @@ def prune_log(admin: ChainAdmin, before: datetime, key: bytes | None, now: datet
     """
     if not key:
         raise PruneRefused("no checkpoint key configured (LANYARD_AUDIT_CHECKPOINT_KEY)")
-    verdict = verify_log(admin, key)
+    verdict = verify_log(admin, key.public_key())
     if not verdict.ok:
         raise PruneRefused(f"chain does not verify at seq {verdict.broken_seq}: {verdict.reason}")
     through = admin.last_seq_before(format_time(before))
