@@ -55,6 +55,20 @@ async def test_a_wiped_redis_is_rebuilt_from_kafka_at_startup(harness, redis_cli
 
     active = (await h.checkout(inst, "dev-1")).json()["device_session_id"]
     await granted(h, inst, active, "dev-1")
+    checked_out = (await inst.service.store.get_session(h.eid, active)).checked_out_at
+    sso = ev.AuthorizationGranted(
+        enterprise_id=h.eid,
+        producer="idp",
+        payload=ev.AuthorizationGrantedPayload(
+            client_id="rover", user_id="u-1", sid="sid-1", via="sso_extension", device_session_id=active
+        ),
+    )
+    await h.publish(sso)  # SSO at the IdP is activity: the rebuild reads it back too
+
+    async def sso_counted():
+        return (await inst.service.store.get_session(h.eid, active)).last_activity_at > checked_out
+
+    await eventually(sso_counted, 20, what="SSO activity consumed")
     closed = (await h.checkout(inst, "dev-2")).json()["device_session_id"]
     r = await h.locker(inst, "POST", closed, "/checkin", device_id="dev-2")
     assert r.status_code == 200 and r.json()["state"] == "CLOSED"
@@ -84,6 +98,7 @@ async def test_a_wiped_redis_is_rebuilt_from_kafka_at_startup(harness, redis_cli
     for dsid, dev in ((active, "dev-1"), (closed, "dev-2"), (locked, "dev-2")):
         assert await view(h, second, dsid, dev) == before[dsid]
     assert before[active]["inactivity_deadline"] and before[active]["entitlement_version"] == 1
+    assert before[active]["last_activity_at"] > before[active]["checked_out_at"]
     assert before[active]["sso_enabled"] is True  # the org settings came back too
     assert (await second.client.get(h.path("/devices"), headers=h.admin())).json() == devices_before
     live = (await first.client.get(h.path("/device-sessions"), headers=h.admin())).json()["device_sessions"]
@@ -104,7 +119,7 @@ async def test_a_wiped_redis_is_rebuilt_from_kafka_at_startup(harness, redis_cli
     assert [(e.type, e.payload.device_session_id) for e in after] == [(CHECKED_IN, active)]  # nothing republished
 
 
-async def test_an_intact_redis_is_not_rebuilt(harness):
+async def test_an_intact_redis_is_not_rebuilt_and_a_lost_one_is_not_ready(harness, redis_client):
     h = harness
     inst = await h.start(rebuild_on_start=True)
     await h.enrol(inst, "dev-1")
@@ -113,3 +128,8 @@ async def test_an_intact_redis_is_not_rebuilt(harness):
     assert again.app.state.rebuild.report is None
     listed = (await again.client.get(h.path("/devices"), headers=h.admin())).json()["devices"]
     assert [d["device_id"] for d in listed] == ["dev-1"]
+
+    # Redis loses everything under a running instance: it says it is not ready (until restarted).
+    await redis_client.flushdb()
+    ready = await again.client.get("/health/ready")
+    assert ready.status_code == 503 and ready.json()["checks"]["state"] is False

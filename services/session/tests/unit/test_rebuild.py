@@ -96,6 +96,44 @@ async def test_sso_activity_moves_the_inactivity_clock_of_an_active_session(worl
     assert rebuilt.last_activity_at == session.checked_out_at + 40
 
 
+async def test_sso_activity_older_than_the_lookback_is_not_read(world, clock, memory_store):
+    session = await world.checkout()
+    events = [*world.publisher.events, grant_event(session)]
+    for minutes in (1, 2):  # SSO 1 and 2 minutes after checkout, read 31 minutes after it
+        events.append(
+            ev.AuthorizationGranted.model_validate(
+                {
+                    "enterprise_id": "ent-1", "producer": "idp",
+                    "occurred_at": datetime.fromtimestamp(session.checked_out_at + 60 * minutes, UTC),
+                    "payload": {"device_session_id": session.device_session_id, "client_id": "rover",
+                                "user_id": "u-1", "sid": "sid-1", "via": "sso_extension"},
+                }
+            )
+        )  # fmt: skip
+    by_topic: dict[str, list] = {}
+    for event in events:
+        by_topic.setdefault(event.topic.name, []).append(event)
+    clock.t = session.checked_out_at + 60 * 31
+    history = FakeHistory(by_topic)
+    step = Rebuild(
+        store=memory_store, marker=FakeMarker(), history=history, clock=clock, default_max_session_s=3600,
+        timeout_s=5, activity_lookback_s=120,
+    )  # fmt: skip
+    await step.run()
+    restored = await memory_store.get_session("ent-1", session.device_session_id)
+    assert restored.last_activity_at == session.checked_out_at  # nothing within the last 2 minutes
+
+    clock.t = session.checked_out_at + 60 * 3  # now the second one is within the lookback
+    await memory_store.mutate("ent-1", session.device_session_id, lambda s: None)
+    memory_store.sessions.clear()
+    await Rebuild(
+        store=memory_store, marker=FakeMarker(), history=history, clock=clock, default_max_session_s=3600,
+        timeout_s=5, activity_lookback_s=120,
+    ).run()  # fmt: skip
+    restored = await memory_store.get_session("ent-1", session.device_session_id)
+    assert restored.last_activity_at == session.checked_out_at + 60 * 2
+
+
 async def test_a_grant_after_checkin_is_ignored_and_a_revoked_live_session_is_reported(world):
     closed = await world.checkout("dev-1")
     world.clock.advance(5)
@@ -170,9 +208,11 @@ class FakeHistory:
         self.records = records
         self.reads: list[str] = []
 
-    async def read(self, topic):
+    async def read(self, topic, since=None):
         self.reads.append(topic)
         for event in self.records.get(topic, []):
+            if since is not None and event.occurred_at.timestamp() < since:
+                continue
             await asyncio.sleep(0)
             yield event
 

@@ -114,13 +114,15 @@ def create_app(settings: SessionSettings | None = None, **overrides: Any) -> Fas
         background = BackgroundWork(service, settings)
         runtime.on_start.append(background.start)
         runtime.on_stop.append(background.stop)
+    marker = RedisProjectionMarker(runtime.redis)
     rebuild = Rebuild(
         store=service.store,
-        marker=RedisProjectionMarker(runtime.redis),
+        marker=marker,
         history=overrides.get("history") or KafkaHistory(settings.kafka_bootstrap_servers),
         clock=clock,
         default_max_session_s=settings.default_max_session_s,
         timeout_s=settings.rebuild_timeout_s,
+        activity_lookback_s=settings.rebuild_activity_lookback_s,
     )
 
     async def settle_rebuild() -> None:
@@ -150,6 +152,11 @@ def create_app(settings: SessionSettings | None = None, **overrides: Any) -> Fas
     app.state.service = service
     app.state.admin_verifier = verifier
     install_error_handlers(app)
-    app.include_router(health_router("session", runtime.checks()))
+    checks = runtime.checks()
+    if settings.rebuild_on_start:
+        # A Redis that loses the state while the service runs loses the marker too: not ready
+        # until a restart rebuilt it, rather than serve 404s for live sessions.
+        checks["state"] = marker.complete
+    app.include_router(health_router("session", checks))
     app.include_router(api_router())
     return app

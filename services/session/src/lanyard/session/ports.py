@@ -196,4 +196,6 @@ class ProjectionMarker(Protocol):
 class History(Protocol):
     """The records of a topic from its earliest offset up to its end when the read started."""
 
-    def read(self, topic: str) -> AsyncIterator[Event]: ...
+    def read(self, topic: str, since: float | None = None) -> AsyncIterator[Event]:
+        """In order per partition; with `since` (epoch seconds), only records from that time on."""
+        ...

@@ -68,6 +68,7 @@ class Rebuild:
         clock: Clock,
         default_max_session_s: int,
         timeout_s: float,
+        activity_lookback_s: float = 24 * 3600,
         wait_poll_s: float = 0.2,
     ) -> None:
         self._store = store
@@ -76,6 +77,7 @@ class Rebuild:
         self._clock = clock
         self._default_max_session_s = default_max_session_s
         self._timeout_s = timeout_s
+        self._activity_lookback_s = activity_lookback_s
         self._wait_poll_s = wait_poll_s
         self._owner = secrets.token_hex(8)
         self.report: RebuildReport | None = None
@@ -110,7 +112,10 @@ class Rebuild:
         started = asyncio.get_running_loop().time()
         projection = Projection(self._default_max_session_s)
         for topic in SOURCES:
-            async for event in self._history.read(topic.name):
+            # SSO activity is the busiest topic and only its recent records can matter: activity
+            # older than the lookback is far past any inactivity timeout.
+            since = self._clock.now() - self._activity_lookback_s if topic is topics.OIDC_EVENTS else None
+            async for event in self._history.read(topic.name, since):
                 projection.apply(event)
         state: Rebuilt = projection.result(self._clock.now())
         written = await self._store.restore(state.devices, state.sessions, state.org_settings)

@@ -34,3 +34,6 @@ class SessionSettings(ServiceSettings):
     rebuild_timeout_s: float = Field(
         default=120.0, gt=0, description="startup fails when the rebuild (or the wait for another's) takes longer"
     )
+    rebuild_activity_lookback_s: float = Field(
+        default=24 * 3600, gt=0, description="how far back the rebuild reads SSO activity (lanyard.oidc-events.v1)"
+    )

@@ -1,7 +1,8 @@
 """Reading a topic's history for the rebuild: a plain consumer, no group, nothing committed.
 
 Every partition is assigned, read from its earliest offset and stopped at the end offset taken
-when the read started, so a rebuild reads a fixed snapshot while producers go on. Records of
+when the read started, so a rebuild reads a fixed snapshot while producers go on (or from the
+first offset at a given time, for topics of which only recent records matter). Records of
 one partition come in order (the device-sessions topic is keyed by device, so one device's
 history is ordered); partitions are read one after another. Records that do not decode (a
 type this version does not know, a malformed one) are skipped and counted.
@@ -27,8 +28,9 @@ class KafkaHistory:
         self._fetch_timeout_ms = fetch_timeout_ms
         self.undecodable = 0
 
-    async def read(self, topic: str) -> AsyncIterator[Event]:
-        """Every record of `topic` up to its end offsets at the start of the read, decoded."""
+    async def read(self, topic: str, since: float | None = None) -> AsyncIterator[Event]:
+        """Every record of `topic` up to its end offsets at the start of the read, decoded; with
+        `since` (seconds since the epoch), only records from that broker timestamp on."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             group_id=None,
@@ -48,6 +50,10 @@ class KafkaHistory:
                 return
             ends = await consumer.end_offsets(parts)
             begins = await consumer.beginning_offsets(parts)
+            if since is not None:
+                found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in parts})
+                # No record at or after `since` in a partition: nothing to read there.
+                begins = {tp: found[tp].offset if found.get(tp) else ends[tp] for tp in parts}
             consumer.assign(parts)
             for tp in parts:
                 if ends[tp] <= begins[tp]:
