@@ -131,11 +131,14 @@ async def test_devices_round_trip(store, clock):
 async def test_restore_writes_what_is_missing_with_timers_and_pointer_and_no_events(store, clock):
     live, _ = new_session(clock, dsid="ds-live", device="dev-1")
     old, _ = new_session(clock, dsid="ds-old", device="dev-2")
-    closed = domain.check_in(old, clock.now(), "user").session
+    closed = domain.check_in(old, clock.now() - 24 * 3600, "user").session  # a day before the loss
     settings = OrgSettings(checkin_previous_on_checkout=True)
     assert await store.restore([], [live, closed], {"ent-1": settings}) == 3
     assert await store.get_session("ent-1", "ds-live") == live
     assert await store.get_session("ent-1", "ds-old") == closed
+    if isinstance(store, RedisSessionStore):
+        left = await store._redis.ttl("session:ent-1:ds:ds-old")
+        assert 6 * 24 * 3600 - 5 <= left <= 6 * 24 * 3600  # kept as long as it would have been
     assert await store.current_session_id("ent-1", "dev-1") == "ds-live"
     assert await store.current_session_id("ent-1", "dev-2") is None
     assert [s.device_session_id for s in await store.list_live("ent-1")] == ["ds-live"]

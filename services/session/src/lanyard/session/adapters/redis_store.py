@@ -244,6 +244,10 @@ class RedisSessionStore:
                             break
                         pipe.multi()
                         self._write(pipe, Change((s,)))
+                        if not s.live and s.closed_at is not None:
+                            # Kept as long as it would have been had Redis not lost it.
+                            left = s.closed_at + CLOSED_RETENTION_S - self._clock.now()
+                            pipe.expire(key, max(int(left), 1))
                         if s.live:
                             pipe.set(self._current_key(s.enterprise_id, s.device_id), s.device_session_id, nx=True)
                         await pipe.execute()
