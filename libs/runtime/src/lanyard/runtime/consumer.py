@@ -115,6 +115,10 @@ def subscribe(
             tuple(record.headers or ()), record.timestamp,
         )  # fmt: skip
         _CURRENT.set(info)
+        if record.timestamp:
+            metrics.RECORD_AGE_SECONDS.labels(topic.name, group_id).observe(
+                max(0.0, time.time() - record.timestamp / 1000)
+            )
         headers = {k: v.decode(errors="replace") for k, v in info.headers}
         bind_correlation(headers.get(CORRELATION_HEADER))
         try:

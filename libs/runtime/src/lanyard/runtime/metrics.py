@@ -7,3 +7,9 @@ from prometheus_client import Counter, Histogram
 CONSUMED = Counter("lanyard_events_consumed_total", "Records consumed, by outcome", ["topic", "group", "outcome"])
 PUBLISHED = Counter("lanyard_events_published_total", "Events acknowledged by the broker", ["topic"])
 HANDLER_SECONDS = Histogram("lanyard_handler_seconds", "Time spent handling one record", ["topic"])
+RECORD_AGE_SECONDS = Histogram(
+    "lanyard_record_age_seconds",
+    "From the record's timestamp (the producer's send) to its handler starting: broker, fetch and queueing delay",
+    ["topic", "group"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)

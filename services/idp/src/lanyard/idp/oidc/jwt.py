@@ -7,6 +7,10 @@ token (an unknown `kid` refetches, at most once a second). Algorithms are pinned
 (`alg_for`): the token header never picks the key or the algorithm (RFC 8725 §2.1, §3.1).
 `typ` is explicit on every token we sign (`JWT` for ID tokens, `at+jwt` for access tokens) and
 checked on every token we accept, so one kind can never stand in for another (RFC 8725 §3.11).
+
+A token whose signature was verified is remembered for as long as keys are cached (resource
+servers introspect the same token on every call); issuer, audience and expiry are still checked
+on every use, and revocation is never cached (callers read the grant's state each time).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from lanyard.runtime.tokens import InvalidToken, signed_claims
 ID_TOKEN_TYP = "JWT"
 ACCESS_TOKEN_TYP = "at+jwt"
 _NEGATIVE_REFETCH_S = 1.0
+_VERIFIED_MAX = 10_000
 
 
 def at_hash(access_token: str) -> str:
@@ -42,6 +47,7 @@ class TokenKeys:
         self._clock = clock
         self._signing: dict[tuple[str, str], tuple[float, Any]] = {}
         self._verifying: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._verified: dict[tuple[str, str], tuple[float, frozenset[str], dict[str, Any]]] = {}
 
     async def _signing_key(self, eid: str, alg: str) -> Any:
         now = self._clock()
@@ -86,7 +92,7 @@ class TokenKeys:
         shape, key-carrying headers, wrong `typ`, missing or unknown `kid`, an algorithm that is
         not the key's pinned one (so no `none`, no RS/HS confusion), bad signature, wrong `iss`,
         wrong `aud`, expired (unless `check_exp` is off, as for logout hints)."""
-        claims = await signed_claims(token, typs, lambda kid: self._verification_key(eid, kid))
+        claims = await self._signed_claims(eid, token, frozenset(typs))
         if claims.get("iss") != issuer:
             raise InvalidToken("wrong issuer")
         if audience is not None:
@@ -101,3 +107,16 @@ class TokenKeys:
         if not isinstance(claims.get("sub"), str):
             raise InvalidToken("missing sub")
         return claims
+
+    async def _signed_claims(self, eid: str, token: str, typs: frozenset[str]) -> dict[str, Any]:
+        """Header and signature checks, remembered per token for `cache_s` (the same staleness the
+        key cache already allows); a copy is returned so callers cannot alter the cached claims."""
+        now = self._clock()
+        hit = self._verified.get((eid, token))
+        if hit and now - hit[0] < self._cache_s and hit[1] <= typs:
+            return dict(hit[2])
+        claims = await signed_claims(token, typs, lambda kid: self._verification_key(eid, kid))
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[(eid, token)] = (now, typs, claims)
+        return dict(claims)
