@@ -127,6 +127,27 @@ async def test_sso_activity_resets_the_inactivity_timer(world, handlers, make):
     assert world.publisher.events[-1].payload.reason == "inactivity"
 
 
+async def test_sso_activity_is_kept_to_the_resolution_and_costs_one_update_per_burst(world, handlers):
+    s = await world.checkout()
+    await handlers.handle(granted(s, inactivity_timeout_s=60))
+    world.clock.advance(10)
+    base = world.clock.now()
+    writes = []
+    real_mutate = world.store.mutate
+
+    async def counting_mutate(*args, **kw):
+        writes.append(args[1])
+        return await real_mutate(*args, **kw)
+
+    world.store.mutate = counting_mutate
+    for offset in (0.0, 0.2, 0.5, 0.9):  # one burst: an app signing in and refreshing
+        await handlers.handle(refreshed(s, datetime.fromtimestamp(base + offset, UTC)))
+    assert len(writes) == 1 and (await world.session(s.device_session_id)).last_activity_at == base
+    world.clock.advance(2)
+    await handlers.handle(refreshed(s, datetime.fromtimestamp(base + 1.0, UTC)))  # a resolution later: applied
+    assert len(writes) == 2 and (await world.session(s.device_session_id)).last_activity_at == base + 1.0
+
+
 async def test_sso_activity_without_a_device_session_is_ignored(world, handlers):
     s = await world.checkout()
     event = ev.AuthorizationGranted(

@@ -116,6 +116,10 @@ def _iso(at: float | None) -> str | None:
     return None if at is None else _ts(at).isoformat()
 
 
+ACTIVITY_MEMORY = 100_000
+"""Sessions whose latest applied SSO activity one instance remembers (then it starts over)."""
+
+
 class SessionService:
     """The session service's use cases over its ports."""
 
@@ -137,6 +141,8 @@ class SessionService:
         self.proofs = proofs
         self.faces = faces
         self.settings = settings
+        # (enterprise, session) → the latest SSO activity this instance applied (see sso_activity).
+        self._activity_applied: dict[tuple[str, str], float] = {}
 
     # ------------------------------------------------------------------ events and publishing
 
@@ -485,14 +491,26 @@ class SessionService:
             await self.check_in(session, "entitlement_revoked")
 
     async def sso_activity(self, enterprise_id: str, device_session_id: str, at: datetime) -> None:
-        """SSO at the IdP counts as activity (monotonic: a redelivery changes nothing)."""
+        """SSO at the IdP counts as activity (monotonic: a redelivery changes nothing).
+
+        Activity is kept to `activity_resolution_s`: an app refreshing or signing in again within
+        that time of activity this instance already applied moves no deadline, so bursts of SSO
+        cost one Redis update, not one each. (A session's events share a partition, so one
+        instance sees them all; after a rebalance the new owner simply applies the first one.)
+        """
+        key, when = (enterprise_id, device_session_id), at.timestamp()
+        applied = self._activity_applied.get(key)
+        if applied is not None and when < applied + self.settings.activity_resolution_s:
+            return
         now = self.clock.now()
-        when = at.timestamp()
         await self.store.mutate(
             enterprise_id,
             device_session_id,
             lambda s: _touched(domain.touch(s, when, now)),
         )
+        if len(self._activity_applied) >= ACTIVITY_MEMORY:
+            self._activity_applied.clear()
+        self._activity_applied[key] = max(when, applied or when)
 
     async def org_settings_changed(self, event: ev.OrgSettingsChanged) -> None:
         """Keep the enterprise's settings (the compacted topic's latest record wins)."""

@@ -27,6 +27,9 @@ class SessionSettings(ServiceSettings):
     face_challenge_ttl_s: int = Field(default=120, gt=0)
     proof_max_skew_s: int = Field(default=60, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
+    activity_resolution_s: float = Field(
+        default=1.0, ge=0, description="SSO activity closer than this to activity already applied moves no deadline"
+    )
     run_background: bool = Field(default=True, description="run the timer loop and the outbox relay")
     rebuild_on_start: bool = Field(
         default=True, description="rebuild the state from Kafka at startup when Redis lost it (no marker)"
