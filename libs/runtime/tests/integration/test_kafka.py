@@ -249,3 +249,47 @@ async def test_unknown_event_types_from_newer_producers_are_skipped(kafka_bootst
         assert await eventually(lambda: committed(kafka_bootstrap, group, topic), 10) == 2
     finally:
         await broker.stop()
+
+
+async def test_a_batch_handler_gets_a_partition_s_records_together_and_falls_back_one_by_one(kafka_bootstrap):
+    topic = await scratch_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    batches, one_by_one = [], []
+
+    async def batch_handler(items):
+        batches.append([(event.payload.device_id, info.offset) for event, info in items])
+        if any(event.payload.device_id == "d3" for event, _ in items):
+            raise ValueError("one record of the batch cannot be applied")
+
+    async def handler(event):
+        if event.payload.device_id == "d3":
+            raise ValueError("cannot apply")
+        one_by_one.append(event.payload.device_id)
+
+    publisher = create_broker(kafka_bootstrap, "test-batch-pub")
+    await publisher.start()
+    for n in (1, 2):  # published before the consumer starts, so its first fetch holds them all
+        await publisher.publish(checkin(n).to_json(), topic=topic.name, key=b"k")
+    broker = create_broker(kafka_bootstrap, "test-batch")
+    subscribe(broker, topic, group, handler, batch_handler=batch_handler, retry=RetryPolicy(2, 0.01))
+    await broker.start()
+    try:
+        await eventually(lambda: committed(kafka_bootstrap, group, topic), 20, what="first batch committed")
+        assert batches[0] == [("d1", 0), ("d2", 1)] and one_by_one == []  # applied together, once
+
+        await broker.stop()
+        for n in (3, 4, 5):
+            await publisher.publish(checkin(n).to_json(), topic=topic.name, key=b"k")
+        broker = create_broker(kafka_bootstrap, "test-batch")
+        subscribe(broker, topic, group, handler, batch_handler=batch_handler, retry=RetryPolicy(2, 0.01))
+        await broker.start()
+        await eventually(lambda: one_by_one == ["d4", "d5"], 20, what="the fallback past the poison record")
+        assert batches[-1] == [("d3", 2), ("d4", 3), ("d5", 4)]
+        assert await eventually(lambda: _at(kafka_bootstrap, group, topic, 5), 10)
+    finally:
+        await broker.stop()
+        await publisher.stop()
+
+
+async def _at(bootstrap: str, group: str, topic: Topic, offset: int) -> bool:
+    return await committed(bootstrap, group, topic) == offset

@@ -48,6 +48,22 @@ def test_appends_chain_and_a_redelivery_or_repeat_changes_nothing(log):
     assert log.head()[0] == 30
 
 
+def test_a_batch_is_one_transaction_with_the_same_idempotence_as_single_appends(log, tmp_path):
+    _, items = entries(devices=1, users=2, shifts=1)
+    moved = items[5].__class__(**{**items[5].__dict__, "position": Position(items[5].position.topic, 99, 0)})
+    outcomes = [r.outcome for r in log.append_many([*items[:20], items[10], moved])]
+    assert outcomes == ["written"] * 20 + ["redelivered", "duplicate"]
+    assert log.count() == 20 and verify_log(log, None).ok
+
+    # All or none: a batch that fails part-way leaves nothing of itself behind.
+    broken = items[21].__class__(**{**items[21].__dict__, "event_json": None})  # cannot be sealed
+    with pytest.raises(TypeError):
+        log.append_many([items[20], broken])
+    assert log.count() == 20 and log.head()[0] == 20
+    assert [r.outcome for r in log.append_many(items[20:22])] == ["written", "written"]
+    assert verify_log(log, None).ok
+
+
 def test_sequence_and_offset_gaps_are_recorded(log):
     def locked(seq):
         return ev.DeviceLocked(

@@ -14,6 +14,12 @@
 
 Handlers receive the decoded contracts event; `current_record()` gives the Kafka record behind
 it (topic, partition, offset, the exact bytes) to the few handlers that need it (audit).
+
+A service may also pass a `batch_handler`: it receives one partition's decodable records of a
+fetched batch at once (in order, with their `RecordInfo`) so it can apply them in one write. If
+it raises, the same records go through the per-record path (retries, then the dead-letter
+topic), so a poison record still only stops itself; handlers are idempotent, so records the
+failed batch already applied change nothing the second time.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from lanyard.runtime.logging import bind_correlation, get_logger
 log = get_logger("lanyard.consumer")
 
 Handler = Callable[[Event], Awaitable[None]]
+BatchHandler = Callable[[Sequence[tuple[Event, "RecordInfo"]]], Awaitable[None]]
 
 DLQ_REASON = "lanyard-dlq-reason"
 DLQ_SOURCE = "lanyard-dlq-source"
@@ -83,6 +90,7 @@ def subscribe(
     group_id: str,
     handler: Handler,
     *,
+    batch_handler: BatchHandler | None = None,
     retry: RetryPolicy = RetryPolicy(),
     max_batch: int = 500,
     poll_ms: int = 5,
@@ -92,6 +100,7 @@ def subscribe(
 
     `poll_ms` bounds how long an idle fetch waits (faststream also sleeps that long after an
     empty poll), so it is the latency a record can pick up before its handler runs.
+    `batch_handler` (optional) takes a partition's records of one fetch together (module docstring).
     Returns the faststream subscriber (`subscriber_ready` tells whether partitions are assigned).
     """
     topic_list = topics if isinstance(topics, list) else [topics]
@@ -108,28 +117,31 @@ def subscribe(
         **options,
     )
 
-    async def handle_record(record: Any) -> None:
+    async def prepare(record: Any) -> tuple[Event, RecordInfo] | None:
+        """Decode one record; None when it was skipped (unknown type) or dead-lettered (undecodable)."""
         topic = by_name[record.topic]
         info = RecordInfo(
             record.topic, record.partition, record.offset, record.key, record.value,
             tuple(record.headers or ()), record.timestamp,
         )  # fmt: skip
-        _CURRENT.set(info)
         if record.timestamp:
             metrics.RECORD_AGE_SECONDS.labels(topic.name, group_id).observe(
                 max(0.0, time.time() - record.timestamp / 1000)
             )
-        headers = {k: v.decode(errors="replace") for k, v in info.headers}
-        bind_correlation(headers.get(CORRELATION_HEADER))
         try:
-            event = decode_event(record.value)
+            return decode_event(record.value), info
         except UnknownEventType as unknown:
             log.info("skipped event of unknown type", topic=topic.name, type=str(unknown))
             metrics.CONSUMED.labels(topic.name, group_id, "skipped").inc()
-            return
         except ValidationError as invalid:
             await _dead_letter(broker, topic, info, group_id, f"undecodable: {invalid.error_count()} errors")
-            return
+        return None
+
+    async def deliver(event: Event, info: RecordInfo) -> None:
+        """The per-record path: the handler with bounded retries, then the dead-letter topic."""
+        topic = by_name[info.topic]
+        _CURRENT.set(info)
+        bind_correlation(_header(info, CORRELATION_HEADER))
         last: Exception | None = None
         for attempt in range(1, retry.attempts + 1):
             started = time.perf_counter()
@@ -154,9 +166,30 @@ def subscribe(
                     await asyncio.sleep(retry.delay(attempt))
         await _dead_letter(broker, topic, info, group_id, f"{type(last).__name__}: {last}"[:500])
 
+    async def deliver_together(items: list[tuple[Event, RecordInfo]]) -> bool:
+        """The batch path; False when the batch handler failed (the caller falls back)."""
+        assert batch_handler is not None
+        topic = items[0][1].topic
+        started = time.perf_counter()
+        try:
+            await batch_handler(items)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "batch handler failed; handling one by one", topic=topic, records=len(items), error=type(exc).__name__
+            )
+            return False
+        metrics.HANDLER_SECONDS.labels(topic).observe((time.perf_counter() - started) / len(items))
+        metrics.CONSUMED.labels(topic, group_id, "ok").inc(len(items))
+        return True
+
     async def handle_partition(records: Sequence[Any]) -> None:
-        for record in records:
-            await handle_record(record)
+        items = [item for record in records if (item := await prepare(record)) is not None]
+        if batch_handler is not None and len(items) > 1 and await deliver_together(items):
+            return
+        for event, info in items:
+            await deliver(event, info)
 
     async def on_batch(msg: KafkaMessage) -> None:
         partitions: dict[tuple[str, int], list[Any]] = {}
@@ -172,6 +205,13 @@ def subscribe(
 
     subscriber(on_batch)
     return subscriber
+
+
+def _header(info: RecordInfo, name: str) -> str | None:
+    for key, value in info.headers:
+        if key == name:
+            return value.decode(errors="replace")
+    return None
 
 
 async def _dead_letter(broker: KafkaBroker, topic: Topic, record: RecordInfo, group_id: str, reason: str) -> None:

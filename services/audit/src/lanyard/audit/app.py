@@ -43,6 +43,7 @@ def create_app(settings: AuditSettings | None = None, **overrides: Any) -> FastA
                 list(TOPICS),
                 settings.group_id,
                 handlers.handle,
+                batch_handler=handlers.handle_batch,
                 retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
             )
         )

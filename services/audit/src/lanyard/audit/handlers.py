@@ -7,12 +7,12 @@ topic, partition and offset and its exact wire JSON, which the runtime exposes a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lanyard.audit.domain import Position
 from lanyard.audit.ports import AuditObserver, AuditStore
-from lanyard.audit.service import parse_wire, record_event
+from lanyard.audit.service import parse_wire, record_event, record_events
 from lanyard.contracts import Event
 
 RawRecord = Any
@@ -34,11 +34,21 @@ class AuditHandlers:
         record = self._current_record()
         if record is None:
             raise RuntimeError("no Kafka record in context: the audit log needs topic, partition and offset")
-        position = Position(record.topic, record.partition, record.offset)
-        try:
-            document = parse_wire(record.value)
-        except ValueError:
-            document = event.model_dump(mode="json")
-        if document.get("event_id") != event.event_id:
-            document = event.model_dump(mode="json")
-        await record_event(self._store, self._observer, document, position)
+        await record_event(self._store, self._observer, *_document(event, record))
+
+    async def handle_batch(self, items: Sequence[tuple[Event, RawRecord]]) -> None:
+        """Append one partition's fetched records in one transaction (the runtime falls back to
+        `handle` record by record if this raises)."""
+        await record_events(self._store, self._observer, [_document(event, record) for event, record in items])
+
+
+def _document(event: Event, record: RawRecord) -> tuple[dict[str, Any], Position]:
+    """The event's document as produced (its exact JSON when it parses and matches), and where it was read."""
+    position = Position(record.topic, record.partition, record.offset)
+    try:
+        document = parse_wire(record.value)
+    except ValueError:
+        document = event.model_dump(mode="json")
+    if document.get("event_id") != event.event_id:
+        document = event.model_dump(mode="json")
+    return document, position

@@ -6,7 +6,7 @@ store (Postgres, an object store with a ledger) can replace it by honouring the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +54,10 @@ class AuditStore(Protocol):
 
     async def append(self, entry: Entry) -> AppendResult:
         """Append atomically with its partition offset; a record already recorded changes nothing."""
+        ...
+
+    async def append_many(self, entries: Sequence[Entry]) -> list[AppendResult]:
+        """`append` for several entries in order, all in one transaction (all or none kept)."""
         ...
 
     async def query(self, query: RecordQuery) -> list[AuditRecord]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,16 @@ async def record_event(
     result = await store.append(entry_from_json(document, position))
     observer.appended(result)
     return result
+
+
+async def record_events(
+    store: AuditStore, observer: AuditObserver, documents: Sequence[tuple[Mapping[str, Any], Position]]
+) -> list[AppendResult]:
+    """`record_event` for one partition's fetched records, written in one transaction."""
+    results = await store.append_many([entry_from_json(document, position) for document, position in documents])
+    for result in results:
+        observer.appended(result)
+    return results
 
 
 def parse_wire(raw: bytes | str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -179,39 +179,46 @@ class SqliteLog:
 
     def append(self, entry: Entry) -> AppendResult:
         """One transaction: the record, its apps, the partition offset, the chain head, any gap."""
+        return self.append_many([entry])[0]
+
+    def append_many(self, entries: Sequence[Entry]) -> list[AppendResult]:
+        """Several entries in one transaction (one fsync), in order; all or none are kept."""
         c = self._conn
-        pos = entry.position
         c.execute("BEGIN IMMEDIATE")
         try:
-            row = c.execute(
-                "SELECT last_offset FROM partition_offsets WHERE topic = ? AND partition = ?",
-                (pos.topic, pos.partition),
-            ).fetchone()
-            last_offset = row[0] if row else None
-            if last_offset is not None and pos.offset <= last_offset:
-                c.execute("ROLLBACK")
-                return AppendResult("redelivered")
-            self._set_offset(pos)
-            if c.execute("SELECT 1 FROM records WHERE event_id = ?", (entry.event_id,)).fetchone():
-                c.execute("COMMIT")
-                return AppendResult("duplicate")
-            head = c.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone() or (0, GENESIS_HASH)
-            record = seal(entry, head[0] + 1, head[1])
-            self._insert(record)
-            seq_gap = self._sequence_gap(entry, record.seq)
-            off_gap = None
-            if (span := offset_gap(pos.topic, last_offset, pos.offset)) is not None:
-                off_gap = OffsetGap(pos.topic, pos.partition, span[0], span[1], record.seq)
-                c.execute(
-                    "INSERT INTO offset_gaps (topic, partition, first_missing, last_missing, detected_at_seq) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (pos.topic, pos.partition, span[0], span[1], record.seq),
-                )
+            results = [self._append_one(entry) for entry in entries]
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
+        return results
+
+    def _append_one(self, entry: Entry) -> AppendResult:
+        c = self._conn
+        pos = entry.position
+        row = c.execute(
+            "SELECT last_offset FROM partition_offsets WHERE topic = ? AND partition = ?",
+            (pos.topic, pos.partition),
+        ).fetchone()
+        last_offset = row[0] if row else None
+        if last_offset is not None and pos.offset <= last_offset:
+            return AppendResult("redelivered")
+        self._set_offset(pos)
+        if c.execute("SELECT 1 FROM records WHERE event_id = ?", (entry.event_id,)).fetchone():
+            return AppendResult("duplicate")
+        head = c.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone() or (0, GENESIS_HASH)
+        record = seal(entry, head[0] + 1, head[1])
+        self._insert(record)
+        seq_gap = self._sequence_gap(entry, record.seq)
+        off_gap = None
+        if (span := offset_gap(pos.topic, last_offset, pos.offset)) is not None:
+            off_gap = OffsetGap(pos.topic, pos.partition, span[0], span[1], record.seq)
+            c.execute(
+                "INSERT INTO offset_gaps (topic, partition, first_missing, last_missing, detected_at_seq) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (pos.topic, pos.partition, span[0], span[1], record.seq),
+            )
         return AppendResult("written", record, seq_gap, off_gap)
 
     def _set_offset(self, pos: Position) -> None:
@@ -465,6 +472,10 @@ class SqliteAuditStore:
     async def append(self, entry: Entry) -> AppendResult:
         """Append on the writer thread."""
         return await self._write(lambda log: log.append(entry))
+
+    async def append_many(self, entries: Sequence[Entry]) -> list[AppendResult]:
+        """Append several in one transaction on the writer thread."""
+        return await self._write(lambda log: log.append_many(entries))
 
     async def query(self, query: RecordQuery) -> list[AuditRecord]:
         """Query on a reader thread."""
