@@ -104,17 +104,26 @@ def measure(
     scratch: Path,
     pid: int,
 ) -> dict:
-    (scratch / f"{name}.refresh").write_text("\n".join(refresh) + "\n")
-    (scratch / f"{name}.access").write_text("\n".join(access) + "\n")
+    def files(tag: str, refresh_tokens: list[str], access_tokens: list[str]) -> dict[str, str]:
+        (scratch / f"{tag}.refresh").write_text("\n".join(refresh_tokens) + "\n")
+        (scratch / f"{tag}.access").write_text("\n".join(access_tokens) + "\n")
+        return {"TOKENS_FILE": str(scratch / f"{tag}.refresh"), "ACCESS_FILE": str(scratch / f"{tag}.access")}
+
     auth = base64.b64encode(f"{client[0]}:{client[1]}".encode()).decode()
-    env = {
+    common = {
         "CLIENT_AUTH": auth,
-        "TOKENS_FILE": str(scratch / f"{name}.refresh"),
-        "ACCESS_FILE": str(scratch / f"{name}.access"),
         "TOKEN_PATH": httpx.URL(token_url).path,
         "INTROSPECT_PATH": httpx.URL(introspect_url).path,
     }
+    n = args.connections
     base = str(httpx.URL(token_url).copy_with(path="/"))
+    if args.warmup:
+        # The same load on tokens of their own, discarded: both servers (and the broker's JVM)
+        # JIT-compile their hot paths first, as servers that have been up a while have.
+        warm = {**common, **files(f"{name}-warmup", refresh[n:], access[n:])}
+        run_wrk("introspect.lua", base, n, args.warmup, warm)
+        run_wrk("refresh.lua", base, n, args.warmup, warm)
+    env = {**common, **files(name, refresh[:n], access[:n])}
     introspection = with_cpu(
         pid, args.seconds, lambda: run_wrk("introspect.lua", base, args.connections, args.seconds, env)
     )
@@ -175,13 +184,13 @@ def main(args: argparse.Namespace) -> None:
         raise SystemExit("wrk is missing: apt-get install wrk")
     results: dict = {
         "how_to_run": f"uv run python -m bench.token_endpoints --connections {args.connections} "
-        f"--seconds {args.seconds}",
+        f"--seconds {args.seconds} --warmup {args.warmup}",
         "parameters": vars(args),
     }
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         if not args.no_peer:
-            proc, issuer, client, refresh, access = peer_tokens(args.connections, scratch)
+            proc, issuer, client, refresh, access = peer_tokens(args.connections * (2 if args.warmup else 1), scratch)
             try:
                 results["node_oidc_provider_9"] = measure(
                     "peer",
@@ -198,7 +207,8 @@ def main(args: argparse.Namespace) -> None:
                 proc.terminate()
                 proc.wait(10)
         with infrastructure() as (kafka, redis, infra), local_stack(kafka, redis, infra / "stack") as stack:
-            issuer, client, refresh, access = asyncio.run(lanyard_tokens(stack, args.connections))
+            minted = args.connections * (2 if args.warmup else 1)
+            issuer, client, refresh, access = asyncio.run(lanyard_tokens(stack, minted))
             results["lanyard_idp"] = measure(
                 "lanyard",
                 f"{issuer}/token",
@@ -220,5 +230,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=16, help="wrk threads = connections = token chains")
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=10, help="seconds of the same load before measuring, discarded")
     parser.add_argument("--no-peer", action="store_true", help="measure only Lanyard")
     main(parser.parse_args())

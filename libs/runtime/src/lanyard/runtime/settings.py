@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,7 +39,26 @@ class ServiceSettings(BaseSettings):
     consumer_group: str | None = Field(default=None, description="defaults to lanyard-<service>")
     consumer_retries: int = Field(default=3, ge=1, description="attempts before a record is dead-lettered")
     consumer_retry_backoff_s: float = 0.05
+    consumer_batch_wait_ms: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="0: hand records over as soon as they arrive. More, for consumers off every user's path: "
+        "the broker gathers records for up to this long (or consumer_batch_min_bytes) per fetch, so each "
+        "fetch, handler batch and offset commit serves many records",
+    )
+    consumer_batch_min_bytes: int = Field(default=65_536, ge=1)
     create_topics: bool = True
+
+    def consumer_options(self) -> dict[str, Any]:
+        """Extra `subscribe` options for this service's batching (none in latency mode)."""
+        if not self.consumer_batch_wait_ms:
+            return {}
+        return {
+            "poll_ms": self.consumer_batch_wait_ms,
+            "fetch_max_wait_ms": self.consumer_batch_wait_ms,
+            "fetch_min_bytes": self.consumer_batch_min_bytes,
+        }
 
     @property
     def group_id(self) -> str:

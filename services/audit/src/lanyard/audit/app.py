@@ -45,6 +45,7 @@ def create_app(settings: AuditSettings | None = None, **overrides: Any) -> FastA
                 handlers.handle,
                 batch_handler=handlers.handle_batch,
                 retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
+                **settings.consumer_options(),
             )
         )
 

@@ -20,6 +20,12 @@ class AuditSettings(ServiceSettings):
     service_name: ClassVar[str] = "audit"
 
     http_port: int = 8104
+    consumer_batch_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=1000,
+        description="the audit log is on no user's path: larger batches, one transaction and one commit each",
+    )
     db_path: Path = Field(default=Path(".var/audit/audit.sqlite"), description="the SQLite audit log file")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL", description="FULL: a record whose offset is committed survives power loss (see sqlite_store)"

@@ -108,6 +108,7 @@ def create_app(settings: SessionSettings | None = None, **overrides: Any) -> Fas
             settings.group_id,
             handlers.handle,
             retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
+            **settings.consumer_options(),
         )
     )
     if settings.run_background:

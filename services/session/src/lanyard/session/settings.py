@@ -17,6 +17,9 @@ class SessionSettings(ServiceSettings):
     service_name: ClassVar[str] = "session"
 
     http_port: int = 8102
+    consumer_batch_wait_ms: int = Field(
+        default=25, ge=0, le=1000, description="activity and grants tolerate a few ms; batches spare the broker commits"
+    )
     default_max_session_s: int = Field(default=12 * 3600, gt=0, description="until the first grant arrives")
     timer_poll_interval_s: float = Field(default=0.25, gt=0, description="how often due timers are looked for")
     timer_lease_s: float = Field(default=30.0, gt=0, description="a claimed timer fires again after this if lost")
