@@ -69,6 +69,18 @@ def machine() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (uvicorn workers of a service run as children)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
 def rss_mb(pid: int) -> float | None:
     """Resident set size of a process in MB (Linux)."""
     with contextlib.suppress(OSError):
@@ -78,10 +90,21 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def service_rss(pid: int) -> dict[str, Any]:
+    """A service's memory: its largest process (the per-instance figure DESIGN §6 bounds), the
+    total over its processes, and how many there are."""
+    sizes = [r for p in process_tree(pid) if (r := rss_mb(p)) is not None]
+    return {"largest_mb": max(sizes, default=None), "total_mb": round(sum(sizes), 1), "processes": len(sizes)}
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds a process and its descendants have used so far (Linux /proc)."""
+    total = 0.0
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def write(name: str, result: dict[str, Any]) -> Path:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import infrastructure, percentiles, rss_mb, write
+from bench.common import infrastructure, percentiles, service_rss, write
 from lanyard.harness.admin import App, Enterprise, Person, open_enterprise
 from lanyard.harness.device import Device, introspect, redeem
 from lanyard.harness.stack import SERVICES, local_stack
@@ -200,7 +200,7 @@ async def main(args: argparse.Namespace) -> None:
                 node_flows = await asyncio.to_thread(
                     node_throughput, ent, live_devices, app, args.workers, args.seconds, scratch
                 )
-            memory = {s: rss_mb(stack.processes[s].pid) for s in SERVICES}
+            memory = {s: service_rss(stack.processes[s].pid) for s in SERVICES}
 
     result = {
         "how_to_run": "uv run python -m bench.locker_sso "
@@ -216,7 +216,7 @@ async def main(args: argparse.Namespace) -> None:
         "grant_ms": {**percentiles(grants), "target": {"p99": 100}},
         "sso_throughput": {**flows, "target_flows_per_second": 300},
         "sso_throughput_light_client": node_flows,
-        "rss_mb": {**memory, "target_each": 200},
+        "rss_mb": {**memory, "target_each_process": 200},
     }
     path = write("locker_sso", result)
     print(
