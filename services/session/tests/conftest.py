@@ -60,6 +60,7 @@ class InMemoryStore:
         self.once: set[str] = set()
         self.challenges: dict[tuple[str, str], str] = {}
         self.answers: dict[tuple[str, str, str], StoredAnswer] = {}
+        self.running: set[tuple[str, str, str]] = set()
 
     async def get_device(self, eid, device_id):
         return self.devices.get((eid, device_id))
@@ -188,6 +189,15 @@ class InMemoryStore:
 
     async def put_answer(self, eid, scope, key, answer, ttl_s):
         self.answers.setdefault((eid, scope, key), answer)
+
+    async def claim_key(self, eid, scope, key, ttl_s):
+        if (eid, scope, key) in self.running:
+            return False
+        self.running.add((eid, scope, key))
+        return True
+
+    async def release_key(self, eid, scope, key):
+        self.running.discard((eid, scope, key))
 
 
 class FakeAssertions:

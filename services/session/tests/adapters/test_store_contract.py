@@ -118,6 +118,11 @@ async def test_single_use_values_challenges_settings_and_answers(store, clock):
     await store.put_answer("ent-1", "POST /x", "k", StoredAnswer(500, {"a": 2}, "fp2"), 60)  # first answer wins
     assert await store.get_answer("ent-1", "POST /x", "k") == StoredAnswer(201, {"a": 1}, "fp")
     assert await store.get_answer("ent-2", "POST /x", "k") is None
+    assert await store.claim_key("ent-1", "POST /x", "k", 60)
+    assert not await store.claim_key("ent-1", "POST /x", "k", 60)  # one request at a time per key
+    assert await store.claim_key("ent-2", "POST /x", "k", 60)
+    await store.release_key("ent-1", "POST /x", "k")
+    assert await store.claim_key("ent-1", "POST /x", "k", 60)
 
 
 async def test_devices_round_trip(store, clock):

@@ -1,5 +1,7 @@
 """The HTTP surface: admin device routes, and bad input answered with a clear 4xx that changes nothing."""
 
+import asyncio
+
 import pytest
 from joserfc.jwk import ECKey, RSAKey
 
@@ -96,3 +98,32 @@ async def test_a_proof_for_another_session_handle_is_refused(harness):
     checkin = await inst.client.post(h.path(f"/device-sessions/{a}/checkin"), headers=h.proof("dev-a", "GET", path, a))
     assert checkin.status_code == 401
     assert (await h.locker(inst, "GET", a, device_id="dev-a")).json()["state"] == "ACTIVE"
+
+
+async def test_a_retry_racing_the_first_request_is_told_to_wait_and_never_runs_twice(harness):
+    h = harness
+    inst = await h.start()
+    await h.enrol(inst)
+    dsid = (await h.checkout(inst)).json()["device_session_id"]
+    real, gate, entered = inst.service.publisher, asyncio.Event(), asyncio.Event()
+
+    class SlowBroker:  # the first checkin's publish waits until the retry has been answered
+        async def publish(self, event):
+            entered.set()
+            await gate.wait()
+            await real.publish(event)
+
+    inst.service.publisher = SlowBroker()
+    key = {"headers": {"Idempotency-Key": "ci-1"}}
+    first = asyncio.create_task(h.locker(inst, "POST", dsid, "/checkin", **key))
+    await asyncio.wait_for(entered.wait(), 10)
+    retry = await h.locker(inst, "POST", dsid, "/checkin", **key)
+    assert retry.status_code == 409 and retry.json()["error"] == "request_in_progress"
+    assert retry.headers["retry-after"] == "1"
+    gate.set()
+    assert (await first).status_code == 200
+    inst.service.publisher = real
+    again = await h.locker(inst, "POST", dsid, "/checkin", **key)
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    await h.probe.wait_for("session.device_checked_in.v1", device_session_id=dsid)
+    assert len(h.probe.of_type("session.device_checked_in.v1", device_session_id=dsid)) == 1

@@ -94,6 +94,10 @@ def _public_url(request: Request) -> str:
     return f"{_service(request).settings.public_base_url.rstrip('/')}{request.url.path}"
 
 
+IN_FLIGHT_TTL_S = 60
+"""How long a claimed Idempotency-Key blocks retries if its request dies without releasing it."""
+
+
 async def _idempotent(request: Request, enterprise_id: str, run: Callable[[], Awaitable[Answer]]) -> JSONResponse:
     """Run a state-changing call once per Idempotency-Key; replay its first answer afterwards."""
     service = _service(request)
@@ -114,15 +118,32 @@ async def _idempotent(request: Request, enterprise_id: str, run: Callable[[], Aw
     fingerprint = hashlib.sha256(scope.encode() + b"\n" + await request.body()).hexdigest()
     stored = await service.store.get_answer(enterprise_id, scope, key)
     if stored is not None:
-        if stored.fingerprint != fingerprint:
-            return _error(422, "idempotency_key_reused", "the Idempotency-Key was used for a different request")
-        return JSONResponse(stored.body, status_code=stored.status, headers={"Idempotent-Replayed": "true"})
-    status, body = await answer()
-    if status < 500:
-        await service.store.put_answer(
-            enterprise_id, scope, key, StoredAnswer(status, body, fingerprint), service.settings.idempotency_ttl_s
-        )
+        return _replay(stored, fingerprint)
+    # A retry that races the first request (a Locker app resending on a slow network) must not
+    # run it twice: the first claims the key, the second is told to come back for the answer.
+    if not await service.store.claim_key(enterprise_id, scope, key, IN_FLIGHT_TTL_S):
+        stored = await service.store.get_answer(enterprise_id, scope, key)
+        if stored is not None:
+            return _replay(stored, fingerprint)
+        response = _error(409, "request_in_progress", "a request with this Idempotency-Key is still running; retry")
+        response.headers["Retry-After"] = "1"
+        return response
+    try:
+        status, body = await answer()
+        if status < 500:
+            await service.store.put_answer(
+                enterprise_id, scope, key, StoredAnswer(status, body, fingerprint), service.settings.idempotency_ttl_s
+            )
+    finally:
+        await service.store.release_key(enterprise_id, scope, key)
     return JSONResponse(body, status_code=status)
+
+
+def _replay(stored: StoredAnswer, fingerprint: str) -> JSONResponse:
+    """The first answer to this Idempotency-Key, or 422 when the key now comes with another request."""
+    if stored.fingerprint != fingerprint:
+        return _error(422, "idempotency_key_reused", "the Idempotency-Key was used for a different request")
+    return JSONResponse(stored.body, status_code=stored.status, headers={"Idempotent-Replayed": "true"})
 
 
 async def _locker_session(request: Request, enterprise_id: str, handle: str):

@@ -128,6 +128,14 @@ class SessionStore(Protocol):
 
     async def put_answer(self, enterprise_id: str, scope: str, key: str, answer: StoredAnswer, ttl_s: int) -> None: ...
 
+    async def claim_key(self, enterprise_id: str, scope: str, key: str, ttl_s: int) -> bool:
+        """Mark a request with this Idempotency-Key as running; False when one already is."""
+        ...
+
+    async def release_key(self, enterprise_id: str, scope: str, key: str) -> None:
+        """The running request ended (its answer, if any, is stored first)."""
+        ...
+
 
 class AssertionVerifier(Protocol):
     """Verifies IdP-signed JWTs (lanyard.runtime.tokens.TokenVerifier fits)."""

@@ -327,6 +327,14 @@ class RedisSessionStore:
             self._answer_key(enterprise_id, scope, key), json.dumps(dataclasses.asdict(answer)), ex=ttl_s, nx=True
         )
 
+    async def claim_key(self, enterprise_id: str, scope: str, key: str, ttl_s: int) -> bool:
+        return bool(
+            await self._redis.set(self._answer_key(enterprise_id, scope, key) + ":running", "1", nx=True, ex=ttl_s)
+        )
+
+    async def release_key(self, enterprise_id: str, scope: str, key: str) -> None:
+        await self._redis.delete(self._answer_key(enterprise_id, scope, key) + ":running")
+
 
 PROJECTION_MARKER = "session:projection"
 PROJECTION_LOCK = "session:projection:lock"
