@@ -86,6 +86,19 @@ class EstablishTrustBody(Body):
     code: str = Field(min_length=1, max_length=64)
 
 
+CONFIG_EVENTS: dict[str, tuple[Any, Any]] = {
+    "policies": (ev.UserPolicyUpserted, ev.UserPolicyDeleted),
+    "deployments": (ev.AppDeploymentUpserted, ev.AppDeploymentDeleted),
+    "licences": (ev.LicenceUpserted, ev.LicenceDeleted),
+}
+"""The upsert and delete events of each configuration collection the admin API manages."""
+
+
+def _payload(event_class: Any) -> Any:
+    """The payload model of a contracts event class."""
+    return event_class.model_fields["payload"].annotation
+
+
 def error(status: int, code: str, description: str, **extra: Any) -> JSONResponse:
     """A JSON error response."""
     return JSONResponse({"error": code, "error_description": description, **extra}, status_code=status)
@@ -103,120 +116,48 @@ def api_router() -> APIRouter:
         body = {**event.payload.model_dump(mode="json"), "event_id": event.event_id, "applied": applied}
         return JSONResponse(body, status_code=status)
 
-    # ------------------------------------------------------------------------- user policies
+    # --------------------------------------- user policies, app deployments, licences
 
-    @router.get("/user-policies")
-    async def list_policies(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = READ) -> Any:
-        return {"items": await svc(request).store.list_items(enterprise_id, "policies")}
+    def collection(path: str, kind: str, id_field: str, body_model: type[Body], label: str) -> None:
+        """GET list, GET one, PUT (upsert) and DELETE for one kind of configuration item: the
+        same rules for each (404 for a missing item, the admin as actor, answer after the ack)."""
+        upserted, deleted = CONFIG_EVENTS[kind]
 
-    @router.get("/user-policies/{policy_id}")
-    async def get_policy(
-        request: Request, enterprise_id: EnterpriseId, policy_id: ItemId, who: AdminPrincipal = READ
-    ) -> Any:
-        item = await svc(request).store.get_item(enterprise_id, "policies", policy_id)
-        return item or error(404, "not_found", "no such user policy")
+        async def list_items(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = READ) -> Any:
+            return {"items": await svc(request).store.list_items(enterprise_id, kind)}
 
-    @router.put("/user-policies/{policy_id}")
-    async def put_policy(
-        request: Request,
-        enterprise_id: EnterpriseId,
-        policy_id: ItemId,
-        body: UserPolicyBody,
-        who: AdminPrincipal = WRITE,
-    ) -> Any:
-        payload = ev.UserPolicyUpsertedPayload(policy_id=policy_id, **body.model_dump())
-        event = ev.UserPolicyUpserted(
-            enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload
-        )
-        return await published(request, event)
+        async def get_item(
+            request: Request, enterprise_id: EnterpriseId, item_id: ItemId, who: AdminPrincipal = READ
+        ) -> Any:
+            item = await svc(request).store.get_item(enterprise_id, kind, item_id)
+            return item or error(404, "not_found", f"no such {label}")
 
-    @router.delete("/user-policies/{policy_id}")
-    async def delete_policy(
-        request: Request, enterprise_id: EnterpriseId, policy_id: ItemId, who: AdminPrincipal = WRITE
-    ) -> Any:
-        if await svc(request).store.get_item(enterprise_id, "policies", policy_id) is None:
-            return error(404, "not_found", "no such user policy")
-        payload = ev.UserPolicyDeletedPayload(policy_id=policy_id)
-        return await published(
-            request,
-            ev.UserPolicyDeleted(enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload),
-        )
+        async def put_item(
+            request: Request, enterprise_id: EnterpriseId, item_id: ItemId, body: Any, who: AdminPrincipal = WRITE
+        ) -> Any:
+            payload = _payload(upserted)(**{id_field: item_id, **body.model_dump()})
+            event = upserted(enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload)
+            return await published(request, event)
 
-    # -------------------------------------------------------------------------- deployments
+        async def delete_item(
+            request: Request, enterprise_id: EnterpriseId, item_id: ItemId, who: AdminPrincipal = WRITE
+        ) -> Any:
+            if await svc(request).store.get_item(enterprise_id, kind, item_id) is None:
+                return error(404, "not_found", f"no such {label}")
+            payload = _payload(deleted)(**{id_field: item_id})
+            event = deleted(enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload)
+            return await published(request, event)
 
-    @router.get("/app-deployments")
-    async def list_deployments(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = READ) -> Any:
-        return {"items": await svc(request).store.list_items(enterprise_id, "deployments")}
+        # The body's model is known only here; FastAPI reads it from the annotation.
+        put_item.__annotations__ = {**put_item.__annotations__, "body": body_model}
+        router.add_api_route(path, list_items, methods=["GET"])
+        router.add_api_route(path + "/{item_id}", get_item, methods=["GET"])
+        router.add_api_route(path + "/{item_id}", put_item, methods=["PUT"])
+        router.add_api_route(path + "/{item_id}", delete_item, methods=["DELETE"])
 
-    @router.get("/app-deployments/{client_id}")
-    async def get_deployment(
-        request: Request, enterprise_id: EnterpriseId, client_id: ItemId, who: AdminPrincipal = READ
-    ) -> Any:
-        item = await svc(request).store.get_item(enterprise_id, "deployments", client_id)
-        return item or error(404, "not_found", "no such app deployment")
-
-    @router.put("/app-deployments/{client_id}")
-    async def put_deployment(
-        request: Request,
-        enterprise_id: EnterpriseId,
-        client_id: ItemId,
-        body: DeploymentBody,
-        who: AdminPrincipal = WRITE,
-    ) -> Any:
-        payload = ev.AppDeploymentUpsertedPayload(client_id=client_id, **body.model_dump())
-        event = ev.AppDeploymentUpserted(
-            enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload
-        )
-        return await published(request, event)
-
-    @router.delete("/app-deployments/{client_id}")
-    async def delete_deployment(
-        request: Request, enterprise_id: EnterpriseId, client_id: ItemId, who: AdminPrincipal = WRITE
-    ) -> Any:
-        if await svc(request).store.get_item(enterprise_id, "deployments", client_id) is None:
-            return error(404, "not_found", "no such app deployment")
-        payload = ev.AppDeploymentDeletedPayload(client_id=client_id)
-        return await published(
-            request,
-            ev.AppDeploymentDeleted(enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload),
-        )
-
-    # ----------------------------------------------------------------------------- licences
-
-    @router.get("/licences")
-    async def list_licences(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = READ) -> Any:
-        return {"items": await svc(request).store.list_items(enterprise_id, "licences")}
-
-    @router.get("/licences/{licence_id}")
-    async def get_licence(
-        request: Request, enterprise_id: EnterpriseId, licence_id: ItemId, who: AdminPrincipal = READ
-    ) -> Any:
-        item = await svc(request).store.get_item(enterprise_id, "licences", licence_id)
-        return item or error(404, "not_found", "no such licence")
-
-    @router.put("/licences/{licence_id}")
-    async def put_licence(
-        request: Request,
-        enterprise_id: EnterpriseId,
-        licence_id: ItemId,
-        body: LicenceBody,
-        who: AdminPrincipal = WRITE,
-    ) -> Any:
-        payload = ev.LicenceUpsertedPayload(licence_id=licence_id, **body.model_dump())
-        event = ev.LicenceUpserted(enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload)
-        return await published(request, event)
-
-    @router.delete("/licences/{licence_id}")
-    async def delete_licence(
-        request: Request, enterprise_id: EnterpriseId, licence_id: ItemId, who: AdminPrincipal = WRITE
-    ) -> Any:
-        if await svc(request).store.get_item(enterprise_id, "licences", licence_id) is None:
-            return error(404, "not_found", "no such licence")
-        payload = ev.LicenceDeletedPayload(licence_id=licence_id)
-        return await published(
-            request,
-            ev.LicenceDeleted(enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload),
-        )
+    collection("/user-policies", "policies", "policy_id", UserPolicyBody, "user policy")
+    collection("/app-deployments", "deployments", "client_id", DeploymentBody, "app deployment")
+    collection("/licences", "licences", "licence_id", LicenceBody, "licence")
 
     # ------------------------------------------------------------------------- org settings
 

@@ -47,6 +47,21 @@ def _subject(session: LiveSession) -> Subject:
     return Subject(user_id=session.user_id, device_id=session.device_id, device_session_id=session.device_session_id)
 
 
+def _entitlement_event(
+    event_class: Any, payload_class: Any, e: str, session: LiveSession, correlation_id: str | None, **fields: Any
+) -> Event:
+    """An entitlements event about `session`: the envelope and the session's ids every one carries."""
+    return event_class(
+        enterprise_id=e,
+        producer=PRODUCER,
+        correlation_id=correlation_id,
+        subject=_subject(session),
+        payload=payload_class(
+            device_session_id=session.device_session_id, device_id=session.device_id, user_id=session.user_id, **fields
+        ),
+    )
+
+
 class Entitlements:
     """Turns device sessions and configuration into entitlement events."""
 
@@ -164,40 +179,18 @@ class Entitlements:
         outcome = decision.outcome
         if decision.action == "grant":
             assert isinstance(outcome, Grant)
-            return ev.EntitlementGranted(
-                enterprise_id=e,
-                producer=PRODUCER,
-                correlation_id=correlation_id,
-                subject=_subject(session),
-                payload=ev.EntitlementGrantedPayload(
-                    device_session_id=session.device_session_id,
-                    device_id=session.device_id,
-                    user_id=session.user_id,
-                    version=decision.version,
-                    apps=outcome.apps,
-                    auth_mode=outcome.auth_mode,
-                    inactivity_timeout_s=outcome.inactivity_timeout_s,
-                    max_session_s=outcome.max_session_s,
-                    face_allowed=outcome.face_allowed,
-                    face_recency_s=outcome.face_recency_s,
-                    policy_id=outcome.policy_id,
-                ),
-            )
+            return _entitlement_event(
+                ev.EntitlementGranted, ev.EntitlementGrantedPayload, e, session, correlation_id,
+                version=decision.version, apps=outcome.apps, auth_mode=outcome.auth_mode,
+                inactivity_timeout_s=outcome.inactivity_timeout_s, max_session_s=outcome.max_session_s,
+                face_allowed=outcome.face_allowed, face_recency_s=outcome.face_recency_s, policy_id=outcome.policy_id,
+            )  # fmt: skip
         if decision.action == "deny":
             assert isinstance(outcome, Denial)
-            return ev.EntitlementDenied(
-                enterprise_id=e,
-                producer=PRODUCER,
-                correlation_id=correlation_id,
-                subject=_subject(session),
-                payload=ev.EntitlementDeniedPayload(
-                    device_session_id=session.device_session_id,
-                    device_id=session.device_id,
-                    user_id=session.user_id,
-                    reason=outcome.reason,
-                    detail=outcome.detail,
-                ),
-            )
+            return _entitlement_event(
+                ev.EntitlementDenied, ev.EntitlementDeniedPayload, e, session, correlation_id,
+                reason=outcome.reason, detail=outcome.detail,
+            )  # fmt: skip
         if decision.action == "revoke":
             assert isinstance(outcome, Denial)
             return self._revoked(
@@ -209,19 +202,10 @@ class Entitlements:
     def _revoked(
         e: str, session: LiveSession, reason: RevocationReason, detail: str, correlation_id: str | None
     ) -> Event:
-        return ev.EntitlementRevoked(
-            enterprise_id=e,
-            producer=PRODUCER,
-            correlation_id=correlation_id,
-            subject=_subject(session),
-            payload=ev.EntitlementRevokedPayload(
-                device_session_id=session.device_session_id,
-                device_id=session.device_id,
-                user_id=session.user_id,
-                reason=reason,
-                detail=detail[:500],
-            ),
-        )
+        return _entitlement_event(
+            ev.EntitlementRevoked, ev.EntitlementRevokedPayload, e, session, correlation_id,
+            reason=reason, detail=detail[:500],
+        )  # fmt: skip
 
     async def check_licences(self) -> int:
         """Re-evaluate every enterprise whose licences started or ended since the last check."""
