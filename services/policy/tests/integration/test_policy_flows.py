@@ -324,6 +324,28 @@ async def test_an_apa_seat_is_taken_by_face_grants_and_freed_on_checkin(world):
     assert granted.payload.auth_mode == "face" and granted.payload.face_allowed is True
 
 
+async def test_a_burst_of_checkouts_gets_exactly_as_many_grants_as_there_are_seats(world):
+    ent = Ent(world)
+    await ent.configure()
+    await ent.licence(seats=3)
+    users = [f"nurse{i}" for i in range(8)]
+    for user in users:
+        await ent.user(user)
+    # All on one device, so they share a partition and arrive as batches of one enterprise.
+    dsids = await asyncio.gather(*(ent.checkout(user, device_id="shared-cart") for user in users))
+
+    def decided(dsid):
+        found = [e for kind in ("entitlement.granted.v1", "entitlement.denied.v1")
+                 for e in world.probe.of_type(kind, device_session_id=dsid)]  # fmt: skip
+        return found[0] if found else None
+
+    outcomes = {}
+    for dsid in dsids:
+        event = await eventually(lambda dsid=dsid: decided(dsid), 15, what=f"decision for {dsid}")
+        outcomes[dsid] = "granted" if event.type == "entitlement.granted.v1" else event.payload.reason
+    assert sorted(outcomes.values()) == ["granted"] * 3 + ["sso_seats_exceeded"] * 5
+
+
 # ----------------------------------------------------------------------- configuration changes
 
 

@@ -12,6 +12,7 @@ import pytest
 from lanyard.contracts import Event, decode_event
 from lanyard.contracts import events as ev
 from lanyard.policy import domain as d
+from lanyard.policy.handlers import PolicyHandlers
 from lanyard.policy.ports import CheckoutView
 from lanyard.policy.service import Entitlements
 
@@ -39,15 +40,25 @@ class FakeReadModel:
         self.closed: set[str] = set()
         self.pending_events: dict[str, bytes] = {}
         self.seats: dict[str, dict[str, int]] = {"sso": {}, "apa": {}}
+        self.views = 0
 
     @contextlib.asynccontextmanager
     async def lock(self, enterprise_id: str) -> AsyncIterator[None]:
         yield
 
-    async def checkout_view(self, e: str, user_id: str, dsid: str) -> CheckoutView:
+    async def checkout_view(self, e: str, checkouts: Sequence[tuple[str, str]]) -> CheckoutView:
+        self.views += 1
         sso, apa = self.seats["sso"], self.seats["apa"]
-        seats = d.Seats.counted(len(sso), user_id in sso, len(apa), user_id in apa)
-        return CheckoutView(self.dir.get(user_id), self.snap, seats, self.sessions.get(dsid), dsid in self.closed)
+        users = {u for u, _ in checkouts}
+        dsids = [dsid for _, dsid in checkouts]
+        return CheckoutView(
+            users={u: self.dir.get(u) for u in users},
+            snapshot=self.snap,
+            seats=d.SeatCount(len(sso), frozenset(users & set(sso)), len(apa), frozenset(users & set(apa))),
+            existing={i: self.sessions[i] for i in dsids if i in self.sessions},
+            pending={i: self.pending_events[i] for i in dsids if i in self.pending_events},
+            closed=frozenset(i for i in dsids if i in self.closed),
+        )
 
     async def session(self, e: str, dsid: str) -> d.LiveSession | None:
         return self.sessions.get(dsid)
@@ -55,11 +66,13 @@ class FakeReadModel:
     async def is_closed(self, e: str, dsid: str) -> bool:
         return dsid in self.closed
 
-    async def pending(self, e: str, dsid: str) -> bytes | None:
-        return self.pending_events.get(dsid)
+    async def clear_pending(self, e: str, *dsids: str) -> None:
+        for dsid in dsids:
+            self.pending_events.pop(dsid, None)
 
-    async def clear_pending(self, e: str, dsid: str) -> None:
-        self.pending_events.pop(dsid, None)
+    async def save_sessions(self, e: str, changes) -> None:
+        for before, after, pending in changes:
+            await self.save_session(e, before, after, pending)
 
     async def save_session(
         self, e: str, before: d.LiveSession | None, after: d.LiveSession, pending: bytes | None = None
@@ -194,3 +207,63 @@ async def test_reevaluation_publishes_only_changes_and_records_only_acknowledged
         ("ds2", "policy_changed"),
     ]
     assert store.seats == {"sso": {}, "apa": {}}
+
+
+async def test_a_run_of_checkouts_is_decided_with_one_read_as_if_one_at_a_time():
+    store, sink, ent = build()  # one SSO seat
+    store.dir["carol"] = d.DirectoryUser("carol")
+    run = [
+        checked_out("ds1"),
+        checked_out("ds2", "bob"),
+        checked_out("ds3"),
+        checked_out("ds1"),
+        checked_out("ds4", "carol"),
+    ]
+    await ent.on_checked_out_many(run)
+    assert store.views == 1
+    decided = [(e.payload.device_session_id, e.type) for e in sink.events]
+    assert decided == [
+        ("ds1", "entitlement.granted.v1"),
+        ("ds2", "entitlement.denied.v1"),  # the seat went to alice a moment earlier
+        ("ds3", "entitlement.granted.v1"),  # alice's second device: the seat she holds
+        ("ds4", "entitlement.denied.v1"),
+    ]
+    assert store.seats["sso"] == {"alice": 2}
+    await ent.on_checked_out_many(run)  # the whole run redelivered: nothing new
+    assert len(sink.events) == 4
+
+
+async def test_a_failed_publish_in_a_run_keeps_only_that_announcement_for_the_retry():
+    store, sink, ent = build()
+    store.snap = replace(SNAPSHOT, licences=(replace(SNAPSHOT.licences[0], seats=5),))
+    sink.fail_for = {"ds2"}
+    with pytest.raises(ConnectionError):
+        await ent.on_checked_out_many([checked_out("ds1"), checked_out("ds2", "bob")])
+    assert [e.payload.device_session_id for e in sink.events] == ["ds1"]
+    assert set(store.pending_events) == {"ds2"}
+    sink.fail_for = set()
+    await ent.on_checked_out(checked_out("ds2", "bob"))  # the runtime's one-by-one retry
+    assert [e.payload.device_session_id for e in sink.events] == ["ds1", "ds2"] and store.pending_events == {}
+
+
+class RecordingEntitlements:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+
+    async def on_checked_out_many(self, events):
+        self.calls.append(("run", [e.payload.device_session_id for e in events]))
+
+    async def on_checked_out(self, event):
+        self.calls.append(("run", [event.payload.device_session_id]))
+
+    async def on_checked_in(self, event):
+        self.calls.append(("checkin", [event.payload.device_session_id]))
+
+
+async def test_a_batch_is_split_into_runs_of_one_enterprise_in_order():
+    recorder = RecordingEntitlements()
+    handlers = PolicyHandlers(FakeReadModel(), recorder)
+    other = checked_out("b1").model_copy(update={"enterprise_id": "e2"})
+    batch = [checked_out("a1"), checked_out("a2"), other, checked_in("a1"), checked_out("a3")]
+    await handlers.on_device_sessions([(event, None) for event in batch])
+    assert recorder.calls == [("run", ["a1", "a2"]), ("run", ["b1"]), ("checkin", ["a1"]), ("run", ["a3"])]

@@ -48,7 +48,14 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
     retry = RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s)
     # Two groups: the checkout hot path never waits behind a burst of configuration events.
     runtime.subscribers.append(
-        subscribe(runtime.broker, SESSION_TOPICS, settings.group_id, handlers.on_device_session, retry=retry)
+        subscribe(
+            runtime.broker,
+            SESSION_TOPICS,
+            settings.group_id,
+            handlers.on_device_session,
+            batch_handler=handlers.on_device_sessions,
+            retry=retry,
+        )
     )
     runtime.subscribers.append(
         subscribe(runtime.broker, CONFIG_TOPICS, f"{settings.group_id}.config", handlers.on_config, retry=retry)

@@ -372,6 +372,45 @@ def decide(session: LiveSession, outcome: Outcome) -> Decision:
     return Decision("grant", session.version + 1, outcome)
 
 
+@dataclass(frozen=True)
+class SeatCount:
+    """Seats in use in an enterprise now, and which of the users about to be evaluated hold
+    one — SSO and APA apart (what one round trip can read without listing every holder)."""
+
+    in_use: int = 0
+    holders: frozenset[str] = frozenset()
+    apa_in_use: int = 0
+    apa_holders: frozenset[str] = frozenset()
+
+
+def evaluate_checkouts(
+    sessions: Sequence[LiveSession],
+    users: Mapping[str, DirectoryUser | None],
+    snapshot: Snapshot,
+    seats: SeatCount,
+    now: datetime,
+) -> list[Decision]:
+    """Decide new device sessions in arrival order. Each grant takes its user's seats (SSO, and
+    APA when face is allowed) before the next session is evaluated, so a run of checkouts is
+    decided exactly as the same checkouts one at a time; a single checkout is a run of one."""
+    in_use, holders = seats.in_use, set(seats.holders)
+    apa_in_use, apa_holders = seats.apa_in_use, set(seats.apa_holders)
+    decisions: list[Decision] = []
+    for session in sessions:
+        user = session.user_id
+        held, apa_held = user in holders, user in apa_holders
+        view = Seats(in_use - int(held), held, apa_in_use - int(apa_held), apa_held)
+        outcome = evaluate(users.get(user), snapshot, view, now, session.amr)
+        if isinstance(outcome, Grant) and not held:
+            in_use += 1
+            holders.add(user)
+        if isinstance(outcome, Grant) and outcome.face_allowed and not apa_held:
+            apa_in_use += 1
+            apa_holders.add(user)
+        decisions.append(decide(session, outcome))
+    return decisions
+
+
 def reevaluate(
     sessions: Sequence[LiveSession],
     users: Mapping[str, DirectoryUser | None],

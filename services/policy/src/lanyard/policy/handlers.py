@@ -5,6 +5,8 @@ Two subscriptions (see app.py):
 - `on_device_session` (lanyard.device-sessions.v1): checked_out → evaluate and publish granted or
   denied; checked_in → revoked. Idempotent through the session record: a decided session is
   not decided again, and a closed one (tombstone) never again gets a grant.
+  `on_device_sessions` takes a partition's fetched batch: consecutive checkouts of one enterprise
+  are decided as one run (one lock, one read, one write), everything else in order as above.
 - `on_config` (lanyard.policy-config.v1, lanyard.directory.v1, lanyard.app-profiles.v1):
   project the event into Redis (an upsert: idempotent), then re-evaluate the live sessions it
   may affect — one user's for a user change, the whole enterprise's otherwise. A redelivery
@@ -12,6 +14,9 @@ Two subscriptions (see app.py):
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from lanyard.contracts import Event
 from lanyard.contracts import events as ev
@@ -50,6 +55,23 @@ class PolicyHandlers:
             await self._entitlements.on_checked_out(event)
         elif isinstance(event, ev.DeviceCheckedIn):
             await self._entitlements.on_checked_in(event)
+
+    async def on_device_sessions(self, items: Sequence[tuple[Event, Any]]) -> None:
+        """A partition's batch, in order (the runtime's batch handler)."""
+        run: list[ev.DeviceCheckedOut] = []
+        for event, _record in items:
+            if isinstance(event, ev.DeviceCheckedOut) and (not run or run[0].enterprise_id == event.enterprise_id):
+                run.append(event)
+                continue
+            if run:
+                await self._entitlements.on_checked_out_many(run)
+                run = []
+            if isinstance(event, ev.DeviceCheckedOut):
+                run.append(event)
+            else:
+                await self.on_device_session(event)
+        if run:
+            await self._entitlements.on_checked_out_many(run)
 
     async def on_config(self, event: Event) -> None:
         """Project a configuration or directory event, then re-evaluate what it may change."""

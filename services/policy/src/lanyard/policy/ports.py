@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from lanyard.contracts import Event
-from lanyard.policy.domain import DirectoryUser, LiveSession, Seats, Snapshot
+from lanyard.policy.domain import DirectoryUser, LiveSession, SeatCount, Seats, Snapshot
 
 Clock = Callable[[], datetime]
 SeatKind = Literal["sso", "apa"]
@@ -28,13 +28,14 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True)
 class CheckoutView:
-    """Everything the checkout path reads, fetched in one round trip."""
+    """Everything the checkout path reads for a run of one enterprise's checkouts, in one round trip."""
 
-    user: DirectoryUser | None
+    users: Mapping[str, DirectoryUser | None]
     snapshot: Snapshot
-    seats: Seats
-    existing: LiveSession | None
-    closed: bool
+    seats: SeatCount
+    existing: Mapping[str, LiveSession]
+    pending: Mapping[str, bytes]
+    closed: frozenset[str]
 
 
 class ReadModel(Protocol):
@@ -52,7 +53,10 @@ class ReadModel(Protocol):
     async def cloud(self, enterprise_id: str) -> dict: ...
 
     # sessions
-    async def checkout_view(self, enterprise_id: str, user_id: str, device_session_id: str) -> CheckoutView: ...
+    async def checkout_view(self, enterprise_id: str, checkouts: Sequence[tuple[str, str]]) -> CheckoutView:
+        """The view for these (user id, device session id) checkouts."""
+        ...
+
     async def session(self, enterprise_id: str, device_session_id: str) -> LiveSession | None: ...
     async def is_closed(self, enterprise_id: str, device_session_id: str) -> bool: ...
     async def save_session(
@@ -62,9 +66,13 @@ class ReadModel(Protocol):
         announces it, in the same transaction, until `clear_pending` (see Entitlements)."""
         ...
 
-    async def pending(self, enterprise_id: str, device_session_id: str) -> bytes | None: ...
+    async def save_sessions(
+        self, enterprise_id: str, changes: Sequence[tuple[LiveSession | None, LiveSession, bytes | None]]
+    ) -> None:
+        """`save_session` for several (before, after, pending) at once, in one transaction."""
+        ...
 
-    async def clear_pending(self, enterprise_id: str, device_session_id: str) -> None: ...
+    async def clear_pending(self, enterprise_id: str, *device_session_ids: str) -> None: ...
     async def close_session(self, enterprise_id: str, device_session_id: str, before: LiveSession | None) -> None: ...
     async def live_sessions(self, enterprise_id: str, user_id: str | None = None) -> list[LiveSession]: ...
     async def users(self, enterprise_id: str, user_ids: Sequence[str]) -> Mapping[str, DirectoryUser | None]: ...

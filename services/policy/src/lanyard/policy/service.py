@@ -19,6 +19,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import metadata
@@ -70,44 +71,64 @@ class Entitlements:
         self._sink = sink
         self._clock = clock
 
-    async def on_checked_out(self, event: ev.DeviceCheckedOut, correlation_id: str | None = None) -> None:
-        """Evaluate a new device session and publish granted or denied.
+    async def on_checked_out(self, event: ev.DeviceCheckedOut) -> None:
+        """Evaluate a new device session and publish granted or denied (a run of one)."""
+        await self.on_checked_out_many([event])
 
-        The decision is taken and saved under the enterprise's lock (seats and versions need it),
-        together with the event that announces it; the broker's acknowledgement is awaited after
-        the lock is released, so concurrent checkouts of one enterprise overlap on the slowest
-        step instead of queueing behind it. If the publish fails, the record is handled again and
-        finds the saved announcement (same event_id) to publish; downstream, CLOSED is terminal
-        and versions only grow, so an announcement that lands late changes nothing it should not.
+    async def on_checked_out_many(self, events: Sequence[ev.DeviceCheckedOut]) -> None:
+        """Evaluate a run of one enterprise's new device sessions, in arrival order, and publish
+        granted or denied for each.
+
+        The decisions are taken and saved under the enterprise's lock (seats and versions need
+        it) with one read and one write for the whole run, each together with the event that
+        announces it; the broker's acknowledgements are awaited after the lock is released, so
+        checkouts of one enterprise overlap on the slowest step instead of queueing behind it. If
+        a publish fails, the record is handled again and finds its saved announcement (same
+        event_id) to publish; downstream, CLOSED is terminal and versions only grow, so an
+        announcement that lands late changes nothing it should not.
         """
-        e, p = event.enterprise_id, event.payload
+        e = events[0].enterprise_id
+        announcements: list[Event] = []
         async with self._store.lock(e):
-            view = await self._store.checkout_view(e, p.user_id, p.device_session_id)
-            if view.closed:
-                return  # checked in before we saw the checkout: CLOSED is terminal
-            if view.existing is not None and view.existing.state != "new":
-                saved = await self._store.pending(e, p.device_session_id)
-                if saved is None:
-                    return  # redelivery: already decided and announced
-                announcement = decode_event(saved)
-            else:
-                session = LiveSession(
-                    device_session_id=p.device_session_id,
-                    device_id=p.device_id,
-                    user_id=p.user_id,
-                    amr=tuple(p.amr),
-                    checked_out_at=p.checked_out_at,
-                )
-                outcome = domain.evaluate(view.user, view.snapshot, view.seats, self._clock(), session.amr)
-                decision = domain.decide(session, outcome)
-                corr = correlation_id or event.correlation_id or event.event_id
+            view = await self._store.checkout_view(
+                e, [(x.payload.user_id, x.payload.device_session_id) for x in events]
+            )
+            fresh: list[tuple[LiveSession, str]] = []
+            seen: set[str] = set()
+            for x in events:
+                p = x.payload
+                if p.device_session_id in seen or p.device_session_id in view.closed:
+                    continue  # a duplicate in the run, or checked in before we saw it (CLOSED is terminal)
+                seen.add(p.device_session_id)
+                existing = view.existing.get(p.device_session_id)
+                if existing is not None and existing.state != "new":
+                    saved = view.pending.get(p.device_session_id)
+                    if saved is not None:  # decided, not yet acknowledged: announce the same event
+                        announcements.append(decode_event(saved))
+                    continue
+                session = LiveSession(p.device_session_id, p.device_id, p.user_id, tuple(p.amr), p.checked_out_at)
+                fresh.append((session, x.correlation_id or x.event_id))
+            decisions = domain.evaluate_checkouts(
+                [s for s, _ in fresh], view.users, view.snapshot, view.seats, self._clock()
+            )
+            changes: list[tuple[LiveSession | None, LiveSession, bytes | None]] = []
+            for (session, corr), decision in zip(fresh, decisions, strict=True):
                 announcement = self._event(e, session, decision, None, corr)
-                await self._store.save_session(
-                    e, None, domain.after(session, decision), pending=announcement.to_json() if announcement else None
+                changes.append(
+                    (None, domain.after(session, decision), announcement.to_json() if announcement else None)
                 )
-        if announcement is not None:
-            await self._sink.publish(announcement)
-            await self._store.clear_pending(e, p.device_session_id)
+                if announcement is not None:
+                    announcements.append(announcement)
+            if changes:
+                await self._store.save_sessions(e, changes)
+        results = await asyncio.gather(*(self._sink.publish(a) for a in announcements), return_exceptions=True)
+        acknowledged = [
+            a.payload.device_session_id for a, r in zip(announcements, results, strict=True) if r is None
+        ]  # fmt: skip
+        await self._store.clear_pending(e, *acknowledged)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
 
     async def on_checked_in(self, event: ev.DeviceCheckedIn) -> None:
         """Close the session for good; publish `revoked` (checked_in) if it held a grant."""

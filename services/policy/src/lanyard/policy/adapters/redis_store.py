@@ -46,6 +46,7 @@ from lanyard.policy.domain import (
     Licence,
     LiveSession,
     OrgSettings,
+    SeatCount,
     Seats,
     Snapshot,
     UserPolicy,
@@ -314,22 +315,41 @@ class RedisReadModel:
 
     # ---------------------------------------------------------------------------- sessions
 
-    async def checkout_view(self, enterprise_id: str, user_id: str, device_session_id: str) -> CheckoutView:
-        """The checkout hot path's one round trip: user, configuration, seats, the session itself."""
+    async def checkout_view(self, enterprise_id: str, checkouts: Sequence[tuple[str, str]]) -> CheckoutView:
+        """The checkout hot path's one round trip for a run of (user, device session) checkouts:
+        the users, the configuration, seat counts and who of them holds one, the sessions, their
+        unacknowledged announcements and tombstones."""
         e = enterprise_id
+        users = sorted({user for user, _ in checkouts})
+        dsids = [dsid for _, dsid in checkouts]
         pipe = self._r.pipeline(transaction=True)
-        pipe.hget(k(e, "users"), user_id)
+        pipe.hmget(k(e, "users"), users)
         self._queue_snapshot(pipe, e)
-        self._queue_seats(pipe, e, user_id)
-        pipe.hget(k(e, "sessions"), device_session_id)
-        pipe.exists(k(e, "closed", device_session_id))
+        for kind in SEAT_KEYS.values():
+            pipe.hlen(k(e, kind))
+            pipe.hmget(k(e, kind), users)
+        pipe.hmget(k(e, "sessions"), dsids)
+        pipe.hmget(k(e, "pending"), dsids)
+        for dsid in dsids:
+            pipe.exists(k(e, "closed", dsid))
         values = await pipe.execute()
+        found, snapshot = values[0], values[1:8]
+        in_use, held, apa_in_use, apa_held = values[8:12]
+        sessions, pending, closed = values[12], values[13], values[14:]
         return CheckoutView(
-            user=_user(values[0]),
-            snapshot=self._build_snapshot(values[1:8]),
-            seats=self._build_seats(values[8:12]),
-            existing=session_from_json(values[12]) if values[12] else None,
-            closed=bool(values[13]),
+            users={user: _user(raw) for user, raw in zip(users, found, strict=True)},
+            snapshot=self._build_snapshot(snapshot),
+            seats=SeatCount(
+                int(in_use),
+                frozenset(u for u, n in zip(users, held, strict=True) if n),
+                int(apa_in_use),
+                frozenset(u for u, n in zip(users, apa_held, strict=True) if n),
+            ),
+            existing={d: session_from_json(raw) for d, raw in zip(dsids, sessions, strict=True) if raw},
+            pending={
+                d: raw.encode() if isinstance(raw, str) else raw for d, raw in zip(dsids, pending, strict=True) if raw
+            },
+            closed=frozenset(d for d, gone in zip(dsids, closed, strict=True) if gone),
         )
 
     @staticmethod
@@ -357,27 +377,33 @@ class RedisReadModel:
     ) -> None:
         """Store a session's new record and keep the seat count in step (call under the lock);
         `pending` is the event announcing it, kept until it was acknowledged by the broker."""
+        await self.save_sessions(enterprise_id, [(before, after, pending)])
+
+    async def save_sessions(
+        self, enterprise_id: str, changes: Sequence[tuple[LiveSession | None, LiveSession, bytes | None]]
+    ) -> None:
+        """`save_session` for several sessions in one transaction (seats taken inside it; seats
+        given back afterwards, each never below zero)."""
         e = enterprise_id
         pipe = self._r.pipeline(transaction=True)
-        pipe.hset(k(e, "sessions"), after.device_session_id, session_to_json(after))
-        if pending is not None:
-            pipe.hset(k(e, "pending"), after.device_session_id, pending)
-        pipe.sadd(k(e, "user-sessions", after.user_id), after.device_session_id)
-        taken, released = _seat_changes(before, after)
-        for kind in taken:
-            pipe.hincrby(k(e, kind), after.user_id, 1)
+        releases: list[tuple[str, str]] = []
+        for before, after, pending in changes:
+            pipe.hset(k(e, "sessions"), after.device_session_id, session_to_json(after))
+            if pending is not None:
+                pipe.hset(k(e, "pending"), after.device_session_id, pending)
+            pipe.sadd(k(e, "user-sessions", after.user_id), after.device_session_id)
+            taken, released = _seat_changes(before, after)
+            for kind in taken:
+                pipe.hincrby(k(e, kind), after.user_id, 1)
+            releases += [(after.user_id, kind) for kind in released]
         await pipe.execute()
-        for kind in released:
-            await self._release_seat(e, after.user_id, kind)
+        for user_id, kind in releases:
+            await self._release_seat(e, user_id, kind)
 
-    async def pending(self, enterprise_id: str, device_session_id: str) -> bytes | None:
-        """The announcement of a decision saved but not yet acknowledged by the broker."""
-        found = await self._r.hget(k(enterprise_id, "pending"), device_session_id)
-        return found.encode() if isinstance(found, str) else found
-
-    async def clear_pending(self, enterprise_id: str, device_session_id: str) -> None:
-        """The announcement was acknowledged."""
-        await self._r.hdel(k(enterprise_id, "pending"), device_session_id)
+    async def clear_pending(self, enterprise_id: str, *device_session_ids: str) -> None:
+        """These announcements were acknowledged."""
+        if device_session_ids:
+            await self._r.hdel(k(enterprise_id, "pending"), *device_session_ids)
 
     async def _release_seat(self, e: str, user_id: str, kind: str) -> None:
         left = await self._r.hincrby(k(e, kind), user_id, -1)
