@@ -213,6 +213,18 @@ def test_reevaluate_when_apa_seats_shrink_face_mode_loses_access_and_passcode_lo
     assert changed.action == "grant" and changed.version == 2 and changed.outcome.face_allowed is False
 
 
+def test_evaluate_checkouts_counts_apa_seats_within_a_run():
+    face = with_(policies=(replace(POLICY, auth_mode="face"),), licences=(SSO, replace(APA, seats=1)))
+    users = {"alice": ALICE, "bob": replace(ALICE, user_id="bob")}
+    run = [session(), replace(session(), device_session_id="ds-2", user_id="bob"),
+           replace(session(), device_session_id="ds-3")]  # fmt: skip
+    decisions = d.evaluate_checkouts(run, users, face, d.SeatCount(), NOW)
+    assert [x.action for x in decisions] == ["grant", "deny", "grant"]
+    assert decisions[1].outcome.reason == "apa_seats_exceeded"
+    held = d.evaluate_checkouts(run[1:2], users, face, d.SeatCount(1, frozenset(), 1, frozenset({"bob"})), NOW)
+    assert held[0].action == "grant"  # bob already holds the APA seat (another device)
+
+
 # ------------------------------------------------------------------------ second factor lock
 
 CUTOFF = datetime(2025, 6, 1, tzinfo=UTC)
