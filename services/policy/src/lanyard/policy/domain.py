@@ -156,11 +156,6 @@ class Seats:
     apa_in_use: int = 0
     apa_held_by_user: bool = False
 
-    @classmethod
-    def counted(cls, holders: int, held: bool, apa_holders: int = 0, apa_held: bool = False) -> Seats:
-        """From the enterprise's seat holder counts (which include this user when `held`)."""
-        return cls(holders - int(held), held, apa_holders - int(apa_held), apa_held)
-
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -382,6 +377,19 @@ class SeatCount:
     apa_in_use: int = 0
     apa_holders: frozenset[str] = frozenset()
 
+    def seen_by(self, user_id: str) -> Seats:
+        """Seat use as one evaluation of `user_id` sees it (the seats other users hold)."""
+        held, apa_held = user_id in self.holders, user_id in self.apa_holders
+        return Seats(self.in_use - int(held), held, self.apa_in_use - int(apa_held), apa_held)
+
+    def granted(self, user_id: str, grant: Grant) -> SeatCount:
+        """After `grant` to `user_id`: their SSO seat, and their APA seat when face is allowed."""
+        takes_apa = grant.face_allowed and user_id not in self.apa_holders
+        return SeatCount(
+            self.in_use + int(user_id not in self.holders), self.holders | {user_id},
+            self.apa_in_use + int(takes_apa), self.apa_holders | ({user_id} if takes_apa else frozenset()),
+        )  # fmt: skip
+
 
 def evaluate_checkouts(
     sessions: Sequence[LiveSession],
@@ -393,20 +401,11 @@ def evaluate_checkouts(
     """Decide new device sessions in arrival order. Each grant takes its user's seats (SSO, and
     APA when face is allowed) before the next session is evaluated, so a run of checkouts is
     decided exactly as the same checkouts one at a time; a single checkout is a run of one."""
-    in_use, holders = seats.in_use, set(seats.holders)
-    apa_in_use, apa_holders = seats.apa_in_use, set(seats.apa_holders)
     decisions: list[Decision] = []
     for session in sessions:
-        user = session.user_id
-        held, apa_held = user in holders, user in apa_holders
-        view = Seats(in_use - int(held), held, apa_in_use - int(apa_held), apa_held)
-        outcome = evaluate(users.get(user), snapshot, view, now, session.amr)
-        if isinstance(outcome, Grant) and not held:
-            in_use += 1
-            holders.add(user)
-        if isinstance(outcome, Grant) and outcome.face_allowed and not apa_held:
-            apa_in_use += 1
-            apa_holders.add(user)
+        outcome = evaluate(users.get(session.user_id), snapshot, seats.seen_by(session.user_id), now, session.amr)
+        if isinstance(outcome, Grant):
+            seats = seats.granted(session.user_id, outcome)
         decisions.append(decide(session, outcome))
     return decisions
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from lanyard.contracts import Event
-from lanyard.policy.domain import DirectoryUser, LiveSession, SeatCount, Seats, Snapshot
+from lanyard.policy.domain import DirectoryUser, LiveSession, SeatCount, Snapshot
 
 Clock = Callable[[], datetime]
 SeatKind = Literal["sso", "apa"]
@@ -80,7 +80,7 @@ class ReadModel(Protocol):
         """User → that user's live sessions holding a seat of `kind`."""
         ...
 
-    async def user_seats(self, enterprise_id: str, user_id: str) -> Seats:
+    async def user_seats(self, enterprise_id: str, user_id: str) -> SeatCount:
         """Seat use as one evaluation of this user sees it."""
         ...
 

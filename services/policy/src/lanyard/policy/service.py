@@ -395,7 +395,7 @@ class Readiness:
         """
         users = await self._store.users(e, [user_id])
         snapshot = await self._store.snapshot(e)
-        seats = await self._store.user_seats(e, user_id)
+        seats = (await self._store.user_seats(e, user_id)).seen_by(user_id)
         outcome = domain.evaluate(users.get(user_id), snapshot, seats, self._clock())
         body: dict[str, Any] = {"enterprise_id": e, "user_id": user_id, "client_id": client_id}
         if isinstance(outcome, Denial):

@@ -47,7 +47,6 @@ from lanyard.policy.domain import (
     LiveSession,
     OrgSettings,
     SeatCount,
-    Seats,
     Snapshot,
     UserPolicy,
 )
@@ -325,26 +324,18 @@ class RedisReadModel:
         pipe = self._r.pipeline(transaction=True)
         pipe.hmget(k(e, "users"), users)
         self._queue_snapshot(pipe, e)
-        for kind in SEAT_KEYS.values():
-            pipe.hlen(k(e, kind))
-            pipe.hmget(k(e, kind), users)
+        self._queue_seats(pipe, e, users)
         pipe.hmget(k(e, "sessions"), dsids)
         pipe.hmget(k(e, "pending"), dsids)
         for dsid in dsids:
             pipe.exists(k(e, "closed", dsid))
         values = await pipe.execute()
         found, snapshot = values[0], values[1:8]
-        in_use, held, apa_in_use, apa_held = values[8:12]
         sessions, pending, closed = values[12], values[13], values[14:]
         return CheckoutView(
             users={user: _user(raw) for user, raw in zip(users, found, strict=True)},
             snapshot=self._build_snapshot(snapshot),
-            seats=SeatCount(
-                int(in_use),
-                frozenset(u for u, n in zip(users, held, strict=True) if n),
-                int(apa_in_use),
-                frozenset(u for u, n in zip(users, apa_held, strict=True) if n),
-            ),
+            seats=self._build_seats(users, values[8:12]),
             existing={d: session_from_json(raw) for d, raw in zip(dsids, sessions, strict=True) if raw},
             pending={
                 d: raw.encode() if isinstance(raw, str) else raw for d, raw in zip(dsids, pending, strict=True) if raw
@@ -353,15 +344,18 @@ class RedisReadModel:
         )
 
     @staticmethod
-    def _queue_seats(pipe: Any, e: str, user_id: str) -> None:
+    def _queue_seats(pipe: Any, e: str, users: Sequence[str]) -> None:
         for kind in SEAT_KEYS.values():
             pipe.hlen(k(e, kind))
-            pipe.hexists(k(e, kind), user_id)
+            pipe.hmget(k(e, kind), users)
 
     @staticmethod
-    def _build_seats(values: Sequence[Any]) -> Seats:
-        holders, held, apa_holders, apa_held = values
-        return Seats.counted(int(holders), bool(held), int(apa_holders), bool(apa_held))
+    def _build_seats(users: Sequence[str], values: Sequence[Any]) -> SeatCount:
+        in_use, held, apa_in_use, apa_held = values
+        return SeatCount(
+            int(in_use), frozenset(u for u, n in zip(users, held, strict=True) if n),
+            int(apa_in_use), frozenset(u for u, n in zip(users, apa_held, strict=True) if n),
+        )  # fmt: skip
 
     async def session(self, enterprise_id: str, device_session_id: str) -> LiveSession | None:
         """A tracked (not yet closed) session."""
@@ -446,11 +440,11 @@ class RedisReadModel:
         """User → that user's live sessions holding a seat of `kind`."""
         return {u: int(n) for u, n in (await self._r.hgetall(k(enterprise_id, SEAT_KEYS[kind]))).items()}
 
-    async def user_seats(self, enterprise_id: str, user_id: str) -> Seats:
-        """Seat use as one evaluation of this user sees it."""
+    async def user_seats(self, enterprise_id: str, user_id: str) -> SeatCount:
+        """Seats in use, and whether this user holds one (SSO and APA)."""
         pipe = self._r.pipeline(transaction=True)
-        self._queue_seats(pipe, enterprise_id, user_id)
-        return self._build_seats(await pipe.execute())
+        self._queue_seats(pipe, enterprise_id, [user_id])
+        return self._build_seats([user_id], await pipe.execute())
 
     # ------------------------------------------------------------------------ licence clock
 
