@@ -1,12 +1,12 @@
 # Lanyard: `make run` (the whole stack) and `make test` (every test) do all set-up themselves.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+UV := deploy/uv.sh  # resolves (and installs) uv on every call, never in advance
 KAFKA := deploy/kafka/kafka.sh
 BOOTSTRAP ?= 127.0.0.1:29092
 PYTEST_ARGS ?=
 
-.PHONY: help setup apt uv kafka-fetch run test lint fmt contracts bench \
+.PHONY: help setup apt uv check-setup kafka-fetch run test lint fmt contracts bench \
         kafka-start kafka-stop kafka-topics kafka-groups kafka-tail redis-start redis-stop stop
 
 help:
@@ -15,15 +15,14 @@ help:
 	@echo "make lint | contracts | bench | kafka-topics | kafka-groups | kafka-tail TOPIC=..."
 
 apt:  ## Debian packages: Redis, nginx, kcat (readiness probe and operator tool)
-	@missing=""; for p in redis-server nginx kcat; do command -v $$p >/dev/null || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
+	@missing=""; for p in redis-server nginx kcat jq; do command -v $$p >/dev/null || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt: installing$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx-light kcat >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx-light kcat jq >/dev/null; \
 	fi
 
 uv:
-	@command -v uv >/dev/null || [ -x "$(UV)" ] || python3 -m pip install -q uv
-	@$(UV) sync -q --frozen 2>/dev/null || $(UV) sync -q
+	@$(UV) sync -q --frozen
 
 kafka-fetch:
 	@$(KAFKA) fetch
@@ -41,7 +40,10 @@ fmt: uv
 	$(UV) run --no-sync ruff check --fix .
 	$(UV) run --no-sync ruff format .
 
-test: setup lint
+check-setup:  ## the set-up path works with uv absent from PATH (issue 10)
+	@deploy/check-setup.sh
+
+test: setup check-setup lint
 	$(UV) run --no-sync pytest $(PYTEST_ARGS)
 
 contracts: uv
