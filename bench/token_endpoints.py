@@ -8,14 +8,21 @@ confidential client and HTTP Basic client authentication.
   session; access tokens are the JWTs of those flows. Every refresh rotates the token, is
   checked against the device session, and publishes oidc.tokens_refreshed.v1 with acks=all.
 - Peer: bench/peer/server.js mints grants through node-oidc-provider's own models and prints
-  the tokens; its quick start keeps everything in memory and publishes nothing.
+  the tokens. It runs twice, with each fair store of bench/peer/adapters.js: Maps without
+  eviction, and Redis (the same server as Lanyard's). It publishes nothing.
 
 wrk runs one connection per thread so each thread's refresh token chain stays consistent
-(bench/wrk/refresh.lua swaps in the rotated token from each response).
+(bench/wrk/refresh.lua swaps in the rotated token from each response). Every answer is judged
+by its body (bench/wrk/common.lua): a refresh is good only with a new access token and a rotated
+refresh token, an introspection only when it says `"active": true`. A run with any bad answer
+(status or body) is reported as failed, and the benchmark exits non-zero: a throughput that
+counts failures is not a throughput.
 
 Run:  uv run python -m bench.token_endpoints [--connections 16] [--seconds 10] [--no-peer]
 Needs: wrk (Debian), node + npm (bench/peer: `npm install` is run for you).
-Writes bench/results/token_endpoints.json. Floor: ≥ 1,300 refresh/s, ≥ 3,000 introspections/s.
+Writes bench/results/token_endpoints.json with the ratios Lanyard/peer from the same run.
+Targets (DESIGN §6): refresh ≥ 1.2× the peer, introspection ≥ 1.5×, server CPU per request at or
+below the peer's.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def run_wrk(script: str, url: str, connections: int, seconds: int, env: dict[str, str]) -> dict:
-    """One wrk run; returns requests/s, latency and the count of non-2xx answers."""
+    """One wrk run; requests/s, latency, and the answers judged good or bad by their bodies."""
     out = subprocess.run(
         [
             "wrk",
@@ -58,7 +65,7 @@ def run_wrk(script: str, url: str, connections: int, seconds: int, env: dict[str
             str(HERE / "wrk" / script),
             url,
         ],
-        env={**env, "THREADS": str(connections)},
+        env={**env, "THREADS": str(connections), "WRK_COMMON": str(HERE / "wrk" / "common.lua")},
         capture_output=True,
         text=True,
         timeout=seconds + 60,
@@ -74,9 +81,18 @@ def run_wrk(script: str, url: str, connections: int, seconds: int, env: dict[str
             return None
         return round(float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)], 2)
 
+    checks = re.search(r"LANYARD_CHECKS (\{.*\})", out)
+    if not checks:
+        raise RuntimeError(f"wrk printed no body checks for {script}:\n{out}")
+    judged = json.loads(checks.group(1))
+    errors = judged["bad_status"] + judged["bad_body"] + (int(non2xx.group(1)) if non2xx else 0)
     return {
-        "requests_per_second": round(rps),
+        "requests_per_second": round(rps) if errors == 0 else None,
+        "measured_requests_per_second": round(rps),
+        "answers_checked": judged["ok"] + judged["bad_status"] + judged["bad_body"],
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "bad_bodies": judged["bad_body"],
+        "errors": errors,
         "latency_p50_ms": ms(p50),
         "latency_p99_ms": ms(p99),
     }
@@ -88,7 +104,7 @@ def with_cpu(pid: int, seconds: int, run) -> dict:
     before = cpu_seconds(pid)
     result = run()
     used = cpu_seconds(pid) - before
-    done = result["requests_per_second"] * seconds
+    done = result["measured_requests_per_second"] * seconds
     result["server_cpu_ms_per_request"] = round(1000 * used / done, 3) if done else None
     return result
 
@@ -155,19 +171,26 @@ async def lanyard_tokens(stack, n: int) -> tuple[str, tuple[str, str], list[str]
         return direct, (app.client_id, app.client_secret), refresh, access
 
 
-def peer_tokens(n: int, scratch: Path) -> tuple[subprocess.Popen, str, tuple[str, str], list[str], list[str]]:
+def peer_tokens(
+    n: int, scratch: Path, store: str, redis_url: str
+) -> tuple[subprocess.Popen, str, tuple[str, str], list[str], list[str]]:
+    """Start node-oidc-provider with `store` ("memory" or "redis") and mint n token pairs."""
     peer = HERE / "peer"
-    if not (peer / "node_modules" / "oidc-provider").exists():
+    if not (peer / "node_modules" / "ioredis").exists():
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=peer, check=True)
     port = free_port()
-    log = (scratch / "peer.err").open("w")
+    log = (scratch / f"peer-{store}.err").open("w")
     proc = subprocess.Popen(
         ["node", "server.js"],
         cwd=peer,
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
-        env={"PORT": str(port), "GRANTS": str(n), "PATH": "/usr/bin:/usr/local/bin:/bin"},
+        env={
+            "PORT": str(port), "GRANTS": str(n), "ADAPTER": store,
+            "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/1",  # same server, its own database
+            "PATH": "/usr/bin:/usr/local/bin:/bin",
+        },  # fmt: skip
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -176,10 +199,33 @@ def peer_tokens(n: int, scratch: Path) -> tuple[subprocess.Popen, str, tuple[str
             info = json.loads(line)
             return proc, info["issuer"], (info["client_id"], info["client_secret"]), info["refresh"], info["access"]
     proc.kill()
-    raise RuntimeError("node-oidc-provider did not start; see peer.err")
+    raise RuntimeError(f"node-oidc-provider ({store}) did not start; see peer-{store}.err")
 
 
-def main(args: argparse.Namespace) -> None:
+def ratios(lanyard: dict, peer: dict) -> dict:
+    """Lanyard / peer from the same run: throughput (higher is better) and CPU per request
+    (lower is better). None where either side failed, so a failed run shows no ratio."""
+    out = {}
+    for endpoint in ("refresh", "introspection"):
+        ours, theirs = lanyard[endpoint], peer[endpoint]
+        rps = (
+            round(ours["requests_per_second"] / theirs["requests_per_second"], 2)
+            if ours["requests_per_second"] and theirs["requests_per_second"]
+            else None
+        )
+        cpu = (
+            round(ours["server_cpu_ms_per_request"] / theirs["server_cpu_ms_per_request"], 2)
+            if ours["errors"] == 0 and theirs["errors"] == 0 and theirs["server_cpu_ms_per_request"]
+            else None
+        )
+        out[endpoint] = {"throughput_ratio": rps, "cpu_per_request_ratio": cpu}
+    return out
+
+
+PEER_STORES = ("memory", "redis")
+
+
+def main(args: argparse.Namespace) -> int:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: apt-get install wrk")
     results: dict = {
@@ -187,13 +233,14 @@ def main(args: argparse.Namespace) -> None:
         f"--seconds {args.seconds} --warmup {args.warmup}",
         "parameters": vars(args),
     }
-    with tempfile.TemporaryDirectory() as tmp:
+    minted = args.connections * (2 if args.warmup else 1)
+    with tempfile.TemporaryDirectory() as tmp, infrastructure() as (kafka, redis, infra):
         scratch = Path(tmp)
-        if not args.no_peer:
-            proc, issuer, client, refresh, access = peer_tokens(args.connections * (2 if args.warmup else 1), scratch)
+        for store in () if args.no_peer else PEER_STORES:
+            proc, issuer, client, refresh, access = peer_tokens(minted, scratch, store, redis)
             try:
-                results["node_oidc_provider_9"] = measure(
-                    "peer",
+                results[f"node_oidc_provider_9_{store}"] = measure(
+                    f"peer-{store}",
                     f"{issuer}/token",
                     f"{issuer}/token/introspection",
                     client,
@@ -206,8 +253,7 @@ def main(args: argparse.Namespace) -> None:
             finally:
                 proc.terminate()
                 proc.wait(10)
-        with infrastructure() as (kafka, redis, infra), local_stack(kafka, redis, infra / "stack") as stack:
-            minted = args.connections * (2 if args.warmup else 1)
+        with local_stack(kafka, redis, infra / "stack") as stack:
             issuer, client, refresh, access = asyncio.run(lanyard_tokens(stack, minted))
             results["lanyard_idp"] = measure(
                 "lanyard",
@@ -220,10 +266,20 @@ def main(args: argparse.Namespace) -> None:
                 scratch,
                 stack.processes["idp"].pid,
             )
-    results["floor"] = {"refresh_per_second": 1300, "introspections_per_second": 3000}
+    for store in () if args.no_peer else PEER_STORES:
+        results[f"lanyard_over_peer_{store}"] = ratios(results["lanyard_idp"], results[f"node_oidc_provider_9_{store}"])
+    results["targets"] = {"refresh_throughput_ratio": 1.2, "introspection_throughput_ratio": 1.5,
+                          "cpu_per_request_ratio_at_most": 1.0}  # fmt: skip
+    runs = {k: v for k, v in results.items() if k == "lanyard_idp" or k.startswith("node_oidc_provider_9_")}
+    errors = sum(run[endpoint]["errors"] for run in runs.values() for endpoint in ("refresh", "introspection"))
+    results["errors"] = errors
     path = write("token_endpoints", results)
-    print(json.dumps({k: v for k, v in results.items() if k in ("lanyard_idp", "node_oidc_provider_9")}, indent=1))
+    print(json.dumps({k: v for k, v in results.items() if k not in ("how_to_run", "parameters")}, indent=1))
     print(f"-> {path}")
+    if errors:
+        print(f"FAILED: {errors} bad answers (status or body); no throughput is reported for those runs")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
@@ -232,4 +288,4 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=10, help="seconds of the same load before measuring, discarded")
     parser.add_argument("--no-peer", action="store_true", help="measure only Lanyard")
-    main(parser.parse_args())
+    raise SystemExit(main(parser.parse_args()))

@@ -1,15 +1,13 @@
--- Refresh-grant load for wrk: each connection holds its own refresh token and swaps in the
+-- Refresh-grant load for wrk: each connection holds its own refresh tokens and swaps in the
 -- rotated one from every response, so the server sees a legitimate rotation chain per token.
--- Reads TOKENS_FILE (one refresh token per line), CLIENT_AUTH (Basic credentials, base64)
--- and TOKEN_PATH from the environment.
+-- An answer counts as good only if it is 200 with a new access token and a new refresh token
+-- that differs from the one presented (rotation); anything else is counted as bad.
+-- Reads TOKENS_FILE (one refresh token per line), CLIENT_AUTH (Basic credentials, base64),
+-- TOKEN_PATH and THREADS from the environment.
+dofile(os.getenv("WRK_COMMON"))
+
 local tokens = {}
 local next_index = 1
-local counter = 0
-
-function setup(thread)
-  counter = counter + 1
-  thread:set("id", counter)
-end
 
 function init(args)
   local i = 0
@@ -31,8 +29,13 @@ function request()
 end
 
 function response(status, headers, body)
-  if status == 200 and current then
-    local rotated = string.match(body, '"refresh_token"%s*:%s*"([^"]+)"')
-    if rotated then tokens[current] = rotated end
+  if status ~= 200 then count("bad_status") return end
+  local rotated = string.match(body, '"refresh_token"%s*:%s*"([^"]+)"')
+  local access = string.match(body, '"access_token"%s*:%s*"([^"]+)"')
+  if current and rotated and access and rotated ~= tokens[current] then
+    tokens[current] = rotated
+    count("ok")
+  else
+    count("bad_body")
   end
 end
