@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import shutil
 import subprocess
@@ -98,17 +97,21 @@ async def revocation_latency(http, ent, pair, app, probe_app) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-async def background_sso(http, ent, devices: list[Device], app: App, rate: float, stop: asyncio.Event) -> int:
-    """SSO logins at about `rate` per second on the live sessions, until `stop`."""
-    done, i = 0, 0
+async def background_sso(
+    http, ent, devices: list[Device], app: App, rate: float, stop: asyncio.Event
+) -> dict[str, int]:
+    """SSO logins at about `rate` per second on the live sessions, until `stop`; each one that
+    does not end with tokens is counted as failed (the live sessions must all keep working)."""
+    counts, i = {"ok": 0, "failed": 0}, 0
     while not stop.is_set():
         device = devices[i % len(devices)]
         i += 1
-        with contextlib.suppress(Exception):
-            if await sso_flow(http, ent, device, app):
-                done += 1
+        try:
+            counts["ok" if await sso_flow(http, ent, device, app) else "failed"] += 1
+        except Exception:
+            counts["failed"] += 1
         await asyncio.sleep(1 / rate)
-    return done
+    return counts
 
 
 async def throughput(http, ent, devices: list[Device], app: App, workers: int, seconds: float) -> dict:
@@ -132,7 +135,8 @@ async def throughput(http, ent, devices: list[Device], app: App, workers: int, s
         "flows": counts["ok"],
         "failed": counts["failed"],
         "seconds": round(elapsed, 2),
-        "flows_per_second": round(counts["ok"] / elapsed, 1),
+        # A run with failed flows reports no throughput (its errors are the result).
+        "flows_per_second": round(counts["ok"] / elapsed, 1) if counts["failed"] == 0 else None,
         "workers": workers,
     }
 
@@ -210,7 +214,8 @@ async def main(args: argparse.Namespace) -> None:
         "revocation_ms": {
             **percentiles(revocations),
             "live_sessions": args.live,
-            "background_sso_flows": background_done,
+            "background_sso_flows": background_done["ok"],
+            "background_sso_failed": background_done["failed"],
             "target": {"p50": 15, "p99": 50},
         },
         "grant_ms": {**percentiles(grants), "target": {"p99": 100}},
@@ -218,11 +223,17 @@ async def main(args: argparse.Namespace) -> None:
         "sso_throughput_light_client": node_flows,
         "rss_mb": {**memory, "target_each_process": 200},
     }
+    if node_flows and node_flows.get("failed"):
+        node_flows["flows_per_second"] = None
+    errors = background_done["failed"] + flows["failed"] + (node_flows or {}).get("failed", 0)
+    result["errors"] = errors
     path = write("locker_sso", result)
     print(
         f"revocation ms {result['revocation_ms']}\ngrant ms {result['grant_ms']}\n"
         f"throughput {flows}\nthroughput, light client {node_flows}\nrss MB {memory}\n-> {path}"
     )
+    if errors:
+        raise SystemExit(f"FAILED: {errors} SSO flows did not end with tokens; no throughput is reported")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

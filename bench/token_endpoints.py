@@ -187,10 +187,12 @@ def peer_tokens(
         stderr=log,
         text=True,
         env={
-            "PORT": str(port), "GRANTS": str(n), "ADAPTER": store,
+            "PORT": str(port),
+            "GRANTS": str(n),
+            "ADAPTER": store,
             "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/1",  # same server, its own database
             "PATH": "/usr/bin:/usr/local/bin:/bin",
-        },  # fmt: skip
+        },
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
