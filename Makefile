@@ -5,12 +5,14 @@ UV := deploy/uv.sh  # resolves (and installs) uv on every call, never in advance
 KAFKA := deploy/kafka/kafka.sh
 BOOTSTRAP ?= 127.0.0.1:29092
 PYTEST_ARGS ?=
+DEMO ?= 1
 
-.PHONY: help setup apt uv check-setup kafka-fetch run test lint fmt contracts bench \
+.PHONY: help setup apt uv check-setup kafka-fetch run demo test lint fmt contracts bench \
         kafka-start kafka-stop kafka-topics kafka-groups kafka-tail redis-start redis-stop stop
 
 help:
-	@echo "make run    - start Kafka, Redis, every service and the gateway (Ctrl-C stops all)"
+	@echo "make run    - start Kafka, Redis, every service and the gateway, seed the demo (Ctrl-C stops all; DEMO=0: no demo)"
+	@echo "make demo   - with make run going: checkout → SSO → lock → face unlock → checkin, with a timeline"
 	@echo "make test   - install what the tests need, then run lint and every test"
 	@echo "make lint | contracts | bench | kafka-topics | kafka-groups | kafka-tail TOPIC=..."
 
@@ -29,8 +31,11 @@ kafka-fetch:
 
 setup: apt uv kafka-fetch
 
-run: setup
-	@deploy/run.sh
+run: setup  ## DEMO=0 skips the demo enterprise and rover-demo
+	@DEMO=$(DEMO) deploy/run.sh
+
+demo: uv  ## against a running `make run`: the whole story with a timeline (exit 1 if an effect is missing)
+	@$(UV) run --no-sync lanyard demo play
 
 lint: uv
 	$(UV) run --no-sync ruff check .
