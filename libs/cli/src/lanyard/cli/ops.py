@@ -33,16 +33,23 @@ def ops() -> None:
 
 
 async def redrive(
-    bootstrap: str, dlq: str, *, dry_run: bool = False, only_group: str | None = None, idle_s: float = 2.0
+    bootstrap: str,
+    dlq: str,
+    *,
+    dry_run: bool = False,
+    only_group: str | None = None,
+    idle_s: float = 2.0,
+    group_id: str = REDRIVE_GROUP,
 ) -> list[dict[str, Any]]:
-    """Re-drive every record of `dlq` not re-driven before; returns what was (or would be) sent."""
+    """Re-drive every record of `dlq` not re-driven before (by `group_id`); returns what was (or
+    would be) sent. It stops once the topic has been idle for `idle_s`."""
     source = dlq.removesuffix(".dlq")
     if not dlq.endswith(".dlq") or dlq not in BY_NAME or source not in BY_NAME:
         raise Refused("unknown_topic", f"{dlq} is not a Lanyard dead-letter topic (<topic>.dlq)")
     consumer = AIOKafkaConsumer(
         dlq,
         bootstrap_servers=bootstrap,
-        group_id=REDRIVE_GROUP,
+        group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
