@@ -50,7 +50,7 @@ def demo(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     assert seeded.exit_code == 0, seeded.output
     assert json.loads(seeded.stdout)["seeded"] is True
     log = (work / "rover-demo.log").open("wb")
-    rover_demo = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    rover_demo = subprocess.Popen(
         [sys.executable, "-m", "lanyard.rover_demo", "--demo-file", str(demo_file), "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -90,7 +90,9 @@ def test_seed_is_idempotent_and_makes_the_enterprise_ready(demo):
     assert demo["file"].stat().st_mode & 0o077 == 0, "the demo file holds secrets: owner only"
     assert set(state["users"]) == {"nurse.jane", "dr.oliver", "nurse.sam"}
     assert all(u["otpauth_uri"].startswith("otpauth://totp/") for u in state["users"].values())
-    code, again = lanyard(demo, "demo", "seed", "--gateway", state["gateway"], "--enterprise-id", state["enterprise_id"])
+    code, again = lanyard(
+        demo, "demo", "seed", "--gateway", state["gateway"], "--enterprise-id", state["enterprise_id"]
+    )
     assert code == 0 and again["seeded"] is False
     code, report = lanyard(demo, "admin", "readiness")
     assert code == 0 and report["ready"] is True, report
@@ -165,7 +167,7 @@ def test_cli_admin_users_profiles_and_audit(demo):
 def test_make_demo_plays_the_whole_story(demo):
     """`make demo` is `lanyard demo play`: run it as a process, as make does."""
     env = {**os.environ, **demo["env"]}
-    done = subprocess.run(  # noqa: S603 - the workspace's own console script
+    done = subprocess.run(
         [str(Path(sys.executable).with_name("lanyard")), "demo", "play", "--json"],
         env=env,
         capture_output=True,
@@ -190,6 +192,7 @@ def test_gateway_serves_openapi_and_the_apple_association(demo, stack):
     aasa = httpx.get(f"{stack.base_url}/.well-known/apple-app-site-association", timeout=10)
     assert aasa.status_code == 200 and aasa.headers["content-type"] == "application/json"
     code, exported = lanyard(demo, "admin", "mobileconfig")
+    assert code == 0
     profile = plistlib.loads(exported["mobileconfig"].encode())
     sso = profile["PayloadContent"][0]
     assert sso["Type"] == "Redirect" and sso["URLs"] == [demo["state"]["issuer"]]

@@ -158,7 +158,8 @@ def _channel(topic: Topic, messages: dict[str, Any]) -> dict[str, Any]:
         config["retention.ms"] = topic.retention_ms
     return {
         "address": topic.name,
-        "description": f"key: {topic.key}; {topic.partitions} partition(s); {topic.cleanup}; producer: {topic.producer}",
+        "description": f"key: {topic.key}; {topic.partitions} partition(s); {topic.cleanup}; "
+        f"producer: {topic.producer}",
         "messages": messages,
         "bindings": {
             "kafka": {
