@@ -5,6 +5,7 @@ and what the gateway serves besides the services (OpenAPI, apple-app-site-associ
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import plistlib
@@ -22,8 +23,9 @@ from click.testing import CliRunner
 
 from lanyard.cli import apidocs
 from lanyard.cli.main import cli
+from lanyard.contracts import topics
 from lanyard.harness.stack import Stack
-from lanyard.runtime.testing import free_port
+from lanyard.runtime.testing import consumer_lag, eventually, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -147,7 +149,7 @@ def test_cli_face_mode_refusal_shows_the_products_error(demo):
     assert code == 0
 
 
-def test_cli_admin_users_profiles_and_audit(demo):
+def test_cli_admin_users_profiles_and_audit(demo, kafka_bootstrap):
     code, user = lanyard(demo, "admin", "users", "add", "nurse.kim", "--badge", "badge-9001")
     assert code == 0 and user["otpauth_uri"].startswith("otpauth://totp/") and user["password"]
     code, users = lanyard(demo, "admin", "users", "list")
@@ -160,6 +162,12 @@ def test_cli_admin_users_profiles_and_audit(demo):
     assert code == 1 and bad["error"] == "invalid_redirect_uri"
     code, deployed = lanyard(demo, "admin", "deploy", profile["client_id"], "--user", "nurse.kim")
     assert code == 0 and deployed["users"] == [user["user_id"]]
+
+    # The whole-chain check reads the live log file: let the audit service catch up first.
+    async def audit_caught_up():
+        return await consumer_lag(kafka_bootstrap, "lanyard-audit", [t.name for t in topics.TOPICS]) == 0
+
+    asyncio.run(eventually(audit_caught_up, 60, 0.2, what="the audit service consumed every topic"))
     code, verdict = lanyard(demo, "admin", "audit-verify", "--db", demo["env"]["LANYARD_AUDIT_DB_PATH"])
     assert code == 0 and verdict["ok"] is True and verdict["records"] > 0 and verdict["chain"]["ok"], verdict
 
@@ -174,6 +182,7 @@ def test_make_demo_plays_the_whole_story(demo):
         timeout=120,
     )
     timeline = json.loads(done.stdout)
+    assert "steps" in timeline, (timeline, done.stderr.decode()[-2000:])
     failed = [s for s in timeline["steps"] if not s["ok"]]
     assert done.returncode == 0 and timeline["ok"] and not failed, (failed, done.stderr.decode()[-2000:])
     steps = {s["step"]: s for s in timeline["steps"]}
@@ -196,5 +205,6 @@ def test_gateway_serves_openapi_and_the_apple_association(demo, stack):
     profile = plistlib.loads(exported["mobileconfig"].encode())
     sso = profile["PayloadContent"][0]
     assert sso["Type"] == "Redirect" and sso["URLs"] == [demo["state"]["issuer"]]
+    assert "apple-app-site-association" in profile["PayloadDescription"]
     # The extension the profile installs is the app the host's association file vouches for.
     assert aasa.json() == {"authsrv": {"apps": [f"{sso['TeamIdentifier']}.{sso['ExtensionIdentifier']}"]}}

@@ -158,7 +158,7 @@ async def checkout(
         device = _open(http, t, path, needs_session=False)
         # With no code to send, the IdP says whether it wants one (second_factor_required).
         with_totp = bool(totp or person.totp_secret)
-        await device.check_out(person, totp=totp, badge=bool(badge), with_totp=with_totp)
+        await device.check_out(person, totp=totp, badge=bool(badge), with_totp=with_totp, next_code_if_spent=True)
         _save(device, path)
         view = await _decided(device, wait_s)
     _session_view(out, view)

@@ -143,6 +143,7 @@ def runs(coro_fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
             if out.as_json:
                 click.echo(json.dumps({"error": "unreachable", "error_description": what}))
             out.err.print(f"[bold red]unreachable:[/] {what}")
+            out.err.print("[dim]hint: is the gateway up? `make run` starts the stack (--gateway / LANYARD_GATEWAY)[/]")
             code = UNAVAILABLE
         sys.exit(code)
 

@@ -141,7 +141,7 @@ async def _story(tl: Timeline, demo: dict[str, Any], username: str, bound: float
         tl.add("MDM enrols a shared iPhone", _ms(t), f"{device.device_id}, P-256 device key")
 
         t = time.perf_counter()
-        handle = await device.check_out(person)
+        handle = await device.check_out(person, next_code_if_spent=True)
         tl.add(f"checkout: {username}, password + TOTP", _ms(t), f"device session {handle[:10]}… ({u['policy']})")
 
         t = time.perf_counter()

@@ -16,7 +16,7 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
-from lanyard.harness.admin import App, Person, _ok
+from lanyard.harness.admin import ApiError, App, Person, _ok, totp_now
 from lanyard.runtime.proofs import sign_device_proof, sign_device_result
 
 
@@ -110,10 +110,29 @@ class Device:
         return _ok(response)["assertion"]
 
     async def check_out(
-        self, person: Person, *, totp: str | None = None, badge: bool = False, with_totp: bool = True
+        self,
+        person: Person,
+        *,
+        totp: str | None = None,
+        badge: bool = False,
+        with_totp: bool = True,
+        next_code_if_spent: bool = False,
     ) -> str:
-        """Sign in and check the device out; returns the device-session handle."""
-        assertion = await self.sign_in(person, totp=totp, badge=badge, with_totp=with_totp)
+        """Sign in and check the device out; returns the device-session handle.
+
+        A TOTP code is single-use (RFC 6238 §5.2): when the person's current code was already
+        spent (a checkout on another device within the same 30 s), a user waits for the next
+        one. The IdP accepts the next step's code too (±1 step), so with `next_code_if_spent`
+        a refusal of a code made from the person's secret is retried once with the next code."""
+        try:
+            assertion = await self.sign_in(person, totp=totp, badge=badge, with_totp=with_totp)
+        except ApiError as refused:
+            if not (next_code_if_spent and totp is None and with_totp and person.totp_secret):
+                raise
+            if refused.error != "invalid_grant":
+                raise
+            following = totp_now(person.totp_secret, time.time() + 30)
+            assertion = await self.sign_in(person, totp=following, badge=badge)
         response = await self._proved(
             "POST", self._locker(f"/devices/{self.device_id}/checkout"), json={"assertion": assertion}
         )
