@@ -66,7 +66,7 @@ for svc in "${SERVICES[@]}"; do
 done
 start gateway "$here/gateway/gateway.sh" run
 up=1
-for svc in "${SERVICES[@]}"; do wait_http "http://127.0.0.1:8480/_health/$svc" 60 || up=0; done
+for svc in "${SERVICES[@]}"; do wait_http "http://127.0.0.1:8480/_health/$svc" 120 || up=0; done
 if [ "$up" = 1 ]; then
   echo "run: stack is up — gateway http://127.0.0.1:8480 (health: /_health/<service>); Ctrl-C stops it"
 else
