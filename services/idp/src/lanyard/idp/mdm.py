@@ -33,7 +33,12 @@ def sso_extension_profile(enterprise_id: str, issuer: str, extension_id: str, te
         "PayloadIdentifier": base_id,
         "PayloadUUID": profile_uuid,
         "PayloadDisplayName": f"Lanyard SSO extension ({enterprise_id})",
-        "PayloadDescription": "Lets the Locker SSO extension sign users in to OpenID Connect apps.",
+        # Apple hands a Redirect extension the URLs' requests only if their host vouches for it:
+        # the gateway's /.well-known/apple-app-site-association lists TeamIdentifier.ExtensionIdentifier.
+        "PayloadDescription": (
+            "Lets the Locker SSO extension sign users in to OpenID Connect apps. The issuer's host serves "
+            f"/.well-known/apple-app-site-association listing {team_id}.{extension_id} under authsrv."
+        ),
         "PayloadScope": "System",
         "PayloadContent": [sso_payload],
     }
