@@ -8,7 +8,7 @@
 #
 # Environment: GATEWAY_PORT (8480), GATEWAY_DATA_DIR (.var/gateway), and the upstream ports
 # LANYARD_IDP_HTTP_PORT (8101), LANYARD_SESSION_HTTP_PORT (8102), LANYARD_POLICY_HTTP_PORT (8103),
-# LANYARD_AUDIT_HTTP_PORT (8104).
+# LANYARD_AUDIT_HTTP_PORT (8104), LANYARD_CONSOLE_HTTP_PORT (8105).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -29,6 +29,7 @@ configure() {
       -e "s#@SESSION_PORT@#${LANYARD_SESSION_HTTP_PORT:-8102}#g" \
       -e "s#@POLICY_PORT@#${LANYARD_POLICY_HTTP_PORT:-8103}#g" \
       -e "s#@AUDIT_PORT@#${LANYARD_AUDIT_HTTP_PORT:-8104}#g" \
+      -e "s#@CONSOLE_PORT@#${LANYARD_CONSOLE_HTTP_PORT:-8105}#g" \
       "$here/nginx.conf.in" > "$data/nginx.conf"
 }
 

@@ -35,7 +35,7 @@ from lanyard.audit.domain import (
     seal,
     sequence_gap,
 )
-from lanyard.audit.ports import AppendResult, GapReport, RecordQuery
+from lanyard.audit.ports import AppendResult, ChainAdmin, GapReport, RecordQuery
 
 T = TypeVar("T")
 
@@ -492,6 +492,10 @@ class SqliteAuditStore:
     async def count(self) -> int:
         """Number of records, on a reader thread."""
         return await self._read(lambda log: log.count())
+
+    async def with_chain(self, fn: Callable[[ChainAdmin], T]) -> T:
+        """`fn` over a reader's connection, on a reader thread."""
+        return await self._read(fn)
 
     async def close(self) -> None:
         """Close every connection and stop the threads."""
