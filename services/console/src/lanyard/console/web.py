@@ -126,10 +126,10 @@ class Ctx:
         """A console URL of this enterprise."""
         return f"/console/e/{quote(self.eid, safe='')}/{path}"
 
-    def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def render(self, page: str, status: int = 200, /, **context: Any) -> HTMLResponse:
         flash = self.session.flash.pop("message", None)
         return render(
-            template,
+            page,
             status,
             ctx=self,
             session=self.session,
@@ -159,8 +159,8 @@ class Ctx:
         return RedirectResponse(self.url(path), 303)
 
 
-def render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(templates.get_template(template).render(**context), status)
+def render(page: str, status: int = 200, /, **context: Any) -> HTMLResponse:
+    return HTMLResponse(templates.get_template(page).render(**context), status)
 
 
 def _next_path(request: Request) -> str:

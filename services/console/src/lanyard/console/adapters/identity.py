@@ -13,7 +13,7 @@ import base64
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -157,7 +157,23 @@ class Identity:
             raise SignInFailed(f"the ID token is not valid ({exc.reason})") from None
         if not secrets.compare_digest(str(claims.get("nonce", "")), pending.nonce):
             raise SignInFailed("the ID token does not belong to this sign-in")
-        return await self._tokens(pending.enterprise_id, body, id_token, claims)
+        tokens = await self._tokens(pending.enterprise_id, body, id_token, claims)
+        profile = await self._userinfo(pending.enterprise_id, tokens.access_token)
+        if profile.get("sub") != tokens.user_id:
+            return tokens
+        username = str(profile.get("preferred_username") or tokens.username)
+        return replace(tokens, username=username, name=str(profile.get("name") or username))
+
+    async def _userinfo(self, eid: str, access_token: str) -> dict[str, Any]:
+        """Who signed in, for the page header (the ID token carries only `sub` unless asked)."""
+        try:
+            response = await self._http.get(
+                self._server_side(eid, "userinfo"), headers={"Authorization": f"Bearer {access_token}"}
+            )
+            body = response.json() if response.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            body = {}
+        return body if isinstance(body, dict) else {}
 
     async def refresh(self, eid: str, refresh_token: str, id_token: str) -> Tokens:
         """New tokens from the refresh token (roles re-read by the IdP)."""
