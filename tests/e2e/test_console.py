@@ -191,23 +191,22 @@ def _bearer(ent: Enterprise) -> dict[str, str]:
 async def test_a_non_superadmin_cannot_reach_app_profiles_page_or_api(stack, browser, api):
     ent, _ = await open_enterprise(stack, api)
     admin = await ent.add_user("ward.admin", roles=["admin"])
-    # The admin's own bearer token, as the CLI would get it (the next TOTP step: the browser
-    # sign-in below uses the current one, and a code is accepted once).
-    token_answer = await api.post(
-        f"{ent.issuer}/admin/token",
-        data={
-            "username": admin.username,
-            "password": admin.password,
-            "totp": totp_now(admin.totp_secret, time.time() + 30),
-        },
-    )
-    assert token_answer.status_code == 200, token_answer.text
-    admin_token = token_answer.json()["access_token"]
-    refused = await api.get(f"{ent.issuer}/admin/app-profiles", headers={"Authorization": f"Bearer {admin_token}"})
-    assert refused.status_code == 403 and refused.json()["detail"]["error"] == "insufficient_role"
-
     context, page = await sign_in(browser, stack, ent, admin)
     try:
+        # The admin's own bearer token, as the CLI would get it (the next TOTP step: the browser
+        # sign-in used the current one, and steps are accepted once, in order).
+        token_answer = await api.post(
+            f"{ent.issuer}/admin/token",
+            data={
+                "username": admin.username,
+                "password": admin.password,
+                "totp": totp_now(admin.totp_secret, time.time() + 30),
+            },
+        )
+        assert token_answer.status_code == 200, token_answer.text
+        admin_token = token_answer.json()["access_token"]
+        refused = await api.get(f"{ent.issuer}/admin/app-profiles", headers={"Authorization": f"Bearer {admin_token}"})
+        assert refused.status_code == 403 and refused.json()["detail"]["error"] == "insufficient_role"
         nav = await page.locator("nav").inner_text()
         assert "SSO application profiles" not in nav and "Users and groups" in nav and "Audit trail" not in nav
         response = await page.goto(f"/console/e/{ent.enterprise_id}/apps")
@@ -269,8 +268,8 @@ async def test_readiness_of_a_fresh_enterprise_turns_green_as_the_pages_configur
         code = (await page.locator("#code-value").inner_text()).strip()
         first = await page.locator("#countdown").inner_text()
         assert re.fullmatch(r"[45]:\d\d", first), first
-        await page.wait_for_function("document.getElementById('countdown').textContent !== arguments[0]", arg=first)
-        await page.get_by_label("Cloud provisioning code").fill(code)
+        await page.wait_for_function("(first) => document.getElementById('countdown').textContent !== first", arg=first)
+        await page.get_by_role("textbox", name="Cloud provisioning code").fill(code)
         await page.get_by_role("button", name="Establish trust").click()
         assert await page.locator("#trust-state").inner_text() == "established"
         await row_passes(page, ent, "cloud connection established")
