@@ -483,7 +483,7 @@ async def test_screenshots_of_every_main_page(stack, browser, api, tmp_path, log
         await console_page(page, ent, "audit")
         assert "Hash chain verified" in await page.locator("#chain-status").inner_text()
         assert await page.locator("#audit-records tbody tr").count() > 5
-        await page.screenshot(path=str(out / "audit-trail.png"), full_page=True)
+        await page.screenshot(path=str(out / "audit-trail.png"))
     finally:
         await context.close()
     assert len(list(out.glob("*.png"))) >= 16  # noqa: ASYNC240 - after every page closed

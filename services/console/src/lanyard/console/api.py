@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from markupsafe import Markup
 
 from lanyard.console.adapters.admin_api import ApiError
-from lanyard.console.web import ALL_ADMINS, WRITERS, Ctx, Refused, api_message, form_list, posted, signed_in
+from lanyard.console.web import ALL_ADMINS, WRITERS, Ctx, Refused, api_message, form_list, posted, signed_in, when
 
 SUPER = ("superadmin",)
 AUDIT = ("auditor", "superadmin")
@@ -225,7 +225,16 @@ def pages_router() -> APIRouter:
     async def session_rows(ctx: Ctx) -> list[dict[str, Any]]:
         names = await _names(ctx)
         rows = await ctx.admin.device_sessions()
-        return [{**s, "username": names.get(s["user_id"], s["user_id"])} for s in rows]
+        return [
+            {
+                **s,
+                "username": names.get(s["user_id"], s["user_id"]),
+                # Formatted here for the page and its live updates alike.
+                "checked_out": when(s.get("checked_out_at")),
+                "last_activity": when(s.get("last_activity_at")),
+            }
+            for s in rows
+        ]
 
     @r.get("/sessions")
     async def sessions(request: Request, enterprise_id: str) -> Response:

@@ -77,7 +77,8 @@ function liveSessions() {
     tr.dataset.state = s.state;
     tr.append(cell(s.username, "th"), cell(s.device_id));
     const state = cell(s.state); state.className = "state"; tr.append(state);
-    tr.append(cell(s.auth_mode), cell(s.checked_out_at), cell(s.last_activity_at));
+    const activity = cell(s.last_activity); activity.className = "activity";
+    tr.append(cell(s.auth_mode), cell(s.checked_out), activity);
     const action = document.createElement("td");
     const button = document.createElement("button");
     button.type = "button"; button.textContent = "Force checkin";
@@ -111,7 +112,7 @@ function liveSessions() {
           if (!closing.has(s.device_session_id)) {
             existing.dataset.state = s.state;
             existing.querySelector(".state").textContent = s.state;
-            existing.children[5].textContent = s.last_activity_at ?? "—";
+            existing.querySelector(".activity").textContent = s.last_activity;
           }
         } else {
           body.append(row(s));
