@@ -175,6 +175,15 @@ class SqliteLog:
         """Close the connection."""
         self._conn.close()
 
+    def consistent(self, fn: Callable[[SqliteLog], T]) -> T:
+        """`fn` inside one read transaction: every read sees the same snapshot of the file, so a
+        chain check made while the writer appends never sees a head newer than its records."""
+        self._conn.execute("BEGIN")
+        try:
+            return fn(self)
+        finally:
+            self._conn.execute("ROLLBACK")
+
     # ---------------------------------------------------------------------------------- writes
 
     def append(self, entry: Entry) -> AppendResult:
@@ -494,8 +503,8 @@ class SqliteAuditStore:
         return await self._read(lambda log: log.count())
 
     async def with_chain(self, fn: Callable[[ChainAdmin], T]) -> T:
-        """`fn` over a reader's connection, on a reader thread."""
-        return await self._read(fn)
+        """`fn` over one consistent snapshot of a reader's connection, on a reader thread."""
+        return await self._read(lambda log: log.consistent(fn))
 
     async def close(self) -> None:
         """Close every connection and stop the threads."""
