@@ -517,7 +517,7 @@ def pages_router() -> APIRouter:
             except ApiError as exc:
                 access = {"error": api_message(exc)}
         return ctx.render("audit.html", title="Audit trail", page=page, filters=filters, error=error,
-                          verification=verification, access=access, query=dict(q))  # fmt: skip
+                          verification=verification, access=access, query=dict(q), names=await _names(ctx))  # fmt: skip
 
     @r.get("/audit/export")
     async def audit_export(request: Request, enterprise_id: str, format: str = "csv") -> Response:
