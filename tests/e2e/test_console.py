@@ -141,6 +141,7 @@ async def test_sign_in_and_the_rover_profile_secret_is_shown_once(stack, browser
 
         await page.reload()
         assert await page.locator("#credentials").count() == 0, "the secret is shown once only"
+        assert await page.locator(".flash").count() == 0, "a message is shown once too"
         assert secret not in await page.content()
         assert "A client secret was issued" in await page.locator("main").inner_text()
 

@@ -134,6 +134,7 @@ class Ctx:
     console: Console
     session: ConsoleSession
     admin: Admin
+    message: dict[str, str] | None = None
 
     @property
     def eid(self) -> str:
@@ -144,14 +145,13 @@ class Ctx:
         return f"/console/e/{quote(self.eid, safe='')}/{path}"
 
     def render(self, page: str, status: int = 200, /, **context: Any) -> HTMLResponse:
-        flash = self.session.flash.pop("message", None)
         return render(
             page,
             status,
             ctx=self,
             session=self.session,
             nav=[n for n in NAV if self.session.has(*n.roles)],
-            flash=flash,
+            flash=self.message,
             csrf=Markup('<input type="hidden" name="csrf_token" value="%s">') % self.session.csrf,
             **context,
         )
@@ -204,6 +204,10 @@ async def signed_in(request: Request, enterprise_id: str, roles: Iterable[str] =
         session.with_tokens(tokens)
         await console.sessions.save(session)
     ctx = Ctx(request, console, session, console.api.as_admin(enterprise_id, session.access_token))
+    if "message" in session.flash and not request.headers.get("accept", "").startswith("application/json"):
+        # The message a POST left for the page it redirected to: shown on this page, then gone.
+        ctx.message = session.flash.pop("message")
+        await console.sessions.save(session)
     roles = tuple(roles)
     if not session.has(*roles):
         raise Refused(403, f"This page needs one of these roles: {', '.join(roles)}.")
