@@ -15,6 +15,7 @@ import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -485,6 +486,21 @@ async def test_screenshots_of_every_main_page(stack, browser, api, tmp_path, log
         assert "Hash chain verified" in await page.locator("#chain-status").inner_text()
         assert await page.locator("#audit-records tbody tr").count() > 5
         await page.screenshot(path=str(out / "audit-trail.png"))
+        # Filters, the export and the access question, as the security office uses them.
+        await page.locator("#audit-filters").get_by_label("Device ID").fill(device.device_id)
+        await page.get_by_role("button", name="Filter").click()
+        devices = await page.locator("#audit-records tbody td:nth-child(6)").all_inner_texts()
+        assert devices and set(devices) == {device.device_id}
+        async with page.expect_download() as download:
+            await page.get_by_role("link", name="Export CSV").click()
+        exported = Path(await (await download.value).path()).read_text()  # noqa: ASYNC240 - a small local file
+        assert exported.startswith("seq,event_id,type") and device.device_id in exported
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        await page.goto(
+            f"/console/e/{ent.enterprise_id}/audit?access_client_id={rover.client_id}"
+            f"&access_device_id={device.device_id}&access_at={now}"
+        )
+        assert nurse.user_id in await page.locator("#access-result").inner_text()
     finally:
         await context.close()
     assert len(list(out.glob("*.png"))) >= 16  # noqa: ASYNC240 - after every page closed
