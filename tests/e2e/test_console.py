@@ -222,6 +222,22 @@ async def test_a_non_superadmin_cannot_reach_app_profiles_page_or_api(stack, bro
         await page.get_by_label("Display name").fill("Ann")
         await page.get_by_role("button", name="Add user").click()
         assert "Added nurse.ann." in await page.locator(".flash").inner_text()
+        ann_id = (await page.locator("dl.facts code").first.inner_text()).strip()
+        await page.get_by_label("New password").fill("a new long password")
+        await page.get_by_role("button", name="Reset password").click()
+        assert "The password is reset." in await page.locator(".flash").inner_text()
+
+        async def locker_sign_in() -> dict:
+            body = {"device_id": "d1", "username": "nurse.ann", "password": "a new long password"}
+            return (await api.post(f"{ent.issuer}/locker/authn", json=body)).json()
+
+        # The new password is accepted: what is missing is only her second factor.
+        assert (await locker_sign_in())["error"] == "second_factor_required"
+        await page.get_by_role("button", name="Disable account").click()
+        assert await page.locator("#user-status").inner_text() == "disabled"
+        ann = await ent._call("GET", f"/e/{ent.enterprise_id}/admin/users/{ann_id}")
+        assert ann["status"] == "disabled"
+        assert (await locker_sign_in())["error"] != "second_factor_required", "a disabled account gets no further"
         # ...but not to make someone an admin: the role list offers no admin role, and the API
         # refuses a forged one.
         await console_page(page, ent, "users")
