@@ -8,7 +8,7 @@
 #
 # Environment: GATEWAY_PORT (8480), GATEWAY_DATA_DIR (.var/gateway), and the upstream ports
 # LANYARD_IDP_HTTP_PORT (8101), LANYARD_SESSION_HTTP_PORT (8102), LANYARD_POLICY_HTTP_PORT (8103),
-# LANYARD_AUDIT_HTTP_PORT (8104). The apple-app-site-association lists LANYARD_AASA_APP_IDS
+# LANYARD_AUDIT_HTTP_PORT (8104), LANYARD_CONSOLE_HTTP_PORT (8105). The apple-app-site-association lists LANYARD_AASA_APP_IDS
 # (comma-separated TEAMID.bundle-id), by default the Locker SSO extension the IdP's .mobileconfig
 # names: LANYARD_IDP_SSO_EXTENSION_TEAM_IDENTIFIER.LANYARD_IDP_SSO_EXTENSION_IDENTIFIER.
 set -euo pipefail
@@ -43,6 +43,7 @@ configure() {
       -e "s#@SESSION_PORT@#${LANYARD_SESSION_HTTP_PORT:-8102}#g" \
       -e "s#@POLICY_PORT@#${LANYARD_POLICY_HTTP_PORT:-8103}#g" \
       -e "s#@AUDIT_PORT@#${LANYARD_AUDIT_HTTP_PORT:-8104}#g" \
+      -e "s#@CONSOLE_PORT@#${LANYARD_CONSOLE_HTTP_PORT:-8105}#g" \
       "$here/nginx.conf.in" > "$data/nginx.conf"
 }
 

@@ -174,3 +174,38 @@ async def test_gaps_report_is_empty_for_a_complete_day(env):
     client, _, _ = env
     body = (await client.get(f"/audit/e/{EID}/gaps")).json()
     assert body == {"sequence_gaps": [], "offset_gaps": []}
+
+
+async def test_verification_recomputes_the_chain_and_names_no_event(env, filled):
+    client, issuer, _ = env
+    r = await client.get(f"/audit/e/{EID}/verification")
+    assert r.status_code == 200
+    verdict = r.json()
+    with_both = SqliteLog(filled[0], "NORMAL", create=False)
+    try:
+        assert verdict["ok"] is True and verdict["count"] == with_both.count() > 0
+    finally:
+        with_both.close()
+    assert "broken_event_id" not in verdict
+    admin = issuer.admin_token(EID, "admin-1", "admin")
+    refused = await client.get(f"/audit/e/{EID}/verification", headers={"Authorization": f"Bearer {admin}"})
+    assert refused.status_code == 403
+
+
+async def test_verification_reports_a_tampered_record(tmp_path, issuer):
+    path = tmp_path / "audit.sqlite"
+    log = SqliteLog(path, "NORMAL")
+    for entry in positioned(generate_day(EID, devices=1, users=2, shifts=1).events, 0):
+        log.append(entry)
+    log.close()
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE records SET event_json = replace(event_json, 'user', 'resu') WHERE seq = 3")
+    settings = AuditSettings(db_path=path, consume=False, public_base_url=BASE)
+    app = create_app(settings, verifier=TokenVerifier(BASE, issuer.static_jwks()))
+    token = issuer.admin_token(EID, "su", "superadmin")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit") as client:
+        r = await client.get(f"/audit/e/{EID}/verification", headers={"Authorization": f"Bearer {token}"})
+    await app.state.store.close()
+    assert r.status_code == 200 and r.json()["ok"] is False and r.json()["broken_seq"] == 3

@@ -608,3 +608,15 @@ async def test_readiness_of_a_half_configured_enterprise_api_and_cli(world):
     assert proc.returncode == 0, err.decode()
     assert "cloud connection established" in text and "Gear menu > Cloud connection" in text
     assert text.count("pass") == 6 and "fail" not in text
+
+
+async def test_seats_in_use_and_valid_per_licence_kind(world):
+    ent = Ent(world)
+    await ent.configure()
+    before = (await world.client.get(ent.url("/seats"), headers=ent.token("auditor"))).json()
+    assert before == {"sso": {"in_use": 0, "valid": 10}, "apa": {"in_use": 0, "valid": 0}}
+    dsid = await ent.checkout(device_id="dev-seat")
+    await ent.wait("entitlement.granted.v1", device_session_id=dsid)
+    after = (await world.client.get(ent.url("/seats"), headers=ent.su)).json()
+    assert after["sso"] == {"in_use": 1, "valid": 10}
+    assert (await world.client.get(ent.url("/seats"))).status_code == 401

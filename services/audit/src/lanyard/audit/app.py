@@ -76,5 +76,7 @@ def create_app(settings: AuditSettings | None = None, **overrides: Any) -> FastA
         return request.app.state.verifier
 
     app.include_router(health_router("audit", runtime.checks()))
-    app.include_router(api_router(store_of, verifier_of, settings.max_page, settings.export_batch))
+    app.include_router(
+        api_router(store_of, verifier_of, settings.max_page, settings.export_batch, settings.checkpoint_verifier())
+    )
     return app

@@ -144,6 +144,39 @@ ADMIN_ROLES: tuple[Role, ...] = ("superadmin", "admin", "auditor")
 ALL_ROLES: tuple[Role, ...] = ("superadmin", "admin", "auditor", "user")
 
 
+def admin_roles(user: User | None) -> list[Role]:
+    """The admin roles an admin token of `user` carries: none for a missing or inactive user."""
+    if user is None or user.status != "active":
+        return []
+    return [r for r in user.roles if r in ADMIN_ROLES]
+
+
+CONSOLE_CLIENT_ID = "lanyard-console"
+"""The admin console's client id, the same in every enterprise (a first-party client)."""
+
+ADMIN_SCOPE = "lanyard:admin"
+"""The scope that makes an access token an admin token (aud lanyard-admin, `roles`): only the
+console client may ask for it, and only users holding an admin role get it."""
+
+
+def console_client(enterprise_id: str, public_base_url: str) -> Client:
+    """The console as an OIDC client of `enterprise_id`: public (PKCE), one exact redirect URI on
+    the gateway's own origin. Built in rather than stored: no admin can edit or delete it, and it
+    never counts as one of the enterprise's SSO application profiles (readiness, deployments)."""
+    base = f"{public_base_url.rstrip('/')}/console"
+    return Client(
+        enterprise_id=enterprise_id,
+        client_id=CONSOLE_CLIENT_ID,
+        profile_name="Lanyard admin console",
+        display_name="Lanyard admin console",
+        client_type="public",
+        redirect_uris=(f"{base}/e/{enterprise_id}/callback",),
+        post_logout_redirect_uris=(f"{base}/",),
+        scopes=("openid", "profile", ADMIN_SCOPE),
+        claims=("sub", "name", "preferred_username"),
+    )
+
+
 @dataclass(frozen=True)
 class Group:
     """A directory group."""

@@ -53,6 +53,7 @@ from lanyard.idp.domain import (
     KeyRing,
     OrgSettings,
     User,
+    admin_roles,
     b32_secret,
     otpauth_uri,
     totp_match,
@@ -256,7 +257,7 @@ class TokenIssuer:
 
     async def admin_token(self, eid: str, user: User, ttl_s: int) -> str:
         now = int(self._clock())
-        roles = [r for r in user.roles if r in ("superadmin", "admin", "auditor")]
+        roles = admin_roles(user)
         claims = {
             "iss": issuer_for(self._base, eid),
             "sub": user.user_id,

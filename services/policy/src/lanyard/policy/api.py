@@ -237,6 +237,10 @@ def api_router() -> APIRouter:
             "checks": [c.__dict__ for c in checks],
         }
 
+    @router.get("/seats")
+    async def seats(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = READ) -> Any:
+        return await svc(request).readiness.seats(enterprise_id)
+
     @router.get("/readiness/users/{user_id}")
     async def explain(
         request: Request,

@@ -42,7 +42,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from lanyard.contracts.events import AuthorizationGranted, AuthorizationGrantedPayload
-from lanyard.idp.domain import Client, DeviceSsoError, TemporarilyUnavailable
+from lanyard.idp.domain import ADMIN_SCOPE, Client, DeviceSsoError, TemporarilyUnavailable
 from lanyard.idp.oidc.claims import SCOPES_SUPPORTED
 from lanyard.idp.oidc.discovery import ACR_1FA, ACR_MFA
 from lanyard.idp.oidc.errors import (
@@ -195,7 +195,8 @@ async def _validate(provider: OidcProvider, eid: str, p: Params, client: Client,
     scope = tuple(dict.fromkeys((p.get("scope") or "").split()))
     if "openid" not in scope:
         raise Redirected(invalid_scope("scope must include openid"))
-    unknown = [s for s in scope if s not in SCOPES_SUPPORTED or s not in client.scopes]
+    # The admin scope is not advertised in discovery: only the console client lists it.
+    unknown = [s for s in scope if (s not in SCOPES_SUPPORTED and s != ADMIN_SCOPE) or s not in client.scopes]
     if unknown:
         raise Redirected(invalid_scope(f"scope not allowed: {unknown[0]}"))
     challenge, method = p.get("code_challenge"), p.get("code_challenge_method")

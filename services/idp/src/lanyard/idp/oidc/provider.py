@@ -25,7 +25,7 @@ from fastapi import Request
 
 from lanyard.contracts import Event
 from lanyard.contracts.envelope import Subject
-from lanyard.idp.domain import Client, Enterprise
+from lanyard.idp.domain import CONSOLE_CLIENT_ID, Client, Enterprise, console_client
 from lanyard.idp.oidc.config import OidcConfig
 from lanyard.idp.oidc.errors import invalid_client, invalid_request
 from lanyard.idp.oidc.http import FORM, Params, parse_params
@@ -112,6 +112,8 @@ class OidcProvider:
         hit = self._clients.get((eid, client_id))
         if hit and now - hit[0] < self.config.client_cache_s:
             found = hit[1]
+        elif client_id == CONSOLE_CLIENT_ID:
+            found = console_client(eid, self.config.public_base_url) if self.config.console_client else None
         else:
             found = await self.ports.clients.get(eid, client_id)
             self._clients[(eid, client_id)] = (now, found)
