@@ -156,9 +156,7 @@ class KnownEnterprises:
     for `ttl_s` in a bounded cache (enterprises are not deleted), a no is asked again each time
     (one read-model lookup, no memory)."""
 
-    def __init__(
-        self, lookup: Callable[[str], Awaitable[bool]], max_entries: int = 4096, ttl_s: float = 300
-    ) -> None:
+    def __init__(self, lookup: Callable[[str], Awaitable[bool]], max_entries: int = 4096, ttl_s: float = 300) -> None:
         self._lookup = lookup
         self._yes: LruCache[str, bool] = LruCache(max_entries, ttl_s)
 
