@@ -83,6 +83,8 @@ async def test_the_same_key_with_another_body_or_by_another_caller(world):
     other = await world.post(**{"x-admin": "someone-else"})
     assert other.status_code == 201 and other.json() == {"n": 2}  # its own request, not the first answer
     assert (await world.post(key="x" * 256)).status_code == 400
+    elsewhere = await world.http.post("/e/other/things", json={"a": 1}, headers={"Idempotency-Key": "k1"})
+    assert elsewhere.json() == {"n": 3} and "idempotent-replayed" not in elsewhere.headers  # keys are per enterprise
 
 
 async def test_a_retry_racing_the_first_request_is_told_to_wait(world):
