@@ -76,6 +76,10 @@ class AuditStore(Protocol):
         """Number of records held (all enterprises)."""
         ...
 
+    async def has_enterprise(self, enterprise_id: str) -> bool:
+        """Whether any record of this enterprise is held (tokens are verified only for those)."""
+        ...
+
     async def close(self) -> None:
         """Release connections and threads."""
         ...
