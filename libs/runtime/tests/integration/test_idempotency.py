@@ -128,3 +128,18 @@ async def test_answers_carrying_a_secret_are_kept_only_briefly(world):
     for key in await world.redis.keys("t:ent:idem:*"):
         ttls[key] = await world.redis.ttl(key)
     assert sorted(1 if t <= 60 else 2 for t in ttls.values()) == [1, 2]
+
+
+async def test_keep_s_caps_every_answer_of_a_route_anyone_may_call(world):
+    async def work() -> Response:
+        return JSONResponse({"refused": True}, 400)
+
+    scope = {"type": "http", "method": "POST", "path": "/e/ent/open", "headers": [(b"idempotency-key", b"anon")],
+             "query_string": b"", "app": FastAPI()}  # fmt: skip
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    await world.idem.run(Request(scope, receive), "ent", work, keep_s=30)
+    (key,) = await world.redis.keys("t:ent:idem:*")
+    assert 0 < await world.redis.ttl(key) <= 30

@@ -110,11 +110,14 @@ class Idempotency:
         work: Callable[[], Awaitable[Response]],
         *,
         subject: str | None = None,
+        keep_s: int | None = None,
     ) -> Response:
         """`work()`'s answer, or the first answer to this request's Idempotency-Key.
 
         An exception from `work` becomes the answer the app's exception handler gives it (so a
-        refusal such as a 404 or 409 is replayed like a success); one no handler knows propagates."""
+        refusal such as a 404 or 409 is replayed like a success); one no handler knows propagates.
+        `keep_s` caps how long any answer is kept: for a route anyone may call (no caller to
+        scope by), so made-up keys cannot fill Redis for a day."""
         key = request.headers.get(HEADER)
         if key is None:
             return await work()
@@ -144,6 +147,7 @@ class Idempotency:
             if final(response.status_code) and isinstance(body, bytes):
                 headers = {k: v for k, v in response.headers.items() if k in KEPT_HEADERS}
                 ttl = self.secret_ttl_s if "no-store" in headers.get("cache-control", "") else self.ttl_s
+                ttl = min(ttl, keep_s) if keep_s else ttl
                 answer = StoredAnswer(response.status_code, body, headers, fingerprint)
                 await self._redis.set(redis_key, answer.to_json(), ex=ttl, nx=True)
         finally:

@@ -293,8 +293,11 @@ async def once(
     who: AdminPrincipal | None,
     work: Callable[[], Awaitable[Response]],
 ) -> Response:
-    """A state-changing call under its Idempotency-Key (scoped to the calling admin)."""
-    return await s.idempotency.run(request, enterprise_id, work, subject=who.user_id if who else None)
+    """A state-changing call under its Idempotency-Key, scoped to the calling admin; a call without
+    one (anyone may make it) keeps its answer only briefly."""
+    if who is None:
+        return await s.idempotency.run(request, enterprise_id, work, keep_s=s.idempotency.secret_ttl_s)
+    return await s.idempotency.run(request, enterprise_id, work, subject=who.user_id)
 
 
 def api_router() -> APIRouter:
