@@ -5,118 +5,34 @@ authn API, lockout, and org settings from lanyard.policy-config.v1."""
 from __future__ import annotations
 
 import base64
-import re
-import time
-import uuid
 
-import httpx
 import pytest
-import pytest_asyncio
 
-from lanyard.contracts import topics
 from lanyard.contracts.events import OrgSettingsChanged, OrgSettingsChangedPayload
-from lanyard.idp.app import create_app
-from lanyard.idp.domain import hotp
 from lanyard.idp.service import Passwords, bootstrap
-from lanyard.idp.settings import IdpSettings
 from lanyard.runtime.kafka import EventPublisher
-from lanyard.runtime.testing import TopicProbe, eventually
+from lanyard.runtime.testing import eventually
 from lanyard.runtime.tokens import StaticJwks, TokenVerifier
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
-EID = "acme"
-ROOT_PASSWORD = "correct horse battery staple"
-BASE = "http://127.0.0.1:8480"
-
-
-class Idp:
-    def __init__(self, app, client: httpx.AsyncClient, probe: TopicProbe) -> None:
-        self.app = app
-        self.http = client
-        self.probe = probe
-        self.side = app.state.directory_side
-        self.root_token = ""
-
-    def auth(self, token: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"}
-
-    async def token(self, username: str, password: str, totp: str | None = None) -> httpx.Response:
-        body = {"username": username, "password": password} | ({"totp": totp} if totp else {})
-        return await self.http.post(f"/e/{EID}/admin/token", data=body)
-
-    async def user(self, username: str, password: str = "pa55word-long", **extra) -> dict:
-        body = {"username": username, "display_name": username.title(), "password": password} | extra
-        r = await self.http.post(f"/e/{EID}/admin/users", json=body, headers=self.auth(self.root_token))
-        assert r.status_code == 201, r.text
-        return r.json()
-
-    async def enroll(self, user_id: str) -> bytes:
-        r = await self.http.post(f"/e/{EID}/admin/users/{user_id}/totp", headers=self.auth(self.root_token))
-        assert r.status_code == 201
-        secret = r.json()["secret"]
-        return base64.b32decode(secret + "=" * (-len(secret) % 8))
-
-
-def code(secret: bytes, offset: int = 0) -> str:
-    return hotp(secret, int(time.time()) // 30 + offset)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def running(kafka_bootstrap, redis_url):
-    """One IdP for the whole module (starting one costs consumer-group joins); each test uses
-    its own users and a fresh HTTP client, so tests do not depend on each other."""
-    from lanyard.runtime.redis import create_redis
-
-    r = create_redis(redis_url)
-    await r.flushall()
-    await r.aclose()
-    settings = IdpSettings(consumer_group=f"test-idp-{uuid.uuid4().hex[:8]}", public_base_url=BASE)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        probe = await TopicProbe(kafka_bootstrap, topics.DIRECTORY, topics.APP_PROFILES, topics.OIDC_EVENTS).start()
-        side = app.state.directory_side
-        await bootstrap(
-            side.enterprises, side.keys, side.directory, Passwords(), side.outbox, EID, "Acme", "root", ROOT_PASSWORD
-        )
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-
-            async def ready() -> bool:
-                return (await client.get("/health/ready")).status_code == 200
-
-            # Stopping while consumers are still joining their groups can stall; start settled.
-            await eventually(ready, 60, what="idp ready")
-        yield app, probe
-        await probe.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def idp(running):
-    app, probe = running
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-        env = Idp(app, client, probe)
-        r = await env.token("root", ROOT_PASSWORD)
-        assert r.status_code == 200, r.text
-        env.root_token = r.json()["access_token"]
-        yield env
-
 
 async def test_admin_token_is_an_at_jwt_for_lanyard_admin(idp):
-    r = await idp.token("root", ROOT_PASSWORD)
+    r = await idp.token("root", idp.root_password)
     assert r.headers["cache-control"] == "no-store" and r.json()["expires_in"] == 900
-    verifier = TokenVerifier(BASE, StaticJwks({EID: await idp.side.keys.jwks(EID)}))
-    claims = await verifier.verify(r.json()["access_token"], enterprise_id=EID, audience="lanyard-admin", typ="at+jwt")
+    verifier = TokenVerifier(idp.base, StaticJwks({idp.eid: await idp.side.keys.jwks(idp.eid)}))
+    claims = await verifier.verify(
+        r.json()["access_token"], enterprise_id=idp.eid, audience="lanyard-admin", typ="at+jwt"
+    )
     assert claims["roles"] == ["superadmin"] and claims["exp"] - claims["iat"] == 900
     assert (await idp.token("root", "wrong-password")).json()["error"] == "invalid_grant"
-    assert (await idp.http.post(f"/e/{EID}/admin/token", json={"username": "root"})).status_code == 400
+    assert (await idp.http.post(f"/e/{idp.eid}/admin/token", json={"username": "root"})).status_code == 400
     # Admin sign-ins, good and bad, reach the security office's record like any other.
     signed_in = await idp.probe.wait_for("oidc.user_authenticated.v1", channel="admin_api", user_id=claims["sub"])
     assert signed_in.payload.amr == ("pwd",)
     failed = await idp.probe.wait_for("oidc.authentication_failed.v1", channel="admin_api", username="root")
     assert failed.payload.factor == "password" and "wrong-password" not in failed.to_json().decode()
-    nobody = await idp.http.get(f"/e/{EID}/admin/users")
+    nobody = await idp.http.get(f"/e/{idp.eid}/admin/users")
     assert nobody.status_code == 401 and nobody.headers["www-authenticate"].startswith("Bearer")
     other = await idp.http.get("/e/other/admin/users", headers=idp.auth(idp.root_token))
     assert other.status_code == 401  # one enterprise's token is never valid at another's
@@ -131,20 +47,22 @@ async def test_roles_superadmin_admin_auditor(idp):
     assert (await idp.token("plain", "pa55word-long")).status_code == 403  # no admin role, no token
 
     for token in (admin, auditor):
-        assert (await idp.http.get(f"/e/{EID}/admin/app-profiles", headers=idp.auth(token))).status_code == 403
-        r = await idp.http.post(f"/e/{EID}/admin/app-profiles?template=epic-rover", headers=idp.auth(token), json={})
+        assert (await idp.http.get(f"/e/{idp.eid}/admin/app-profiles", headers=idp.auth(token))).status_code == 403
+        r = await idp.http.post(
+            f"/e/{idp.eid}/admin/app-profiles?template=epic-rover", headers=idp.auth(token), json={}
+        )
         assert r.status_code == 403
-    assert (await idp.http.get(f"/e/{EID}/admin/users", headers=idp.auth(auditor))).status_code == 200
+    assert (await idp.http.get(f"/e/{idp.eid}/admin/users", headers=idp.auth(auditor))).status_code == 200
     r = await idp.http.post(
-        f"/e/{EID}/admin/users", headers=idp.auth(auditor), json={"username": "x", "display_name": "X"}
+        f"/e/{idp.eid}/admin/users", headers=idp.auth(auditor), json={"username": "x", "display_name": "X"}
     )
     assert r.status_code == 403
     r = await idp.http.post(
-        f"/e/{EID}/admin/users", headers=idp.auth(admin), json={"username": "bob", "display_name": "Bob"}
+        f"/e/{idp.eid}/admin/users", headers=idp.auth(admin), json={"username": "bob", "display_name": "Bob"}
     )
     assert r.status_code == 201
     r = await idp.http.post(
-        f"/e/{EID}/admin/users",
+        f"/e/{idp.eid}/admin/users",
         headers=idp.auth(admin),
         json={"username": "evil", "display_name": "E", "roles": ["superadmin"]},
     )
@@ -158,48 +76,52 @@ async def test_user_and_group_changes_are_published_without_secrets(idp):
     secret = await idp.enroll(user["user_id"])
     await idp.probe.wait_for("directory.user_upserted.v1", user_id=user["user_id"], totp_enrolled=True)
     r = await idp.http.patch(
-        f"/e/{EID}/admin/users/{user['user_id']}", json={"display_name": "Nina N"}, headers=idp.auth(idp.root_token)
+        f"/e/{idp.eid}/admin/users/{user['user_id']}", json={"display_name": "Nina N"}, headers=idp.auth(idp.root_token)
     )
     assert r.json()["display_name"] == "Nina N" and r.json()["totp_enrolled"]
     dup = await idp.http.post(
-        f"/e/{EID}/admin/users", json={"username": "NINA", "display_name": "x"}, headers=idp.auth(idp.root_token)
+        f"/e/{idp.eid}/admin/users", json={"username": "NINA", "display_name": "x"}, headers=idp.auth(idp.root_token)
     )
     assert dup.status_code == 409
-    g = await idp.http.post(f"/e/{EID}/admin/groups", json={"name": "ICU"}, headers=idp.auth(idp.root_token))
+    g = await idp.http.post(f"/e/{idp.eid}/admin/groups", json={"name": "ICU"}, headers=idp.auth(idp.root_token))
     gid = g.json()["group_id"]
     await idp.probe.wait_for("directory.group_upserted.v1", group_id=gid)
-    assert (await idp.http.delete(f"/e/{EID}/admin/groups/{gid}", headers=idp.auth(idp.root_token))).status_code == 204
+    assert (
+        await idp.http.delete(f"/e/{idp.eid}/admin/groups/{gid}", headers=idp.auth(idp.root_token))
+    ).status_code == 204
     await idp.probe.wait_for("directory.group_deleted.v1", group_id=gid)
-    r = await idp.http.delete(f"/e/{EID}/admin/users/{user['user_id']}", headers=idp.auth(idp.root_token))
+    r = await idp.http.delete(f"/e/{idp.eid}/admin/users/{user['user_id']}", headers=idp.auth(idp.root_token))
     assert r.status_code == 204
     await idp.probe.wait_for("directory.user_deleted.v1", user_id=user["user_id"])
     wire = b"".join(rec.value for rec in idp.probe.raw)
     assert b"argon2" not in wire and base64.b32encode(secret).rstrip(b"=") not in wire
     assert b"pa55word-long" not in wire
     bad = await idp.http.post(
-        f"/e/{EID}/admin/users", json={"username": "has space", "display_name": "x"}, headers=idp.auth(idp.root_token)
+        f"/e/{idp.eid}/admin/users",
+        json={"username": "has space", "display_name": "x"},
+        headers=idp.auth(idp.root_token),
     )
-    assert bad.status_code == 422
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
 
 
 async def test_app_profiles_template_credentials_once_rotation_metadata(idp):
     h = idp.auth(idp.root_token)
-    tpl = (await idp.http.get(f"/e/{EID}/admin/app-profiles/templates/epic-rover", headers=h)).json()
+    tpl = (await idp.http.get(f"/e/{idp.eid}/admin/app-profiles/templates/epic-rover", headers=h)).json()
     assert tpl["profile_name"] == "Epic Rover" and tpl["display_name"] == "Rover"
     assert tpl["redirect_uris"] == ["com.epic.rover.oidc://callback", "https://mobile.epic.com/rover/OIDC/redirect/"]
-    r = await idp.http.post(f"/e/{EID}/admin/app-profiles?template=epic-rover", headers=h)
+    r = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles?template=epic-rover", headers=h)
     assert r.status_code == 201, r.text
     rover = r.json()
     assert rover["client_type"] == "public" and rover["claims"][:2] == ["sub", "name"]
     await idp.probe.wait_for("app_profile.upserted.v1", client_id=rover["client_id"], template="epic-rover")
-    creds = await idp.http.post(f"/e/{EID}/admin/app-profiles/{rover['client_id']}/credentials", headers=h)
+    creds = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles/{rover['client_id']}/credentials", headers=h)
     assert creds.json() == {"client_id": rover["client_id"]}  # public: no secret
 
     for bad in ("myapp://cb", "https://rp.example.org/cb#x", "https://*.example.org/cb", "http://example.org/cb"):
         body = {"profile_name": "X", "display_name": "X", "redirect_uris": [bad]}
-        r = await idp.http.post(f"/e/{EID}/admin/app-profiles", json=body, headers=h)
+        r = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles", json=body, headers=h)
         assert (r.status_code, r.json()["error"]) == (400, "invalid_redirect_uri")
-    assert len((await idp.http.get(f"/e/{EID}/admin/app-profiles", headers=h)).json()["app_profiles"]) == 1
+    assert len((await idp.http.get(f"/e/{idp.eid}/admin/app-profiles", headers=h)).json()["app_profiles"]) == 1
 
     body = {
         "profile_name": "Conformance RP",
@@ -209,31 +131,31 @@ async def test_app_profiles_template_credentials_once_rotation_metadata(idp):
         "backchannel_logout_uri": "https://rp.example.org/bcl",
         "custom_claims": [{"claim": "dept", "source": "department"}],
     }
-    rp = (await idp.http.post(f"/e/{EID}/admin/app-profiles", json=body, headers=h)).json()
+    rp = (await idp.http.post(f"/e/{idp.eid}/admin/app-profiles", json=body, headers=h)).json()
     cid = rp["client_id"]
-    first = await idp.http.post(f"/e/{EID}/admin/app-profiles/{cid}/credentials", headers=h)
+    first = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles/{cid}/credentials", headers=h)
     assert first.status_code == 201 and first.headers["cache-control"] == "no-store"
     secret = first.json()["client_secret"]
     assert len(base64.urlsafe_b64decode(secret + "==")) == 32
-    again = await idp.http.post(f"/e/{EID}/admin/app-profiles/{cid}/credentials", headers=h)
+    again = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles/{cid}/credentials", headers=h)
     assert again.status_code == 409  # shown once
-    shown = (await idp.http.get(f"/e/{EID}/admin/app-profiles/{cid}", headers=h)).json()
+    shown = (await idp.http.get(f"/e/{idp.eid}/admin/app-profiles/{cid}", headers=h)).json()
     assert shown["has_secret"] and secret not in str(shown)
-    assert await idp.side.clients.verify_secret(EID, cid, secret)
+    assert await idp.side.clients.verify_secret(idp.eid, cid, secret)
 
     rot = await idp.http.post(
-        f"/e/{EID}/admin/app-profiles/{cid}/credentials/rotate", json={"grace_period_s": 300}, headers=h
+        f"/e/{idp.eid}/admin/app-profiles/{cid}/credentials/rotate", json={"grace_period_s": 300}, headers=h
     )
     new = rot.json()["client_secret"]
-    assert await idp.side.clients.verify_secret(EID, cid, new) and await idp.side.clients.verify_secret(
-        EID, cid, secret
+    assert await idp.side.clients.verify_secret(idp.eid, cid, new) and await idp.side.clients.verify_secret(
+        idp.eid, cid, secret
     )
     await idp.probe.wait_for("app_profile.secret_rotated.v1", client_id=cid)
-    rot = await idp.http.post(f"/e/{EID}/admin/app-profiles/{cid}/credentials/rotate", headers=h)
-    assert not await idp.side.clients.verify_secret(EID, cid, new)  # no grace: the old one is dead
+    rot = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles/{cid}/credentials/rotate", headers=h)
+    assert not await idp.side.clients.verify_secret(idp.eid, cid, new)  # no grace: the old one is dead
 
-    meta = (await idp.http.get(f"/e/{EID}/admin/app-profiles/{cid}/metadata", headers=h)).json()
-    issuer = f"{BASE}/e/{EID}"
+    meta = (await idp.http.get(f"/e/{idp.eid}/admin/app-profiles/{cid}/metadata", headers=h)).json()
+    issuer = f"{idp.base}/e/{idp.eid}"
     assert meta["issuer"] == issuer and meta["discovery_url"] == f"{issuer}/.well-known/openid-configuration"
     assert meta["token_endpoint"] == f"{issuer}/token" and meta["end_session_endpoint"] == f"{issuer}/logout"
     assert {meta[k] for k in ("jwks_uri", "revocation_endpoint", "introspection_endpoint", "userinfo_endpoint")} == {
@@ -244,80 +166,76 @@ async def test_app_profiles_template_credentials_once_rotation_metadata(idp):
     }
 
     r = await idp.http.patch(
-        f"/e/{EID}/admin/app-profiles/{cid}", json={"display_name": "RP 2", "enabled": False}, headers=h
+        f"/e/{idp.eid}/admin/app-profiles/{cid}", json={"display_name": "RP 2", "enabled": False}, headers=h
     )
-    assert r.json()["display_name"] == "RP 2" and not (await idp.side.clients.get(EID, cid)).enabled
-    assert (await idp.http.delete(f"/e/{EID}/admin/app-profiles/{cid}", headers=h)).status_code == 204
+    assert r.json()["display_name"] == "RP 2" and not (await idp.side.clients.get(idp.eid, cid)).enabled
+    assert (await idp.http.delete(f"/e/{idp.eid}/admin/app-profiles/{cid}", headers=h)).status_code == 204
     await idp.probe.wait_for("app_profile.deleted.v1", client_id=cid)
-    assert (await idp.http.get(f"/e/{EID}/admin/app-profiles/{cid}", headers=h)).status_code == 404
+    assert (await idp.http.get(f"/e/{idp.eid}/admin/app-profiles/{cid}", headers=h)).status_code == 404
     wire = b"".join(rec.value for rec in idp.probe.raw)
     assert secret.encode() not in wire and new.encode() not in wire
 
 
 async def test_key_rotation_publishes_next_before_use(idp):
     h = idp.auth(idp.root_token)
-    before = await idp.side.keys.ring(EID)
+    before = await idp.side.keys.ring(idp.eid)
     nxt = {e.kid for e in before.entries if e.status == "next"}
-    jwks_before = {k["kid"] for k in (await idp.side.keys.jwks(EID))["keys"]}
+    jwks_before = {k["kid"] for k in (await idp.side.keys.jwks(idp.eid))["keys"]}
     assert nxt <= jwks_before
-    r = await idp.http.post(f"/e/{EID}/admin/keys/rotate", headers=h)
+    r = await idp.http.post(f"/e/{idp.eid}/admin/keys/rotate", headers=h)
     assert r.status_code == 200
     active = {e["kid"] for e in r.json()["keys"] if e["status"] == "active"}
     assert active == nxt
     # the token signed by the now-retired key keeps working until it expires
-    assert (await idp.http.get(f"/e/{EID}/admin/users", headers=h)).status_code == 200
-    new_token = (await idp.token("root", ROOT_PASSWORD)).json()["access_token"]
+    assert (await idp.http.get(f"/e/{idp.eid}/admin/users", headers=h)).status_code == 200
+    new_token = (await idp.token("root", idp.root_password)).json()["access_token"]
     header = base64.urlsafe_b64decode(new_token.split(".")[0] + "==")
     assert any(kid.encode() in header for kid in active)
     await idp.user("aa", roles=["admin"])
     admin = (await idp.token("aa", "pa55word-long")).json()["access_token"]
-    assert (await idp.http.post(f"/e/{EID}/admin/keys/rotate", headers=idp.auth(admin))).status_code == 403
+    assert (await idp.http.post(f"/e/{idp.eid}/admin/keys/rotate", headers=idp.auth(admin))).status_code == 403
 
 
 async def test_mobileconfig_export(idp):
-    r = await idp.http.get(f"/e/{EID}/admin/sso-extension.mobileconfig", headers=idp.auth(idp.root_token))
+    r = await idp.http.get(f"/e/{idp.eid}/admin/sso-extension.mobileconfig", headers=idp.auth(idp.root_token))
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-apple-aspen-config")
-    assert b"com.apple.extensiblesso" in r.content and f"{BASE}/e/{EID}".encode() in r.content
+    assert b"com.apple.extensiblesso" in r.content and f"{idp.base}/e/{idp.eid}".encode() in r.content
     assert b"dev.lanyard.locker.ssoextension" in r.content
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 async def test_login_page_password_then_totp_then_session(idp):
     user = await idp.user("lena")
     secret = await idp.enroll(user["user_id"])
-    page = await idp.http.get(f"/e/{EID}/login", params={"next": f"/e/{EID}/authorize?x=1"})
+    page = await idp.http.get(f"/e/{idp.eid}/login", params={"next": f"/e/{idp.eid}/authorize?x=1"})
     assert page.status_code == 200
     assert page.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
-    csrf = csrf_of(page.text)
+    csrf = idp.csrf(page.text)
 
-    no_csrf = await idp.http.post(f"/e/{EID}/login", data={"username": "lena", "password": "pa55word-long"})
+    no_csrf = await idp.http.post(f"/e/{idp.eid}/login", data={"username": "lena", "password": "pa55word-long"})
     assert no_csrf.status_code == 303 and "error=csrf" in no_csrf.headers["location"]
     assert "lanyard_session" not in idp.http.cookies
 
-    form = {"username": "lena", "password": "wrong-pass", "csrf_token": csrf, "next": f"/e/{EID}/authorize?x=1"}
-    bad = await idp.http.post(f"/e/{EID}/login", data=form)
+    form = {"username": "lena", "password": "wrong-pass", "csrf_token": csrf, "next": f"/e/{idp.eid}/authorize?x=1"}
+    bad = await idp.http.post(f"/e/{idp.eid}/login", data=form)
     assert bad.status_code == 303 and "error=invalid" in bad.headers["location"]
     await idp.probe.wait_for("oidc.authentication_failed.v1", username="lena", factor="password")
 
     form["password"] = "pa55word-long"
-    step1 = await idp.http.post(f"/e/{EID}/login", data=form)
-    assert step1.status_code == 303 and step1.headers["location"].startswith(f"/e/{EID}/login/totp")
+    step1 = await idp.http.post(f"/e/{idp.eid}/login", data=form)
+    assert step1.status_code == 303 and step1.headers["location"].startswith(f"/e/{idp.eid}/login/totp")
     totp_page = await idp.http.get(step1.headers["location"])
     assert totp_page.status_code == 200 and 'name="totp"' in totp_page.text
-    wrong = await idp.http.post(f"/e/{EID}/login/totp", data={"totp": "000000", "csrf_token": csrf})
+    wrong = await idp.http.post(f"/e/{idp.eid}/login/totp", data={"totp": "000000", "csrf_token": csrf})
     assert wrong.status_code == 303 and "error=invalid" in wrong.headers["location"]
-    done = await idp.http.post(f"/e/{EID}/login/totp", data={"totp": code(secret), "csrf_token": csrf})
-    assert done.status_code == 303 and done.headers["location"] == f"/e/{EID}/authorize?x=1"
+    done = await idp.http.post(f"/e/{idp.eid}/login/totp", data={"totp": idp.code(secret), "csrf_token": csrf})
+    assert done.status_code == 303 and done.headers["location"] == f"/e/{idp.eid}/authorize?x=1"
     set_cookie = done.headers["set-cookie"]
     assert "lanyard_session=" in set_cookie and "HttpOnly" in set_cookie
     assert "SameSite=lax" in set_cookie or "samesite=lax" in set_cookie.lower()
-    assert f"Path=/e/{EID}/" in set_cookie
-    session = await idp.side.browser_sessions.get(EID, idp.http.cookies.get("lanyard_session"))
+    assert f"Path=/e/{idp.eid}/" in set_cookie
+    session = await idp.side.browser_sessions.get(idp.eid, idp.http.cookies.get("lanyard_session"))
     assert session.user_id == user["user_id"] and session.amr == ("pwd", "otp")
     event = await idp.probe.wait_for("oidc.user_authenticated.v1", user_id=user["user_id"], channel="login_page")
     assert event.payload.amr == ("pwd", "otp")
@@ -328,28 +246,28 @@ async def test_login_page_password_then_totp_then_session(idp):
 async def test_login_in_one_post_and_never_an_open_redirect(idp):
     user = await idp.user("omar")
     secret = await idp.enroll(user["user_id"])
-    csrf = csrf_of((await idp.http.get(f"/e/{EID}/login")).text)
+    csrf = idp.csrf((await idp.http.get(f"/e/{idp.eid}/login")).text)
     for i, evil in enumerate(("https://evil.example/", "//evil.example/x", "/e/other/authorize")):
-        form = {"username": "omar", "password": "pa55word-long", "totp": code(secret, i - 1), "csrf_token": csrf}
-        r = await idp.http.post(f"/e/{EID}/login", data=form | {"next": evil})
-        assert r.status_code == 303 and r.headers["location"] == f"/e/{EID}/login/done", evil
-    assert (await idp.http.get(f"/e/{EID}/login/done")).status_code == 200
+        form = {"username": "omar", "password": "pa55word-long", "totp": idp.code(secret, i - 1), "csrf_token": csrf}
+        r = await idp.http.post(f"/e/{idp.eid}/login", data=form | {"next": evil})
+        assert r.status_code == 303 and r.headers["location"] == f"/e/{idp.eid}/login/done", evil
+    assert (await idp.http.get(f"/e/{idp.eid}/login/done")).status_code == 200
 
 
 async def test_locker_authn_checkout_assertion(idp):
     user = await idp.user("cara", badge_id="BADGE-1")
-    url = f"/e/{EID}/locker/authn"
+    url = f"/e/{idp.eid}/locker/authn"
     r = await idp.http.post(url, json={"device_id": "dev-1", "username": "cara", "password": "pa55word-long"})
     assert (r.status_code, r.json()["error"]) == (401, "second_factor_required")  # org default: required
     secret = await idp.enroll(user["user_id"])
-    totp = code(secret)
+    totp = idp.code(secret)
     r = await idp.http.post(
         url, json={"device_id": "dev-1", "username": "cara", "password": "pa55word-long", "totp": totp}
     )
     assert r.status_code == 200 and r.json()["expires_in"] <= 60
-    verifier = TokenVerifier(BASE, StaticJwks({EID: await idp.side.keys.jwks(EID)}))
+    verifier = TokenVerifier(idp.base, StaticJwks({idp.eid: await idp.side.keys.jwks(idp.eid)}))
     claims = await verifier.verify(
-        r.json()["assertion"], enterprise_id=EID, audience="lanyard-session", typ="checkout+jwt"
+        r.json()["assertion"], enterprise_id=idp.eid, audience="lanyard-session", typ="checkout+jwt"
     )
     assert claims["sub"] == user["user_id"] and claims["amr"] == ["pwd", "otp"] and claims["device_id"] == "dev-1"
     assert claims["exp"] - claims["iat"] <= 60 and claims["jti"] and claims["auth_time"]
@@ -359,19 +277,19 @@ async def test_locker_authn_checkout_assertion(idp):
         url, json={"device_id": "dev-1", "username": "cara", "password": "pa55word-long", "totp": totp}
     )
     assert (replay.status_code, replay.json()["error"]) == (401, "invalid_grant")  # a TOTP step is single-use
-    badge = await idp.http.post(url, json={"device_id": "dev-2", "badge_id": "BADGE-1", "totp": code(secret, 1)})
+    badge = await idp.http.post(url, json={"device_id": "dev-2", "badge_id": "BADGE-1", "totp": idp.code(secret, 1)})
     assert badge.status_code == 200
     badge_claims = await verifier.verify(
-        badge.json()["assertion"], enterprise_id=EID, audience="lanyard-session", typ="checkout+jwt"
+        badge.json()["assertion"], enterprise_id=idp.eid, audience="lanyard-session", typ="checkout+jwt"
     )
     assert badge_claims["amr"] == ["hwk", "otp"]
     assert (await idp.http.post(url, json={"device_id": "d"})).status_code == 400
-    assert (await idp.http.post(url, json={"username": "cara"})).status_code == 422
+    assert (await idp.http.post(url, json={"username": "cara"})).status_code == 400
 
 
 async def test_lockout_after_five_failures(idp):
     await idp.user("dan")
-    url = f"/e/{EID}/locker/authn"
+    url = f"/e/{idp.eid}/locker/authn"
     wrong = {"device_id": "d", "username": "dan", "password": "not-it", "totp": "123456"}
     for _ in range(5):
         assert (await idp.http.post(url, json=wrong)).status_code == 401
@@ -389,9 +307,11 @@ async def test_lockout_after_five_failures(idp):
 async def test_org_settings_from_policy_config(idp):
     side = idp.side
     await bootstrap(
-        side.enterprises, side.keys, side.directory, Passwords(), side.outbox, "beta", "B", "broot", ROOT_PASSWORD
+        side.enterprises, side.keys, side.directory, Passwords(), side.outbox, "beta", "B", "broot", idp.root_password
     )
-    root = (await idp.http.post("/e/beta/admin/token", data={"username": "broot", "password": ROOT_PASSWORD})).json()
+    root = (
+        await idp.http.post("/e/beta/admin/token", data={"username": "broot", "password": idp.root_password})
+    ).json()
     created = await idp.http.post(
         "/e/beta/admin/users",
         json={"username": "eve", "display_name": "Eve", "password": "pa55word-long"},
@@ -412,12 +332,12 @@ async def test_org_settings_from_policy_config(idp):
         return (await idp.http.post(url, json=body)).status_code == 200
 
     await eventually(allowed, 20, what="org setting applied")
-    claims = await TokenVerifier(BASE, StaticJwks({"beta": await side.keys.jwks("beta")})).verify(
+    claims = await TokenVerifier(idp.base, StaticJwks({"beta": await side.keys.jwks("beta")})).verify(
         (await idp.http.post(url, json=body)).json()["assertion"],
         enterprise_id="beta",
         audience="lanyard-session",
         typ="checkout+jwt",
     )
     assert claims["amr"] == ["pwd"]
-    other = {"device_id": "d", "username": "root", "password": ROOT_PASSWORD}
-    assert (await idp.http.post(f"/e/{EID}/locker/authn", json=other)).json()["error"] == "second_factor_required"
+    other = {"device_id": "d", "username": "root", "password": idp.root_password}
+    assert (await idp.http.post(f"/e/{idp.eid}/locker/authn", json=other)).json()["error"] == "second_factor_required"

@@ -29,7 +29,7 @@ import httpx
 
 from lanyard.cli.config import load_demo, write_private
 from lanyard.cli.output import Refused
-from lanyard.harness.admin import ApiError, Enterprise, bootstrap, sign_in
+from lanyard.harness.admin import ApiError, Enterprise, bootstrap, known_everywhere, sign_in
 
 ENTERPRISE_ID = "st-mungos"
 ENTERPRISE_NAME = "St Mungo's Hospital"
@@ -132,6 +132,8 @@ async def seed(
         ent = await sign_in(
             gateway, enterprise_id, state["superadmin"]["username"], state["superadmin"]["password"], http
         )
+        # Policy and audit accept the new enterprise's tokens once its directory event reached them.
+        await known_everywhere(gateway, http, enterprise_id, ent.admin_token)
         await _seed_directory(ent, state, path)
         await _seed_apps(ent, state, path, rover_demo_url)
         await _seed_policy(ent, state, inactivity_s)

@@ -4,15 +4,23 @@ The only cross-service read is the IdP's JWKS (DESIGN §1): `HttpJwks` fetches i
 an unknown `kid` triggers at most one refetch per minute (key rotation publishes keys before
 use, so a fresh key is in the JWKS before any token carries it). Algorithms are pinned per key
 type (RSA → RS256, EC P-256 → ES256): the token's `alg` never chooses the key (RFC 8725 §2.1).
+
+The enterprise id that selects a key set comes from the request URL, so anyone can name any id:
+every cache keyed by it is bounded (`LruCache`), an IdP answer of "no such enterprise" is kept only
+briefly and in a bounded cache of its own (so made-up ids never evict real key sets), and a
+service that knows its enterprises from its read model passes `known` to `TokenVerifier`, which
+then looks up no key set at all for an enterprise it has never heard of.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 from fastapi import HTTPException, Request
@@ -21,12 +29,16 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from joserfc.jws import extract_compact
 
+from lanyard.runtime.caches import LruCache
+
 MAX_TOKEN_BYTES = 16 * 1024
 ADMIN_AUDIENCE = "lanyard-admin"
 SESSION_AUDIENCE = "lanyard-session"
 ADMIN_TOKEN_TYP = "at+jwt"
 CHECKOUT_TYP = "checkout+jwt"
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+_ENTERPRISE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+NO_KEYS: Mapping[str, Any] = {"keys": []}
 
 
 def issuer_for(public_base_url: str, enterprise_id: str) -> str:
@@ -72,34 +84,89 @@ class StaticJwks:
         return self._source.get(enterprise_id, {"keys": []})
 
 
-class HttpJwks:
-    """The IdP's JWKS over HTTP (`{base}/e/{eid}/jwks`), cached for `ttl_s`."""
+class KeysUnavailable(Exception):
+    """The IdP's key set could not be fetched and none is cached: a dependency that is down, not a
+    bad token (answered 503, never 401)."""
 
-    def __init__(self, base_url: str, ttl_s: float = 300, min_refresh_s: float = 60, timeout_s: float = 3) -> None:
+
+class HttpJwks:
+    """The IdP's JWKS over HTTP (`{base}/e/{eid}/jwks`), cached for `ttl_s`.
+
+    Key sets: at most `max_enterprises`, least recently used evicted first; a cached set outlives
+    `ttl_s` only to bridge an IdP outage. "No keys" (404, or an empty set): remembered for
+    `negative_ttl_s` in a separate cache of at most `max_negative` ids, so an enterprise created a
+    moment later works soon and made-up ids cost a bounded amount of memory."""
+
+    def __init__(
+        self,
+        base_url: str,
+        ttl_s: float = 300,
+        min_refresh_s: float = 60,
+        timeout_s: float = 3,
+        *,
+        max_enterprises: int = 1024,
+        negative_ttl_s: float = 30,
+        max_negative: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._base = base_url.rstrip("/")
         self._ttl = ttl_s
         self._min_refresh = min_refresh_s
-        self._client = httpx.AsyncClient(timeout=timeout_s)
-        self._cache: dict[str, tuple[float, Mapping[str, Any]]] = {}
+        self._clock = clock
+        self._client = httpx.AsyncClient(timeout=timeout_s, transport=transport)
+        self._cache: LruCache[str, tuple[float, Mapping[str, Any]]] = LruCache(max_enterprises, clock=clock)
+        self._missing: LruCache[str, bool] = LruCache(max_negative, negative_ttl_s, clock=clock)
+
+    def cached(self) -> tuple[int, int]:
+        """How many key sets and how many "no keys" answers are held (for tests and metrics)."""
+        return len(self._cache), len(self._missing)
 
     async def jwks(self, enterprise_id: str, *, refresh: bool = False) -> Mapping[str, Any]:
-        now = time.monotonic()
+        if not _ENTERPRISE_ID.fullmatch(enterprise_id) or self._missing.get(enterprise_id):
+            return NO_KEYS
+        now = self._clock()
         cached = self._cache.get(enterprise_id)
         if cached and (now - cached[0] < self._ttl) and not (refresh and now - cached[0] >= self._min_refresh):
             return cached[1]
         try:
-            response = await self._client.get(f"{self._base}/e/{enterprise_id}/jwks")
-        except httpx.HTTPError:
-            if cached:
-                return cached[1]  # the IdP is briefly unreachable: keys we already trust still verify
-            raise
-        keys = response.json() if response.status_code == 200 else {"keys": []}
-        self._cache[enterprise_id] = (now, keys)
-        return keys
+            response = await self._client.get(f"{self._base}/e/{quote(enterprise_id, safe='')}/jwks")
+            keys = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            keys, response = None, None
+        if isinstance(keys, dict) and isinstance(keys.get("keys"), list) and keys["keys"]:
+            self._cache.put(enterprise_id, (now, keys))
+            return keys
+        if response is not None and response.status_code in (200, 404):
+            # The IdP says this enterprise has no keys (or does not exist): nothing to verify with.
+            self._cache.pop(enterprise_id)
+            self._missing.put(enterprise_id, True)
+            return NO_KEYS
+        if cached:
+            return cached[1]  # the IdP is briefly unreachable: keys we already trust still verify
+        raise KeysUnavailable(f"the key set of {enterprise_id} could not be fetched")
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._client.aclose()
+
+
+class KnownEnterprises:
+    """Whether an enterprise exists, from a service's read model (`lookup`); a yes is remembered
+    for `ttl_s` in a bounded cache (enterprises are not deleted), a no is asked again each time
+    (one read-model lookup, no memory)."""
+
+    def __init__(self, lookup: Callable[[str], Awaitable[bool]], max_entries: int = 4096, ttl_s: float = 300) -> None:
+        self._lookup = lookup
+        self._yes: LruCache[str, bool] = LruCache(max_entries, ttl_s)
+
+    async def __call__(self, enterprise_id: str) -> bool:
+        if self._yes.get(enterprise_id):
+            return True
+        if not _ENTERPRISE_ID.fullmatch(enterprise_id) or not await self._lookup(enterprise_id):
+            return False
+        self._yes.put(enterprise_id, True)
+        return True
 
 
 class TokenVerifier:
@@ -107,24 +174,36 @@ class TokenVerifier:
     signature, then `iss`, `aud`, `exp`, `iat`, `nbf`."""
 
     def __init__(
-        self, public_base_url: str, jwks: JwksSource, leeway_s: int = 30, clock: Callable[[], float] = time.time
+        self,
+        public_base_url: str,
+        jwks: JwksSource,
+        leeway_s: int = 30,
+        clock: Callable[[], float] = time.time,
+        *,
+        known: Callable[[str], Awaitable[bool]] | None = None,
+        max_enterprises: int = 1024,
     ) -> None:
         self._base = public_base_url
         self._jwks = jwks
         self._leeway = leeway_s
         self._clock = clock
-        self._parsed: dict[str, tuple[int, KeySet]] = {}
+        self._known = known
+        self._parsed: LruCache[str, tuple[int, KeySet]] = LruCache(max_enterprises)
 
     async def _key(self, enterprise_id: str, kid: str) -> Any:
+        if self._known is not None and not await self._known(enterprise_id):
+            raise InvalidToken("unknown enterprise")
         for refresh in (False, True):
             raw = await self._jwks.jwks(enterprise_id, refresh=refresh)
+            if not raw.get("keys"):
+                break  # no key set at all: nothing to parse, and no refetch to ask for
             cached = self._parsed.get(enterprise_id)
             if cached is None or cached[0] != id(raw):
                 try:
                     cached = (id(raw), KeySet.import_key_set(dict(raw)))  # type: ignore[arg-type]
                 except (JoseError, ValueError, TypeError, KeyError) as exc:
                     raise InvalidToken("unusable key set") from exc
-                self._parsed[enterprise_id] = cached
+                self._parsed.put(enterprise_id, cached)
             for key in cached[1].keys:
                 if key.kid == kid:
                     return key
@@ -204,7 +283,11 @@ def require_roles(verifier_getter: Callable[[Request], TokenVerifier], *roles: s
     async def dependency(request: Request, enterprise_id: str) -> AdminPrincipal:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, {"error": "unauthorized"}, headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                {"error": "unauthorized", "error_description": "an admin bearer token is required"},
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         try:
             claims = await verifier_getter(request).verify(
                 token.strip(), enterprise_id=enterprise_id, audience=ADMIN_AUDIENCE, typ=ADMIN_TOKEN_TYP
@@ -214,6 +297,12 @@ def require_roles(verifier_getter: Callable[[Request], TokenVerifier], *roles: s
                 401,
                 {"error": "invalid_token", "error_description": exc.reason},
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            ) from None
+        except KeysUnavailable:
+            raise HTTPException(
+                503,
+                {"error": "temporarily_unavailable", "error_description": "the IdP's keys cannot be fetched now"},
+                headers={"Retry-After": "5"},
             ) from None
         granted = tuple(r for r in claims.get("roles", []) if isinstance(r, str))
         if not set(granted) & set(roles):

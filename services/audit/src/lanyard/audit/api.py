@@ -25,6 +25,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from lanyard.audit.domain import CATEGORIES, AuditRecord, format_time
 from lanyard.audit.ports import AuditStore, RecordQuery
 from lanyard.audit.service import find_access, verify_log
+from lanyard.runtime.bodies import BoundedRoute
+from lanyard.runtime.errors import error_response
 from lanyard.runtime.tokens import AdminPrincipal, TokenVerifier, require_roles
 
 Category = Literal["admin", "device_session", "entitlement", "oidc"]
@@ -36,7 +38,7 @@ CSV_COLUMNS = (
 
 
 def _error(status: int, code: str, description: str) -> JSONResponse:
-    return JSONResponse({"error": code, "error_description": description}, status_code=status)
+    return error_response(status, code, description)
 
 
 class Filters:
@@ -91,7 +93,7 @@ def api_router(
     checkpoint_key: Ed25519PublicKey | None = None,
 ) -> APIRouter:
     """The audit service's routes, mounted under /audit behind the gateway."""
-    router = APIRouter(prefix="/audit", tags=["audit"])
+    router = APIRouter(prefix="/audit", tags=["audit"], route_class=BoundedRoute)
     auditor = Depends(require_roles(verifier_getter, "auditor", "superadmin"))
 
     @router.get("/e/{enterprise_id}/records")

@@ -82,6 +82,10 @@ class AuditStore(Protocol):
         """Run `fn` on a synchronous view of the log off the event loop (chain verification)."""
         ...
 
+    async def has_enterprise(self, enterprise_id: str) -> bool:
+        """Whether any record of this enterprise is held (tokens are verified only for those)."""
+        ...
+
     async def close(self) -> None:
         """Release connections and threads."""
         ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -275,21 +276,30 @@ def validate_backchannel_uri(uri: str) -> str:
     return checked
 
 
-def safe_next(next_path: str | None, enterprise_id: str) -> str | None:
-    """`next` after login, if it is a relative path inside this enterprise; else None.
+USERNAME_PATTERN = r"^[A-Za-z0-9._@+-]{1,128}$"
+"""Usernames: plain ASCII, so one name never has two spellings and nothing in it can forge a log line."""
 
-    Refuses scheme-relative (`//evil`), backslash tricks, absolute URLs and other tenants' paths,
-    so the login page can never be used as an open redirector (RFC 9700 §4.11)."""
+_RESUME_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def safe_next(next_path: str | None, enterprise_id: str) -> str | None:
+    """`next` after login, if it is this enterprise's authorization endpoint; else None.
+
+    Only `/e/{eid}/authorize?…` and `/e/{eid}/authorize/resume/{id}` — the two places a sign-in
+    continues an app's authorization request — so the login page can never be used as an open
+    redirector (RFC 9700 §4.11), nor send a signed-in browser to another of our own pages."""
     if not next_path or len(next_path) > 4096:
         return None
-    if any(c.isspace() or ord(c) < 0x20 or c == "\\" for c in next_path):
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in next_path):
         return None
-    prefix = f"/e/{enterprise_id}/"
-    if not next_path.startswith(prefix) or next_path.startswith("//"):
-        return None
-    if "/../" in next_path or next_path.endswith("/..") or "/./" in next_path:
-        return None
-    return next_path
+    path, sep, query = next_path.partition("?")
+    authorize = f"/e/{enterprise_id}/authorize"
+    if path == authorize:
+        return next_path if "#" not in query else None
+    resume = authorize + "/resume/"
+    if path.startswith(resume) and not sep and _RESUME_ID.fullmatch(path[len(resume) :]):
+        return next_path
+    return None
 
 
 # TOTP, RFC 6238 over RFC 4226 HOTP: SHA-1, 6 digits, 30-second steps.

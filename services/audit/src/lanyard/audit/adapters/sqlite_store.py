@@ -363,6 +363,11 @@ class SqliteLog:
         """Number of records held."""
         return self._conn.execute("SELECT count(*) FROM records").fetchone()[0]
 
+    def has_enterprise(self, enterprise_id: str) -> bool:
+        """Whether any record of the enterprise is held (one probe of `records_enterprise`)."""
+        sql = "SELECT 1 FROM records WHERE enterprise_id = ? LIMIT 1"
+        return self._conn.execute(sql, (enterprise_id,)).fetchone() is not None
+
     # ------------------------------------------------------------------------------ ChainAdmin
 
     def stored_records(self, after_seq: int = 0) -> Iterator[StoredRecord]:
@@ -505,6 +510,10 @@ class SqliteAuditStore:
     async def with_chain(self, fn: Callable[[ChainAdmin], T]) -> T:
         """`fn` over one consistent snapshot of a reader's connection, on a reader thread."""
         return await self._read(lambda log: log.consistent(fn))
+
+    async def has_enterprise(self, enterprise_id: str) -> bool:
+        """Whether the enterprise has records, on a reader thread."""
+        return await self._read(lambda log: log.has_enterprise(enterprise_id))
 
     async def close(self) -> None:
         """Close every connection and stop the threads."""

@@ -37,6 +37,9 @@ class OidcConfig:
     # The admin console (`/console/` on the same origin) as a built-in public client of every
     # enterprise; its access tokens may carry the admin audience and roles (domain.ADMIN_SCOPE).
     console_client: bool = True
+    # In-process caches are keyed by what requests name (client ids, secrets): each holds at most
+    # this many entries, least recently used evicted first, so made-up ids cannot grow memory.
+    cache_entries: int = 10_000
 
     def audience(self, issuer: str) -> str:
         """The `aud` of our access tokens: a configured resource id, else our UserInfo endpoint."""
