@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lanyard.runtime.consumer import RetryPolicy
+
 DEFAULT_KAFKA = "127.0.0.1:29092"
 DEFAULT_REDIS = "redis://127.0.0.1:26379/0"
 
@@ -37,8 +39,15 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     consumer_group: str | None = Field(default=None, description="defaults to lanyard-<service>")
-    consumer_retries: int = Field(default=3, ge=1, description="attempts before a record is dead-lettered")
-    consumer_retry_backoff_s: float = 0.05
+    consumer_retry_backoff_s: float = Field(
+        default=0.05, gt=0, description="first delay before a failing record is retried (never dead-lettered)"
+    )
+    consumer_retry_max_backoff_s: float = Field(
+        default=1.0, gt=0, description="cap of the doubling delay: how late a held record sees its dependency back"
+    )
+    consumer_hold_s: float = Field(
+        default=30.0, gt=0, description="in-place retrying of one batch before it is rewound and fetched again"
+    )
     consumer_batch_wait_ms: int = Field(
         default=0,
         ge=0,
@@ -49,6 +58,10 @@ class ServiceSettings(BaseSettings):
     )
     consumer_batch_min_bytes: int = Field(default=65_536, ge=1)
     create_topics: bool = True
+
+    def retry_policy(self) -> RetryPolicy:
+        """How this service's consumers retry a record that fails for any reason but poison."""
+        return RetryPolicy(self.consumer_retry_backoff_s, self.consumer_retry_max_backoff_s, self.consumer_hold_s)
 
     def consumer_options(self) -> dict[str, Any]:
         """Extra `subscribe` options for this service's batching (none in latency mode)."""

@@ -23,7 +23,7 @@ from lanyard.idp.handlers import OrgSettingsHandler
 from lanyard.idp.login import login_router
 from lanyard.idp.service import Authenticator, DirectoryService, Passwords, ProfileService, TokenIssuer
 from lanyard.idp.settings import IdpSettings
-from lanyard.runtime.consumer import RetryPolicy, subscribe
+from lanyard.runtime.consumer import subscribe
 from lanyard.runtime.service import ServiceRuntime
 
 
@@ -60,7 +60,7 @@ def build_directory_side(runtime: ServiceRuntime, settings: IdpSettings, overrid
             topics.POLICY_CONFIG,
             f"{settings.group_id}-config",
             OrgSettingsHandler(org).handle,
-            retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
+            retry=settings.retry_policy(),
         )
     )
 

@@ -25,7 +25,7 @@ from lanyard.policy.domain import utcnow
 from lanyard.policy.handlers import PolicyHandlers
 from lanyard.policy.service import CloudConnection, ConfigCommands, Entitlements, Readiness
 from lanyard.policy.settings import PolicySettings
-from lanyard.runtime.consumer import RetryPolicy, subscribe
+from lanyard.runtime.consumer import subscribe
 from lanyard.runtime.health import health_router
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.service import ServiceRuntime
@@ -45,7 +45,7 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
     entitlements = Entitlements(store, runtime.publisher, clock)
     commands = ConfigCommands(store, runtime.publisher, settings.apply_wait_s)
     handlers = PolicyHandlers(store, entitlements)
-    retry = RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s)
+    retry = settings.retry_policy()
     # Two groups: the checkout hot path never waits behind a burst of configuration events.
     runtime.subscribers.append(
         subscribe(

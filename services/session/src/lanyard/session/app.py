@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from lanyard.contracts import topics
-from lanyard.runtime.consumer import RetryPolicy, subscribe
+from lanyard.runtime.consumer import subscribe
 from lanyard.runtime.health import health_router
 from lanyard.runtime.kafka import ensure_topics
 from lanyard.runtime.logging import get_logger
@@ -107,7 +107,7 @@ def create_app(settings: SessionSettings | None = None, **overrides: Any) -> Fas
             CONSUMES,
             settings.group_id,
             handlers.handle,
-            retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
+            retry=settings.retry_policy(),
             **settings.consumer_options(),
         )
     )

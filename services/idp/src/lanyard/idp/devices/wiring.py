@@ -20,7 +20,7 @@ from lanyard.idp.devices.readmodel import ChangeNotifier, SessionStore
 from lanyard.idp.devices.settings import DeviceSettings
 from lanyard.idp.devices.sso import DeviceSessionService
 from lanyard.idp.ports import Clients, Keys, OrgSettingsView, SessionRevoker
-from lanyard.runtime.consumer import RetryPolicy, subscribe
+from lanyard.runtime.consumer import subscribe
 from lanyard.runtime.service import ServiceRuntime
 
 DEVICE_TOPICS = [topics.DEVICE_SESSIONS, topics.ENTITLEMENTS]
@@ -95,7 +95,7 @@ def build_devices(
         DEVICE_TOPICS,
         group_id,
         handler.handle,
-        retry=RetryPolicy(svc.consumer_retries, svc.consumer_retry_backoff_s),
+        retry=svc.retry_policy(),
         # Revocation latency runs through this consumer: a shorter idle poll cuts the wait a
         # checkin can meet before its handler runs, for a few percent of a core when idle.
         poll_ms=settings.poll_ms,
