@@ -13,6 +13,7 @@ import pytest
 
 from lanyard.idp.devices.freshness import FreshnessMonitor
 from lanyard.idp.domain import DeviceSsoError, TemporarilyUnavailable
+from lanyard.runtime.consumer import ConsumerState, Hold
 from lanyard.runtime.testing import ROOT, eventually, local_kafka
 
 pytestmark = pytest.mark.integration
@@ -116,7 +117,10 @@ async def test_lag_that_does_not_drain_or_a_stuck_handler_makes_the_view_stale(r
     now = [1_000_000.0]
     tp0, tp1 = TopicPartition("t.v1", 0), TopicPartition("t.v1", 1)
     consumer = _Consumer({tp0: (5, 5, now[0] * 1000), tp1: (7, 7, now[0] * 1000)})
-    monitor = FreshnessMonitor(redis_client, "g-unit", [topic], lambda: consumer, 5.0, clock=lambda: now[0])
+    state = ConsumerState("g-unit")
+    monitor = FreshnessMonitor(
+        redis_client, "g-unit", [topic], lambda: consumer, 5.0, clock=lambda: now[0], state=lambda: state
+    )
     assert await monitor.tick()
 
     # Partition 1 falls behind and stays behind although fetches keep succeeding.
@@ -133,8 +137,20 @@ async def test_lag_that_does_not_drain_or_a_stuck_handler_makes_the_view_stale(r
     consumer.parts[tp1] = (9, 9, now[0] * 1000)
     assert await monitor.tick()
 
-    # A handler that hangs: the watermarks stop at its start.
-    with monitor.handling():
+    # A record held by a failing dependency: stale at once (it may be a pending checkin), and
+    # fresh again as soon as it is applied.
+    state.holds[("t.v1", 0)] = Hold("t.v1", 0, 5, 0.0, 2, "ConnectionError: refused")
+    assert await monitor.tick() and not monitor.fresh
+    with pytest.raises(TemporarilyUnavailable):
+        monitor.check()
+    del state.holds[("t.v1", 0)]
+    assert monitor.fresh
+
+    # A batch whose handling hangs: the watermarks stop at its start.
+    now[0] = time.time()
+    consumer.parts = {tp: (p, h, now[0] * 1000) for tp, (p, h, _) in consumer.parts.items()}
+    assert await monitor.tick()
+    with state.busy():
         for _ in range(7):
             now[0] += 1
             consumer.parts = {tp: (p, h, now[0] * 1000) for tp, (p, h, _) in consumer.parts.items()}

@@ -20,7 +20,7 @@ from lanyard.idp.devices.readmodel import ChangeNotifier, SessionStore
 from lanyard.idp.devices.settings import DeviceSettings
 from lanyard.idp.devices.sso import DeviceSessionService
 from lanyard.idp.ports import Clients, Keys, OrgSettingsView, SessionRevoker
-from lanyard.runtime.consumer import subscribe
+from lanyard.runtime.consumer import consumer_state, subscribe
 from lanyard.runtime.service import ServiceRuntime
 
 DEVICE_TOPICS = [topics.DEVICE_SESSIONS, topics.ENTITLEMENTS]
@@ -87,9 +87,11 @@ def build_devices(
         consumer=lambda: getattr(holder.get("subscriber"), "consumer", None),
         max_staleness_s=settings.max_staleness_s,
         tick_s=settings.freshness_tick_s,
+        # A held record (the consumer retrying a dependency) may be a pending revocation.
+        state=lambda: consumer_state(holder.get("subscriber")),
     )
     logouts = BackchannelQueue(runtime.redis, clients)
-    handler = DeviceEventHandler(store, notifier, freshness, revoker, logouts)
+    handler = DeviceEventHandler(store, notifier, revoker, logouts)
     subscriber = subscribe(
         runtime.broker,
         DEVICE_TOPICS,
