@@ -58,6 +58,10 @@ class ServiceSettings(BaseSettings):
     )
     consumer_batch_min_bytes: int = Field(default=65_536, ge=1)
     create_topics: bool = True
+    outbox_interval_s: float = Field(default=1.0, gt=0, description="how often the outbox relay runs")
+    outbox_grace_s: float = Field(default=5.0, ge=0, description="the request path's time to publish first")
+    outbox_lease_s: float = Field(default=30.0, gt=0, description="a claimed event is published again after this")
+    publish_timeout_s: float = Field(default=15.0, gt=0, description="after this an event is left to the relay")
 
     def retry_policy(self) -> RetryPolicy:
         """How this service's consumers retry a record that fails for any reason but poison."""
