@@ -4,9 +4,6 @@ and serves again by itself once the broker is back (a private broker: the shared
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import subprocess
 import time
 
 import pytest
@@ -14,23 +11,9 @@ import pytest
 from lanyard.idp.devices.freshness import FreshnessMonitor
 from lanyard.idp.domain import DeviceSsoError, TemporarilyUnavailable
 from lanyard.runtime.consumer import ConsumerState, Hold
-from lanyard.runtime.testing import ROOT, eventually, local_kafka
+from lanyard.runtime.testing import eventually, kafka_control, local_kafka
 
 pytestmark = pytest.mark.integration
-
-
-def _kafka(command: str, data_dir, bootstrap: str) -> None:
-    props = (data_dir / "server.properties").read_text()
-    controller = re.search(r"CONTROLLER://127\.0\.0\.1:(\d+)", props).group(1)
-    env = {
-        **os.environ,
-        "KAFKA_PORT": bootstrap.rsplit(":", 1)[1],
-        "KAFKA_CONTROLLER_PORT": controller,
-        "KAFKA_DATA_DIR": str(data_dir),
-    }
-    subprocess.run(
-        [str(ROOT / "deploy/kafka/kafka.sh"), command], env=env, check=True, capture_output=True, timeout=300
-    )
 
 
 async def test_refuses_within_the_bound_when_the_broker_stops_and_recovers_after_restart(
@@ -57,7 +40,7 @@ async def test_refuses_within_the_bound_when_the_broker_stops_and_recovers_after
             await eventually(lambda: _closed(devices, gone), 15)
             assert (await sessions.authenticate(d.eid, "rover", d.dsid, d.proof(), "GET", d.url)).user_id == d.user_id
 
-            await asyncio.to_thread(_kafka, "stop", data_dir, bootstrap)
+            await asyncio.to_thread(kafka_control, "stop", data_dir, bootstrap)
             stopped = time.monotonic()
             await eventually(lambda: not devices.freshness.fresh, bound + 3, what="stale after the bound")
             assert time.monotonic() - stopped <= bound + 3
@@ -71,7 +54,7 @@ async def test_refuses_within_the_bound_when_the_broker_stops_and_recovers_after
             assert not await sessions.is_active(gone.eid, gone.dsid)
             assert not await sessions.may_refresh(gone.eid, gone.dsid, "rover")
 
-            await asyncio.to_thread(_kafka, "start", data_dir, bootstrap)
+            await asyncio.to_thread(kafka_control, "start", data_dir, bootstrap)
             await eventually(lambda: devices.freshness.fresh, 90, what="fresh again after restart")
             login = await sessions.authenticate(d.eid, "rover", d.dsid, d.proof(), "GET", d.url)
             assert login.device_session_id == d.dsid
