@@ -10,7 +10,12 @@ cd "$root"
 export KAFKA_BOOTSTRAP_SERVERS=${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:29092}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:26379/0}
 export LANYARD_PUBLIC_BASE_URL=${LANYARD_PUBLIC_BASE_URL:-http://127.0.0.1:8480}
-for svc in IDP SESSION POLICY AUDIT; do export "LANYARD_${svc}_LOG_JSON=${LOG_JSON:-false}"; done
+for svc in IDP SESSION POLICY AUDIT; do
+  export "LANYARD_${svc}_LOG_JSON=${LOG_JSON:-false}"
+  # Static group membership: a service restarted after a crash gets its partitions back at once.
+  instance="LANYARD_${svc}_CONSUMER_INSTANCE"
+  export "$instance=${!instance:-${svc,,}@$(hostname)}"
+done
 SERVICES=(policy session idp audit)
 names=() pids=()
 

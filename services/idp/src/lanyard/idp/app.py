@@ -35,6 +35,7 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
             settings.group_id,
             handlers.handle,
             retry=settings.retry_policy(),
+            **settings.consumer_options(),
         )
     )
     # Device sessions (lanyard.idp.devices): own consumer group; ports of the other sides are

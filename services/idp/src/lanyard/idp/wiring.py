@@ -71,6 +71,7 @@ def build_directory_side(runtime: ServiceRuntime, settings: IdpSettings, overrid
             f"{settings.group_id}-config",
             OrgSettingsHandler(org).handle,
             retry=settings.retry_policy(),
+            **settings.consumer_options(),
         )
     )
 

@@ -55,10 +55,18 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
             handlers.on_device_session,
             batch_handler=handlers.on_device_sessions,
             retry=retry,
+            **settings.consumer_options(),
         )
     )
     runtime.subscribers.append(
-        subscribe(runtime.broker, CONFIG_TOPICS, f"{settings.group_id}.config", handlers.on_config, retry=retry)
+        subscribe(
+            runtime.broker,
+            CONFIG_TOPICS,
+            f"{settings.group_id}.config",
+            handlers.on_config,
+            retry=retry,
+            **settings.consumer_options(),
+        )
     )
 
     jwks = overrides.get("jwks") or HttpJwks(settings.public_base_url)

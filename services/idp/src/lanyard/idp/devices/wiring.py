@@ -98,9 +98,12 @@ def build_devices(
         group_id,
         handler.handle,
         retry=svc.retry_policy(),
-        # Revocation latency runs through this consumer: a shorter idle poll cuts the wait a
-        # checkin can meet before its handler runs, for a few percent of a core when idle.
-        poll_ms=settings.poll_ms,
+        **{
+            **svc.consumer_options(),
+            # Revocation latency runs through this consumer: a shorter idle poll cuts the wait a
+            # checkin can meet before its handler runs, for a few percent of a core when idle.
+            "poll_ms": settings.poll_ms,
+        },
     )
     holder["subscriber"] = subscriber
     runtime.subscribers.append(subscriber)
