@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
+from lanyard.harness.rp import LogoutReceiver
+from lanyard.harness.rp import logout_receiver as serve_logout_receiver
 from lanyard.harness.stack import Stack, local_stack
-from lanyard.runtime.testing import free_port
 
 
 @pytest.fixture(scope="module")
@@ -32,30 +26,8 @@ async def http() -> httpx.AsyncClient:
         yield client
 
 
-@dataclass
-class LogoutReceiver:
-    """A relying party's back-channel logout endpoint: records every logout token it gets."""
-
-    url: str
-    tokens: list[str] = field(default_factory=list)
-
-
 @pytest.fixture(scope="session")
 def logout_receiver() -> Iterator[LogoutReceiver]:
-    port = free_port()
-    receiver = LogoutReceiver(f"http://127.0.0.1:{port}/backchannel-logout")
-
-    async def endpoint(request: Request) -> Response:
-        form = await request.form()
-        receiver.tokens.append(str(form.get("logout_token", "")))
-        return Response(status_code=200)
-
-    app = Starlette(routes=[Route("/backchannel-logout", endpoint, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        threading.Event().wait(0.02)
-    yield receiver
-    server.should_exit = True
-    thread.join(10)
+    """A relying party's back-channel logout endpoint: records every logout token it gets."""
+    with serve_logout_receiver() as receiver:
+        yield receiver
