@@ -21,11 +21,10 @@ import asyncio
 import os
 import signal
 import time
-from pathlib import Path
 
 import httpx
 
-from bench.common import infrastructure, percentiles, write
+from bench.common import cpu_seconds, infrastructure, percentiles, write
 from lanyard.harness.admin import open_enterprise
 from lanyard.harness.device import Device
 from lanyard.harness.stack import local_stack
@@ -61,7 +60,7 @@ async def restart_round(stack, http, device, app) -> dict[str, float]:
     ready_task = asyncio.create_task(until(ready, 120, 0.01))
     await until(sso, 120, 0)
     first_sso = time.perf_counter() - started
-    cpu_s = process_cpu_s(stack.processes["idp"].pid)
+    cpu_s = cpu_seconds(stack.processes["idp"].pid)
     ready_s = await ready_task
     return {
         "ready_s": ready_s,
@@ -70,13 +69,6 @@ async def restart_round(stack, http, device, app) -> dict[str, float]:
         "cpu_to_first_sso_s": cpu_s,
         "load_average_1m": os.getloadavg()[0],
     }
-
-
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far: the part of start-up that does
-    not depend on what else the machine is doing."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def main(args: argparse.Namespace) -> None:
