@@ -133,8 +133,11 @@ class FreshnessMonitor:
             except Exception as exc:
                 self._set(False, list(self._expected))
                 log.warning("freshness tick failed", error=type(exc).__name__)
+            # While stale, look again soon: SSO and refresh resume as soon as the watermarks
+            # move (at start, after an outage), instead of up to a whole tick later.
+            interval = self._tick_s if self._fresh else min(self._tick_s, 0.05)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._tick_s)
+                await asyncio.wait_for(self._stopping.wait(), interval)
 
     async def tick(self) -> bool:
         """Measure this instance's partitions, merge them, and re-evaluate freshness."""
