@@ -6,7 +6,7 @@ owns, with AOF on. `--workers` clinicians loop for `--seconds`: check a device o
 confidential app with a back-channel logout URI, redeem the code, check the device in (the
 Locker app retries until it gets its 200), then poll introspection of the access token until it
 is inactive. Meanwhile Redis is killed with SIGKILL `--crashes` times, evenly spread, and kept
-down `--down-s` before it is started again on the same data.
+down `--down-s` (taken in turn) before it is started again on the same data.
 
 Per checkin: answered (the 200) → introspection inactive, and sent → inactive (includes the time
 the checkin itself waited for Redis). A checkin is *around a crash* when it was sent within
@@ -15,7 +15,7 @@ came back. At the end (bounded wait): every checked-in session's access token is
 refresh token refused, its app got a back-channel logout (by sid), and no record of the run's
 enterprise is in a dead-letter topic.
 
-Run:  uv run python -m bench.redis_churn [--seconds 90] [--crashes 4] [--workers 6] [--down-s 2]
+Run:  uv run python -m bench.redis_churn [--seconds 90] [--crashes 4] [--workers 6] [--down-s 0.5 3]
 Writes bench/results/redis_churn.json.
 """
 
@@ -161,8 +161,9 @@ async def worker(http, ent, people: People, device: Device, app, run: Run, until
             run.error(str(exc))
 
 
-async def crasher(data_dir, url: str, run: Run, start: float, seconds: float, crashes: int, down_s: float) -> None:
+async def crasher(data_dir, url: str, run: Run, start: float, seconds: float, crashes: int, downs: list[float]) -> None:
     for n in range(crashes):
+        down_s = downs[n % len(downs)]
         at = start + seconds * (n + 0.5) / crashes + random.uniform(-1, 1)
         await asyncio.sleep(max(0.0, at - time.time()))
         crash = Crash(killed=time.time())
@@ -263,7 +264,10 @@ async def main(args: argparse.Namespace) -> None:
     steady = [s for s in done if not any(around(s, c, args.window_s) for c in run.crashes)]
     result = {
         "how_to_run": "uv run python -m bench.redis_churn "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+        + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+        ),
         "parameters": vars(args),
         "wall_s": round(time.time() - started, 1),
         "outcome": outcome,
@@ -283,7 +287,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=90, help="length of the churn")
     parser.add_argument("--crashes", type=int, default=4, help="Redis crashes, spread over the run")
-    parser.add_argument("--down-s", type=float, default=2.0, help="how long Redis stays down each time")
+    parser.add_argument(
+        "--down-s", type=float, nargs="+", default=[0.5, 3.0], help="how long Redis stays down, crash after crash"
+    )
     parser.add_argument("--workers", type=int, default=6, help="devices cycling concurrently")
     parser.add_argument("--people", type=int, default=90, help="clinicians (each signs in once per TOTP step)")
     parser.add_argument("--window-s", type=float, default=2.0, help="what counts as around a crash")
