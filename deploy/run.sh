@@ -13,6 +13,11 @@ export KAFKA_BOOTSTRAP_SERVERS=${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:29092}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:26379/0}
 export LANYARD_PUBLIC_BASE_URL=${LANYARD_PUBLIC_BASE_URL:-http://127.0.0.1:8480}
 for svc in IDP SESSION POLICY AUDIT CONSOLE; do export "LANYARD_${svc}_LOG_JSON=${LOG_JSON:-false}"; done
+for svc in IDP SESSION POLICY AUDIT; do
+  # Static group membership: a service restarted after a crash gets its partitions back at once.
+  instance="LANYARD_${svc}_CONSUMER_INSTANCE"
+  export "$instance=${!instance:-${svc,,}@$(hostname)}"
+done
 SERVICES=(policy session idp audit)
 DEMO=${DEMO:-1}
 DEMO_FILE=${LANYARD_DEMO_FILE:-$root/.var/demo.json}

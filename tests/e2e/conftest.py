@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
+from lanyard.harness.rp import LogoutReceiver
+from lanyard.harness.rp import logout_receiver as serve_logout_receiver
 from lanyard.harness.stack import Stack, local_stack
-from lanyard.runtime.testing import free_port, serve_in_thread
 
 
 @pytest.fixture(scope="module")
@@ -30,23 +26,8 @@ async def http() -> httpx.AsyncClient:
         yield client
 
 
-@dataclass
-class LogoutReceiver:
-    """A relying party's back-channel logout endpoint: records every logout token it gets."""
-
-    url: str
-    tokens: list[str] = field(default_factory=list)
-
-
 @pytest.fixture(scope="session")
 def logout_receiver() -> Iterator[LogoutReceiver]:
-    port = free_port()
-    receiver = LogoutReceiver(f"http://127.0.0.1:{port}/backchannel-logout")
-
-    async def endpoint(request: Request) -> Response:
-        form = await request.form()
-        receiver.tokens.append(str(form.get("logout_token", "")))
-        return Response(status_code=200)
-
-    with serve_in_thread(Starlette(routes=[Route("/backchannel-logout", endpoint, methods=["POST"])]), port):
+    """A relying party's back-channel logout endpoint: records every logout token it gets."""
+    with serve_logout_receiver() as receiver:
         yield receiver

@@ -56,6 +56,7 @@ class InMemoryStore:
         self.current: dict[tuple[str, str], str] = {}
         self.timers: dict[str, float] = {}
         self.outbox: dict[str, tuple[float, Event]] = {}
+        self.staged: dict[str, float] = {}  # when each event was staged (pending_events' order)
         self.org: dict[str, Any] = {}
         self.once: set[str] = set()
         self.challenges: dict[tuple[str, str], str] = {}
@@ -121,6 +122,7 @@ class InMemoryStore:
     def _park(self, events) -> None:
         for i, e in enumerate(events):
             self.outbox[e.event_id] = (self.clock.now() + self.grace + i * 1e-3, e)
+            self.staged[e.event_id] = self.clock.now() + i * 1e-3
 
     async def restore(self, devices, sessions, org_settings):
         written = 0
@@ -160,6 +162,15 @@ class InMemoryStore:
 
     async def outbox_done(self, event):
         self.outbox.pop(event.event_id, None)
+
+    async def outbox_later(self, events, due):
+        for i, e in enumerate(events):
+            if e.event_id in self.outbox:
+                self.outbox[e.event_id] = (due + i * 1e-3, e)
+
+    async def pending_events(self, eid, device_id):
+        mine = [e for _, e in self.outbox.values() if e.enterprise_id == eid and e.subject.device_id == device_id]
+        return sorted(mine, key=lambda e: self.staged[e.event_id])
 
     async def get_org_settings(self, eid):
         from lanyard.session.domain import OrgSettings

@@ -8,13 +8,21 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from lanyard.contracts import ALL_TOPICS, Subject, Topic
 from lanyard.contracts.events import DeviceCheckedIn, DeviceCheckedInPayload
-from lanyard.runtime.consumer import DLQ_REASON, DLQ_SOURCE, RetryPolicy, subscribe
+from lanyard.runtime.consumer import (
+    DLQ_REASON,
+    DLQ_SOURCE,
+    DLQ_TRUNCATED,
+    RecordRefused,
+    RetryPolicy,
+    consumer_state,
+    subscribe,
+)
 from lanyard.runtime.kafka import EventPublisher, create_broker, ensure_topics
 from lanyard.runtime.testing import eventually
 
@@ -137,7 +145,7 @@ async def test_offset_is_committed_only_after_the_handler_succeeds(kafka_bootstr
             raise RuntimeError("transient: database briefly unreachable")
 
     broker = create_broker(kafka_bootstrap, "test-commit")
-    subscribe(broker, topic, group, slow_then_fail_once, retry=RetryPolicy(attempts=3, backoff_s=0.01))
+    subscribe(broker, topic, group, slow_then_fail_once, retry=RetryPolicy(backoff_s=0.01))
     await broker.start()
     try:
         await EventPublisher(broker).publish(checkin(3).model_copy())  # to the registry topic, not ours
@@ -195,11 +203,11 @@ async def test_poison_message_goes_to_the_dead_letter_topic_and_the_partition_mo
     async def handler(event):
         attempts.append(event.payload.device_id)
         if event.payload.device_id == "d6":
-            raise ValueError("cannot apply: device unknown")
+            raise RecordRefused("cannot apply: device unknown")
         handled.append(event.payload.device_id)
 
     broker = create_broker(kafka_bootstrap, "test-dlq")
-    subscribe(broker, topic, group, handler, retry=RetryPolicy(attempts=3, backoff_s=0.01))
+    subscribe(broker, topic, group, handler, retry=RetryPolicy(backoff_s=0.01))
     dlq = AIOKafkaConsumer(topic.dlq.name, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
     await broker.start()
     await dlq.start()
@@ -208,7 +216,7 @@ async def test_poison_message_goes_to_the_dead_letter_topic_and_the_partition_mo
         await broker.publish(checkin(6).to_json(), topic=topic.name, key=b"k")
         await broker.publish(checkin(7).to_json(), topic=topic.name, key=b"k")
         await eventually(lambda: handled == ["d7"], 20, what="the record after the poison one")
-        assert attempts.count("d6") == 3
+        assert attempts.count("d6") == 1  # refused: dead-lettered at once, never retried
         dead = []
 
         async def fetch():
@@ -219,7 +227,7 @@ async def test_poison_message_goes_to_the_dead_letter_topic_and_the_partition_mo
         await eventually(fetch, 20, what="two dead letters")
         reasons = [dict(r.headers)[DLQ_REASON].decode() for r in dead]
         assert reasons[0].startswith("undecodable")
-        assert "ValueError: cannot apply: device unknown" in reasons[1]
+        assert reasons[1] == "refused: cannot apply: device unknown"
         assert dict(dead[1].headers)[DLQ_SOURCE].decode() == f"{topic.name}:0:1"
         assert await eventually(lambda: committed(kafka_bootstrap, group, topic), 10) == 3
     finally:
@@ -263,7 +271,7 @@ async def test_a_batch_handler_gets_a_partition_s_records_together_and_falls_bac
 
     async def handler(event):
         if event.payload.device_id == "d3":
-            raise ValueError("cannot apply")
+            raise RecordRefused("cannot apply")
         one_by_one.append(event.payload.device_id)
 
     publisher = create_broker(kafka_bootstrap, "test-batch-pub")
@@ -271,7 +279,7 @@ async def test_a_batch_handler_gets_a_partition_s_records_together_and_falls_bac
     for n in (1, 2):  # published before the consumer starts, so its first fetch holds them all
         await publisher.publish(checkin(n).to_json(), topic=topic.name, key=b"k")
     broker = create_broker(kafka_bootstrap, "test-batch")
-    subscribe(broker, topic, group, handler, batch_handler=batch_handler, retry=RetryPolicy(2, 0.01))
+    subscribe(broker, topic, group, handler, batch_handler=batch_handler, retry=RetryPolicy(0.01))
     await broker.start()
     try:
         await eventually(lambda: committed(kafka_bootstrap, group, topic), 20, what="first batch committed")
@@ -281,7 +289,7 @@ async def test_a_batch_handler_gets_a_partition_s_records_together_and_falls_bac
         for n in (3, 4, 5):
             await publisher.publish(checkin(n).to_json(), topic=topic.name, key=b"k")
         broker = create_broker(kafka_bootstrap, "test-batch")
-        subscribe(broker, topic, group, handler, batch_handler=batch_handler, retry=RetryPolicy(2, 0.01))
+        subscribe(broker, topic, group, handler, batch_handler=batch_handler, retry=RetryPolicy(0.01))
         await broker.start()
         await eventually(lambda: one_by_one == ["d4", "d5"], 20, what="the fallback past the poison record")
         assert batches[-1] == [("d3", 2), ("d4", 3), ("d5", 4)]
@@ -293,3 +301,126 @@ async def test_a_batch_handler_gets_a_partition_s_records_together_and_falls_bac
 
 async def _at(bootstrap: str, group: str, topic: Topic, offset: int) -> bool:
     return await committed(bootstrap, group, topic) == offset
+
+
+async def dlq_size(bootstrap: str, topic: Topic) -> int:
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await reader.start()
+    try:
+        ends = await reader.end_offsets([TopicPartition(topic.dlq.name, 0)])
+        return sum(ends.values())
+    finally:
+        await reader.stop()
+
+
+async def test_a_dependency_down_longer_than_any_retry_budget_holds_the_partition_and_dead_letters_nothing(
+    kafka_bootstrap,
+):
+    """Issue 11: Redis away for seconds used to dead-letter checkins after ~0.3 s of retries."""
+    topic = await scratch_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    down = {"redis": True, "bug": True}
+    applied, failures = [], {"d1": 0, "d2": 0}
+
+    async def handler(event):
+        device = event.payload.device_id
+        if device == "d1" and down["redis"]:
+            failures[device] += 1
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        if device == "d2" and down["bug"]:
+            failures[device] += 1
+            raise KeyError("a handler bug: not classified, so held too")
+        applied.append(device)
+
+    broker = create_broker(kafka_bootstrap, "test-hold")
+    subscriber = subscribe(broker, topic, group, handler, retry=RetryPolicy(backoff_s=0.01, max_backoff_s=0.1))
+    state = consumer_state(subscriber)
+    await broker.start()
+    try:
+        for n in (1, 2, 3):
+            await broker.publish(checkin(n).to_json(), topic=topic.name, key=b"k")
+        await eventually(lambda: state.holding, 20, what="the first record held")
+        await asyncio.sleep(2.5)  # the outage lasts: far beyond the old three attempts (~0.35 s)
+        assert state.holding and applied == [] and failures["d1"] > 3
+        assert state.describe()[0]["offset"] == 0 and state.describe()[0]["error"] == "ConnectionError"
+        assert await committed(kafka_bootstrap, group, topic) in (None, -1)
+        down["redis"] = False
+        await eventually(lambda: failures["d2"] > 3, 10, what="the second record held on its bug")
+        assert applied == ["d1"] and state.holding
+        down["bug"] = False
+        await eventually(lambda: applied == ["d1", "d2", "d3"], 10, what="everything applied once back")
+        assert not state.holding
+        assert await eventually(lambda: _at(kafka_bootstrap, group, topic, 3), 10)
+        assert await dlq_size(kafka_bootstrap, topic) == 0
+    finally:
+        await broker.stop()
+
+
+async def test_a_long_hold_is_fetched_again_so_the_member_keeps_its_group(kafka_bootstrap):
+    """Held in place beyond max_poll_interval_ms, aiokafka would leave the group; the runtime
+    rewinds and fetches again first, so the record is applied exactly once, by this member."""
+    topic = await scratch_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    until = asyncio.get_running_loop().time() + 7
+    successes = []
+
+    async def handler(event):
+        if asyncio.get_running_loop().time() < until:
+            raise TimeoutError("Timeout reading from 127.0.0.1:6379")
+        successes.append(event.event_id)
+
+    broker = create_broker(kafka_bootstrap, "test-rewind")
+    subscribe(
+        broker, topic, group, handler, retry=RetryPolicy(backoff_s=0.05, max_backoff_s=0.2), max_poll_interval_ms=3000
+    )
+    await broker.start()
+    try:
+        sent = checkin(9)
+        await broker.publish(sent.to_json(), topic=topic.name, key=b"k")
+        await eventually(lambda: successes, 30, what="applied once the dependency is back")
+        assert await eventually(lambda: _at(kafka_bootstrap, group, topic, 1), 10)
+        await asyncio.sleep(1)  # a member that had left would read it again from offset 0 now
+        assert successes == [sent.event_id]
+        assert await dlq_size(kafka_bootstrap, topic) == 0
+    finally:
+        await broker.stop()
+
+
+async def test_a_record_just_under_the_request_size_is_dead_lettered_with_a_copy_that_fits(kafka_bootstrap):
+    """Issue 11: a 1,048,424-byte record fits the producer, its dead-letter copy with the added
+    headers did not, and every consumer group retried it forever. Now the copy is cut to fit."""
+    topic = await scratch_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    handled = []
+
+    async def handler(event):
+        handled.append(event.payload.device_id)
+
+    broker = create_broker(kafka_bootstrap, "test-oversized")
+    subscribe(broker, topic, group, handler)
+    dlq = AIOKafkaConsumer(
+        topic.dlq.name, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", fetch_max_bytes=4 * 2**20
+    )
+    await broker.start()
+    await dlq.start()
+    try:
+        huge = b"[" + b"0," * (1_048_424 // 2 - 1) + b"0"  # not an event: undecodable, so poison
+        assert len(huge) == 1_048_424
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True)
+        await producer.start()
+        try:  # the raw record as another producer would send it: no headers added
+            await producer.send_and_wait(topic.name, huge, key=b"k")
+        finally:
+            await producer.stop()
+        await broker.publish(checkin(10).to_json(), topic=topic.name, key=b"k")
+        await eventually(lambda: handled == ["d10"], 30, what="the record after the oversized one")
+        assert await eventually(lambda: _at(kafka_bootstrap, group, topic, 2), 10)
+        batch = await dlq.getmany(timeout_ms=10_000)
+        [copy] = [r for rs in batch.values() for r in rs]
+        headers = {k: v.decode() for k, v in copy.headers}
+        assert headers[DLQ_SOURCE] == f"{topic.name}:0:0" and headers[DLQ_REASON].startswith("undecodable")
+        assert headers[DLQ_TRUNCATED] == "1048424" and len(copy.value) < 1_048_424
+        assert huge.startswith(copy.value)
+    finally:
+        await dlq.stop()
+        await broker.stop()

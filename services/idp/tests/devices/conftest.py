@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -10,7 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import uvicorn
 from joserfc.jwk import ECKey, KeySet, RSAKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from lanyard.contracts import Subject
 from lanyard.contracts import events as ev
@@ -19,6 +25,7 @@ from lanyard.idp.devices.settings import DeviceSettings
 from lanyard.idp.devices.wiring import Devices
 from lanyard.idp.domain import Client, OrgSettings, RevokedSession
 from lanyard.runtime.proofs import thumbprint
+from lanyard.runtime.testing import eventually, free_port
 
 AUTHORIZE = "http://127.0.0.1:8480/e/{eid}/authorize"
 
@@ -42,7 +49,9 @@ class FakeRevoker:
             self.fail_times -= 1
             raise ConnectionError("oidc storage unavailable")
         self.calls.append((enterprise_id, device_session_id, reason))
-        clients = self.clients.pop((enterprise_id, device_session_id), ())
+        # Like the real revoker: a repeat returns the same sessions, so an interrupted caller
+        # can still queue its logouts.
+        clients = self.clients.get((enterprise_id, device_session_id), ())
         if not clients:
             return []
         user = self.users[(enterprise_id, device_session_id)]
@@ -275,3 +284,45 @@ def kit() -> Any:
         running_idp=running_idp,
         MemoryPublisher=MemoryPublisher,
     )
+
+
+# ------------------------------------------------------------------------ a relying party
+
+
+class Receiver:
+    """A relying party's back-channel logout endpoint with scripted answers per path."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.posts: list[tuple[str, str, str]] = []  # (path, content type, logout_token)
+        self.script: dict[str, list[int]] = {}
+
+    async def endpoint(self, request: Request) -> Response:
+        form = await request.form()
+        path = request.url.path
+        self.posts.append((path, request.headers.get("content-type", ""), str(form.get("logout_token", ""))))
+        if path.startswith("/slow"):
+            await asyncio.sleep(1)
+        codes = self.script.get(path) or [200]
+        code = codes.pop(0) if len(codes) > 1 else codes[0]
+        return Response(status_code=code)
+
+    def to(self, path: str) -> list[tuple[str, str, str]]:
+        return [p for p in self.posts if p[0] == path]
+
+
+@pytest.fixture
+async def receiver():
+    rp = Receiver()
+    app = Starlette(routes=[Route("/{path:path}", rp.endpoint, methods=["POST"])])
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=rp.port, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, 10, what="receiver started")
+    yield rp
+    server.should_exit = True
+    await task

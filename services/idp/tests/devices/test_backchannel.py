@@ -7,59 +7,15 @@ import contextlib
 import time
 
 import pytest
-import uvicorn
 from joserfc import jwt
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from lanyard.contracts import topics
 from lanyard.idp.devices.backchannel import BACKCHANNEL_EVENT, BackchannelQueue, BackchannelWorker
 from lanyard.idp.devices.model import sid_for
-from lanyard.runtime.testing import TopicProbe, eventually, free_port
+from lanyard.runtime.testing import TopicProbe, eventually
 
 pytestmark = pytest.mark.integration
 BASE = "http://127.0.0.1:8480"
-
-
-class Receiver:
-    """A relying party's back-channel logout endpoint with scripted answers per path."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.posts: list[tuple[str, str, str]] = []  # (path, content type, logout_token)
-        self.script: dict[str, list[int]] = {}
-
-    async def endpoint(self, request: Request) -> Response:
-        form = await request.form()
-        path = request.url.path
-        self.posts.append((path, request.headers.get("content-type", ""), str(form.get("logout_token", ""))))
-        if path.startswith("/slow"):
-            await asyncio.sleep(1)
-        codes = self.script.get(path) or [200]
-        code = codes.pop(0) if len(codes) > 1 else codes[0]
-        return Response(status_code=code)
-
-    def to(self, path: str) -> list[tuple[str, str, str]]:
-        return [p for p in self.posts if p[0] == path]
-
-
-@pytest.fixture
-async def receiver():
-    rp = Receiver()
-    app = Starlette(routes=[Route("/{path:path}", rp.endpoint, methods=["POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=rp.port, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started, 10, what="receiver started")
-    yield rp
-    server.should_exit = True
-    await task
 
 
 @contextlib.asynccontextmanager
@@ -193,6 +149,21 @@ async def test_deliveries_survive_a_restart_and_a_crashed_claim(redis_client, re
         assert await queue.pending() == 0
     assert len(receiver.to("/later")) == 2
     assert not await crashed.settle(claimed[0])  # the dead instance's lease is void
+
+
+async def test_a_claim_whose_answer_was_lost_is_released_by_its_token(redis_client, kit, keys):
+    """Redis crashing right after it ran a claim: the worker never learns what it leased; it
+    releases by token once Redis answers, instead of the logouts waiting a whole lease."""
+    ports = kit.Ports(keys=keys)
+    ports.clients.add("ent-l", "portal", "http://127.0.0.1:9/unused")
+    queue = BackchannelQueue(redis_client, ports.clients)
+    await queue.enqueue("ent-l", "portal", "sid-l", "user-1")
+    assert len(await queue.claim(limit=4, lease_s=30, token="claim-whose-answer-was-lost")) == 1
+    assert await queue.claim(limit=4, lease_s=30) == []  # leased for 30 s
+    assert await queue.release("someone-else's", 30) == 0
+    assert await queue.release("claim-whose-answer-was-lost", 30) == 1
+    [again] = await queue.claim(limit=4, lease_s=30)
+    assert again.sid == "sid-l"
 
 
 async def test_checkin_through_the_app_reaches_the_relying_party_and_is_recorded(

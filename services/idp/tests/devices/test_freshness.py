@@ -4,32 +4,16 @@ and serves again by itself once the broker is back (a private broker: the shared
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import subprocess
 import time
 
 import pytest
 
 from lanyard.idp.devices.freshness import FreshnessMonitor
 from lanyard.idp.domain import DeviceSsoError, TemporarilyUnavailable
-from lanyard.runtime.testing import ROOT, eventually, local_kafka
+from lanyard.runtime.consumer import ConsumerState, Hold
+from lanyard.runtime.testing import eventually, kafka_control, local_kafka
 
 pytestmark = pytest.mark.integration
-
-
-def _kafka(command: str, data_dir, bootstrap: str) -> None:
-    props = (data_dir / "server.properties").read_text()
-    controller = re.search(r"CONTROLLER://127\.0\.0\.1:(\d+)", props).group(1)
-    env = {
-        **os.environ,
-        "KAFKA_PORT": bootstrap.rsplit(":", 1)[1],
-        "KAFKA_CONTROLLER_PORT": controller,
-        "KAFKA_DATA_DIR": str(data_dir),
-    }
-    subprocess.run(
-        [str(ROOT / "deploy/kafka/kafka.sh"), command], env=env, check=True, capture_output=True, timeout=300
-    )
 
 
 async def test_refuses_within_the_bound_when_the_broker_stops_and_recovers_after_restart(
@@ -56,7 +40,7 @@ async def test_refuses_within_the_bound_when_the_broker_stops_and_recovers_after
             await eventually(lambda: _closed(devices, gone), 15)
             assert (await sessions.authenticate(d.eid, "rover", d.dsid, d.proof(), "GET", d.url)).user_id == d.user_id
 
-            await asyncio.to_thread(_kafka, "stop", data_dir, bootstrap)
+            await asyncio.to_thread(kafka_control, "stop", data_dir, bootstrap)
             stopped = time.monotonic()
             await eventually(lambda: not devices.freshness.fresh, bound + 3, what="stale after the bound")
             assert time.monotonic() - stopped <= bound + 3
@@ -70,7 +54,7 @@ async def test_refuses_within_the_bound_when_the_broker_stops_and_recovers_after
             assert not await sessions.is_active(gone.eid, gone.dsid)
             assert not await sessions.may_refresh(gone.eid, gone.dsid, "rover")
 
-            await asyncio.to_thread(_kafka, "start", data_dir, bootstrap)
+            await asyncio.to_thread(kafka_control, "start", data_dir, bootstrap)
             await eventually(lambda: devices.freshness.fresh, 90, what="fresh again after restart")
             login = await sessions.authenticate(d.eid, "rover", d.dsid, d.proof(), "GET", d.url)
             assert login.device_session_id == d.dsid
@@ -116,7 +100,10 @@ async def test_lag_that_does_not_drain_or_a_stuck_handler_makes_the_view_stale(r
     now = [1_000_000.0]
     tp0, tp1 = TopicPartition("t.v1", 0), TopicPartition("t.v1", 1)
     consumer = _Consumer({tp0: (5, 5, now[0] * 1000), tp1: (7, 7, now[0] * 1000)})
-    monitor = FreshnessMonitor(redis_client, "g-unit", [topic], lambda: consumer, 5.0, clock=lambda: now[0])
+    state = ConsumerState("g-unit")
+    monitor = FreshnessMonitor(
+        redis_client, "g-unit", [topic], lambda: consumer, 5.0, clock=lambda: now[0], state=lambda: state
+    )
     assert await monitor.tick()
 
     # Partition 1 falls behind and stays behind although fetches keep succeeding.
@@ -133,8 +120,20 @@ async def test_lag_that_does_not_drain_or_a_stuck_handler_makes_the_view_stale(r
     consumer.parts[tp1] = (9, 9, now[0] * 1000)
     assert await monitor.tick()
 
-    # A handler that hangs: the watermarks stop at its start.
-    with monitor.handling():
+    # A record held by a failing dependency: stale at once (it may be a pending checkin), and
+    # fresh again as soon as it is applied.
+    state.holds[("t.v1", 0)] = Hold("t.v1", 0, 5, 0.0, 2, "ConnectionError: refused")
+    assert await monitor.tick() and not monitor.fresh
+    with pytest.raises(TemporarilyUnavailable):
+        monitor.check()
+    del state.holds[("t.v1", 0)]
+    assert monitor.fresh
+
+    # A batch whose handling hangs: the watermarks stop at its start.
+    now[0] = time.time()
+    consumer.parts = {tp: (p, h, now[0] * 1000) for tp, (p, h, _) in consumer.parts.items()}
+    assert await monitor.tick()
+    with state.busy():
         for _ in range(7):
             now[0] += 1
             consumer.parts = {tp: (p, h, now[0] * 1000) for tp, (p, h, _) in consumer.parts.items()}

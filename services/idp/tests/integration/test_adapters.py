@@ -261,14 +261,43 @@ async def test_browser_sessions(adapters):
 
 
 async def test_outbox_event_survives_until_published(redis_client):
-    from lanyard.idp.adapters.outbox import ENTERPRISES, OutboxPublisher
+    from lanyard.idp.adapters.outbox import OutboxPublisher
 
     r = redis_client
     d = RedisDirectory(r)
     event = GroupUpserted(enterprise_id=EID, producer="idp", payload=GroupUpsertedPayload(group_id="g1", name="Nurses"))
     await d.save_group(Group(EID, "g1", "Nurses"), event)
-    await r.sadd(ENTERPRISES, EID)
     sink = memory.MemoryPublisher()
-    assert await OutboxPublisher(r, sink).relay() == 1  # a crash before publishing loses nothing
+    now = time.time()
+    assert await OutboxPublisher(r, sink, grace_s=5).relay(now) == 0  # the request path's grace period
+    assert await OutboxPublisher(r, sink, grace_s=5).relay(now + 6) == 1  # a crash before publishing loses nothing
     assert [e.event_id for e in sink.events] == [event.event_id]
-    assert await OutboxPublisher(r, sink).relay() == 0
+    assert await OutboxPublisher(r, sink, grace_s=5).relay(now + 100) == 0
+
+
+async def test_an_unacknowledged_event_is_relayed_while_the_process_runs(redis_client):
+    """The relay used to run only at start-up: an event whose publish failed waited for a restart."""
+    from lanyard.idp.adapters.outbox import OutboxPublisher
+
+    class Flaky(memory.MemoryPublisher):
+        down = True
+
+        async def publish(self, event):
+            if self.down:
+                raise ConnectionError("broker away")
+            await super().publish(event)
+
+    sink = Flaky()
+    outbox = OutboxPublisher(redis_client, sink, grace_s=0, retry_s=0.5)
+    event = GroupUpserted(
+        enterprise_id=EID, producer="idp", payload=GroupUpsertedPayload(group_id="g2", name="Porters")
+    )
+    await RedisDirectory(redis_client).save_group(Group(EID, "g2", "Porters"), event)
+    with pytest.raises(ConnectionError):
+        await outbox.publish(event)  # the admin call fails; the event is kept
+    now = time.time()
+    with pytest.raises(ConnectionError):
+        await outbox.relay(now)  # still down: put back for the next round, not for a 30 s lease
+    sink.down = False
+    assert await outbox.relay(now + 0.6) == 1
+    assert [e.event_id for e in sink.events] == [event.event_id] and await outbox.outbox.size() == 0

@@ -23,6 +23,6 @@ async def test_health_and_readiness(kafka_bootstrap, redis_client):
 
             await eventually(ready, 30, what="readiness")
             body = (await client.get("/health/ready")).json()
-            assert body["checks"] == {"redis": True, "kafka": True, "consumers": True}
+            assert body["checks"] == {"redis": True, "kafka": True, "consumers": True, "handlers": True}
             metrics = await client.get("/metrics")
             assert "lanyard_events_consumed_total" in metrics.text

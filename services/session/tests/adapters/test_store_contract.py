@@ -2,6 +2,7 @@
 
 import pytest
 
+from lanyard.contracts import Subject
 from lanyard.contracts import events as ev
 from lanyard.session import domain
 from lanyard.session.adapters.redis_store import RedisSessionStore
@@ -87,6 +88,22 @@ async def test_a_no_change_decision_restores_the_real_due_time(store, clock):
 
 async def test_unknown_session_mutates_nothing(store, clock):
     assert await store.mutate("ent-1", "missing", lambda s: pytest.fail("decide called")) is None
+
+
+async def test_a_device_s_unacknowledged_events_are_found_and_a_failed_relay_puts_them_back(store, clock):
+    session, event = new_session(clock)
+    event = event.model_copy(update={"subject": Subject(device_id="dev-1", device_session_id="ds-0001")})
+    await store.open("ent-1", "dev-1", lambda prev: Change((session,), (event,)))
+    assert [e.event_id for e in await store.pending_events("ent-1", "dev-1")] == [event.event_id]
+    assert await store.pending_events("ent-1", "dev-2") == [] and await store.pending_events("ent-2", "dev-1") == []
+    [claimed] = await store.claim_outbox(clock.now() + 5, 30, 10)
+    await store.outbox_later([claimed], clock.now() + 7)  # the broker refused it: back soon, not after the lease
+    assert await store.claim_outbox(clock.now() + 6.9, 30, 10) == []
+    assert [e.event_id for e in await store.claim_outbox(clock.now() + 7.1, 30, 10)] == [event.event_id]
+    assert [e.event_id for e in await store.pending_events("ent-1", "dev-1")] == [event.event_id]  # still unacked
+    await store.outbox_done(event)
+    assert await store.pending_events("ent-1", "dev-1") == []
+    assert await store.claim_outbox(clock.now() + 100, 30, 10) == []
 
 
 async def test_outbox_waits_for_the_grace_period_and_is_emptied_when_done(store, clock):

@@ -166,6 +166,61 @@ async def test_broker_failure_answers_503_and_the_relay_publishes_later(world):
     assert world.store.outbox == {}
 
 
+async def test_a_retried_checkin_answers_only_once_its_event_is_acknowledged(world):
+    """Issue 11: with the broker down a checkin answered 503 event_pending, and its retry 0.5 s
+    later answered 200 while the broker was still down (the session was already CLOSED)."""
+    s = await world.checkout()
+    world.publisher.fail = True
+    with pytest.raises(SessionError) as first:
+        await world.service.check_in(s, "user")
+    assert first.value.status == 503 and first.value.code == "event_pending"
+    with pytest.raises(SessionError) as retried:  # still down: not a success
+        await world.service.check_in(s, "user")
+    assert retried.value.code == "event_pending"
+    assert "session.device_checked_in.v1" not in world.publisher.types()
+    world.publisher.fail = False
+    closed = await world.service.check_in(s, "user")  # the broker is back: the retry publishes it
+    assert closed.state is State.CLOSED
+    assert world.publisher.types()[-1] == "session.device_checked_in.v1" and world.store.outbox == {}
+    again = await world.service.check_in(s, "user")
+    assert again.state is State.CLOSED and world.publisher.types().count("session.device_checked_in.v1") == 1
+
+
+async def test_a_retried_checkout_returns_its_session_once_acknowledged_and_a_replay_is_refused(world):
+    device = await world.enrol()
+    token = world.assertion(jti="retried")
+    world.publisher.fail = True
+    with pytest.raises(SessionError) as first:
+        await world.service.checkout(device, token)
+    assert first.value.code == "event_pending"
+    with pytest.raises(SessionError) as retried:
+        await world.service.checkout(device, token)
+    assert retried.value.code == "event_pending"
+    world.publisher.fail = False
+    session = await world.service.checkout(device, token)
+    assert world.publisher.types()[-1] == "session.device_checked_out.v1" and world.store.outbox == {}
+    assert (await world.service.checkout(device, token)).device_session_id == session.device_session_id
+    assert world.publisher.types().count("session.device_checked_out.v1") == 1
+    await world.service.check_in(session, "user")
+    with pytest.raises(SessionError) as replay:  # its session is over: the assertion is spent
+        await world.service.checkout(device, token)
+    assert replay.value.code == "assertion_replayed"
+
+
+async def test_a_relay_that_meets_the_broker_down_puts_events_back_for_the_next_round(world):
+    s = await world.checkout()
+    world.publisher.fail = True
+    with pytest.raises(SessionError):
+        await world.service.check_in(s, "user")
+    world.clock.advance(6)
+    with pytest.raises(ConnectionError):
+        await world.service.relay_outbox()
+    world.publisher.fail = False
+    world.clock.advance(world.service.settings.outbox_interval_s + 0.01)  # not the 30 s lease
+    assert await world.service.relay_outbox() == 1
+    assert world.publisher.types()[-1] == "session.device_checked_in.v1" and world.store.outbox == {}
+
+
 # ------------------------------------------------------------------------------ timers
 
 

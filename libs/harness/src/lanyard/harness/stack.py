@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -115,6 +116,9 @@ def local_stack(kafka_bootstrap: str, redis_url: str, log_dir: Path, **extra_env
         env[prefix + "HTTP_PORT"] = str(ports[service])
         env[prefix + "REDIS_URL"] = f"{redis_base}/{REDIS_DB[service]}"
         env[prefix + "LOG_JSON"] = "true"
+        # Static group membership: a service restarted after a crash resumes at once. One id per
+        # service and host, so the next stack's process also takes over from a stopped one.
+        env[prefix + "CONSUMER_INSTANCE"] = f"{service}@{socket.gethostname()}"
     env.update(extra_env)
     stack = Stack(base_url=base_url, ports=ports, env=env, log_dir=log_dir)
     gateway = ROOT / "deploy/gateway/gateway.sh"

@@ -19,6 +19,9 @@ from lanyard.runtime import metrics
 
 log = logging.getLogger("lanyard.kafka")
 
+MAX_REQUEST_BYTES = 1_048_576
+"""The producer's largest request (aiokafka's default, stated so the dead-letter copy can fit under it)."""
+
 
 def create_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
     """A faststream Kafka broker with Lanyard's producer rules (acks=all, idempotence)."""
@@ -28,6 +31,7 @@ def create_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
         acks="all",
         enable_idempotence=True,
         linger_ms=0,
+        max_request_size=MAX_REQUEST_BYTES,
         request_timeout_ms=10_000,
         allow_auto_create_topics=False,
         # faststream logs every message at INFO; at this level they stay out of service logs.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 CONSUMED = Counter("lanyard_events_consumed_total", "Records consumed, by outcome", ["topic", "group", "outcome"])
 PUBLISHED = Counter("lanyard_events_published_total", "Events acknowledged by the broker", ["topic"])
@@ -12,4 +12,14 @@ RECORD_AGE_SECONDS = Histogram(
     "From the record's timestamp (the producer's send) to its handler starting: broker, fetch and queueing delay",
     ["topic", "group"],
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+RETRIES = Counter(
+    "lanyard_consumer_retries_total",
+    "Failed attempts at a record that is held and retried (not poison)",
+    ["topic", "group"],
+)
+HELD_PARTITIONS = Gauge(
+    "lanyard_consumer_held_partitions",
+    "Partitions whose current record is being retried (the service is not ready)",
+    ["group"],
 )

@@ -16,7 +16,7 @@ import uvicorn
 from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 
-from lanyard.runtime.consumer import subscriber_ready
+from lanyard.runtime.consumer import consumer_state, subscriber_ready
 from lanyard.runtime.health import Check
 from lanyard.runtime.kafka import EventPublisher, create_broker, ensure_topics
 from lanyard.runtime.logging import configure_logging, get_logger
@@ -69,7 +69,8 @@ class ServiceRuntime:
             log.info("stopped", service=self.settings.service_name)
 
     def checks(self) -> dict[str, Check]:
-        """Readiness: Redis answers, the broker is connected, every consumer has partitions."""
+        """Readiness: Redis answers, the broker is connected, every consumer has partitions, and
+        no consumer holds a record it keeps failing on (a dependency away: DESIGN §4)."""
 
         async def redis_ok() -> bool:
             return bool(await self.redis.ping())
@@ -80,7 +81,10 @@ class ServiceRuntime:
         async def consumers_ok() -> bool:
             return all(subscriber_ready(s) for s in self.subscribers)
 
-        return {"redis": redis_ok, "kafka": kafka_ok, "consumers": consumers_ok}
+        async def handlers_ok() -> bool:
+            return not any((state := consumer_state(s)) is not None and state.holding for s in self.subscribers)
+
+        return {"redis": redis_ok, "kafka": kafka_ok, "consumers": consumers_ok, "handlers": handlers_ok}
 
 
 def serve(app: Any, settings: ServiceSettings) -> None:

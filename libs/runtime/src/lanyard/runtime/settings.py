@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lanyard.runtime.consumer import RetryPolicy
+
 DEFAULT_KAFKA = "127.0.0.1:29092"
 DEFAULT_REDIS = "redis://127.0.0.1:26379/0"
 
@@ -37,8 +39,15 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     consumer_group: str | None = Field(default=None, description="defaults to lanyard-<service>")
-    consumer_retries: int = Field(default=3, ge=1, description="attempts before a record is dead-lettered")
-    consumer_retry_backoff_s: float = 0.05
+    consumer_retry_backoff_s: float = Field(
+        default=0.05, gt=0, description="first delay before a failing record is retried (never dead-lettered)"
+    )
+    consumer_retry_max_backoff_s: float = Field(
+        default=1.0, gt=0, description="cap of the doubling delay: how late a held record sees its dependency back"
+    )
+    consumer_hold_s: float = Field(
+        default=30.0, gt=0, description="in-place retrying of one batch before it is rewound and fetched again"
+    )
     consumer_batch_wait_ms: int = Field(
         default=0,
         ge=0,
@@ -48,6 +57,13 @@ class ServiceSettings(BaseSettings):
         "fetch, handler batch and offset commit serves many records",
     )
     consumer_batch_min_bytes: int = Field(default=65_536, ge=1)
+    consumer_instance: str | None = Field(
+        default=None,
+        max_length=200,
+        description="static group membership (Kafka's group.instance.id), unique per process and kept across its "
+        "restarts: a process restarted after a crash gets its partitions back at once instead of waiting for its "
+        "dead predecessor's session timeout (10 s). A cleanly stopped one keeps them that long too",
+    )
     create_topics: bool = True
     idempotency_ttl_s: int = Field(
         default=24 * 3600, gt=0, description="how long the first answer to an Idempotency-Key is replayed"
@@ -55,16 +71,28 @@ class ServiceSettings(BaseSettings):
     idempotency_secret_ttl_s: int = Field(
         default=300, gt=0, description="the same for answers that carry a secret (Cache-Control: no-store)"
     )
+    outbox_interval_s: float = Field(default=1.0, gt=0, description="how often the outbox relay runs")
+    outbox_grace_s: float = Field(default=5.0, ge=0, description="the request path's time to publish first")
+    outbox_lease_s: float = Field(default=30.0, gt=0, description="a claimed event is published again after this")
+    publish_timeout_s: float = Field(default=15.0, gt=0, description="after this an event is left to the relay")
+
+    def retry_policy(self) -> RetryPolicy:
+        """How this service's consumers retry a record that fails for any reason but poison."""
+        return RetryPolicy(self.consumer_retry_backoff_s, self.consumer_retry_max_backoff_s, self.consumer_hold_s)
 
     def consumer_options(self) -> dict[str, Any]:
-        """Extra `subscribe` options for this service's batching (none in latency mode)."""
-        if not self.consumer_batch_wait_ms:
-            return {}
-        return {
-            "poll_ms": self.consumer_batch_wait_ms,
-            "fetch_max_wait_ms": self.consumer_batch_wait_ms,
-            "fetch_min_bytes": self.consumer_batch_min_bytes,
-        }
+        """Extra `subscribe` options: static membership when configured, and this service's
+        batching (none in latency mode)."""
+        options: dict[str, Any] = {}
+        if self.consumer_instance:
+            options["group_instance_id"] = self.consumer_instance
+        if self.consumer_batch_wait_ms:
+            options.update(
+                poll_ms=self.consumer_batch_wait_ms,
+                fetch_max_wait_ms=self.consumer_batch_wait_ms,
+                fetch_min_bytes=self.consumer_batch_min_bytes,
+            )
+        return options
 
     @property
     def group_id(self) -> str:

@@ -3,7 +3,8 @@
 - `eventually`: poll an async or sync predicate with a bound, instead of sleeping.
 - `TopicProbe`: read what services published to a topic, from "now" on, as contracts events.
 - `local_kafka` / `local_redis`: start the project's own broker and Redis from deploy/ in a
-  throw-away data dir, for test runs on machines with neither an env-given one nor Docker.
+  throw-away data dir, for test runs on machines with neither an env-given one nor Docker;
+  `kill_redis` / `restart_redis` and `kafka_control` crash and bring back such a private one.
 - `serve_in_thread`: a small ASGI app (a test relying party, a stand-in upstream) on a free
   loopback port, served by uvicorn in a thread for a synchronous fixture.
 """
@@ -14,6 +15,8 @@ import asyncio
 import contextlib
 import inspect
 import os
+import re
+import signal
 import socket
 import subprocess
 import threading
@@ -146,6 +149,45 @@ def local_redis(data_dir: Path) -> Iterator[str]:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         subprocess.run([str(script), "stop"], env=env, check=False, capture_output=True, timeout=60)
+
+
+def kill_redis(data_dir: Path) -> None:
+    """SIGKILL the Redis that `local_redis(data_dir)` started, as a crash would (no SHUTDOWN)."""
+    pid = int((data_dir / "redis.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # it may be our child: reap it, or kill(pid, 0) keeps succeeding
+        time.sleep(0.01)
+    (data_dir / "redis.pid").unlink(missing_ok=True)
+
+
+def restart_redis(data_dir: Path, url: str) -> None:
+    """Start the Redis of `local_redis(data_dir)` again, on the same port with the same data (AOF)."""
+    port = url.split("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)[1]
+    env = {**os.environ, "REDIS_PORT": port, "REDIS_DATA_DIR": str(data_dir)}
+    subprocess.run([str(ROOT / "deploy/redis/redis.sh"), "start"], env=env, check=True, capture_output=True, timeout=60)
+
+
+def kafka_control(command: str, data_dir: Path, bootstrap: str) -> None:
+    """`kafka.sh stop|start` for the broker `local_kafka(data_dir)` started (same ports and data)."""
+    props = (data_dir / "server.properties").read_text()
+    controller = re.search(r"CONTROLLER://127\.0\.0\.1:(\d+)", props)
+    assert controller is not None, "not a broker started by local_kafka"
+    env = {
+        **os.environ,
+        "KAFKA_PORT": bootstrap.rsplit(":", 1)[1],
+        "KAFKA_CONTROLLER_PORT": controller.group(1),
+        "KAFKA_DATA_DIR": str(data_dir),
+    }
+    subprocess.run(
+        [str(ROOT / "deploy/kafka/kafka.sh"), command], env=env, check=True, capture_output=True, timeout=300
+    )
 
 
 def docker_answers() -> bool:

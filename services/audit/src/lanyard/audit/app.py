@@ -20,7 +20,7 @@ from lanyard.audit.handlers import AuditHandlers
 from lanyard.audit.ports import AuditStore
 from lanyard.audit.settings import AuditSettings
 from lanyard.contracts.topics import TOPICS
-from lanyard.runtime.consumer import RetryPolicy, current_record, subscribe
+from lanyard.runtime.consumer import current_record, subscribe
 from lanyard.runtime.errors import install_error_handlers
 from lanyard.runtime.health import health_router
 from lanyard.runtime.service import ServiceRuntime
@@ -48,7 +48,7 @@ def create_app(settings: AuditSettings | None = None, **overrides: Any) -> FastA
                 settings.group_id,
                 handlers.handle,
                 batch_handler=handlers.handle_batch,
-                retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
+                retry=settings.retry_policy(),
                 **settings.consumer_options(),
             )
         )

@@ -14,7 +14,7 @@ from lanyard.idp.login import SESSION_COOKIE
 from lanyard.idp.oidc import OidcConfig, Ports, build_oidc
 from lanyard.idp.settings import IdpSettings
 from lanyard.idp.wiring import build_directory_side, install_directory_side
-from lanyard.runtime.consumer import RetryPolicy, subscribe
+from lanyard.runtime.consumer import subscribe
 from lanyard.runtime.health import health_router
 from lanyard.runtime.service import ServiceRuntime
 
@@ -34,7 +34,8 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
             CONSUMES,
             settings.group_id,
             handlers.handle,
-            retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
+            retry=settings.retry_policy(),
+            **settings.consumer_options(),
         )
     )
     # Device sessions (lanyard.idp.devices): own consumer group; ports of the other sides are

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -87,14 +88,24 @@ class Passwords:
 
     def __init__(self) -> None:
         self._hasher = PasswordHasher()
-        # Verified when the user does not exist, so timing does not reveal valid usernames.
+        # Verified when the user does not exist, so timing does not reveal valid usernames. Made
+        # in a thread of its own (argon2 releases the GIL): a hash costs ~0.2 s of CPU, which
+        # would otherwise sit on the IdP's start-up path.
+        self._dummy = ""
+        self._dummy_ready = threading.Event()
+        threading.Thread(target=self._make_dummy, name="argon2-dummy", daemon=True).start()
+
+    def _make_dummy(self) -> None:
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        self._dummy_ready.set()
 
     async def hash(self, password: str) -> str:
         return await asyncio.to_thread(self._hasher.hash, password)
 
     async def verify(self, stored: str | None, password: str) -> bool:
         def check() -> bool:
+            if not stored:
+                self._dummy_ready.wait()
             try:
                 return self._hasher.verify(stored or self._dummy, password) and stored is not None
             except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -7,6 +7,7 @@ Its ports are exposed on `app.state.directory_side` (`enterprises`, `directory` 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import FastAPI
@@ -23,16 +24,25 @@ from lanyard.idp.handlers import OrgSettingsHandler
 from lanyard.idp.login import login_router
 from lanyard.idp.service import Authenticator, DirectoryService, Passwords, ProfileService, TokenIssuer
 from lanyard.idp.settings import IdpSettings
-from lanyard.runtime.consumer import RetryPolicy, subscribe
+from lanyard.runtime.consumer import subscribe
 from lanyard.runtime.idempotency import Idempotency
+from lanyard.runtime.loops import BackgroundLoops
 from lanyard.runtime.service import ServiceRuntime
 
 
 def build_directory_side(runtime: ServiceRuntime, settings: IdpSettings, overrides: dict[str, Any]) -> DirectorySide:
     """Adapters and use cases on `runtime`'s Redis and publisher; subscribes the org-settings
-    handler (group `{group_id}-config`) and relays any outbox left by a crash at start-up."""
+    handler (group `{group_id}-config`) and runs the outbox relay every `outbox_interval_s`
+    (its first round at start-up publishes what a crash left)."""
     r = runtime.redis
-    outbox = OutboxPublisher(r, runtime.publisher)
+    outbox = OutboxPublisher(
+        r,
+        runtime.publisher,
+        grace_s=settings.outbox_grace_s,
+        lease_s=settings.outbox_lease_s,
+        timeout_s=settings.publish_timeout_s,
+        retry_s=settings.outbox_interval_s,
+    )
     directory = RedisDirectory(r)
     org = overrides.get("org_settings") or RedisOrgSettings(r, settings.org_settings_cache_s)
     keys = overrides.get("keys") or RedisKeys(r, settings.max_token_lifetime_s, settings.keys_cache_check_s)
@@ -62,14 +72,14 @@ def build_directory_side(runtime: ServiceRuntime, settings: IdpSettings, overrid
             topics.POLICY_CONFIG,
             f"{settings.group_id}-config",
             OrgSettingsHandler(org).handle,
-            retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
+            retry=settings.retry_policy(),
+            **settings.consumer_options(),
         )
     )
 
-    async def relay() -> None:
-        await outbox.relay()
-
-    runtime.on_start.append(relay)
+    loops = BackgroundLoops("idp").add("outbox", lambda: outbox.relay(time.time()), settings.outbox_interval_s)
+    runtime.on_start.append(loops.start)
+    runtime.on_stop.append(loops.stop)
     return side
 
 

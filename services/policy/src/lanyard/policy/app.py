@@ -22,7 +22,7 @@ from lanyard.policy.domain import utcnow
 from lanyard.policy.handlers import PolicyHandlers
 from lanyard.policy.service import CloudConnection, ConfigCommands, Entitlements, Readiness
 from lanyard.policy.settings import PolicySettings
-from lanyard.runtime.consumer import RetryPolicy, subscribe
+from lanyard.runtime.consumer import subscribe
 from lanyard.runtime.errors import install_error_handlers
 from lanyard.runtime.health import health_router
 from lanyard.runtime.idempotency import Idempotency
@@ -44,7 +44,7 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
     entitlements = Entitlements(store, runtime.publisher, clock)
     commands = ConfigCommands(store, runtime.publisher, settings.apply_wait_s)
     handlers = PolicyHandlers(store, entitlements)
-    retry = RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s)
+    retry = settings.retry_policy()
     # Two groups: the checkout hot path never waits behind a burst of configuration events.
     runtime.subscribers.append(
         subscribe(
@@ -54,10 +54,18 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
             handlers.on_device_session,
             batch_handler=handlers.on_device_sessions,
             retry=retry,
+            **settings.consumer_options(),
         )
     )
     runtime.subscribers.append(
-        subscribe(runtime.broker, CONFIG_TOPICS, f"{settings.group_id}.config", handlers.on_config, retry=retry)
+        subscribe(
+            runtime.broker,
+            CONFIG_TOPICS,
+            f"{settings.group_id}.config",
+            handlers.on_config,
+            retry=retry,
+            **settings.consumer_options(),
+        )
     )
 
     jwks = overrides.get("jwks") or HttpJwks(settings.public_base_url)

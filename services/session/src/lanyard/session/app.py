@@ -9,7 +9,6 @@ runtime (broker, consumers, loops); the HTTP API serves only after both.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,11 +16,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from lanyard.contracts import topics
-from lanyard.runtime.consumer import RetryPolicy, subscribe
+from lanyard.runtime.consumer import subscribe
 from lanyard.runtime.health import health_router
 from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.kafka import ensure_topics
 from lanyard.runtime.logging import get_logger
+from lanyard.runtime.loops import BackgroundLoops
 from lanyard.runtime.service import ServiceRuntime
 from lanyard.runtime.tokens import HttpJwks, TokenVerifier
 from lanyard.session.adapters.clock import SystemClock
@@ -38,51 +38,15 @@ CONSUMES = [topics.ENTITLEMENTS, topics.OIDC_EVENTS, topics.POLICY_CONFIG]
 log = get_logger("lanyard.session")
 
 
-class BackgroundWork:
-    """The timer loop and the outbox relay of one instance.
-
-    Stopping does not rely on task cancellation alone: a library that swallows a CancelledError
-    (Python 3.11's `wait_for` can, when its inner await finishes at the same moment) would leave
-    a loop running forever, so the loops also watch a stop flag and the wait for them is bounded.
-    """
+class BackgroundWork(BackgroundLoops):
+    """The timer loop and the outbox relay of one instance (the runtime's `BackgroundLoops`:
+    stopped promptly even when a library beneath swallows a cancellation). The relay's first
+    round publishes what a previous run left behind."""
 
     def __init__(self, service: SessionService, settings: SessionSettings) -> None:
-        self._service = service
-        self._settings = settings
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
-
-    async def _loop(self, work: Any, interval: float, name: str) -> None:
-        while not self._stopping.is_set():
-            try:
-                await work()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis or broker briefly away: the next round retries
-                log.warning("background work failed", work=name, error=type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval)
-
-    async def start(self) -> None:
-        """Start both loops; the relay's first round publishes what a previous run left behind."""
-        self._stopping.clear()
-        self._tasks = [
-            asyncio.create_task(
-                self._loop(self._service.fire_due_timers, self._settings.timer_poll_interval_s, "timers")
-            ),
-            asyncio.create_task(self._loop(self._service.relay_outbox, self._settings.outbox_interval_s, "outbox")),
-        ]
-
-    async def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop both loops (a timer claimed mid-round comes due again after its lease)."""
-        self._stopping.set()
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=timeout_s)
-            if pending:
-                log.warning("background work did not stop in time", tasks=len(pending))
-        self._tasks = []
+        super().__init__("session")
+        self.add("timers", service.fire_due_timers, settings.timer_poll_interval_s)
+        self.add("outbox", service.relay_outbox, settings.outbox_interval_s)
 
 
 def create_app(settings: SessionSettings | None = None, **overrides: Any) -> FastAPI:
@@ -108,7 +72,7 @@ def create_app(settings: SessionSettings | None = None, **overrides: Any) -> Fas
             CONSUMES,
             settings.group_id,
             handlers.handle,
-            retry=RetryPolicy(settings.consumer_retries, settings.consumer_retry_backoff_s),
+            retry=settings.retry_policy(),
             **settings.consumer_options(),
         )
     )

@@ -3,11 +3,15 @@
 Every use case that changes state writes the new state and its events atomically through the
 `SessionStore` (an outbox), then publishes the events and waits for the broker's ack; an event
 whose publish failed stays in the outbox and the relay (`relay_outbox`) sends it later.
+
+A call answers success only once its events are acknowledged (DESIGN §4), retries included: a
+retried checkin, checkout, enrolment or retirement that finds its change already made (the
+first attempt answered 503 `event_pending`, or its answer was lost) publishes what that attempt
+left in the outbox for the device and answers success only after the ack — else 503 again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -19,6 +23,7 @@ from joserfc.jwk import ECKey
 from lanyard.contracts import Event, Subject
 from lanyard.contracts import events as ev
 from lanyard.runtime.logging import get_logger
+from lanyard.runtime.outbox import publish_staged, relay_once
 from lanyard.session import domain
 from lanyard.session.domain import Device, DeviceSession, Entitlement, OrgSettings, Step
 from lanyard.session.ports import (
@@ -192,14 +197,18 @@ class SessionService:
 
     async def _publish(self, events: tuple[Event, ...] | list[Event]) -> None:
         """Publish in order, each acknowledged before the next; leftovers stay in the outbox."""
-        for event in events:
-            try:
-                # Bounded: an HTTP caller gets an answer even when the broker stalls.
-                await asyncio.wait_for(self.publisher.publish(event), self.settings.publish_timeout_s)
-            except Exception as exc:
-                log.warning("publish failed, left in outbox", event_id=event.event_id, error=type(exc).__name__)
-                raise SessionError(503, "event_pending", "the change is saved; its event will be published") from None
-            await self.store.outbox_done(event)
+        try:
+            await publish_staged(self.publisher, events, self.settings.publish_timeout_s, self.store.outbox_done)
+        except Exception as exc:
+            log.warning("publish failed, left in outbox", events=len(events), error=type(exc).__name__)
+            raise SessionError(503, "event_pending", "the change is saved; its event will be published") from None
+
+    async def _settle(self, enterprise_id: str, device_id: str) -> None:
+        """Publish what earlier calls left unacknowledged for this device (a retry's answer waits
+        for it: module docstring)."""
+        pending = await self.store.pending_events(enterprise_id, device_id)
+        if pending:
+            await self._publish(pending)
 
     async def _mutate(self, eid: str, dsid: str, decide: Any) -> Change | None:
         change = await self.store.mutate(eid, dsid, decide)
@@ -215,6 +224,7 @@ class SessionService:
         existing = await self.store.get_device(enterprise_id, request.device_id)
         if existing is not None and not existing.retired:
             if existing.jkt == jkt:
+                await self._settle(enterprise_id, request.device_id)
                 return existing, False
             raise SessionError(409, "device_exists", "the device is enrolled with another key; retire it first")
         device = Device(
@@ -253,6 +263,7 @@ class SessionService:
         if device is None:
             raise SessionError(404, "device_not_found", "no such device")
         if device.retired:
+            await self._settle(enterprise_id, device_id)
             return device
         now = self.clock.now()
         current = await self.store.current_session_id(enterprise_id, device_id)
@@ -333,7 +344,10 @@ class SessionService:
         exp = claims.get("exp")
         ttl = max(int(exp - self.clock.now()) if isinstance(exp, int | float) else 0, 0) + 120
         if not await self.store.first_use(eid, "assertion", jti, ttl):
-            raise SessionError(401, "assertion_replayed", "the checkout assertion was already used")
+            retried = await self._retried_checkout(device, user_id)
+            if retried is None:
+                raise SessionError(401, "assertion_replayed", "the checkout assertion was already used")
+            return retried
 
         now = self.clock.now()
         dsid = secrets.token_urlsafe(24)  # 192 random bits: the handle
@@ -370,6 +384,21 @@ class SessionService:
         log.info("checked out", enterprise_id=eid, device_id=device.device_id, device_session_id=dsid)
         return change.sessions[-1]
 
+    async def _retried_checkout(self, device: Device, user_id: str) -> DeviceSession | None:
+        """The session a replayed assertion already opened, once its events are acknowledged.
+
+        The Locker app retries a checkout whose answer it did not get (503 event_pending, a lost
+        connection): the device proof was checked again, the assertion names this device and
+        user, and the device's live session is that user's, so this is the same checkout — not
+        a new one. Anything else is a replay."""
+        eid = device.enterprise_id
+        current = await self.store.current_session_id(eid, device.device_id)
+        session = await self.store.get_session(eid, current) if current else None
+        if session is None or not session.live or session.user_id != user_id:
+            return None
+        await self._settle(eid, device.device_id)
+        return session
+
     # ------------------------------------------------------------------ Locker: activity, face, checkin
 
     async def heartbeat(self, session: DeviceSession) -> DeviceSession:
@@ -394,13 +423,15 @@ class SessionService:
     async def check_in(
         self, session: DeviceSession, reason: domain.CheckinReason, actor: str | None = None
     ) -> DeviceSession:
-        """End a session (idempotent: an already CLOSED session is returned as it is)."""
+        """End a session (idempotent: an already CLOSED session is returned as it is, once every
+        event of its device is acknowledged — a retry after 503 event_pending waits for its ack)."""
         now = self.clock.now()
         change = await self._mutate(
             session.enterprise_id,
             session.device_session_id,
             lambda s: self._change(domain.check_in(s, now, reason), actor),
         )
+        await self._settle(session.enterprise_id, session.device_id)
         return change.sessions[0] if change else await self.view_session(session)
 
     async def force_check_in(self, enterprise_id: str, device_session_id: str, actor: str) -> DeviceSession:
@@ -537,14 +568,17 @@ class SessionService:
         return acted
 
     async def relay_outbox(self, limit: int = 200) -> int:
-        """Publish events whose request-path publish did not complete. Returns how many were sent."""
-        events = await self.store.claim_outbox(self.clock.now(), self.settings.outbox_lease_s, limit)
-        sent = 0
-        for event in events:
-            await asyncio.wait_for(self.publisher.publish(event), self.settings.publish_timeout_s)
-            await self.store.outbox_done(event)
-            sent += 1
-        return sent
+        """Publish events whose acknowledgement is not recorded (the runtime's relay). Returns how
+        many were acknowledged; raises after putting the rest back when the broker fails."""
+        return await relay_once(
+            self.store,
+            self.publisher,
+            self.clock.now(),
+            lease_s=self.settings.outbox_lease_s,
+            timeout_s=self.settings.publish_timeout_s,
+            retry_s=self.settings.outbox_interval_s,
+            limit=limit,
+        )
 
     async def org_settings(self, enterprise_id: str) -> OrgSettings:
         """The enterprise's settings as last received."""

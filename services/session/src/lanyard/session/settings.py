@@ -23,10 +23,6 @@ class SessionSettings(ServiceSettings):
     default_max_session_s: int = Field(default=12 * 3600, gt=0, description="until the first grant arrives")
     timer_poll_interval_s: float = Field(default=0.25, gt=0, description="how often due timers are looked for")
     timer_lease_s: float = Field(default=30.0, gt=0, description="a claimed timer fires again after this if lost")
-    outbox_interval_s: float = Field(default=2.0, gt=0, description="how often the outbox relay runs")
-    outbox_grace_s: float = Field(default=5.0, ge=0, description="the request path's time to publish first")
-    outbox_lease_s: float = Field(default=30.0, gt=0)
-    publish_timeout_s: float = Field(default=15.0, gt=0, description="after this an event is left to the relay")
     face_challenge_ttl_s: int = Field(default=120, gt=0)
     proof_max_skew_s: int = Field(default=60, gt=0)
     activity_resolution_s: float = Field(

@@ -1,8 +1,12 @@
-"""The transactional outbox: a state change and the event announcing it are written to Redis in
-one MULTI/EXEC; the event is then published and removed from the outbox once the broker acked.
+"""The IdP's transactional outbox (the runtime's, `lanyard.runtime.outbox`, under `idp:`).
 
-If the process dies between the two, `OutboxPublisher.relay()` (run at start-up) publishes what
-was left. Consumers deduplicate by `event_id`, so a re-published event is harmless.
+A state change and the event announcing it are written to Redis in one MULTI/EXEC (`stage`,
+called by the adapters inside their transactions); the use case then publishes the event and
+clears it once the broker acked (`OutboxPublisher.publish`). Whatever is left — a failed or
+timed-out publish, a crash between the two, a lost answer — is published again by the relay,
+which every IdP process runs periodically (`OutboxPublisher.relay`, scheduled by
+`wiring.build_directory_side`). Consumers deduplicate by `event_id`, so a re-published event
+is harmless.
 """
 
 from __future__ import annotations
@@ -11,50 +15,46 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from lanyard.contracts import Event, decode_event
+from lanyard.contracts import Event
 from lanyard.idp.ports import Publisher
-from lanyard.runtime.logging import get_logger
-
-log = get_logger("lanyard.idp.outbox")
+from lanyard.runtime.outbox import OutboxKeys, RedisOutbox, publish_staged, relay_once
 
 ENTERPRISES = "idp:enterprises"
 
-
-def outbox_key(enterprise_id: str) -> str:
-    return f"idp:{enterprise_id}:outbox"
+KEYS = OutboxKeys("idp")
 
 
 def stage(pipe: Any, event: Event | None) -> None:
     """Add `event` to the outbox inside an open Redis transaction (no-op for None)."""
-    if event is not None:
-        pipe.hset(outbox_key(event.enterprise_id), event.event_id, event.to_json().decode())
+    KEYS.stage(pipe, [event])
 
 
 class OutboxPublisher:
-    """A Publisher that clears an event's outbox entry after the broker acknowledged it."""
+    """A Publisher that clears an event's outbox entry after the broker acknowledged it, and the
+    relay of what was not acknowledged."""
 
-    def __init__(self, redis: Redis, publisher: Publisher) -> None:
-        self._redis = redis
+    def __init__(
+        self,
+        redis: Redis,
+        publisher: Publisher,
+        *,
+        grace_s: float = 5.0,
+        lease_s: float = 30.0,
+        timeout_s: float = 15.0,
+        retry_s: float = 1.0,
+    ) -> None:
+        self.outbox = RedisOutbox(redis, KEYS, grace_s)
         self._publisher = publisher
+        self._lease_s = lease_s
+        self._timeout_s = timeout_s
+        self._retry_s = retry_s
 
     async def publish(self, event: Event) -> None:
-        """Publish (waits for the ack), then forget the staged copy."""
-        await self._publisher.publish(event)
-        await self._redis.hdel(outbox_key(event.enterprise_id), event.event_id)
+        """Publish (waits for the ack, bounded), then forget the staged copy."""
+        await publish_staged(self._publisher, [event], self._timeout_s, self.outbox.done)
 
-    async def relay(self) -> int:
-        """Publish every event left in an outbox by an earlier crash; returns how many."""
-        sent = 0
-        for eid in await self._redis.smembers(ENTERPRISES):
-            for event_id, raw in (await self._redis.hgetall(outbox_key(eid))).items():
-                try:
-                    event = decode_event(raw)
-                except Exception:
-                    log.error("undecodable outbox entry dropped", enterprise_id=eid, event_id=event_id)
-                    await self._redis.hdel(outbox_key(eid), event_id)
-                    continue
-                await self.publish(event)
-                sent += 1
-        if sent:
-            log.info("relayed outbox events", count=sent)
-        return sent
+    async def relay(self, now: float) -> int:
+        """One round of the relay: publish what is due and unacknowledged; returns how many."""
+        return await relay_once(
+            self.outbox, self._publisher, now, lease_s=self._lease_s, timeout_s=self._timeout_s, retry_s=self._retry_s
+        )

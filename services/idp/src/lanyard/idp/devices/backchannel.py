@@ -11,7 +11,9 @@ may touch all of it):
 A delivery id is `<enterprise>:<client>:<sid>`, so queuing the same logout twice is harmless.
 Claiming is one Lua step that moves the due time forward by a lease and stamps a claim token:
 two instances never hold one delivery at once, and every later step only acts while the token
-still matches. A worker that dies mid-delivery loses its lease and the delivery is retried.
+still matches. A worker that dies mid-delivery loses its lease and the delivery is retried. A
+claim whose answer is lost (Redis crashed right after running it) is released by its token once
+Redis answers again, so a Redis crash does not hold those logouts for a whole lease.
 
 Outcomes: 200/204 delivered; any other answer below 500 rejected (never retried); 5xx,
 timeouts and connection errors retried with exponential backoff until `bcl_max_attempts` or
@@ -76,6 +78,23 @@ for _, id in ipairs(ids) do
   end
 end
 return out
+"""
+
+_RELEASE = """
+-- KEYS: due; ARGV: now ms, lease ms, hash prefix, claim token. Deliveries this token leased (in
+-- the last lease) come due again now: a claim whose answer was lost (Redis died after running it)
+-- must not hold its deliveries for a whole lease.
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], tonumber(ARGV[1]) + tonumber(ARGV[2]))
+local n = 0
+for _, id in ipairs(ids) do
+  local h = ARGV[3] .. id
+  if redis.call('HGET', h, 'claim') == ARGV[4] then
+    redis.call('HSET', h, 'claim', '')
+    redis.call('ZADD', KEYS[1], ARGV[1], id)
+    n = n + 1
+  end
+end
+return n
 """
 
 _RETRY = """
@@ -145,6 +164,7 @@ class BackchannelQueue:
         self._enqueue = redis.register_script(_ENQUEUE)
         self._claim = redis.register_script(_CLAIM)
         self._retry = redis.register_script(_RETRY)
+        self._release = redis.register_script(_RELEASE)
         self._outcome = redis.register_script(_OUTCOME)
         self._settle = redis.register_script(_SETTLE)
         self.on_enqueue: Callable[[], None] | None = None
@@ -177,9 +197,10 @@ class BackchannelQueue:
             if self.on_enqueue is not None:
                 self.on_enqueue()
 
-    async def claim(self, limit: int, lease_s: float) -> list[Delivery]:
-        """Deliveries due now, each leased to this caller for `lease_s`."""
-        token = secrets.token_hex(12)
+    async def claim(self, limit: int, lease_s: float, token: str | None = None) -> list[Delivery]:
+        """Deliveries due now, each leased to this caller for `lease_s` under `token` (a fresh one
+        by default; pass one to be able to `release` a claim whose answer was lost)."""
+        token = token or secrets.token_hex(12)
         now_ms = int(self._clock() * 1000)
         raw = await self._claim(keys=[DUE], args=[now_ms, int(lease_s * 1000), limit, f"{PREFIX}:d:", token])
         out = []
@@ -204,6 +225,11 @@ class BackchannelQueue:
                 )
             )
         return out
+
+    async def release(self, token: str, lease_s: float) -> int:
+        """Make what a claim under `token` leased due again now; returns how many."""
+        now_ms = int(self._clock() * 1000)
+        return int(await self._release(keys=[DUE], args=[now_ms, int(lease_s * 1000) + 1000, f"{PREFIX}:d:", token]))
 
     async def retry_at(self, d: Delivery, due_s: float, status: int | None, error: str) -> bool:
         """Put a claimed delivery back for another attempt at `due_s`."""
@@ -249,6 +275,7 @@ class BackchannelWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._lost_claims: list[str] = []  # claims whose answer never came: released when Redis is back
         queue.on_enqueue = self._wake.set
 
     async def start(self) -> None:
@@ -290,7 +317,18 @@ class BackchannelWorker:
 
     async def run_once(self) -> int:
         """Claim what is due and process it; returns how many deliveries were handled."""
-        items = await self.queue.claim(self._settings.bcl_batch, self._settings.bcl_lease_s)
+        lease = self._settings.bcl_lease_s
+        while self._lost_claims:
+            await self.queue.release(self._lost_claims[0], lease)
+            self._lost_claims.pop(0)
+        token = secrets.token_hex(12)
+        try:
+            items = await self.queue.claim(self._settings.bcl_batch, lease, token)
+        except Exception:
+            # Redis may have run the claim and died before answering (a crash): its deliveries
+            # would wait a whole lease; release them as soon as Redis answers again.
+            self._lost_claims.append(token)
+            raise
         if items:
             await asyncio.gather(*(self._process(d) for d in items))
         return len(items)

@@ -15,10 +15,13 @@ It recovers by itself when the watermarks move again. At start the view is not v
 until the consumer has caught up once: the Redis copy may be arbitrarily old.
 
 The shared consumer (`lanyard.runtime.consumer.subscribe`) fetches batches and handles
-partitions concurrently; `handling()` wraps every handler call, and while any call is running
-the watermarks stop at the oldest call's start. Known gap: between a batch being fetched (the
-position moves past it) and its first handler call, a tick could count those records as
-applied; the window is faststream's in-memory parsing of the batch (no I/O), not measured.
+partitions concurrently; its `ConsumerState` says since when the oldest batch in hand is being
+handled (retries included), and the watermarks stop at that moment. A consumer that *holds* a
+record (it keeps failing on it: Redis away, a handler bug — the runtime retries, it never
+dead-letters such a record) makes this instance stale at once, not only after the bound: the
+record may be a checkin whose revocation is pending. Known gap: between a batch being fetched
+(the position moves past it) and faststream handing it over, a tick could count those records
+as applied; the window is faststream's in-memory parsing of the batch (no I/O), not measured.
 
 aiokafka 0.14's consumer offers `assignment()`, `position(tp)`, `highwater(tp)` and
 `last_poll_timestamp(tp)` (ms, updated by every successful fetch response, empty or not).
@@ -29,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -37,6 +40,7 @@ from redis.asyncio import Redis
 
 from lanyard.contracts import Topic
 from lanyard.idp.domain import TemporarilyUnavailable
+from lanyard.runtime.consumer import ConsumerState
 from lanyard.runtime.logging import get_logger
 
 log = get_logger("lanyard.idp.devices.freshness")
@@ -64,6 +68,7 @@ class FreshnessMonitor:
         max_staleness_s: float,
         tick_s: float = 0.25,
         clock: Callable[[], float] = time.time,
+        state: Callable[[], ConsumerState | None] = lambda: None,
     ) -> None:
         self._redis = redis
         self._key = f"idp:devices:freshness:{group_id}"
@@ -74,7 +79,7 @@ class FreshnessMonitor:
         self._clock = clock
         self._merge = redis.register_script(_MERGE)
         self._fresh = False
-        self._busy: dict[object, float] = {}  # handler calls in flight → their start (ms)
+        self._state = state
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.watermarks: dict[str, int] = {}
@@ -84,24 +89,20 @@ class FreshnessMonitor:
 
     @property
     def fresh(self) -> bool:
-        """True while every partition was shown caught up within the bound (as of the last tick)."""
-        return self._fresh
+        """True while every partition was shown caught up within the bound (as of the last tick)
+        and this instance's consumer holds no record it keeps failing on."""
+        return self._fresh and not self.holding
+
+    @property
+    def holding(self) -> bool:
+        """The consumer is retrying a record (it may be a checkin not yet applied)."""
+        state = self._state()
+        return state is not None and state.holding
 
     def check(self) -> None:
         """Raise TemporarilyUnavailable unless the view is fresh (in-memory: costs nothing)."""
-        if not self._fresh:
+        if not self.fresh:
             raise TemporarilyUnavailable("device-session view may be stale; retry shortly")
-
-    @contextlib.contextmanager
-    def handling(self) -> Iterator[None]:
-        """Wrap each handler call: records being applied cap the watermarks at the oldest start."""
-        # Partitions are handled concurrently: remember every handler's start, cap at the oldest.
-        token = object()
-        self._busy[token] = self._clock() * 1000
-        try:
-            yield
-        finally:
-            del self._busy[token]
 
     # ----------------------------------------------------------------------- the loop
 
@@ -132,8 +133,11 @@ class FreshnessMonitor:
             except Exception as exc:
                 self._set(False, list(self._expected))
                 log.warning("freshness tick failed", error=type(exc).__name__)
+            # While stale, look again soon: SSO and refresh resume as soon as the watermarks
+            # move (at start, after an outage), instead of up to a whole tick later.
+            interval = self._tick_s if self._fresh else min(self._tick_s, 0.05)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._tick_s)
+                await asyncio.wait_for(self._stopping.wait(), interval)
 
     async def tick(self) -> bool:
         """Measure this instance's partitions, merge them, and re-evaluate freshness."""
@@ -165,7 +169,8 @@ class FreshnessMonitor:
         except Exception:
             return {}
         out: dict[str, int] = {}
-        busy_since = min(self._busy.values(), default=None)
+        state = self._state()
+        busy_since = state.busy_since_ms() if state is not None else None
         for tp in assigned:
             try:
                 polled = consumer.last_poll_timestamp(tp)

@@ -6,6 +6,12 @@ waiting for anything else: (1) the CLOSED view is written — the flag refresh, 
 and new authorizations read; (2) the OIDC side revokes every grant of the session; (3) a
 back-channel logout is queued for each of its clients. The view keeps `revocation_done` unset
 until (2) and (3) succeeded, so a redelivered closing event finishes an interrupted revocation.
+
+Resumable: any failure on the way (Redis, the broker) raises, and the runtime retries the
+record until it succeeds (it never dead-letters it: `lanyard.runtime.consumer`). Each retry
+runs every step again, each idempotent: (1) is a monotonic merge, (2) returns every session of
+the device session again and republishes its own announcements under the same event ids, (3) is
+keyed by enterprise, client and sid and remembers a delivered logout, so an app is told once.
 """
 
 from __future__ import annotations
@@ -13,9 +19,9 @@ from __future__ import annotations
 from lanyard.contracts import Event
 from lanyard.contracts import events as ev
 from lanyard.idp.devices import model
-from lanyard.idp.devices.freshness import FreshnessMonitor
 from lanyard.idp.devices.readmodel import ChangeNotifier, SessionStore
 from lanyard.idp.ports import BackchannelLogouts, SessionRevoker
+from lanyard.runtime.consumer import RecordRefused
 from lanyard.runtime.logging import get_logger
 
 log = get_logger("lanyard.idp.devices.handlers")
@@ -63,29 +69,23 @@ class DeviceEventHandler:
         self,
         store: SessionStore,
         notifier: ChangeNotifier,
-        freshness: FreshnessMonitor | None,
         revoker: SessionRevoker | None,
         logouts: BackchannelLogouts | None,
     ) -> None:
         self.store = store
         self.notifier = notifier
-        self.freshness = freshness
         self.revoker = revoker
         self.logouts = logouts
 
     async def handle(self, event: Event) -> None:
         """The consumer entry point (registered with lanyard.runtime.consumer.subscribe)."""
-        if self.freshness is None:
-            await self._handle(event)
-            return
-        with self.freshness.handling():
-            await self._handle(event)
-
-    async def _handle(self, event: Event) -> None:
         found = to_fact(event)
         if found is None:
             return
         dsid, fact = found
+        if not model.HANDLE_RE.match(dsid):
+            # No SSO ever accepts such a handle, so no token can hang on it: poison, not a gap.
+            raise RecordRefused("malformed device-session id")
         eid = event.enterprise_id
         outcome = await self.store.apply(eid, dsid, fact)
         if outcome.changed:

@@ -20,7 +20,7 @@ from lanyard.idp.devices.readmodel import ChangeNotifier, SessionStore
 from lanyard.idp.devices.settings import DeviceSettings
 from lanyard.idp.devices.sso import DeviceSessionService
 from lanyard.idp.ports import Clients, Keys, OrgSettingsView, SessionRevoker
-from lanyard.runtime.consumer import RetryPolicy, subscribe
+from lanyard.runtime.consumer import consumer_state, subscribe
 from lanyard.runtime.service import ServiceRuntime
 
 DEVICE_TOPICS = [topics.DEVICE_SESSIONS, topics.ENTITLEMENTS]
@@ -87,18 +87,23 @@ def build_devices(
         consumer=lambda: getattr(holder.get("subscriber"), "consumer", None),
         max_staleness_s=settings.max_staleness_s,
         tick_s=settings.freshness_tick_s,
+        # A held record (the consumer retrying a dependency) may be a pending revocation.
+        state=lambda: consumer_state(holder.get("subscriber")),
     )
     logouts = BackchannelQueue(runtime.redis, clients)
-    handler = DeviceEventHandler(store, notifier, freshness, revoker, logouts)
+    handler = DeviceEventHandler(store, notifier, revoker, logouts)
     subscriber = subscribe(
         runtime.broker,
         DEVICE_TOPICS,
         group_id,
         handler.handle,
-        retry=RetryPolicy(svc.consumer_retries, svc.consumer_retry_backoff_s),
-        # Revocation latency runs through this consumer: a shorter idle poll cuts the wait a
-        # checkin can meet before its handler runs, for a few percent of a core when idle.
-        poll_ms=settings.poll_ms,
+        retry=svc.retry_policy(),
+        **{
+            **svc.consumer_options(),
+            # Revocation latency runs through this consumer: a shorter idle poll cuts the wait a
+            # checkin can meet before its handler runs, for a few percent of a core when idle.
+            "poll_ms": settings.poll_ms,
+        },
     )
     holder["subscriber"] = subscriber
     runtime.subscribers.append(subscriber)

@@ -4,10 +4,15 @@ grant in them.
 Each call walks only the index of the session it ends (`ds:<dsid>` or `sid:<sid>` in
 `storage.py`) inside one Lua script, so its cost is the number of that session's grants, never
 the number of other live sessions. A revoked-session marker stops grants that were being
-created concurrently from joining afterwards. Idempotent: a redelivered check-in revokes nothing
-new and publishes no new `tokens_revoked`, but still returns the sessions (with every client)
-and republishes `session_revoked`, so a caller that crashed half-way can finish its back-channel
-logouts (consumers deduplicate).
+created concurrently from joining afterwards.
+
+Resumable and idempotent: a repeated call revokes nothing new but still returns the sessions
+(with every client), so a caller that stopped half-way (grants revoked, logouts not queued)
+finishes its back-channel logouts. It also announces again what *this* revocation revoked
+(`tokens_revoked` per grant it revoked — the store records the cause — and `session_revoked`
+per sid), under the same event ids as the first time (`uuid7` seeded by the enterprise, the
+grant or sid and the cause): a publish interrupted by a broker outage is completed, and
+consumers, which deduplicate by event id, see each announcement once.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from collections import defaultdict
 
 from lanyard.contracts import Event
 from lanyard.contracts.events import SessionRevoked, SessionRevokedPayload, TokensRevoked, TokensRevokedPayload
+from lanyard.contracts.ids import uuid7
 from lanyard.idp.domain import RevokedSession
 from lanyard.idp.oidc.provider import OidcProvider, log
-from lanyard.idp.oidc.storage import Grant
+from lanyard.idp.oidc.storage import Grant, RevokedGrant
 
 
 class OidcSessionRevoker:
@@ -37,39 +43,46 @@ class OidcSessionRevoker:
     ) -> list[RevokedSession]:
         """Revoke every grant of a device session; one RevokedSession per OIDC sid."""
         revoked = await self._p.store.revoke_device_session(enterprise_id, device_session_id, self._marker_ttl())
-        sessions = await self._publish(enterprise_id, revoked, reason, device_session_id)
+        sessions = await self._publish(enterprise_id, revoked, reason, device_session_id, f"ds:{device_session_id}")
         log.info("device_session_revoked", enterprise_id=enterprise_id, dsid=device_session_id, grants=len(revoked))
         return sessions
 
     async def revoke_sid(self, enterprise_id: str, sid: str, reason: str) -> RevokedSession | None:
         """Revoke every grant of one OIDC session."""
         revoked = await self._p.store.revoke_sid(enterprise_id, sid, self._marker_ttl())
-        sessions = await self._publish(enterprise_id, revoked, reason, None)
+        sessions = await self._publish(enterprise_id, revoked, reason, None, f"sid:{sid}")
         return sessions[0] if sessions else None
 
     async def _publish(
-        self, eid: str, revoked: list[tuple[str, Grant]], reason: str, dsid: str | None
+        self, eid: str, revoked: list[RevokedGrant], reason: str, dsid: str | None, cause: str
     ) -> list[RevokedSession]:
         by_sid: dict[str, list[Grant]] = defaultdict(list)
+        first_ms: dict[str, int] = {}
         events: list[Event] = []
         wire_reason = "logout" if reason == "logout" else "session_revoked"
-        for prev, grant in revoked:
+        for item in revoked:
+            grant = item.grant
             by_sid[grant.sid].append(grant)
-            if prev != "revoked":
+            if item.by_this:
+                first_ms[grant.sid] = min(first_ms.get(grant.sid, item.revoked_ms), item.revoked_ms)
                 events.append(
-                    self._p.event(
-                        TokensRevoked,
-                        eid,
-                        TokensRevokedPayload(
-                            client_id=grant.client_id,
+                    _stable(
+                        self._p.event(
+                            TokensRevoked,
+                            eid,
+                            TokensRevokedPayload(
+                                client_id=grant.client_id,
+                                user_id=grant.user_id,
+                                grant_id=grant.gid,
+                                reason=wire_reason,
+                                device_session_id=grant.dsid,
+                            ),
                             user_id=grant.user_id,
-                            grant_id=grant.gid,
-                            reason=wire_reason,
+                            client_id=grant.client_id,
                             device_session_id=grant.dsid,
                         ),
-                        user_id=grant.user_id,
-                        client_id=grant.client_id,
-                        device_session_id=grant.dsid,
+                        item.revoked_ms,
+                        f"{eid}\x00{grant.gid}\x00{cause}",
                     )
                 )
         sessions: list[RevokedSession] = []
@@ -78,16 +91,22 @@ class OidcSessionRevoker:
             user_id = grants[0].user_id
             session_dsid = dsid or grants[0].dsid
             sessions.append(RevokedSession(sid=sid, user_id=user_id, client_ids=clients))
-            events.append(
-                self._p.event(
-                    SessionRevoked,
-                    eid,
-                    SessionRevokedPayload(
-                        sid=sid, user_id=user_id, reason=reason, clients=clients, device_session_id=session_dsid
-                    ),
-                    user_id=user_id,
-                    device_session_id=session_dsid,
-                )
+            event = self._p.event(
+                SessionRevoked,
+                eid,
+                SessionRevokedPayload(
+                    sid=sid, user_id=user_id, reason=reason, clients=clients, device_session_id=session_dsid
+                ),
+                user_id=user_id,
+                device_session_id=session_dsid,
             )
+            if sid in first_ms:
+                event = _stable(event, first_ms[sid], f"{eid}\x00{sid}\x00{cause}\x00session")
+            events.append(event)
         await asyncio.gather(*(self._p.ports.publisher.publish(e) for e in events))
         return sessions
+
+
+def _stable(event: Event, at_ms: int, seed: str) -> Event:
+    """The event under an id that a retry of the same revocation computes again."""
+    return event.model_copy(update={"event_id": uuid7(at_ms, seed.encode())})

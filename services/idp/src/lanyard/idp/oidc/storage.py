@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,15 +118,19 @@ return {prev, redis.call('HGETALL', KEYS[1])}
 """
 
 _REVOKE_INDEX = """
--- KEYS: index set, revoked marker; ARGV: marker ttl, grant key prefix.
--- Marks every grant of the index revoked; returns {gid, previous state, fields} per grant.
+-- KEYS: index set, revoked marker; ARGV: marker ttl, grant key prefix, cause, now ms.
+-- Marks every grant of the index revoked (a grant revoked here for the first time records the
+-- cause and time, so a retried revocation knows which announcements are its own); returns
+-- {gid, previous state, fields} per grant.
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
 local out = {}
 for _, gid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[2] .. gid
   local prev = redis.call('HGET', key, 'state')
   if prev then
-    redis.call('HSET', key, 'state', 'revoked')
+    if prev ~= 'revoked' then
+      redis.call('HSET', key, 'state', 'revoked', 'revoked_by', ARGV[3], 'revoked_ms', ARGV[4])
+    end
     out[#out + 1] = {gid, prev, redis.call('HGETALL', key)}
   end
 end
@@ -176,6 +181,18 @@ class Grant:
             nonce=f.get("nonce") or None,
             claims=json.loads(f.get("claims") or "{}"),
         )
+
+
+@dataclass(frozen=True)
+class RevokedGrant:
+    """A grant as a session revocation left it: `by_this` when this revocation (or an earlier
+    attempt of the same one) revoked it, so its announcement is this revocation's to make;
+    `revoked_ms` when that happened."""
+
+    previous_state: str
+    grant: Grant
+    by_this: bool
+    revoked_ms: int
 
 
 class OidcStore:
@@ -299,21 +316,28 @@ class OidcStore:
             return None
         return out[0], Grant.from_fields(gid, _pairs(out[1]))
 
-    async def revoke_sid(self, eid: str, sid: str, marker_ttl_s: int) -> list[tuple[str, Grant]]:
-        """Revoke every grant of an OIDC session; refuse new ones. [(previous state, grant)]."""
+    async def revoke_sid(self, eid: str, sid: str, marker_ttl_s: int) -> list[RevokedGrant]:
+        """Revoke every grant of an OIDC session; refuse new ones."""
         return await self._revoke_index_of(
-            eid, self._k(eid, "sid", sid), self._k(eid, "revoked-sid", sid), marker_ttl_s
+            eid, self._k(eid, "sid", sid), self._k(eid, "revoked-sid", sid), marker_ttl_s, f"sid:{sid}"
         )
 
-    async def revoke_device_session(self, eid: str, dsid: str, marker_ttl_s: int) -> list[tuple[str, Grant]]:
-        """Revoke every grant of a device session; refuse new ones. [(previous state, grant)]."""
+    async def revoke_device_session(self, eid: str, dsid: str, marker_ttl_s: int) -> list[RevokedGrant]:
+        """Revoke every grant of a device session; refuse new ones."""
         return await self._revoke_index_of(
-            eid, self._k(eid, "ds", dsid), self._k(eid, "revoked-ds", dsid), marker_ttl_s
+            eid, self._k(eid, "ds", dsid), self._k(eid, "revoked-ds", dsid), marker_ttl_s, f"ds:{dsid}"
         )
 
-    async def _revoke_index_of(self, eid: str, index: str, marker: str, ttl: int) -> list[tuple[str, Grant]]:
-        out = await self._revoke_index(keys=[index, marker], args=[ttl, self._k(eid, "grant", "")])
-        return [(prev, Grant.from_fields(gid, _pairs(fields))) for gid, prev, fields in out]
+    async def _revoke_index_of(self, eid: str, index: str, marker: str, ttl: int, cause: str) -> list[RevokedGrant]:
+        now_ms = int(time.time() * 1000)
+        out = await self._revoke_index(keys=[index, marker], args=[ttl, self._k(eid, "grant", ""), cause, now_ms])
+        found = []
+        for gid, prev, flat in out:
+            fields = _pairs(flat)
+            mine = prev != "revoked" or fields.get("revoked_by") == cause
+            at_ms = int(fields.get("revoked_ms") or now_ms)
+            found.append(RevokedGrant(prev, Grant.from_fields(gid, fields), mine, at_ms))
+        return found
 
     # ------------------------------------------------------------------- interactions, logout
 

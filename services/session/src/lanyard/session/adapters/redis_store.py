@@ -10,6 +10,8 @@ fires again after a crash still acts at most once.
 
 Keys (all prefixed `session:`): per enterprise `session:{eid}:…`; the timer queue and the outbox
 are service-wide (`session:timers`, `session:outbox`), their members carry the enterprise id.
+The outbox is the runtime's (`lanyard.runtime.outbox.RedisOutbox`), its events indexed by device
+so a retried call can publish what an earlier attempt left pending.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from lanyard.contracts import Event, decode_event
+from lanyard.contracts import Event
+from lanyard.runtime.outbox import OutboxKeys, RedisOutbox
 from lanyard.session.domain import TIMER_KINDS, Device, DeviceSession, Entitlement, OrgSettings, State, deadlines
 from lanyard.session.ports import Change, Clock, TimerRef
 
 TIMERS = "session:timers"
-OUTBOX = "session:outbox"
-OUTBOX_EVENTS = "session:outbox:events"
 CLOSED_RETENTION_S = 7 * 24 * 3600
 
 _CLAIM = """
@@ -57,6 +58,11 @@ def session_from_json(raw: str) -> DeviceSession:
     return DeviceSession(**data)
 
 
+def _device_of(event: Event) -> str | None:
+    """The outbox index of the session service's events: every one is about a device."""
+    return f"device:{event.subject.device_id}" if event.subject.device_id else None
+
+
 def _timer_member(eid: str, dsid: str, kind: str) -> str:
     return f"{eid}|{dsid}|{kind}"
 
@@ -68,8 +74,8 @@ class RedisSessionStore:
     def __init__(self, redis: Redis, clock: Clock, outbox_grace_s: float = 5.0) -> None:
         self._redis = redis
         self._clock = clock
-        self._grace = outbox_grace_s
         self._claim = redis.register_script(_CLAIM)
+        self.outbox = RedisOutbox(redis, OutboxKeys("session", _device_of, clock.now), outbox_grace_s)
 
     # ---------------------------------------------------------------- keys
 
@@ -207,12 +213,7 @@ class RedisSessionStore:
                 pipe.zrem(TIMERS, member)
 
     def _park(self, pipe: Pipeline, events: Sequence[Event]) -> None:
-        if not events:
-            return
-        due = self._clock.now() + self._grace
-        pipe.hset(OUTBOX_EVENTS, mapping={e.event_id: e.model_dump_json() for e in events})
-        # Later events of one change come due a little later, so the relay keeps their order.
-        pipe.zadd(OUTBOX, {e.event_id: due + i * 1e-3 for i, e in enumerate(events)})
+        self.outbox.stage(pipe, events)
 
     # ---------------------------------------------------------------- rebuild
 
@@ -269,23 +270,16 @@ class RedisSessionStore:
         return refs
 
     async def claim_outbox(self, now: float, lease_s: float, limit: int) -> list[Event]:
-        ids = await self._claim(keys=[OUTBOX], args=[now, now + lease_s, limit])
-        if not ids:
-            return []
-        raws = await self._redis.hmget(OUTBOX_EVENTS, ids)
-        found = []
-        for event_id, raw in zip(ids, raws, strict=True):
-            if raw is None:
-                await self._redis.zrem(OUTBOX, event_id)
-                continue
-            found.append(decode_event(raw))
-        return found
+        return await self.outbox.claim(now, lease_s, limit)
 
     async def outbox_done(self, event: Event) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(OUTBOX_EVENTS, event.event_id)
-            pipe.zrem(OUTBOX, event.event_id)
-            await pipe.execute()
+        await self.outbox.done(event)
+
+    async def outbox_later(self, events: Sequence[Event], due: float) -> None:
+        await self.outbox.later(events, due)
+
+    async def pending_events(self, enterprise_id: str, device_id: str) -> list[Event]:
+        return await self.outbox.pending(enterprise_id, f"device:{device_id}")
 
     # ---------------------------------------------------------------- settings, single use, challenges
 
