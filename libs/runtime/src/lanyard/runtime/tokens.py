@@ -4,10 +4,17 @@ The only cross-service read is the IdP's JWKS (DESIGN §1): `HttpJwks` fetches i
 an unknown `kid` triggers at most one refetch per minute (key rotation publishes keys before
 use, so a fresh key is in the JWKS before any token carries it). Algorithms are pinned per key
 type (RSA → RS256, EC P-256 → ES256): the token's `alg` never chooses the key (RFC 8725 §2.1).
+
+Two kinds of bearer token reach the admin APIs: an enterprise admin's (issuer `/e/{eid}`,
+audience `lanyard-admin`, `roles`), and a vendor services principal's (issuer `/idp/services`,
+audience `lanyard-services`, `scope`), which belongs to no enterprise. Neither is ever accepted
+as the other: issuer and audience differ and both are checked.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -21,17 +28,29 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from joserfc.jws import extract_compact
 
+from lanyard.contracts.events import SERVICES_REALM
+
 MAX_TOKEN_BYTES = 16 * 1024
 ADMIN_AUDIENCE = "lanyard-admin"
 SESSION_AUDIENCE = "lanyard-session"
 ADMIN_TOKEN_TYP = "at+jwt"
 CHECKOUT_TYP = "checkout+jwt"
+SERVICES_AUDIENCE = "lanyard-services"
+SERVICES_PATH = "/idp/services"
+SERVICES_JWKS_PATH = f"{SERVICES_PATH}/jwks"
+SERVICES_SCOPES = ("establish_trust", "read")
+"""What a services principal may do: establish cloud trust, and read configuration views."""
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
 
 
 def issuer_for(public_base_url: str, enterprise_id: str) -> str:
     """The one issuer string of an enterprise; used byte for byte everywhere."""
     return f"{public_base_url.rstrip('/')}/e/{enterprise_id}"
+
+
+def services_issuer(public_base_url: str) -> str:
+    """The issuer of services-principal tokens (the vendor's realm, no enterprise)."""
+    return f"{public_base_url.rstrip('/')}{SERVICES_PATH}"
 
 
 def alg_for(key: Any) -> str | None:
@@ -73,10 +92,19 @@ class StaticJwks:
 
 
 class HttpJwks:
-    """The IdP's JWKS over HTTP (`{base}/e/{eid}/jwks`), cached for `ttl_s`."""
+    """The IdP's JWKS over HTTP (`{base}/e/{eid}/jwks`, or `path` with `{enterprise_id}` in it),
+    cached for `ttl_s`."""
 
-    def __init__(self, base_url: str, ttl_s: float = 300, min_refresh_s: float = 60, timeout_s: float = 3) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        ttl_s: float = 300,
+        min_refresh_s: float = 60,
+        timeout_s: float = 3,
+        path: str = "/e/{enterprise_id}/jwks",
+    ) -> None:
         self._base = base_url.rstrip("/")
+        self._path = path
         self._ttl = ttl_s
         self._min_refresh = min_refresh_s
         self._client = httpx.AsyncClient(timeout=timeout_s)
@@ -88,7 +116,7 @@ class HttpJwks:
         if cached and (now - cached[0] < self._ttl) and not (refresh and now - cached[0] >= self._min_refresh):
             return cached[1]
         try:
-            response = await self._client.get(f"{self._base}/e/{enterprise_id}/jwks")
+            response = await self._client.get(self._base + self._path.format(enterprise_id=enterprise_id))
         except httpx.HTTPError:
             if cached:
                 return cached[1]  # the IdP is briefly unreachable: keys we already trust still verify
@@ -107,13 +135,28 @@ class TokenVerifier:
     signature, then `iss`, `aud`, `exp`, `iat`, `nbf`."""
 
     def __init__(
-        self, public_base_url: str, jwks: JwksSource, leeway_s: int = 30, clock: Callable[[], float] = time.time
+        self,
+        public_base_url: str,
+        jwks: JwksSource,
+        leeway_s: int = 30,
+        clock: Callable[[], float] = time.time,
+        issuer_of: Callable[[str], str] | None = None,
     ) -> None:
         self._base = public_base_url
         self._jwks = jwks
         self._leeway = leeway_s
         self._clock = clock
+        self._issuer_of = issuer_of or (lambda eid: issuer_for(public_base_url, eid))
         self._parsed: dict[str, tuple[int, KeySet]] = {}
+
+    @classmethod
+    def for_services(cls, public_base_url: str, jwks: JwksSource, **kwargs: Any) -> TokenVerifier:
+        """A verifier of services-principal tokens (issuer `/idp/services`)."""
+        return cls(public_base_url, jwks, issuer_of=lambda _realm: services_issuer(public_base_url), **kwargs)
+
+    def issuer(self, enterprise_id: str) -> str:
+        """The issuer a token for `enterprise_id` must carry."""
+        return self._issuer_of(enterprise_id)
 
     async def _key(self, enterprise_id: str, kid: str) -> Any:
         for refresh in (False, True):
@@ -133,7 +176,7 @@ class TokenVerifier:
     async def verify(self, token: str, *, enterprise_id: str, audience: str, typ: str) -> dict[str, Any]:
         """The claims of a valid token; raises InvalidToken naming the first failed rule."""
         claims = await signed_claims(token, (typ,), lambda kid: self._key(enterprise_id, kid))
-        self._check_claims(claims, issuer_for(self._base, enterprise_id), audience)
+        self._check_claims(claims, self.issuer(enterprise_id), audience)
         return claims
 
     def _check_claims(self, claims: dict[str, Any], issuer: str, audience: str) -> None:
@@ -197,28 +240,94 @@ class AdminPrincipal:
     roles: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class ServicesPrincipal:
+    """A vendor services principal behind a request (belongs to no enterprise)."""
+
+    principal_id: str
+    scopes: tuple[str, ...]
+
+    @property
+    def user_id(self) -> str:
+        """The actor recorded on events it causes: never mistaken for an enterprise user id."""
+        return f"services:{self.principal_id}"
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, {"error": "unauthorized"}, headers={"WWW-Authenticate": "Bearer"})
+    return token.strip()
+
+
+def _refused(exc: InvalidToken) -> HTTPException:
+    return HTTPException(
+        401,
+        {"error": "invalid_token", "error_description": exc.reason},
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+async def _admin(verifier: TokenVerifier, token: str, enterprise_id: str, roles: tuple[str, ...]) -> AdminPrincipal:
+    try:
+        claims = await verifier.verify(token, enterprise_id=enterprise_id, audience=ADMIN_AUDIENCE, typ=ADMIN_TOKEN_TYP)
+    except InvalidToken as exc:
+        raise _refused(exc) from None
+    granted = tuple(r for r in claims.get("roles", []) if isinstance(r, str))
+    if not set(granted) & set(roles):
+        raise HTTPException(403, {"error": "insufficient_role", "error_description": f"needs one of {roles}"})
+    return AdminPrincipal(enterprise_id=enterprise_id, user_id=claims["sub"], roles=granted)
+
+
 def require_roles(verifier_getter: Callable[[Request], TokenVerifier], *roles: str) -> Callable[..., Any]:
     """A FastAPI dependency for routes with an `{enterprise_id}` path parameter: 401 without a
     valid admin token of that enterprise (with `WWW-Authenticate: Bearer`), 403 without a role."""
 
     async def dependency(request: Request, enterprise_id: str) -> AdminPrincipal:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, {"error": "unauthorized"}, headers={"WWW-Authenticate": "Bearer"})
+        return await _admin(verifier_getter(request), _bearer(request), enterprise_id, roles)
+
+    return dependency
+
+
+def unverified_issuer(token: str) -> str | None:
+    """The `iss` a token claims, before any check: only to pick which verifier must check it."""
+    try:
+        read_header(token)
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (InvalidToken, ValueError, TypeError):
+        return None
+    iss = claims.get("iss") if isinstance(claims, dict) else None
+    return iss if isinstance(iss, str) else None
+
+
+def require_roles_or_services(
+    verifier_getter: Callable[[Request], TokenVerifier],
+    services_verifier_getter: Callable[[Request], TokenVerifier],
+    roles: tuple[str, ...],
+    scope: str | None,
+) -> Callable[..., Any]:
+    """Like `require_roles`, but a services principal's token with `scope` is accepted too (None:
+    only recognised, then refused with 403, so a caller can say who was refused). The token's
+    claimed issuer picks the verifier; that verifier then checks everything, the issuer
+    included, so claiming the other issuer gains nothing."""
+
+    async def dependency(request: Request, enterprise_id: str) -> AdminPrincipal | ServicesPrincipal:
+        token = _bearer(request)
+        services = services_verifier_getter(request)
+        if unverified_issuer(token) != services.issuer(SERVICES_REALM):
+            return await _admin(verifier_getter(request), token, enterprise_id, roles)
         try:
-            claims = await verifier_getter(request).verify(
-                token.strip(), enterprise_id=enterprise_id, audience=ADMIN_AUDIENCE, typ=ADMIN_TOKEN_TYP
+            claims = await services.verify(
+                token, enterprise_id=SERVICES_REALM, audience=SERVICES_AUDIENCE, typ=ADMIN_TOKEN_TYP
             )
         except InvalidToken as exc:
-            raise HTTPException(
-                401,
-                {"error": "invalid_token", "error_description": exc.reason},
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            ) from None
-        granted = tuple(r for r in claims.get("roles", []) if isinstance(r, str))
-        if not set(granted) & set(roles):
-            raise HTTPException(403, {"error": "insufficient_role", "error_description": f"needs one of {roles}"})
-        return AdminPrincipal(enterprise_id=enterprise_id, user_id=claims["sub"], roles=granted)
+            raise _refused(exc) from None
+        granted = tuple(str(claims.get("scope", "")).split())
+        if scope is None or scope not in granted:
+            needs = f"scope {scope}" if scope else f"an enterprise admin role ({', '.join(roles)})"
+            raise HTTPException(403, {"error": "insufficient_scope", "error_description": f"needs {needs}"})
+        return ServicesPrincipal(principal_id=claims["sub"], scopes=granted)
 
     return dependency
 
@@ -268,6 +377,16 @@ class TestIssuer:
     def admin_token(self, enterprise_id: str, user_id: str, *roles: str) -> str:
         """An admin bearer token as the IdP issues it."""
         return self.sign(enterprise_id, {"sub": user_id, "aud": ADMIN_AUDIENCE, "roles": list(roles)}, ADMIN_TOKEN_TYP)
+
+    def services_token(self, principal_id: str, *scopes: str) -> str:
+        """A services principal's bearer token as the IdP's services realm issues it."""
+        claims = {
+            "iss": services_issuer(self.public_base_url),
+            "sub": principal_id,
+            "aud": SERVICES_AUDIENCE,
+            "scope": " ".join(scopes or SERVICES_SCOPES),
+        }
+        return self.sign(SERVICES_REALM, claims, ADMIN_TOKEN_TYP)
 
     def checkout_assertion(
         self, enterprise_id: str, user_id: str, device_id: str, amr: tuple[str, ...] = ("pwd", "otp")
