@@ -202,7 +202,7 @@ def api_router() -> APIRouter:
         try:
             settings = domain.apply_org_settings(current, domain.OrgSettings(**body.model_dump()), locked)
         except domain.SettingRefused as refused:
-            return error(409, "setting_locked", str(refused))
+            return error(409 if refused.code == "setting_locked" else 400, refused.code, str(refused))
         payload = ev.OrgSettingsChangedPayload(**settings.__dict__)
         event = ev.OrgSettingsChanged(
             enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload

@@ -471,7 +471,12 @@ def second_factor_locked(created_at: datetime | None, enforced_after: datetime, 
 
 
 class SettingRefused(ValueError):
-    """An org-settings change the rules do not allow; the message is safe to show the admin."""
+    """An org-settings change the rules do not allow; the message is safe to show the admin.
+    `code`: `setting_locked` (a lock forbids it) or `invalid_setting` (the value is not allowed)."""
+
+    def __init__(self, message: str, code: str = "setting_locked") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def apply_org_settings(current: OrgSettings, wanted: OrgSettings, locked: bool) -> OrgSettings:
@@ -481,7 +486,8 @@ def apply_org_settings(current: OrgSettings, wanted: OrgSettings, locked: bool) 
         raise SettingRefused("Require a second factor cannot be switched off for this enterprise")
     if release_key(wanted.minimum_locker_version) < release_key(DEFAULT_MINIMUM_LOCKER_VERSION):
         raise SettingRefused(
-            f"the minimum Locker version cannot be below {DEFAULT_MINIMUM_LOCKER_VERSION}: Locker SSO needs it"
+            f"the minimum Locker version cannot be below {DEFAULT_MINIMUM_LOCKER_VERSION}: Locker SSO needs it",
+            "invalid_setting",
         )
     return replace(
         wanted, require_second_factor=wanted.require_second_factor or locked, require_second_factor_locked=locked
