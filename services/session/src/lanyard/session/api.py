@@ -8,6 +8,11 @@ header signed by the enrolled device key over the method and the public URL. POS
 replay, so a stolen key-less request cannot fetch a stored answer).
 Every refusal is a JSON `{"error", "error_description"}` with a 4xx (503 when the broker did not
 acknowledge an event that is saved and will be published).
+
+The Locker app says which release it is and whether it found its SSO extension installed with
+every checkout; a release below the enterprise's minimum is refused with `locker_update_required`
+(a message the app can show). The checkout answer and every Locker status read carry whether SSO
+is available on the session and why not (`sso`) and the enterprise's Locker options.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lanyard.contracts.versions import RELEASE_PATTERN
 from lanyard.runtime.tokens import AdminPrincipal, TokenVerifier, require_roles
-from lanyard.session.domain import Device
+from lanyard.session.domain import ClientReport, Device
 from lanyard.session.ports import StoredAnswer
 from lanyard.session.service import EnrolRequest, SessionError, SessionService, session_view
 
@@ -50,9 +56,11 @@ class EnrolBody(_Body):
 
 
 class CheckoutBody(_Body):
-    """The IdP's checkout assertion."""
+    """The IdP's checkout assertion, and what the Locker app reports about itself."""
 
     assertion: str = Field(min_length=1, max_length=16 * 1024)
+    locker_version: str | None = Field(default=None, max_length=64, pattern=RELEASE_PATTERN)
+    sso_extension_installed: StrictBool | None = None
 
 
 class FaceResultBody(_Body):
@@ -107,7 +115,7 @@ async def _idempotent(request: Request, enterprise_id: str, run: Callable[[], Aw
         try:
             return await run()
         except SessionError as exc:
-            return exc.status, {"error": exc.code, "error_description": exc.description}
+            return exc.status, {"error": exc.code, "error_description": exc.description, **exc.extra}
 
     if key is None:
         status, body = await answer()
@@ -210,13 +218,17 @@ def api_router() -> APIRouter:
             return _error(exc.status, exc.code, exc.description)
 
         async def run() -> Answer:
-            session = await service.checkout(device, body.assertion)
+            report = ClientReport(body.locker_version, body.sso_extension_installed)
+            session = await service.checkout(device, body.assertion, report=report)
+            view = await service.locker_view(session)
             return 201, {
                 "device_session_id": session.device_session_id,
                 "handle": session.device_session_id,
                 "state": session.state.value,
                 "sequence": session.sequence,
                 "user_id": session.user_id,
+                "sso": view["sso"],
+                "locker_options": view["locker_options"],
             }
 
         return await _idempotent(request, enterprise_id, run)
@@ -228,7 +240,7 @@ def api_router() -> APIRouter:
             session = await _locker_session(request, enterprise_id, handle)
         except SessionError as exc:
             return _error(exc.status, exc.code, exc.description)
-        return JSONResponse(session_view(session, await service.org_settings(enterprise_id)))
+        return JSONResponse(await service.locker_view(session))
 
     def locker_post(path: str, action: Callable[[Request, Any, dict[str, Any]], Awaitable[Answer]], body_model=None):
         """A Locker POST: device proof first (never replayed), then the idempotent action."""
@@ -251,12 +263,12 @@ def api_router() -> APIRouter:
     async def activity(request: Request, session: Any, _: dict[str, Any]) -> Answer:
         service = _service(request)
         latest = await service.heartbeat(session)
-        return 200, session_view(latest, await service.org_settings(session.enterprise_id))
+        return 200, await service.locker_view(latest)
 
     async def checkin(request: Request, session: Any, _: dict[str, Any]) -> Answer:
         service = _service(request)
         closed = await service.check_in(session, "user", session.user_id)
-        return 200, session_view(closed, await service.org_settings(session.enterprise_id))
+        return 200, await service.locker_view(closed)
 
     async def face_challenge(request: Request, session: Any, _: dict[str, Any]) -> Answer:
         challenge, expires_at = await _service(request).face_challenge(session)
