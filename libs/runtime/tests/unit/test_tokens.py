@@ -161,8 +161,10 @@ async def test_services_tokens_are_accepted_only_where_their_scope_is_and_never_
     async def a(principal=Depends(admin_only)):
         return {"actor": principal.user_id}
 
+    legacy_guard = require_roles(lambda _r: verifier, "superadmin")
+
     @app.get("/e/{enterprise_id}/legacy")
-    async def legacy(principal=Depends(require_roles(lambda _r: verifier, "superadmin"))):
+    async def legacy(principal=Depends(legacy_guard)):
         return {"actor": principal.user_id}
 
     def bearer(token: str) -> dict[str, str]:

@@ -5,9 +5,11 @@ authn API, lockout, and org settings from lanyard.policy-config.v1."""
 from __future__ import annotations
 
 import base64
+import plistlib
 import re
 import time
 import uuid
+from urllib.parse import unquote_plus
 
 import httpx
 import pytest
@@ -17,11 +19,11 @@ from lanyard.contracts import topics
 from lanyard.contracts.events import OrgSettingsChanged, OrgSettingsChangedPayload
 from lanyard.idp.app import create_app
 from lanyard.idp.domain import hotp
-from lanyard.idp.service import Passwords, bootstrap
+from lanyard.idp.service import Invalid, Passwords, bootstrap
 from lanyard.idp.settings import IdpSettings
 from lanyard.runtime.kafka import EventPublisher
 from lanyard.runtime.testing import TopicProbe, eventually
-from lanyard.runtime.tokens import StaticJwks, TokenVerifier
+from lanyard.runtime.tokens import InvalidToken, StaticJwks, TokenVerifier
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -187,13 +189,33 @@ async def test_app_profiles_template_credentials_once_rotation_metadata(idp):
     tpl = (await idp.http.get(f"/e/{EID}/admin/app-profiles/templates/epic-rover", headers=h)).json()
     assert tpl["profile_name"] == "Epic Rover" and tpl["display_name"] == "Rover"
     assert tpl["redirect_uris"] == ["com.epic.rover.oidc://callback", "https://mobile.epic.com/rover/OIDC/redirect/"]
+    # The seed: "Click Generate Client credentials ... A Client ID and Client secret are created":
+    # the template's default is confidential, and PKCE stays required.
+    assert (tpl["client_type"], tpl["require_pkce"]) == ("confidential", True)
+    choices = {c["client_type"]: c for c in tpl["client_type_choices"]}
+    assert choices["confidential"]["default"] is True and choices["public"]["default"] is False
+    assert "RFC 8252" in choices["public"]["reason"] and "Client secret" in choices["confidential"]["reason"]
     r = await idp.http.post(f"/e/{EID}/admin/app-profiles?template=epic-rover", headers=h)
     assert r.status_code == 201, r.text
     rover = r.json()
-    assert rover["client_type"] == "public" and rover["claims"][:2] == ["sub", "name"]
-    await idp.probe.wait_for("app_profile.upserted.v1", client_id=rover["client_id"], template="epic-rover")
+    assert (rover["client_type"], rover["require_pkce"]) == ("confidential", True)
+    assert rover["claims"][:2] == ["sub", "name"] and "PKCE" in rover["client_type_reason"]
+    event = await idp.probe.wait_for("app_profile.upserted.v1", client_id=rover["client_id"], template="epic-rover")
+    assert (event.payload.client_type, event.payload.require_pkce) == ("confidential", True)
     creds = await idp.http.post(f"/e/{EID}/admin/app-profiles/{rover['client_id']}/credentials", headers=h)
-    assert creds.json() == {"client_id": rover["client_id"]}  # public: no secret
+    assert creds.status_code == 201 and creds.headers["cache-control"] == "no-store"
+    assert (creds.json()["client_type"], creds.json()["pkce_required"]) == ("confidential", True)
+    assert await idp.side.clients.verify_secret(EID, rover["client_id"], creds.json()["client_secret"])
+    # ... or public native (RFC 8252), with the reason shown: no secret, PKCE.
+    r = await idp.http.post(
+        f"/e/{EID}/admin/app-profiles?template=epic-rover", json={"client_type": "public"}, headers=h
+    )
+    native = r.json()
+    assert (r.status_code, native["client_type"], native["require_pkce"]) == (201, "public", True)
+    assert "RFC 8252" in native["client_type_reason"]
+    creds = (await idp.http.post(f"/e/{EID}/admin/app-profiles/{native['client_id']}/credentials", headers=h)).json()
+    assert "client_secret" not in creds and creds["client_type"] == "public" and "RFC 8252" in creds["reason"]
+    await idp.http.delete(f"/e/{EID}/admin/app-profiles/{native['client_id']}", headers=h)
 
     for bad in ("myapp://cb", "https://rp.example.org/cb#x", "https://*.example.org/cb", "http://example.org/cb"):
         body = {"profile_name": "X", "display_name": "X", "redirect_uris": [bad]}
@@ -277,8 +299,15 @@ async def test_key_rotation_publishes_next_before_use(idp):
 async def test_mobileconfig_export(idp):
     r = await idp.http.get(f"/e/{EID}/admin/sso-extension.mobileconfig", headers=idp.auth(idp.root_token))
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-apple-aspen-config")
-    assert b"com.apple.extensiblesso" in r.content and f"{BASE}/e/{EID}".encode() in r.content
+    profile = plistlib.loads(r.content)
+    assert profile["PayloadContent"][0]["URLs"] == [BASE]  # the origin serves every enterprise
     assert b"dev.lanyard.locker.ssoextension" in r.content
+    assert 'filename="lanyard-sso-127.0.0.1-8480.mobileconfig"' in r.headers["content-disposition"]
+    aasa = await idp.http.get("/.well-known/apple-app-site-association")
+    assert aasa.status_code == 200 and aasa.headers["content-type"] == "application/json"
+    assert aasa.json() == {
+        "authsrv": {"apps": ["LANYARD000.dev.lanyard.locker", "LANYARD000.dev.lanyard.locker.ssoextension"]}
+    }
 
 
 def csrf_of(html: str) -> str:
@@ -359,8 +388,12 @@ async def test_locker_authn_checkout_assertion(idp):
         url, json={"device_id": "dev-1", "username": "cara", "password": "pa55word-long", "totp": totp}
     )
     assert (replay.status_code, replay.json()["error"]) == (401, "invalid_grant")  # a TOTP step is single-use
-    badge = await idp.http.post(url, json={"device_id": "dev-2", "badge_id": "BADGE-1", "totp": code(secret, 1)})
+    badge = await idp.http.post(
+        url, json={"device_id": "dev-2", "badge_id": "BADGE-1", "totp": code(secret, 1), "locker_version": "4.3.1"}
+    )
     assert badge.status_code == 200
+    # The Locker app reports its release on authn too; it is announced with the authentication.
+    await idp.probe.wait_for("oidc.user_authenticated.v1", user_id=user["user_id"], client_version="4.3.1")
     badge_claims = await verifier.verify(
         badge.json()["assertion"], enterprise_id=EID, audience="lanyard-session", typ="checkout+jwt"
     )
@@ -421,3 +454,187 @@ async def test_org_settings_from_policy_config(idp):
     assert claims["amr"] == ["pwd"]
     other = {"device_id": "d", "username": "root", "password": ROOT_PASSWORD}
     assert (await idp.http.post(f"/e/{EID}/locker/authn", json=other)).json()["error"] == "second_factor_required"
+
+
+# ------------------------------------------------------------- Web App Login Configuration
+
+RP_SECRET = "Zq8-Vx3_kLm9Pw2Rt7Yb4Nc6Hd1Jf5Gs0Ae-TuQ"  # as an RP's generator makes them (40 chars)
+
+
+async def _token_endpoint_authenticates(idp: Idp, client_id: str, secret: str) -> bool:
+    """True when the token endpoint accepts the client's credentials (the bogus code then fails)."""
+    r = await idp.http.post(
+        f"/e/{EID}/token", data={"grant_type": "authorization_code", "code": "nope", "redirect_uri": "x"},
+        auth=(client_id, secret),
+    )  # fmt: skip
+    return r.json()["error"] == "invalid_grant"
+
+
+async def test_web_app_login_registers_rp_supplied_credentials_stored_only_as_a_hash(idp):
+    h = idp.auth(idp.root_token)
+    body = {
+        "client_id": "epic-prod.rover-01",
+        "client_secret": RP_SECRET,
+        "profile_name": "Epic (RP's own credentials)",
+        "display_name": "Epic",
+        "redirect_uris": ["https://epic.example.org/oidc/cb", "com.epic.rover.oidc://callback"],
+        "backchannel_logout_uri": "https://epic.example.org/oidc/bcl",
+    }
+    r = await idp.http.post(f"/e/{EID}/admin/web-app-logins", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert (out["client_id"], out["client_type"], out["credentials_source"], out["has_secret"]) == (
+        "epic-prod.rover-01", "confidential", "rp_supplied", True)  # fmt: skip
+    assert out["claims"] == ["sub", "name", "preferred_username", "email", "employee_id", "groups"]  # as generated
+    assert out["metadata"]["issuer"] == f"{BASE}/e/{EID}" and out["metadata"]["client_id"] == "epic-prod.rover-01"
+    assert RP_SECRET not in r.text and r.headers["cache-control"] == "no-store"
+    event = await idp.probe.wait_for("app_profile.upserted.v1", client_id="epic-prod.rover-01")
+    assert event.payload.credentials_source == "rp_supplied" and event.actor.startswith("usr_")
+    assert RP_SECRET not in str([e.model_dump() for e in idp.probe.events])
+    stored = await idp.side.clients.get_profile(EID, "epic-prod.rover-01")
+    assert stored.has_secret and RP_SECRET not in repr(stored)
+    assert await _token_endpoint_authenticates(idp, "epic-prod.rover-01", RP_SECRET)
+    assert not await _token_endpoint_authenticates(idp, "epic-prod.rover-01", RP_SECRET[:-1] + "x")
+
+    # "View and copy Imprivata (IdP) OpenID Connect metadata" for it; never the secret again.
+    meta = (await idp.http.get(f"/e/{EID}/admin/app-profiles/epic-prod.rover-01/metadata", headers=h)).json()
+    assert meta["token_endpoint"] == f"{BASE}/e/{EID}/token"
+    shown = await idp.http.get(f"/e/{EID}/admin/app-profiles/epic-prod.rover-01", headers=h)
+    assert RP_SECRET not in shown.text
+    again = await idp.http.post(f"/e/{EID}/admin/app-profiles/epic-prod.rover-01/credentials", headers=h)
+    assert (again.status_code, again.json()["error"]) == (400, "rp_supplied_credentials")
+    rotate = await idp.http.post(f"/e/{EID}/admin/app-profiles/epic-prod.rover-01/credentials/rotate", headers=h)
+    assert (rotate.status_code, rotate.json()["error"]) == (400, "rp_supplied_credentials")
+
+    # The RP rotated its secret: the admin enters the new one; the old one works for the grace.
+    new_secret = "Nw4_Hq7-Lp2Xz9Kc5Vb8Mt3Rd6Fg1Sj0Yu-EoPi"
+    r = await idp.http.put(f"/e/{EID}/admin/web-app-logins/epic-prod.rover-01/secret",
+                           json={"client_secret": new_secret, "grace_period_s": 60}, headers=h)  # fmt: skip
+    assert r.status_code == 200 and new_secret not in r.text
+    await idp.probe.wait_for("app_profile.secret_rotated.v1", client_id="epic-prod.rover-01")
+    assert await _token_endpoint_authenticates(idp, "epic-prod.rover-01", new_secret)
+    assert await _token_endpoint_authenticates(idp, "epic-prod.rover-01", RP_SECRET)
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "error", "words"),
+    [
+        ({"client_id": "epic-prod.rover-01"}, 409, "conflict", "already registered"),
+        ({"client_secret": "short-but-sweet"}, 400, "weak_client_secret", "too short"),
+        ({"client_secret": "ab" * 20}, 400, "weak_client_secret", "too repetitive"),
+        ({"client_secret": "a secret with spaces in it, 40 chars long!"}, 400, "weak_client_secret", "printable"),
+        ({"client_id": "taken-id", "client_secret": "taken-id" + RP_SECRET}, 400, "weak_client_secret", "client id"),
+        ({"client_id": "bad:id"}, 400, "invalid_client_id", "no ':'"),
+        ({"client_id": "lanyard-console"}, 400, "invalid_client_id", "reserved"),
+        ({"client_id": "cli_copycat"}, 400, "invalid_client_id", "reserved"),
+        ({"redirect_uris": ["http://evil.example.org/cb"]}, 400, "invalid_redirect_uri", "loopback"),
+    ],
+)
+async def test_web_app_login_refusals_say_why_and_change_nothing(idp, change, status, error, words):
+    h = idp.auth(idp.root_token)
+    base = {"client_id": "epic-prod.rover-01", "client_secret": RP_SECRET, "profile_name": "P", "display_name": "P",
+            "redirect_uris": ["https://epic.example.org/oidc/cb"]}  # fmt: skip
+    if change.get("client_id") == "epic-prod.rover-01" and not await idp.side.clients.get_profile(
+        EID, base["client_id"]
+    ):
+        assert (await idp.http.post(f"/e/{EID}/admin/web-app-logins", json=base, headers=h)).status_code == 201
+    before = len((await idp.http.get(f"/e/{EID}/admin/app-profiles", headers=h)).json()["app_profiles"])
+    body = {**base, "client_id": f"rp-{uuid.uuid4().hex[:8]}", **change}
+    r = await idp.http.post(f"/e/{EID}/admin/web-app-logins", json=body, headers=h)
+    assert (r.status_code, r.json()["error"]) == (status, error), r.text
+    assert words in r.json()["error_description"]
+    assert body["client_secret"] not in r.text
+    assert len((await idp.http.get(f"/e/{EID}/admin/app-profiles", headers=h)).json()["app_profiles"]) == before
+
+
+async def test_web_app_login_is_for_the_superadmin_only(idp):
+    admin = await idp.user("wanda", roles=["admin"])
+    token = (await idp.token("wanda", "pa55word-long")).json()["access_token"]
+    body = {"client_id": "rp-by-admin", "client_secret": RP_SECRET, "profile_name": "P", "display_name": "P",
+            "redirect_uris": ["https://epic.example.org/oidc/cb"]}  # fmt: skip
+    r = await idp.http.post(f"/e/{EID}/admin/web-app-logins", json=body, headers=idp.auth(token))
+    assert r.status_code == 403 and admin["user_id"]
+    generated = (await idp.http.post(f"/e/{EID}/admin/app-profiles", headers=idp.auth(idp.root_token), json={
+        "profile_name": "G", "display_name": "G", "client_type": "confidential",
+        "redirect_uris": ["https://g.example.org/cb"]})).json()  # fmt: skip
+    r = await idp.http.put(f"/e/{EID}/admin/web-app-logins/{generated['client_id']}/secret",
+                           json={"client_secret": RP_SECRET}, headers=idp.auth(idp.root_token))  # fmt: skip
+    assert (r.status_code, r.json()["error"]) == (400, "generated_credentials")
+
+
+async def test_a_confidential_rover_still_needs_pkce(idp):
+    h = idp.auth(idp.root_token)
+    rover = (await idp.http.post(f"/e/{EID}/admin/app-profiles?template=epic-rover", headers=h)).json()
+    query = {"response_type": "code", "client_id": rover["client_id"], "redirect_uri": "com.epic.rover.oidc://callback",
+             "scope": "openid", "state": "s"}  # fmt: skip
+    r = await idp.http.get(f"/e/{EID}/authorize", params=query, follow_redirects=False)
+    assert r.status_code in (302, 303)
+    assert "error=invalid_request" in r.headers["location"] and "PKCE" in unquote_plus(r.headers["location"])
+
+
+# ---------------------------------------------------------------- services principals
+
+
+async def test_a_services_principal_gets_a_services_token_and_every_attempt_is_announced(idp, kafka_bootstrap):
+    realm = idp.app.state.services_realm
+    probe = await TopicProbe(kafka_bootstrap, topics.DIRECTORY, topics.OIDC_EVENTS).start()
+    try:
+        record, secret = await realm.create("Imprivata Services (J. Doe)", ("establish_trust", "read"), "operator:t")
+        issued = await probe.wait_for("directory.services_principal_changed.v1", principal_id=record.principal_id)
+        assert (issued.enterprise_id, issued.actor, issued.payload.status) == ("_services", "operator:t", "active")
+        assert secret not in str([e.model_dump() for e in probe.events])
+
+        r = await idp.http.post("/idp/services/token", data={"grant_type": "client_credentials"},
+                                auth=(record.principal_id, secret))  # fmt: skip
+        assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+        body = r.json()
+        assert (body["token_type"], body["scope"]) == ("Bearer", "establish_trust read")
+        jwks = (await idp.http.get("/idp/services/jwks")).json()
+        verifier = TokenVerifier.for_services(BASE, StaticJwks({"_services": jwks}))
+        claims = await verifier.verify(body["access_token"], enterprise_id="_services", audience="lanyard-services",
+                                       typ="at+jwt")  # fmt: skip
+        assert (claims["sub"], claims["iss"], claims["scope"]) == (record.principal_id, f"{BASE}/idp/services",
+                                                                   "establish_trust read")  # fmt: skip
+        # Never an admin token of any enterprise.
+        admin_verifier = TokenVerifier(BASE, StaticJwks({EID: await idp.side.keys.jwks(EID)}))
+        with pytest.raises(InvalidToken):
+            await admin_verifier.verify(body["access_token"], enterprise_id=EID, audience="lanyard-admin", typ="at+jwt")
+        await probe.wait_for("oidc.user_authenticated.v1", user_id=record.principal_id, channel="services_api")
+
+        narrow = await idp.http.post("/idp/services/token", data={
+            "grant_type": "client_credentials", "client_id": record.principal_id, "client_secret": secret,
+            "scope": "read"})  # fmt: skip
+        assert narrow.json()["scope"] == "read"
+
+        # Refusals: a wrong secret (announced), another grant, a scope it does not hold, no credentials.
+        wrong = await idp.http.post("/idp/services/token", data={"grant_type": "client_credentials"},
+                                    auth=(record.principal_id, secret + "x"))  # fmt: skip
+        assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_client")
+        failed = await probe.wait_for("oidc.authentication_failed.v1", username=record.principal_id)
+        assert (failed.enterprise_id, failed.payload.channel, failed.payload.factor) == (
+            "_services", "services_api", "client_secret")  # fmt: skip
+        grant = await idp.http.post("/idp/services/token", data={"grant_type": "password"},
+                                    auth=(record.principal_id, secret))  # fmt: skip
+        assert (grant.status_code, grant.json()["error"]) == (400, "unsupported_grant_type")
+        scope = await idp.http.post("/idp/services/token", data={"grant_type": "client_credentials", "scope": "admin"},
+                                    auth=(record.principal_id, secret))  # fmt: skip
+        assert (scope.status_code, scope.json()["error"]) == (400, "invalid_scope")
+        bare = await idp.http.post("/idp/services/token", data={"grant_type": "client_credentials"})
+        assert bare.status_code == 401 and bare.headers["www-authenticate"].startswith("Basic")
+
+        await realm.revoke(record.principal_id, "operator:t")
+        await probe.wait_for("directory.services_principal_changed.v1", principal_id=record.principal_id,
+                             status="revoked")  # fmt: skip
+        gone = await idp.http.post("/idp/services/token", data={"grant_type": "client_credentials"},
+                                   auth=(record.principal_id, secret))  # fmt: skip
+        assert gone.status_code == 401
+    finally:
+        await probe.stop()
+
+
+async def test_enterprise_ids_of_the_services_realm_are_reserved(idp):
+    side = idp.side
+    with pytest.raises(Invalid, match="reserved"):
+        await bootstrap(side.enterprises, side.keys, side.directory, Passwords(), side.outbox, "_services", "X", "r",
+                        ROOT_PASSWORD)  # fmt: skip
+    assert (await idp.http.post("/e/_services/admin/token", data={"username": "r", "password": "x"})).status_code == 404

@@ -20,7 +20,7 @@ from lanyard.idp.domain import (
     validate_backchannel_uri,
     validate_redirect_uri,
 )
-from lanyard.idp.mdm import sso_extension_profile
+from lanyard.idp.mdm import apple_app_site_association, origin_of, sso_extension_profile
 
 GOOD = [
     "com.epic.rover.oidc://callback",
@@ -145,15 +145,32 @@ def test_rotation_state_machine():
     assert {e.kid for e in ring3.entries} == {"r2", "e2", "r3", "e3", "r4", "e4"}  # expired retirees dropped
 
 
-def test_mobileconfig_payload():
-    raw = sso_extension_profile("acme", "https://idp.example/e/acme", "dev.lanyard.locker.ssoextension", "TEAM1")
+def test_mobileconfig_payload_names_the_origin_and_is_one_profile_per_host():
+    raw = sso_extension_profile("https://idp.example", "dev.lanyard.locker.ssoextension", "TEAM1")
     profile = plistlib.loads(raw)
     (payload,) = profile["PayloadContent"]
     assert profile["PayloadType"] == "Configuration"
     assert payload["PayloadType"] == "com.apple.extensiblesso"
     assert payload["ExtensionIdentifier"] == "dev.lanyard.locker.ssoextension"
     assert payload["TeamIdentifier"] == "TEAM1" and payload["Type"] == "Redirect"
-    assert payload["URLs"] == ["https://idp.example/e/acme"]
-    assert sso_extension_profile("acme", "https://idp.example/e/acme", "x.y", "T") == sso_extension_profile(
-        "acme", "https://idp.example/e/acme", "x.y", "T"
+    assert payload["URLs"] == ["https://idp.example"]  # the seed's form: an origin, no issuer path
+    assert sso_extension_profile("https://idp.example", "x.y", "T") == sso_extension_profile(
+        "https://idp.example", "x.y", "T"
     )
+    other = plistlib.loads(sso_extension_profile("https://other.example", "x.y", "T"))
+    assert other["PayloadUUID"] != profile["PayloadUUID"]
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [("https://IdP.Example/e/acme", "https://idp.example"), ("http://127.0.0.1:8480", "http://127.0.0.1:8480"),
+     ("https://gw.example/lanyard", "https://gw.example")],
+)  # fmt: skip
+def test_origin_of_the_public_base_url(url, origin):
+    assert origin_of(url) == origin
+
+
+def test_associated_domain_file_lists_the_locker_apps():
+    assert apple_app_site_association("TEAM1", ("a.b", "a.b.ext")) == {
+        "authsrv": {"apps": ["TEAM1.a.b", "TEAM1.a.b.ext"]}
+    }

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from lanyard.contracts import topics
+from lanyard.contracts.events import SERVICES_REALM
 from lanyard.idp.adapters.outbox import OutboxPublisher
 from lanyard.idp.adapters.redis_clients import RedisClients
 from lanyard.idp.adapters.redis_directory import RedisDirectory, RedisEnterprises, RedisLockouts
@@ -65,7 +66,7 @@ def build_directory_side(runtime: ServiceRuntime, settings: IdpSettings, overrid
     )
 
     async def relay() -> None:
-        await outbox.relay()
+        await outbox.relay(SERVICES_REALM)
 
     runtime.on_start.append(relay)
     return side

@@ -42,10 +42,11 @@ class OutboxPublisher:
         await self._publisher.publish(event)
         await self._redis.hdel(outbox_key(event.enterprise_id), event.event_id)
 
-    async def relay(self) -> int:
-        """Publish every event left in an outbox by an earlier crash; returns how many."""
+    async def relay(self, *also: str) -> int:
+        """Publish every event left in an outbox by an earlier crash (every enterprise's, and the
+        outboxes of the realms in `also`, such as the services realm); returns how many."""
         sent = 0
-        for eid in await self._redis.smembers(ENTERPRISES):
+        for eid in {*await self._redis.smembers(ENTERPRISES), *also}:
             for event_id, raw in (await self._redis.hgetall(outbox_key(eid))).items():
                 try:
                     event = decode_event(raw)
