@@ -42,11 +42,22 @@ def pkce() -> tuple[str, str]:
     return verifier, challenge
 
 
+LOCKER_VERSION = "4.3.0"
+"""The Locker release the simulator reports (the seed's minimum: 4.3 or later)."""
+
+
 class Device:
-    """One enrolled device with its private key, checked out by at most one user at a time."""
+    """One enrolled device with its private key, checked out by at most one user at a time. Its
+    Locker app reports `locker_version` and whether the MDM installed its SSO extension."""
 
     def __init__(
-        self, base_url: str, enterprise_id: str, http: httpx.AsyncClient, device_id: str | None = None
+        self,
+        base_url: str,
+        enterprise_id: str,
+        http: httpx.AsyncClient,
+        device_id: str | None = None,
+        locker_version: str | None = LOCKER_VERSION,
+        sso_extension_installed: bool | None = True,
     ) -> None:
         self.base_url = base_url
         self.enterprise_id = enterprise_id
@@ -54,6 +65,9 @@ class Device:
         self.device_id = device_id or f"iphone-{uuid.uuid4().hex[:10]}"
         self.key = ECKey.generate_key("P-256", private=True)
         self.handle: str | None = None
+        self.locker_version = locker_version
+        self.sso_extension_installed = sso_extension_installed
+        self.checkout_answer: dict[str, Any] | None = None
 
     @property
     def public_jwk(self) -> dict[str, Any]:
@@ -72,16 +86,25 @@ class Device:
         body: dict[str, Any] = {"device_id": self.device_id, "username": person.username, "password": person.password}
         if with_totp:
             body["totp"] = person.totp()
+        if self.locker_version:
+            body["locker_version"] = self.locker_version
         response = await self.http.post(f"{self.base_url}/e/{self.enterprise_id}/locker/authn", json=body)
         return _ok(response)["assertion"]
 
+    async def try_check_out(self, person: Person) -> httpx.Response:
+        """Sign in and ask to check the device out, reporting the Locker's release and SSO
+        extension; the raw answer (callers look at refusals too)."""
+        body: dict[str, Any] = {"assertion": await self.sign_in(person)}
+        if self.locker_version is not None:
+            body["locker_version"] = self.locker_version
+        if self.sso_extension_installed is not None:
+            body["sso_extension_installed"] = self.sso_extension_installed
+        return await self._proved("POST", self._locker(f"/devices/{self.device_id}/checkout"), json=body)
+
     async def check_out(self, person: Person) -> str:
         """Sign in and check the device out; returns the device-session handle."""
-        assertion = await self.sign_in(person)
-        response = await self._proved(
-            "POST", self._locker(f"/devices/{self.device_id}/checkout"), json={"assertion": assertion}
-        )
-        self.handle = _ok(response)["handle"]
+        self.checkout_answer = _ok(await self.try_check_out(person))
+        self.handle = self.checkout_answer["handle"]
         return self.handle
 
     async def session(self) -> dict[str, Any]:
