@@ -15,6 +15,8 @@ from lanyard.idp.domain import (
     new_ring,
     otpauth_uri,
     rotate_ring,
+    rp_client_id_problem,
+    rp_secret_problem,
     safe_next,
     totp_match,
     validate_backchannel_uri,
@@ -174,3 +176,29 @@ def test_associated_domain_file_lists_the_locker_apps():
     assert apple_app_site_association("TEAM1", ("a.b", "a.b.ext")) == {
         "authsrv": {"apps": ["TEAM1.a.b", "TEAM1.a.b.ext"]}
     }
+
+
+@pytest.mark.parametrize(
+    ("secret", "words"),
+    [
+        ("x" * 31, "too short"),
+        ("ab" * 300, "too long"),
+        ("é" + "Zq8-Vx3_kLm9Pw2Rt7Yb4Nc6Hd1Jf5Gs0A", "printable ASCII"),
+        ("abcdeabcdeabcdeabcdeabcdeabcdeabcde", "too repetitive"),
+        ("my-rp-" + "Zq8-Vx3_kLm9Pw2Rt7Yb4Nc6Hd1Jf5Gs0A", "client id"),
+        ("Zq8-Vx3_kLm9Pw2Rt7Yb4Nc6Hd1Jf5Gs0A", None),
+    ],
+)
+def test_an_rp_supplied_secret_must_be_one_an_rp_generator_made(secret, words):
+    problem = rp_secret_problem(secret, "my-rp")
+    assert (problem is None) if words is None else (words in problem)
+    assert problem is None or secret not in problem  # the reason never repeats the secret
+
+
+@pytest.mark.parametrize(
+    ("client_id", "ok"),
+    [("epic-prod.rover-01", True), ("a@b.example", True), ("ab", False), ("bad:id", False), ("with space", False),
+     ("lanyard-console", False), ("Lanyard-x", False), ("cli_abc", False), ("-leading", False)],
+)  # fmt: skip
+def test_rp_chosen_client_ids(client_id, ok):
+    assert (rp_client_id_problem(client_id) is None) is ok
