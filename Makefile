@@ -5,14 +5,16 @@ UV := deploy/uv.sh  # resolves (and installs) uv on every call, never in advance
 KAFKA := deploy/kafka/kafka.sh
 BOOTSTRAP ?= 127.0.0.1:29092
 PYTEST_ARGS ?=
+DEMO ?= 1
 
-.PHONY: help setup apt uv check-setup kafka-fetch run test lint fmt contracts bench \
+.PHONY: help setup apt uv check-setup kafka-fetch run demo test lint fmt contracts api-docs dlq-redrive bench \
         kafka-start kafka-stop kafka-topics kafka-groups kafka-tail redis-start redis-stop stop
 
 help:
-	@echo "make run    - start Kafka, Redis, every service and the gateway (Ctrl-C stops all)"
+	@echo "make run    - start Kafka, Redis, every service and the gateway, seed the demo (Ctrl-C stops all; DEMO=0: no demo)"
+	@echo "make demo   - with make run going: checkout → SSO → lock → face unlock → checkin, with a timeline"
 	@echo "make test   - install what the tests need, then run lint and every test"
-	@echo "make lint | contracts | bench | kafka-topics | kafka-groups | kafka-tail TOPIC=..."
+	@echo "make lint | contracts | api-docs | bench | kafka-topics | kafka-groups | kafka-tail TOPIC=... | dlq-redrive TOPIC=..."
 
 apt:  ## Debian packages: Redis, nginx, kcat (readiness probe and operator tool)
 	@missing=""; for p in redis-server nginx kcat jq; do command -v $$p >/dev/null || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
@@ -29,8 +31,11 @@ kafka-fetch:
 
 setup: apt uv kafka-fetch
 
-run: setup
-	@deploy/run.sh
+run: setup  ## DEMO=0 skips the demo enterprise and rover-demo
+	@DEMO=$(DEMO) deploy/run.sh
+
+demo: uv  ## against a running `make run`: the whole story with a timeline (exit 1 if an effect is missing)
+	@$(UV) run --no-sync lanyard demo play
 
 lint: uv
 	$(UV) run --no-sync ruff check .
@@ -48,6 +53,13 @@ test: setup check-setup lint
 
 contracts: uv
 	$(UV) run --no-sync python -m lanyard.contracts.schema export libs/contracts/schemas
+
+api-docs: uv  ## regenerate docs/api (OpenAPI per service, AsyncAPI for the topics); make test checks for drift
+	$(UV) run --no-sync python -m lanyard.cli.apidocs write
+
+dlq-redrive:  ## send a dead-letter topic's records back to their source: make dlq-redrive TOPIC=lanyard.directory.v1.dlq
+	@test -n "$(TOPIC)" || { echo "usage: make dlq-redrive TOPIC=<topic>.dlq [ARGS=--dry-run]"; exit 2; }
+	@$(UV) run --no-sync lanyard ops dlq-redrive $(TOPIC) --bootstrap $(BOOTSTRAP) $(ARGS)
 
 bench: setup  ## every benchmark (~30 min); needs wrk and node/npm for the token-endpoint peer
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }

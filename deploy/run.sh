@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: the whole local stack in the foreground with readable, prefixed logs.
-# Kafka, Redis, the four services and the gateway. Ctrl-C (or SIGTERM) stops all of it in
+# Kafka, Redis, the four services and the gateway; then (unless DEMO=0) the demo enterprise,
+# seeded on first start only through the gateway's admin APIs (secrets in .var/demo.json), and
+# the demo relying party rover-demo beside the stack. Ctrl-C (or SIGTERM) stops all of it in
 # reverse order and waits for each process it started (only those: it tracks their pids).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -12,6 +14,9 @@ export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:26379/0}
 export LANYARD_PUBLIC_BASE_URL=${LANYARD_PUBLIC_BASE_URL:-http://127.0.0.1:8480}
 for svc in IDP SESSION POLICY AUDIT; do export "LANYARD_${svc}_LOG_JSON=${LOG_JSON:-false}"; done
 SERVICES=(policy session idp audit)
+DEMO=${DEMO:-1}
+DEMO_FILE=${LANYARD_DEMO_FILE:-$root/.var/demo.json}
+ROVER_DEMO_PORT=${ROVER_DEMO_PORT:-8490}
 names=() pids=()
 
 start() {  # name command...: start in the background, every output line prefixed with the name
@@ -61,10 +66,22 @@ for svc in "${SERVICES[@]}"; do
 done
 start gateway "$here/gateway/gateway.sh" run
 up=1
-for svc in "${SERVICES[@]}"; do wait_http "http://127.0.0.1:8480/_health/$svc" 60 || up=0; done
+for svc in "${SERVICES[@]}"; do wait_http "http://127.0.0.1:8480/_health/$svc" 120 || up=0; done
 if [ "$up" = 1 ]; then
   echo "run: stack is up — gateway http://127.0.0.1:8480 (health: /_health/<service>); Ctrl-C stops it"
 else
   echo "run: some services are not ready (see above); Ctrl-C stops the stack"
+fi
+if [ "$up" = 1 ] && [ "$DEMO" != 0 ]; then
+  # First start only: `demo seed` finds a complete seed and does nothing (it also finishes one
+  # that a stop interrupted). The demo relying party needs the seed's client credentials.
+  if "$root/.venv/bin/lanyard" demo seed --quiet --file "$DEMO_FILE" --gateway "$LANYARD_PUBLIC_BASE_URL" \
+       --rover-demo-url "http://127.0.0.1:$ROVER_DEMO_PORT"; then
+    start rover-demo "$root/.venv/bin/python" -m lanyard.rover_demo --demo-file "$DEMO_FILE" --port "$ROVER_DEMO_PORT"
+    wait_http "http://127.0.0.1:$ROVER_DEMO_PORT/health" 30 || echo "run: rover-demo did not start (see above)"
+    "$root/.venv/bin/lanyard" demo info --file "$DEMO_FILE" | sed "s/^/run     | /"
+  else
+    echo "run: the demo seed failed (see above); the stack runs without it (DEMO=0 skips the seed)"
+  fi
 fi
 while true; do wait -n 2>/dev/null || sleep 1; done

@@ -8,7 +8,9 @@
 #
 # Environment: GATEWAY_PORT (8480), GATEWAY_DATA_DIR (.var/gateway), and the upstream ports
 # LANYARD_IDP_HTTP_PORT (8101), LANYARD_SESSION_HTTP_PORT (8102), LANYARD_POLICY_HTTP_PORT (8103),
-# LANYARD_AUDIT_HTTP_PORT (8104).
+# LANYARD_AUDIT_HTTP_PORT (8104). The apple-app-site-association lists LANYARD_AASA_APP_IDS
+# (comma-separated TEAMID.bundle-id), by default the Locker SSO extension the IdP's .mobileconfig
+# names: LANYARD_IDP_SSO_EXTENSION_TEAM_IDENTIFIER.LANYARD_IDP_SSO_EXTENSION_IDENTIFIER.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -22,9 +24,21 @@ install() {
     || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
 }
 
+aasa_apps() {  # the ids as a JSON list body; each must look like an Apple app id
+  local ids=${LANYARD_AASA_APP_IDS:-${LANYARD_IDP_SSO_EXTENSION_TEAM_IDENTIFIER:-LANYARD000}.${LANYARD_IDP_SSO_EXTENSION_IDENTIFIER:-dev.lanyard.locker.ssoextension}}
+  local out="" id
+  IFS=, read -ra list <<< "$ids"
+  for id in "${list[@]}"; do
+    [[ "$id" =~ ^[A-Z0-9]{10}\.[A-Za-z0-9.-]+$ ]] || { echo "gateway: bad app id in LANYARD_AASA_APP_IDS: $id" >&2; exit 2; }
+    out="$out${out:+,}\"$id\""
+  done
+  printf '%s' "$out"
+}
+
 configure() {
   mkdir -p "$data"
-  sed -e "s#@PORT@#$port#g" -e "s#@DATA_DIR@#$data#g" \
+  local apps; apps=$(aasa_apps)
+  sed -e "s#@PORT@#$port#g" -e "s#@DATA_DIR@#$data#g" -e "s#@AASA_APPS@#$apps#g" \
       -e "s#@IDP_PORT@#${LANYARD_IDP_HTTP_PORT:-8101}#g" \
       -e "s#@SESSION_PORT@#${LANYARD_SESSION_HTTP_PORT:-8102}#g" \
       -e "s#@POLICY_PORT@#${LANYARD_POLICY_HTTP_PORT:-8103}#g" \

@@ -22,7 +22,7 @@ RP_SECRET = "Xk2-Pq9_Vm4Lr7Ns1Tb8Wc3Hy6Jd0Fg5Ze-UoAi"
 
 
 async def audit_records(ent: Enterprise, kind: str) -> list[dict]:
-    return (await ent._call("GET", f"/audit/e/{ent.enterprise_id}/records", params={"type": kind}))["records"]
+    return (await ent.call("GET", f"/audit/e/{ent.enterprise_id}/records", params={"type": kind}))["records"]
 
 
 async def audited(ent: Enterprise, kind: str, what: str, match=None, **payload: object) -> dict:
@@ -74,7 +74,7 @@ async def test_trust_by_services_readiness_rover_and_web_app_login_sso(stack, ht
 
     # --- Web App Login Configuration: the RP's own client id and secret, then SSO into it
     rp_id = f"rp-{uuid.uuid4().hex[:8]}"
-    registered = await ent._call(
+    registered = await ent.call(
         "POST",
         f"/e/{ent.enterprise_id}/admin/web-app-logins",
         json={"client_id": rp_id, "client_secret": RP_SECRET, "profile_name": "Intranet (RP credentials)",
@@ -172,7 +172,7 @@ async def test_locker_prerequisites_options_and_the_mdm_export(stack, http):
     )
     assert _bytes(again) == _bytes(raw)  # one profile for the host, whichever enterprise exports it
     aasa = _ok(await http.get(f"{stack.base_url}/.well-known/apple-app-site-association"))
-    assert aasa["authsrv"]["apps"]
+    assert aasa["authsrv"]["apps"] == [f"{payload['TeamIdentifier']}.{payload['ExtensionIdentifier']}"]
 
 
 def _bytes(response: httpx.Response) -> bytes:

@@ -22,7 +22,7 @@ from lanyard.idp.domain import (
     validate_backchannel_uri,
     validate_redirect_uri,
 )
-from lanyard.idp.mdm import apple_app_site_association, origin_of, sso_extension_profile
+from lanyard.idp.mdm import origin_of, sso_extension_profile
 
 GOOD = [
     "com.epic.rover.oidc://callback",
@@ -170,12 +170,6 @@ def test_mobileconfig_payload_names_the_origin_and_is_one_profile_per_host():
 )  # fmt: skip
 def test_origin_of_the_public_base_url(url, origin):
     assert origin_of(url) == origin
-
-
-def test_associated_domain_file_lists_the_locker_apps():
-    assert apple_app_site_association("TEAM1", ("a.b", "a.b.ext")) == {
-        "authsrv": {"apps": ["TEAM1.a.b", "TEAM1.a.b.ext"]}
-    }
 
 
 @pytest.mark.parametrize(

@@ -27,13 +27,23 @@ def totp_now(b32_secret: str, at: float | None = None) -> str:
 
 
 class ApiError(Exception):
-    """An admin call that did not answer 2xx."""
+    """A call that did not answer 2xx; `error` and `description` are the product's own
+    (`{"error", "error_description"}`), or the status line when the body is not that shape."""
 
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(
             f"{response.request.method} {response.request.url.path} -> {response.status_code}: {response.text[:300]}"
         )
         self.response = response
+        self.status = response.status_code
+        body: Any = None
+        try:
+            body = response.json()
+        except ValueError:
+            pass
+        self.body: dict[str, Any] = body if isinstance(body, dict) else {}
+        self.error = str(self.body.get("error") or f"http_{response.status_code}")
+        self.description = str(self.body.get("error_description") or response.reason_phrase or "")
 
 
 def _ok(response: httpx.Response) -> Any:
@@ -51,6 +61,7 @@ class Person:
     password: str
     totp_secret: str | None = None
     badge_id: str | None = None
+    otpauth_uri: str | None = None
 
     def totp(self) -> str:
         """The code on the user's authenticator app right now."""
@@ -86,14 +97,28 @@ class Enterprise:
         """The enterprise's issuer URL."""
         return f"{self.base_url}/e/{self.enterprise_id}"
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One admin API call (path from the gateway's root) with the admin's bearer token;
+        the decoded JSON answer, or ApiError."""
+        return _ok(await self.raw(method, path, **kwargs))
+
+    async def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The same call, answering the raw response (for non-JSON bodies such as exports)."""
         headers = {"Authorization": f"Bearer {self.admin_token}", **kwargs.pop("headers", {})}
-        return _ok(await self.http.request(method, f"{self.base_url}{path}", headers=headers, **kwargs))
+        return await self.http.request(method, f"{self.base_url}{path}", headers=headers, **kwargs)
 
     # -- IdP: directory and app profiles
-    async def add_user(self, username: str, *, totp: bool = True, groups: tuple[str, ...] = (), **attrs: Any) -> Person:
-        """A user with a password, and (by default) TOTP enrolled."""
-        password = f"pw-{uuid.uuid4().hex}"
+    async def add_user(
+        self,
+        username: str,
+        *,
+        password: str | None = None,
+        totp: bool = True,
+        groups: tuple[str, ...] = (),
+        **attrs: Any,
+    ) -> Person:
+        """A user with a password (generated unless given), and (by default) TOTP enrolled."""
+        password = password or f"pw-{uuid.uuid4().hex}"
         body = {
             "username": username,
             "display_name": attrs.pop("display_name", username.title()),
@@ -101,11 +126,11 @@ class Enterprise:
             "groups": list(groups),
             **attrs,
         }
-        user = await self._call("POST", f"/e/{self.enterprise_id}/admin/users", json=body)
+        user = await self.call("POST", f"/e/{self.enterprise_id}/admin/users", json=body)
         person = Person(user["user_id"], username, password, badge_id=attrs.get("badge_id"))
         if totp:
-            enrolment = await self._call("POST", f"/e/{self.enterprise_id}/admin/users/{person.user_id}/totp")
-            person.totp_secret = enrolment["secret"]
+            enrolment = await self.call("POST", f"/e/{self.enterprise_id}/admin/users/{person.user_id}/totp")
+            person.totp_secret, person.otpauth_uri = enrolment["secret"], enrolment.get("otpauth_uri")
         self.people[username] = person
         return person
 
@@ -122,7 +147,7 @@ class Enterprise:
         its generated credentials. Without a template the app is public unless told otherwise."""
         path = f"/e/{self.enterprise_id}/admin/app-profiles"
         if template:
-            body = await self._call("GET", f"{path}/templates/{template}")
+            body = await self.call("GET", f"{path}/templates/{template}")
             body = {
                 k: v
                 for k, v in body.items()
@@ -151,18 +176,38 @@ class Enterprise:
             }
         if backchannel_logout_uri:
             body["backchannel_logout_uri"] = backchannel_logout_uri
-        profile = await self._call("POST", path, json=body)
-        creds = await self._call("POST", f"{path}/{profile['client_id']}/credentials")
+        profile = await self.call("POST", path, json=body)
+        creds = await self.call("POST", f"{path}/{profile['client_id']}/credentials")
         return App(profile["client_id"], body["redirect_uris"][0], creds.get("client_secret"), backchannel_logout_uri)
 
     # -- policy: licences, policies, deployments, org settings, cloud connection
     async def policy(self, method: str, path: str, body: Any = None) -> Any:
         """Call the policy admin API."""
-        return await self._call(method, f"/policy/e/{self.enterprise_id}{path}", json=body)
+        return await self.call(method, f"/policy/e/{self.enterprise_id}{path}", json=body)
 
     async def add_group(self, name: str) -> str:
         """A directory group; returns its id."""
-        return (await self._call("POST", f"/e/{self.enterprise_id}/admin/groups", json={"name": name}))["group_id"]
+        return (await self.call("POST", f"/e/{self.enterprise_id}/admin/groups", json={"name": name}))["group_id"]
+
+    async def load_licences(self, seats: int = 100_000, apa_seats: int | None = None, days: int = 365) -> None:
+        """An SSO licence and an APA licence (face authentication), valid from yesterday."""
+        now = datetime.now(UTC)
+        window = {
+            "valid_from": (now - timedelta(days=1)).isoformat(),
+            "valid_until": (now + timedelta(days=days)).isoformat(),
+        }
+        await self.policy("PUT", "/licences/sso", {"kind": "sso", "seats": seats, **window})
+        await self.policy("PUT", "/licences/apa", {"kind": "apa", "seats": apa_seats or seats, **window})
+
+    async def deploy(self, client_id: str, users: list[str], groups: list[str] | tuple[str, ...] = ()) -> None:
+        """Deploy an app to users and groups."""
+        await self.policy("PUT", f"/app-deployments/{client_id}", {"users": users, "groups": list(groups)})
+
+    async def set_org_settings(self, **settings: Any) -> None:
+        """The MAM console's Admin > Check Out switches ("Password Autofill and SSO" on, second factor on)."""
+        await self.policy(
+            "PUT", "/org-settings", {"password_autofill_and_sso": True, "require_second_factor": True, **settings}
+        )
 
     async def make_ready(
         self,
@@ -178,13 +223,7 @@ class Enterprise:
     ) -> None:
         """Everything the seed's readiness table asks for: licences, cloud trust, a policy
         enabled for SSO, the apps deployed, and 'Password Autofill and SSO' on."""
-        now = datetime.now(UTC)
-        window = {
-            "valid_from": (now - timedelta(days=1)).isoformat(),
-            "valid_until": (now + timedelta(days=365)).isoformat(),
-        }
-        await self.policy("PUT", "/licences/sso", {"kind": "sso", "seats": seats, **window})
-        await self.policy("PUT", "/licences/apa", {"kind": "apa", "seats": seats, **window})
+        await self.load_licences(seats)
         await self.connect_cloud()
         users = [p.user_id for p in people]
         await self.policy(
@@ -202,8 +241,8 @@ class Enterprise:
             },
         )
         for app in apps:
-            await self.policy("PUT", f"/app-deployments/{app.client_id}", {"users": users, "groups": list(groups)})
-        await self.policy("PUT", "/org-settings", {"password_autofill_and_sso": True, "require_second_factor": True})
+            await self.deploy(app.client_id, users, groups)
+        await self.set_org_settings()
 
     async def connect_cloud(self) -> Any:
         """The seed's cloud connection: the superadmin generates the 5-minute code, Services enter
@@ -224,16 +263,25 @@ class Enterprise:
     # -- session: devices
     async def enrol_device(self, device_id: str, public_jwk: dict[str, Any]) -> Any:
         """Enrol a shared device with its public key (what the MDM does)."""
-        return await self._call(
+        return await self.call(
             "POST",
             f"/session/e/{self.enterprise_id}/devices",
             json={"device_id": device_id, "model": "iPhone 15", "public_jwk": public_jwk},
         )
 
 
-def bootstrap(env: dict[str, str], enterprise_id: str, superadmin: str, password: str) -> None:
-    """`python -m lanyard.idp bootstrap`: the first enterprise and its superadmin."""
-    subprocess.run(  # noqa: S603 - our own interpreter and module
+def bootstrap(
+    env: dict[str, str],
+    enterprise_id: str,
+    superadmin: str,
+    password: str,
+    name: str | None = None,
+    *,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """`python -m lanyard.idp bootstrap`: the first enterprise and its superadmin (it writes the
+    IdP's Redis and publishes to Kafka directly: there is no API before an enterprise exists)."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
         [
             sys.executable,
             "-m",
@@ -242,12 +290,12 @@ def bootstrap(env: dict[str, str], enterprise_id: str, superadmin: str, password
             "--enterprise-id",
             enterprise_id,
             "--name",
-            enterprise_id,
+            name or enterprise_id,
             "--superadmin",
             superadmin,
         ],
         env={**os.environ, **env, "LANYARD_BOOTSTRAP_PASSWORD": password},
-        check=True,
+        check=check,
         capture_output=True,
         timeout=120,
     )
@@ -286,6 +334,22 @@ async def services_token(base_url: str, env: dict[str, str], http: httpx.AsyncCl
     return _ok(response)["access_token"]
 
 
+async def sign_in(
+    base_url: str,
+    enterprise_id: str,
+    username: str,
+    password: str,
+    http: httpx.AsyncClient,
+    totp: str | None = None,
+) -> Enterprise:
+    """An admin signs in (POST /e/{eid}/admin/token); ApiError when refused."""
+    form = {"username": username, "password": password}
+    if totp:
+        form["totp"] = totp
+    token = _ok(await http.post(f"{base_url}/e/{enterprise_id}/admin/token", data=form))["access_token"]
+    return Enterprise(base_url, enterprise_id, token, http)
+
+
 async def open_enterprise(
     base_url: str, env: dict[str, str], http: httpx.AsyncClient, enterprise_id: str | None = None
 ) -> Enterprise:
@@ -293,9 +357,6 @@ async def open_enterprise(
     enterprise_id = enterprise_id or f"hosp-{uuid.uuid4().hex[:8]}"
     password = f"pw-{uuid.uuid4().hex}"
     bootstrap(env, enterprise_id, "superadmin", password)
-    token = _ok(
-        await http.post(
-            f"{base_url}/e/{enterprise_id}/admin/token", data={"username": "superadmin", "password": password}
-        )
-    )["access_token"]
-    return Enterprise(base_url, enterprise_id, token, http, env=env)
+    ent = await sign_in(base_url, enterprise_id, "superadmin", password, http)
+    ent.env = env
+    return ent

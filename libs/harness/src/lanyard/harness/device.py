@@ -10,12 +10,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
-from joserfc.jwk import ECKey
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet
 
-from lanyard.harness.admin import App, Person, _ok
+from lanyard.harness.admin import ApiError, App, Person, _ok, totp_now
 from lanyard.runtime.proofs import sign_device_proof, sign_device_result
 
 
@@ -56,6 +57,8 @@ class Device:
         enterprise_id: str,
         http: httpx.AsyncClient,
         device_id: str | None = None,
+        key: ECKey | None = None,
+        handle: str | None = None,
         locker_version: str | None = LOCKER_VERSION,
         sso_extension_installed: bool | None = True,
     ) -> None:
@@ -63,11 +66,31 @@ class Device:
         self.enterprise_id = enterprise_id
         self.http = http
         self.device_id = device_id or f"iphone-{uuid.uuid4().hex[:10]}"
-        self.key = ECKey.generate_key("P-256", private=True)
-        self.handle: str | None = None
+        self.key = key or ECKey.generate_key("P-256", private=True)
+        self.handle = handle
+        self.user_id: str | None = None
         self.locker_version = locker_version
         self.sso_extension_installed = sso_extension_installed
         self.checkout_answer: dict[str, Any] | None = None
+
+    def state(self) -> dict[str, Any]:
+        """What a Locker app keeps on the device (the private key included): see `from_state`."""
+        return {
+            "base_url": self.base_url,
+            "enterprise_id": self.enterprise_id,
+            "device_id": self.device_id,
+            "private_jwk": self.key.as_dict(private=True),
+            "handle": self.handle,
+            "user_id": self.user_id,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], http: httpx.AsyncClient) -> Device:
+        """The device again, from what `state()` returned."""
+        key = ECKey.import_key(state["private_jwk"])
+        device = cls(state["base_url"], state["enterprise_id"], http, state["device_id"], key, state.get("handle"))
+        device.user_id = state.get("user_id")
+        return device
 
     @property
     def public_jwk(self) -> dict[str, Any]:
@@ -81,30 +104,73 @@ class Device:
         proof = sign_device_proof(self.key, method, url, handle=self.handle)
         return await self.http.request(method, url, headers={"Device-Proof": proof}, **kwargs)
 
-    async def sign_in(self, person: Person, *, with_totp: bool = True) -> str:
-        """The Locker app's first-party authn: password plus second factor → checkout assertion."""
-        body: dict[str, Any] = {"device_id": self.device_id, "username": person.username, "password": person.password}
-        if with_totp:
-            body["totp"] = person.totp()
+    async def sign_in(
+        self, person: Person, *, with_totp: bool = True, totp: str | None = None, badge: bool = False
+    ) -> str:
+        """The Locker app's first-party authn: password (or badge tap) plus second factor →
+        checkout assertion. `totp` is a code typed by the user; else one from the person's secret.
+        The app says its release (`locker_version`)."""
+        body: dict[str, Any] = {"device_id": self.device_id}
+        if badge:
+            body["badge_id"] = person.badge_id
+        else:
+            body.update(username=person.username, password=person.password)
+        if totp or with_totp:
+            body["totp"] = totp or person.totp()
         if self.locker_version:
             body["locker_version"] = self.locker_version
         response = await self.http.post(f"{self.base_url}/e/{self.enterprise_id}/locker/authn", json=body)
         return _ok(response)["assertion"]
 
-    async def try_check_out(self, person: Person) -> httpx.Response:
+    async def try_check_out(
+        self,
+        person: Person,
+        *,
+        totp: str | None = None,
+        badge: bool = False,
+        with_totp: bool = True,
+        next_code_if_spent: bool = False,
+    ) -> httpx.Response:
         """Sign in and ask to check the device out, reporting the Locker's release and SSO
-        extension; the raw answer (callers look at refusals too)."""
-        body: dict[str, Any] = {"assertion": await self.sign_in(person)}
+        extension; the raw answer (callers look at refusals too).
+
+        A TOTP code is single-use (RFC 6238 §5.2): when the person's current code was already
+        spent (a checkout on another device within the same 30 s), a user waits for the next
+        one. The IdP accepts the next step's code too (±1 step), so with `next_code_if_spent`
+        a refusal of a code made from the person's secret is retried once with the next code."""
+        try:
+            assertion = await self.sign_in(person, totp=totp, badge=badge, with_totp=with_totp)
+        except ApiError as refused:
+            if not (next_code_if_spent and totp is None and with_totp and person.totp_secret):
+                raise
+            if refused.error != "invalid_grant":
+                raise
+            following = totp_now(person.totp_secret, time.time() + 30)
+            assertion = await self.sign_in(person, totp=following, badge=badge)
+        body: dict[str, Any] = {"assertion": assertion}
         if self.locker_version is not None:
             body["locker_version"] = self.locker_version
         if self.sso_extension_installed is not None:
             body["sso_extension_installed"] = self.sso_extension_installed
         return await self._proved("POST", self._locker(f"/devices/{self.device_id}/checkout"), json=body)
 
-    async def check_out(self, person: Person) -> str:
-        """Sign in and check the device out; returns the device-session handle."""
-        self.checkout_answer = _ok(await self.try_check_out(person))
-        self.handle = self.checkout_answer["handle"]
+    async def check_out(
+        self,
+        person: Person,
+        *,
+        totp: str | None = None,
+        badge: bool = False,
+        with_totp: bool = True,
+        next_code_if_spent: bool = False,
+    ) -> str:
+        """Sign in and check the device out; returns the device-session handle (the whole answer,
+        with `sso` and `locker_options`, is kept in `checkout_answer`)."""
+        response = await self.try_check_out(
+            person, totp=totp, badge=badge, with_totp=with_totp, next_code_if_spent=next_code_if_spent
+        )
+        answer = _ok(response)
+        self.checkout_answer = answer
+        self.handle, self.user_id = answer["handle"], answer.get("user_id")
         return self.handle
 
     async def session(self) -> dict[str, Any]:
@@ -115,14 +181,17 @@ class Device:
         """User activity in the Locker app."""
         return await self._proved("POST", self._locker(f"/device-sessions/{self.handle}/activity"))
 
-    async def verify_face(self, person: Person, match: float = 0.98, liveness: float = 0.97) -> dict[str, Any]:
-        """Challenge, then a face result signed by the device key (the provider's verdict)."""
+    async def verify_face(
+        self, person: Person | None = None, match: float = 0.98, liveness: float = 0.97
+    ) -> dict[str, Any]:
+        """Challenge, then a face result signed by the device key (the provider's verdict), for
+        the person given or the user who checked the device out."""
         challenge = _ok(await self._proved("POST", self._locker(f"/device-sessions/{self.handle}/face/challenge")))
         result = sign_device_result(
             self.key,
             {
                 "challenge": challenge["challenge"],
-                "sub": person.user_id,
+                "sub": person.user_id if person else self.user_id,
                 "match_score": match,
                 "liveness_score": liveness,
                 "iat": int(time.time()),
@@ -138,6 +207,18 @@ class Device:
     async def check_in(self) -> dict[str, Any]:
         """The user checks the device back in."""
         return _ok(await self._proved("POST", self._locker(f"/device-sessions/{self.handle}/checkin")))
+
+    async def complete(self, url: str) -> httpx.Response:
+        """What the SSO extension does with an app's authorization request to the issuer: send it
+        with the device-session handle and a fresh device proof over exactly that URL, and hand
+        the answer (a redirect with a code or an error) back to the app. No redirect is followed."""
+        headers = {}
+        if self.handle:
+            headers = {
+                "Lanyard-Device-Session": self.handle,
+                "Lanyard-Device-Proof": sign_device_proof(self.key, "GET", url, handle=self.handle),
+            }
+        return await self.http.get(url, headers=headers, follow_redirects=False)
 
     async def sso(
         self, app: App, *, scope: str = "openid profile email offline_access", extra: dict[str, str] | None = None
@@ -157,13 +238,7 @@ class Device:
             **(extra or {}),
         }
         url = f"{self.base_url}/e/{self.enterprise_id}/authorize?{urlencode(query)}"
-        headers = {}
-        if self.handle:
-            headers = {
-                "Lanyard-Device-Session": self.handle,
-                "Lanyard-Device-Proof": sign_device_proof(self.key, "GET", url, handle=self.handle),
-            }
-        response = await self.http.get(url, headers=headers, follow_redirects=False)
+        response = await self.complete(url)
         location = response.headers.get("location")
         params: dict[str, str] = {}
         if location:
@@ -202,3 +277,29 @@ def _client_auth(app: App, data: dict[str, Any]) -> tuple[str, str] | None:
         return (app.client_id, app.client_secret)
     data["client_id"] = app.client_id
     return None
+
+
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+async def browse(device: Device, url: str, browser: httpx.AsyncClient, max_hops: int = 10) -> httpx.Response:
+    """A web view on the device opens `url` (a web app's sign-in page, say) and follows its
+    redirects with `browser` (which keeps the app's cookies); the request to the issuer's
+    authorize endpoint is the one the SSO extension intercepts and completes (`Device.complete`).
+    Returns the first answer that is not a redirect."""
+    authorize = f"{device.base_url}/e/{device.enterprise_id}/authorize"
+    for _ in range(max_hops):
+        if url.split("?", 1)[0] == authorize:
+            response = await device.complete(url)
+        else:
+            response = await browser.get(url, follow_redirects=False)
+        if response.status_code not in REDIRECTS:
+            return response
+        url = urljoin(str(response.request.url), response.headers["location"])
+    raise RuntimeError(f"more than {max_hops} redirects from {url}")
+
+
+async def verified_claims(http: httpx.AsyncClient, issuer: str, token: str) -> dict[str, Any]:
+    """A JWT's claims after checking its signature against the issuer's JWKS (RS256/ES256)."""
+    keys = KeySet.import_key_set(_ok(await http.get(f"{issuer}/jwks")))
+    return jwt.decode(token, keys, algorithms=["RS256", "ES256"]).claims

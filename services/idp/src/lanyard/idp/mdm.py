@@ -11,14 +11,15 @@ Pure: builds bytes and dicts.
   derived from the origin only, so whichever enterprise's admin exports it, the profile is the
   same one and an MDM updates it instead of adding a second.
 - The associated-domain file (`/.well-known/apple-app-site-association`, `authsrv`): iOS trusts a
-  Redirect extension for a host only when the host lists the extension's app there.
+  Redirect extension for a host only when the host lists the extension's app there. The gateway
+  serves it (`deploy/gateway/gateway.sh` fills in `TeamIdentifier.ExtensionIdentifier`); the
+  profile's description names it, so whoever deploys the profile knows the host must serve it.
 """
 
 from __future__ import annotations
 
 import plistlib
 import uuid
-from typing import Any
 from urllib.parse import urlsplit
 
 CONTENT_TYPE = "application/x-apple-aspen-config"
@@ -56,14 +57,12 @@ def sso_extension_profile(origin: str, extension_id: str, team_id: str) -> bytes
         "PayloadIdentifier": base_id,
         "PayloadUUID": profile_uuid,
         "PayloadDisplayName": f"Lanyard SSO extension ({host})",
-        "PayloadDescription": "Lets the Locker SSO extension sign users in to OpenID Connect apps "
-        f"of every enterprise served by {host}.",
+        "PayloadDescription": (
+            f"Lets the Locker SSO extension sign users in to OpenID Connect apps of every enterprise served by "
+            f"{host}. The host serves /.well-known/apple-app-site-association listing {team_id}.{extension_id} "
+            "under authsrv."
+        ),
         "PayloadScope": "System",
         "PayloadContent": [sso_payload],
     }
     return plistlib.dumps(profile, fmt=plistlib.FMT_XML)
-
-
-def apple_app_site_association(team_id: str, app_ids: tuple[str, ...]) -> dict[str, Any]:
-    """The associated-domain file's `authsrv` section: the apps iOS lets act for this host."""
-    return {"authsrv": {"apps": [f"{team_id}.{app}" for app in app_ids]}}

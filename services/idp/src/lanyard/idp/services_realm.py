@@ -43,7 +43,6 @@ from lanyard.contracts.events import (
     UserAuthenticated,
     UserAuthenticatedPayload,
 )
-from lanyard.idp import mdm
 from lanyard.idp.adapters.redis_services import RedisServicesPrincipals, ServicesPrincipalRecord
 from lanyard.idp.ports import Conflict, KeyStore, Publisher
 from lanyard.runtime.tokens import (
@@ -200,7 +199,7 @@ def _credentials(request: Request, form: dict[str, Any]) -> tuple[str, str]:
 
 
 def services_router() -> APIRouter:
-    """The realm's token endpoint and JWKS, and the host's associated-domain file."""
+    """The realm's token endpoint and JWKS."""
     r = APIRouter()
 
     def realm(request: Request) -> ServicesRealm:
@@ -224,12 +223,6 @@ def services_router() -> APIRouter:
     @r.get(f"{SERVICES_PATH}/jwks")
     async def jwks(request: Request) -> JSONResponse:
         return JSONResponse(await realm(request).jwks(), headers={"Cache-Control": "public, max-age=300"})
-
-    @r.get("/.well-known/apple-app-site-association")
-    async def aasa(request: Request) -> JSONResponse:
-        s = request.app.state.directory_side.settings
-        apps = (s.locker_app_identifier, s.sso_extension_identifier)
-        return JSONResponse(mdm.apple_app_site_association(s.sso_extension_team_identifier, apps))
 
     return r
 

@@ -46,6 +46,3 @@ class IdpSettings(ServiceSettings):
     # MDM SSO-extension profile.
     sso_extension_identifier: str = "dev.lanyard.locker.ssoextension"
     sso_extension_team_identifier: str = "LANYARD000"
-    locker_app_identifier: str = Field(
-        default="dev.lanyard.locker", description="the Locker app, the SSO extension's container (associated domain)"
-    )

@@ -1,0 +1,5 @@
+"""`python -m lanyard.cli` is `lanyard`."""
+
+from lanyard.cli.main import main
+
+main()
