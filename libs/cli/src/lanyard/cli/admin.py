@@ -371,19 +371,25 @@ async def mobileconfig(out: Out, output: str | None, **kw: Any) -> None:
 @_session
 @runs
 async def readiness(out: Out, **kw: Any) -> None:
-    """The seed's integration-readiness table: each prerequisite, pass or fail, where to fix it.
-    Exits 1 when any check fails."""
+    """The seed's integration-readiness table: each prerequisite, Required or Optional, pass or
+    fail, where to fix it. Exits 1 when a Required check fails."""
     async with httpx.AsyncClient(timeout=15) as http:
         ent = await _enterprise(http, kw)
         report = await ent.policy("GET", "/readiness")
 
     def human(c: Console) -> None:
-        c.print(rows(report["checks"], ["check", "status", "detail", "where_to_fix"], title="Integration readiness"))
+        c.print(
+            rows(
+                report["checks"],
+                ["check", "requirement", "status", "detail", "where_to_fix"],
+                title="Integration readiness",
+            )
+        )
         c.print("[bold green]ready[/]" if report["ready"] else "[bold red]not ready[/]")
 
     out.emit(report, human)
     if not report["ready"]:
-        raise CheckFailed("not every readiness check passes")
+        raise CheckFailed("not every Required readiness check passes")
 
 
 @admin.command(name="why-not")
