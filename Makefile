@@ -7,20 +7,20 @@ BOOTSTRAP ?= 127.0.0.1:29092
 PYTEST_ARGS ?=
 DEMO ?= 1
 
-.PHONY: help setup apt uv check-setup kafka-fetch run demo test lint fmt contracts api-docs dlq-redrive bench \
+.PHONY: help setup apt uv check-setup kafka-fetch run demo test lint fmt contracts api-docs dlq-redrive bench console-screenshots \
         kafka-start kafka-stop kafka-topics kafka-groups kafka-tail redis-start redis-stop stop
 
 help:
 	@echo "make run    - start Kafka, Redis, every service and the gateway, seed the demo (Ctrl-C stops all; DEMO=0: no demo)"
 	@echo "make demo   - with make run going: checkout → SSO → lock → face unlock → checkin, with a timeline"
 	@echo "make test   - install what the tests need, then run lint and every test"
-	@echo "make lint | contracts | api-docs | bench | kafka-topics | kafka-groups | kafka-tail TOPIC=... | dlq-redrive TOPIC=..."
+	@echo "make lint | contracts | api-docs | bench | console-screenshots | kafka-topics | kafka-groups | kafka-tail TOPIC=... | dlq-redrive TOPIC=..."
 
-apt:  ## Debian packages: Redis, nginx, kcat (readiness probe and operator tool)
-	@missing=""; for p in redis-server nginx kcat jq; do command -v $$p >/dev/null || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
+apt:  ## Debian packages: Redis, nginx, kcat (readiness probe and operator tool), chromium (console browser tests)
+	@missing=""; for p in redis-server nginx kcat jq chromium; do command -v $$p >/dev/null || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt: installing$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx-light kcat jq >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx-light kcat jq chromium >/dev/null; \
 	fi
 
 uv:
@@ -50,6 +50,10 @@ check-setup:  ## the set-up path works with uv absent from PATH (issue 10)
 
 test: setup check-setup lint
 	$(UV) run --no-sync pytest $(PYTEST_ARGS)
+
+console-screenshots: setup  ## screenshots of every main console page, to docs/console/ (real stack, headless chromium)
+	LANYARD_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(UV) run --no-sync pytest -q -p no:cacheprovider \
+	  tests/e2e/test_console.py::test_screenshots_of_every_main_page
 
 contracts: uv
 	$(UV) run --no-sync python -m lanyard.contracts.schema export libs/contracts/schemas

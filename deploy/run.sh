@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: the whole local stack in the foreground with readable, prefixed logs.
-# Kafka, Redis, the four services and the gateway; then (unless DEMO=0) the demo enterprise,
+# Kafka, Redis, the four services, the admin console and the gateway; then (unless DEMO=0) the demo enterprise,
 # seeded on first start only through the gateway's admin APIs (secrets in .var/demo.json), and
 # the demo relying party rover-demo beside the stack. Ctrl-C (or SIGTERM) stops all of it in
 # reverse order and waits for each process it started (only those: it tracks their pids).
@@ -12,7 +12,7 @@ cd "$root"
 export KAFKA_BOOTSTRAP_SERVERS=${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:29092}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:26379/0}
 export LANYARD_PUBLIC_BASE_URL=${LANYARD_PUBLIC_BASE_URL:-http://127.0.0.1:8480}
-for svc in IDP SESSION POLICY AUDIT; do export "LANYARD_${svc}_LOG_JSON=${LOG_JSON:-false}"; done
+for svc in IDP SESSION POLICY AUDIT CONSOLE; do export "LANYARD_${svc}_LOG_JSON=${LOG_JSON:-false}"; done
 SERVICES=(policy session idp audit)
 DEMO=${DEMO:-1}
 DEMO_FILE=${LANYARD_DEMO_FILE:-$root/.var/demo.json}
@@ -64,11 +64,14 @@ for svc in "${SERVICES[@]}"; do
   # exec: the pid we track is the service itself, not a wrapper.
   start "$svc" "$root/.venv/bin/python" -m "lanyard.$svc"
 done
+start console "$root/.venv/bin/python" -m lanyard.console
 start gateway "$here/gateway/gateway.sh" run
 up=1
 for svc in "${SERVICES[@]}"; do wait_http "http://127.0.0.1:8480/_health/$svc" 120 || up=0; done
+wait_http "http://127.0.0.1:8480/console/health/ready" 120 || up=0
 if [ "$up" = 1 ]; then
   echo "run: stack is up — gateway http://127.0.0.1:8480 (health: /_health/<service>); Ctrl-C stops it"
+  echo "run: admin console ${LANYARD_PUBLIC_BASE_URL}/console/ (sign in as a superadmin with password and TOTP; see docs/console.md)"
 else
   echo "run: some services are not ready (see above); Ctrl-C stops the stack"
 fi

@@ -6,6 +6,7 @@ and what the gateway serves besides the services (OpenAPI, apple-app-site-associ
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import plistlib
@@ -24,6 +25,7 @@ from click.testing import CliRunner
 from lanyard.cli import apidocs
 from lanyard.cli.main import cli
 from lanyard.contracts import topics
+from lanyard.harness.admin import totp_now
 from lanyard.harness.stack import Stack
 from lanyard.runtime.testing import consumer_lag, eventually, free_port
 
@@ -102,6 +104,18 @@ def test_seed_is_idempotent_and_makes_the_enterprise_ready(demo):
     assert code == 0 and why["allowed"] is False and why["reason"] == "policy_sso_disabled"
     code, why = lanyard(demo, "admin", "why-not", "nurse.jane", "--client", state["apps"]["rover"]["client_id"])
     assert code == 0 and why["allowed"] is True and why["grant"]["auth_mode"] == "face"
+
+    # The console's demo superadmin signs in with password and TOTP, never with the password alone.
+    console = state["console_admin"]
+    token_url = f"{state['gateway']}/e/{state['enterprise_id']}/admin/token"
+    form = {"username": console["username"], "password": console["password"]}
+    alone = httpx.post(token_url, data=form)
+    assert alone.status_code in (400, 401) and alone.json()["error"] == "second_factor_required", alone.text
+    signed_in = httpx.post(token_url, data={**form, "totp": totp_now(console["totp_secret"])})
+    assert signed_in.status_code == 200, signed_in.text
+    payload = signed_in.json()["access_token"].split(".")[1]
+    roles = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["roles"]
+    assert "superadmin" in roles
 
 
 def test_cli_drives_checkout_sso_and_checkin_by_hand(demo):

@@ -13,7 +13,7 @@ import pytest
 
 from lanyard.contracts import Event
 from lanyard.session.domain import TIMER_KINDS, deadlines
-from lanyard.session.ports import Change, FaceResult, InvalidFaceResult, StoredAnswer, TimerRef
+from lanyard.session.ports import Change, FaceResult, InvalidFaceResult, TimerRef
 from lanyard.session.service import SessionService
 from lanyard.session.settings import SessionSettings
 
@@ -62,8 +62,6 @@ class InMemoryStore:
         self.locker: dict[str, Any] = {}
         self.once: set[str] = set()
         self.challenges: dict[tuple[str, str], str] = {}
-        self.answers: dict[tuple[str, str, str], StoredAnswer] = {}
-        self.running: set[tuple[str, str, str]] = set()
 
     async def get_device(self, eid, device_id):
         return self.devices.get((eid, device_id))
@@ -200,21 +198,6 @@ class InMemoryStore:
 
     async def take_challenge(self, eid, challenge):
         return self.challenges.pop((eid, challenge), None)
-
-    async def get_answer(self, eid, scope, key):
-        return self.answers.get((eid, scope, key))
-
-    async def put_answer(self, eid, scope, key, answer, ttl_s):
-        self.answers.setdefault((eid, scope, key), answer)
-
-    async def claim_key(self, eid, scope, key, ttl_s):
-        if (eid, scope, key) in self.running:
-            return False
-        self.running.add((eid, scope, key))
-        return True
-
-    async def release_key(self, eid, scope, key):
-        self.running.discard((eid, scope, key))
 
 
 class FakeAssertions:

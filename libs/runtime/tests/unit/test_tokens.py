@@ -10,10 +10,14 @@ from fastapi import Depends, FastAPI
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
+from lanyard.runtime.errors import install_error_handlers
 from lanyard.runtime.tokens import (
     ADMIN_AUDIENCE,
     SERVICES_AUDIENCE,
+    HttpJwks,
     InvalidToken,
+    KeysUnavailable,
+    KnownEnterprises,
     TestIssuer,
     TokenVerifier,
     issuer_for,
@@ -190,3 +194,108 @@ async def test_services_tokens_are_accepted_only_where_their_scope_is_and_never_
         wrong_aud = issuer.sign("_services", {"iss": services_issuer(BASE), "sub": "x", "aud": ADMIN_AUDIENCE,
                                               "scope": "read"}, "at+jwt")  # fmt: skip
         assert (await client.get("/e/e1/read", headers=bearer(wrong_aud))).status_code == 401
+
+
+class FakeIdp:
+    """The IdP's /e/{eid}/jwks for HttpJwks (a unit test: an httpx MockTransport, no network)."""
+
+    def __init__(self, issuer: TestIssuer, known: set[str]) -> None:
+        self.issuer = issuer
+        self.known = known
+        self.fetches: list[str] = []
+        self.down = False
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        eid = request.url.path.split("/")[2]
+        self.fetches.append(eid)
+        if self.down:
+            return httpx.Response(502)
+        if eid not in self.known:
+            return httpx.Response(404, json={"error": "not_found"})
+        return httpx.Response(200, json=self.issuer.jwks(eid))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_made_up_enterprise_ids_cannot_grow_the_key_cache(issuer):
+    idp, clock = FakeIdp(issuer, {"e1"}), Clock()
+    jwks = HttpJwks(BASE, max_enterprises=4, max_negative=8, negative_ttl_s=30, clock=clock,
+                    transport=httpx.MockTransport(idp.handle))  # fmt: skip
+    verifier = TokenVerifier(BASE, jwks)
+    token = issuer.admin_token("e1", "u", "admin")
+    assert (await verify(verifier, token))["sub"] == "u"
+    for i in range(200):  # a token of e1 presented at made-up enterprises: their key sets are asked for
+        with pytest.raises(InvalidToken, match="unknown kid"):
+            await verify(verifier, token, eid=f"made-up-{i}")
+    assert jwks.cached() == (1, 8)  # the real key set kept; "no keys" answers bounded apart from it
+    assert len(verifier._parsed) == 1
+    assert (await verify(verifier, token))["sub"] == "u" and idp.fetches.count("e1") == 1
+    # "no keys" is remembered briefly: an enterprise created a moment later soon verifies.
+    before = len(idp.fetches)
+    with pytest.raises(InvalidToken):
+        await verify(verifier, token, eid="made-up-199")
+    assert len(idp.fetches) == before
+    idp.known.add("made-up-199")
+    clock.t += 31
+    assert await verify(verifier, issuer.admin_token("made-up-199", "u", "admin"), eid="made-up-199")
+    await jwks.aclose()
+
+
+async def test_ids_that_are_no_path_segment_are_never_fetched(issuer):
+    idp = FakeIdp(issuer, {"e1"})
+    jwks = HttpJwks(BASE, transport=httpx.MockTransport(idp.handle))
+    for eid in ("..", ".", "a/../../x", "", "x" * 200, "-a"):
+        assert await jwks.jwks(eid) == {"keys": []}
+    assert idp.fetches == []
+    await jwks.aclose()
+
+
+async def test_with_known_enterprises_no_key_set_is_looked_up_for_others(issuer):
+    idp = FakeIdp(issuer, {"e1"})
+    jwks = HttpJwks(BASE, transport=httpx.MockTransport(idp.handle))
+    lookups: list[str] = []
+
+    async def exists(eid: str) -> bool:
+        lookups.append(eid)
+        return eid == "e1"
+
+    verifier = TokenVerifier(BASE, jwks, known=KnownEnterprises(exists))
+    token = issuer.admin_token("e1", "u", "admin")
+    for i in range(50):
+        with pytest.raises(InvalidToken, match="unknown enterprise"):
+            await verify(verifier, token, eid=f"x{i}")
+    assert idp.fetches == [] and jwks.cached() == (0, 0)
+    for _ in range(3):
+        await verify(verifier, issuer.admin_token("e1", "u", "admin"))
+    assert lookups.count("e1") == 1  # a yes is remembered
+    await jwks.aclose()
+
+
+async def test_an_unreachable_idp_is_503_not_401_and_known_keys_still_verify(issuer):
+    idp, clock = FakeIdp(issuer, {"e1"}), Clock()
+    jwks = HttpJwks(BASE, ttl_s=10, clock=clock, transport=httpx.MockTransport(idp.handle))
+    verifier = TokenVerifier(BASE, jwks)
+    await verify(verifier, issuer.admin_token("e1", "u", "admin"))
+    idp.down, clock.t = True, clock.t + 60
+    assert await verify(verifier, issuer.admin_token("e1", "u", "admin"))  # keys we already trust
+    with pytest.raises(KeysUnavailable):
+        await jwks.jwks("e2")
+    app = FastAPI()
+    install_error_handlers(app)
+    guard = Depends(require_roles(lambda _request: verifier, "admin"))
+
+    @app.get("/e/{enterprise_id}/thing")
+    async def thing(principal=guard):
+        return {}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        token = issuer.admin_token("e2", "u", "admin")
+        r = await client.get("/e/e2/thing", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable" and r.headers["retry-after"]
+    await jwks.aclose()

@@ -160,3 +160,26 @@ async def test_async_store_appends_on_its_writer_and_queries_on_readers(tmp_path
         assert [r.seq for r in found] == [21, 22, 23, 24, 25]
     finally:
         await store.close()
+
+
+async def test_a_chain_check_while_the_writer_appends_sees_one_consistent_snapshot(tmp_path):
+    import asyncio
+
+    store = SqliteAuditStore(tmp_path / "busy.sqlite", "NORMAL")
+    _, batch = entries(devices=2, users=4, shifts=2)
+    try:
+
+        async def write() -> None:
+            for i in range(0, len(batch), 5):
+                await store.append_many(batch[i : i + 5])
+
+        async def check() -> list:
+            verdicts = []
+            for _ in range(30):
+                verdicts.append(await store.with_chain(lambda chain: verify_log(chain, None)))
+            return verdicts
+
+        _, verdicts = await asyncio.gather(write(), check())
+    finally:
+        await store.close()
+    assert all(v.ok for v in verdicts), [v for v in verdicts if not v.ok][:1]

@@ -116,13 +116,50 @@ async def test_filters_by_user_device_app_session_type_time_and_admin_actions(en
     assert profile["actor"] == "admin-super"
 
 
-async def test_bad_input_is_a_clear_4xx(env):
+def assert_error(r, status: int, error: str = "invalid_request") -> str:
+    assert r.status_code == status, r.text
+    assert set(r.json()) == {"error", "error_description"} and r.json()["error"] == error, r.json()
+    return r.json()["error_description"]
+
+
+async def test_bad_input_is_a_clear_400_that_names_the_parameter_not_its_value(env):
     client, _, _ = env
-    assert (await client.get(f"/audit/e/{EID}/records", params={"since": "not a time"})).status_code == 422
+    r = await client.get(f"/audit/e/{EID}/records", params={"since": "not a time, 0123-secret"})
+    assert "query.since" in assert_error(r, 400) and "0123-secret" not in r.text
     too_big = await client.get(f"/audit/e/{EID}/records", params={"limit": 51})
-    assert too_big.status_code == 400 and too_big.json()["error"] == "invalid_request"
-    assert (await client.get(f"/audit/e/{EID}/access", params={"device_id": "d"})).status_code == 422
-    assert (await client.get(f"/audit/e/{EID}/export", params={"format": "xml"})).status_code == 422
+    assert assert_error(too_big, 400) == "limit must be at most 50"
+    assert "query.client_id: Field required" in assert_error(
+        await client.get(f"/audit/e/{EID}/access", params={"device_id": "d"}), 400
+    )
+    r = await client.get(f"/audit/e/{EID}/export", params={"format": "xml-with-p4ssw0rd"})
+    assert "query.format" in assert_error(r, 400) and "p4ssw0rd" not in r.text
+    r = await client.get(f"/audit/e/{EID}/records", headers={"Authorization": ""})
+    assert_error(r, 401, "unauthorized")  # was {"detail": {...}}
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
+async def test_key_sets_are_looked_up_only_for_enterprises_in_the_log(filled, issuer):
+    path, _ = filled
+    fetched: list[str] = []
+    keys = issuer.static_jwks()
+
+    class CountingJwks:
+        async def jwks(self, enterprise_id, *, refresh=False):
+            fetched.append(enterprise_id)
+            return await keys.jwks(enterprise_id, refresh=refresh)
+
+    settings = AuditSettings(db_path=path, consume=False, public_base_url=BASE)
+    app = create_app(settings, jwks=CountingJwks())
+    token = issuer.admin_token(EID, "auditor-1", "auditor")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://audit", headers={"Authorization": f"Bearer {token}"}
+    ) as client:
+        for i in range(20):
+            r = await client.get(f"/audit/e/made-up-{i}/records")
+            assert assert_error(r, 401, "invalid_token") == "unknown enterprise"
+        assert fetched == []
+        assert (await client.get(f"/audit/e/{EID}/records")).status_code == 200 and fetched == [EID]
+    await app.state.store.close()
 
 
 async def test_who_had_access_to_an_app_on_a_device_at_a_time(env):
@@ -174,3 +211,38 @@ async def test_gaps_report_is_empty_for_a_complete_day(env):
     client, _, _ = env
     body = (await client.get(f"/audit/e/{EID}/gaps")).json()
     assert body == {"sequence_gaps": [], "offset_gaps": []}
+
+
+async def test_verification_recomputes_the_chain_and_names_no_event(env, filled):
+    client, issuer, _ = env
+    r = await client.get(f"/audit/e/{EID}/verification")
+    assert r.status_code == 200
+    verdict = r.json()
+    with_both = SqliteLog(filled[0], "NORMAL", create=False)
+    try:
+        assert verdict["ok"] is True and verdict["count"] == with_both.count() > 0
+    finally:
+        with_both.close()
+    assert "broken_event_id" not in verdict
+    admin = issuer.admin_token(EID, "admin-1", "admin")
+    refused = await client.get(f"/audit/e/{EID}/verification", headers={"Authorization": f"Bearer {admin}"})
+    assert refused.status_code == 403
+
+
+async def test_verification_reports_a_tampered_record(tmp_path, issuer):
+    path = tmp_path / "audit.sqlite"
+    log = SqliteLog(path, "NORMAL")
+    for entry in positioned(generate_day(EID, devices=1, users=2, shifts=1).events, 0):
+        log.append(entry)
+    log.close()
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE records SET event_json = replace(event_json, 'user', 'resu') WHERE seq = 3")
+    settings = AuditSettings(db_path=path, consume=False, public_base_url=BASE)
+    app = create_app(settings, verifier=TokenVerifier(BASE, issuer.static_jwks()))
+    token = issuer.admin_token(EID, "su", "superadmin")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit") as client:
+        r = await client.get(f"/audit/e/{EID}/verification", headers={"Authorization": f"Bearer {token}"})
+    await app.state.store.close()
+    assert r.status_code == 200 and r.json()["ok"] is False and r.json()["broken_seq"] == 3

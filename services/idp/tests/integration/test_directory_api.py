@@ -6,119 +6,34 @@ from __future__ import annotations
 
 import base64
 import plistlib
-import re
-import time
-import uuid
-from urllib.parse import unquote_plus
 
-import httpx
 import pytest
-import pytest_asyncio
 
-from lanyard.contracts import topics
 from lanyard.contracts.events import OrgSettingsChanged, OrgSettingsChangedPayload
-from lanyard.idp.app import create_app
-from lanyard.idp.domain import hotp
-from lanyard.idp.service import Invalid, Passwords, bootstrap
-from lanyard.idp.settings import IdpSettings
+from lanyard.idp.service import Passwords, bootstrap
 from lanyard.runtime.kafka import EventPublisher
-from lanyard.runtime.testing import TopicProbe, eventually
-from lanyard.runtime.tokens import InvalidToken, StaticJwks, TokenVerifier
+from lanyard.runtime.testing import eventually
+from lanyard.runtime.tokens import StaticJwks, TokenVerifier
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
-EID = "acme"
-ROOT_PASSWORD = "correct horse battery staple"
-BASE = "http://127.0.0.1:8480"
-
-
-class Idp:
-    def __init__(self, app, client: httpx.AsyncClient, probe: TopicProbe) -> None:
-        self.app = app
-        self.http = client
-        self.probe = probe
-        self.side = app.state.directory_side
-        self.root_token = ""
-
-    def auth(self, token: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}"}
-
-    async def token(self, username: str, password: str, totp: str | None = None) -> httpx.Response:
-        body = {"username": username, "password": password} | ({"totp": totp} if totp else {})
-        return await self.http.post(f"/e/{EID}/admin/token", data=body)
-
-    async def user(self, username: str, password: str = "pa55word-long", **extra) -> dict:
-        body = {"username": username, "display_name": username.title(), "password": password} | extra
-        r = await self.http.post(f"/e/{EID}/admin/users", json=body, headers=self.auth(self.root_token))
-        assert r.status_code == 201, r.text
-        return r.json()
-
-    async def enroll(self, user_id: str) -> bytes:
-        r = await self.http.post(f"/e/{EID}/admin/users/{user_id}/totp", headers=self.auth(self.root_token))
-        assert r.status_code == 201
-        secret = r.json()["secret"]
-        return base64.b32decode(secret + "=" * (-len(secret) % 8))
-
-
-def code(secret: bytes, offset: int = 0) -> str:
-    return hotp(secret, int(time.time()) // 30 + offset)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def running(kafka_bootstrap, redis_url):
-    """One IdP for the whole module (starting one costs consumer-group joins); each test uses
-    its own users and a fresh HTTP client, so tests do not depend on each other."""
-    from lanyard.runtime.redis import create_redis
-
-    r = create_redis(redis_url)
-    await r.flushall()
-    await r.aclose()
-    settings = IdpSettings(consumer_group=f"test-idp-{uuid.uuid4().hex[:8]}", public_base_url=BASE)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        probe = await TopicProbe(kafka_bootstrap, topics.DIRECTORY, topics.APP_PROFILES, topics.OIDC_EVENTS).start()
-        side = app.state.directory_side
-        await bootstrap(
-            side.enterprises, side.keys, side.directory, Passwords(), side.outbox, EID, "Acme", "root", ROOT_PASSWORD
-        )
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-
-            async def ready() -> bool:
-                return (await client.get("/health/ready")).status_code == 200
-
-            # Stopping while consumers are still joining their groups can stall; start settled.
-            await eventually(ready, 60, what="idp ready")
-        yield app, probe
-        await probe.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def idp(running):
-    app, probe = running
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-        env = Idp(app, client, probe)
-        r = await env.token("root", ROOT_PASSWORD)
-        assert r.status_code == 200, r.text
-        env.root_token = r.json()["access_token"]
-        yield env
-
 
 async def test_admin_token_is_an_at_jwt_for_lanyard_admin(idp):
-    r = await idp.token("root", ROOT_PASSWORD)
+    r = await idp.token("root", idp.root_password)
     assert r.headers["cache-control"] == "no-store" and r.json()["expires_in"] == 900
-    verifier = TokenVerifier(BASE, StaticJwks({EID: await idp.side.keys.jwks(EID)}))
-    claims = await verifier.verify(r.json()["access_token"], enterprise_id=EID, audience="lanyard-admin", typ="at+jwt")
+    verifier = TokenVerifier(idp.base, StaticJwks({idp.eid: await idp.side.keys.jwks(idp.eid)}))
+    claims = await verifier.verify(
+        r.json()["access_token"], enterprise_id=idp.eid, audience="lanyard-admin", typ="at+jwt"
+    )
     assert claims["roles"] == ["superadmin"] and claims["exp"] - claims["iat"] == 900
     assert (await idp.token("root", "wrong-password")).json()["error"] == "invalid_grant"
-    assert (await idp.http.post(f"/e/{EID}/admin/token", json={"username": "root"})).status_code == 400
+    assert (await idp.http.post(f"/e/{idp.eid}/admin/token", json={"username": "root"})).status_code == 400
     # Admin sign-ins, good and bad, reach the security office's record like any other.
     signed_in = await idp.probe.wait_for("oidc.user_authenticated.v1", channel="admin_api", user_id=claims["sub"])
     assert signed_in.payload.amr == ("pwd",)
     failed = await idp.probe.wait_for("oidc.authentication_failed.v1", channel="admin_api", username="root")
     assert failed.payload.factor == "password" and "wrong-password" not in failed.to_json().decode()
-    nobody = await idp.http.get(f"/e/{EID}/admin/users")
+    nobody = await idp.http.get(f"/e/{idp.eid}/admin/users")
     assert nobody.status_code == 401 and nobody.headers["www-authenticate"].startswith("Bearer")
     other = await idp.http.get("/e/other/admin/users", headers=idp.auth(idp.root_token))
     assert other.status_code == 401  # one enterprise's token is never valid at another's
@@ -133,20 +48,22 @@ async def test_roles_superadmin_admin_auditor(idp):
     assert (await idp.token("plain", "pa55word-long")).status_code == 403  # no admin role, no token
 
     for token in (admin, auditor):
-        assert (await idp.http.get(f"/e/{EID}/admin/app-profiles", headers=idp.auth(token))).status_code == 403
-        r = await idp.http.post(f"/e/{EID}/admin/app-profiles?template=epic-rover", headers=idp.auth(token), json={})
+        assert (await idp.http.get(f"/e/{idp.eid}/admin/app-profiles", headers=idp.auth(token))).status_code == 403
+        r = await idp.http.post(
+            f"/e/{idp.eid}/admin/app-profiles?template=epic-rover", headers=idp.auth(token), json={}
+        )
         assert r.status_code == 403
-    assert (await idp.http.get(f"/e/{EID}/admin/users", headers=idp.auth(auditor))).status_code == 200
+    assert (await idp.http.get(f"/e/{idp.eid}/admin/users", headers=idp.auth(auditor))).status_code == 200
     r = await idp.http.post(
-        f"/e/{EID}/admin/users", headers=idp.auth(auditor), json={"username": "x", "display_name": "X"}
+        f"/e/{idp.eid}/admin/users", headers=idp.auth(auditor), json={"username": "x", "display_name": "X"}
     )
     assert r.status_code == 403
     r = await idp.http.post(
-        f"/e/{EID}/admin/users", headers=idp.auth(admin), json={"username": "bob", "display_name": "Bob"}
+        f"/e/{idp.eid}/admin/users", headers=idp.auth(admin), json={"username": "bob", "display_name": "Bob"}
     )
     assert r.status_code == 201
     r = await idp.http.post(
-        f"/e/{EID}/admin/users",
+        f"/e/{idp.eid}/admin/users",
         headers=idp.auth(admin),
         json={"username": "evil", "display_name": "E", "roles": ["superadmin"]},
     )
@@ -160,33 +77,37 @@ async def test_user_and_group_changes_are_published_without_secrets(idp):
     secret = await idp.enroll(user["user_id"])
     await idp.probe.wait_for("directory.user_upserted.v1", user_id=user["user_id"], totp_enrolled=True)
     r = await idp.http.patch(
-        f"/e/{EID}/admin/users/{user['user_id']}", json={"display_name": "Nina N"}, headers=idp.auth(idp.root_token)
+        f"/e/{idp.eid}/admin/users/{user['user_id']}", json={"display_name": "Nina N"}, headers=idp.auth(idp.root_token)
     )
     assert r.json()["display_name"] == "Nina N" and r.json()["totp_enrolled"]
     dup = await idp.http.post(
-        f"/e/{EID}/admin/users", json={"username": "NINA", "display_name": "x"}, headers=idp.auth(idp.root_token)
+        f"/e/{idp.eid}/admin/users", json={"username": "NINA", "display_name": "x"}, headers=idp.auth(idp.root_token)
     )
     assert dup.status_code == 409
-    g = await idp.http.post(f"/e/{EID}/admin/groups", json={"name": "ICU"}, headers=idp.auth(idp.root_token))
+    g = await idp.http.post(f"/e/{idp.eid}/admin/groups", json={"name": "ICU"}, headers=idp.auth(idp.root_token))
     gid = g.json()["group_id"]
     await idp.probe.wait_for("directory.group_upserted.v1", group_id=gid)
-    assert (await idp.http.delete(f"/e/{EID}/admin/groups/{gid}", headers=idp.auth(idp.root_token))).status_code == 204
+    assert (
+        await idp.http.delete(f"/e/{idp.eid}/admin/groups/{gid}", headers=idp.auth(idp.root_token))
+    ).status_code == 204
     await idp.probe.wait_for("directory.group_deleted.v1", group_id=gid)
-    r = await idp.http.delete(f"/e/{EID}/admin/users/{user['user_id']}", headers=idp.auth(idp.root_token))
+    r = await idp.http.delete(f"/e/{idp.eid}/admin/users/{user['user_id']}", headers=idp.auth(idp.root_token))
     assert r.status_code == 204
     await idp.probe.wait_for("directory.user_deleted.v1", user_id=user["user_id"])
     wire = b"".join(rec.value for rec in idp.probe.raw)
     assert b"argon2" not in wire and base64.b32encode(secret).rstrip(b"=") not in wire
     assert b"pa55word-long" not in wire
     bad = await idp.http.post(
-        f"/e/{EID}/admin/users", json={"username": "has space", "display_name": "x"}, headers=idp.auth(idp.root_token)
+        f"/e/{idp.eid}/admin/users",
+        json={"username": "has space", "display_name": "x"},
+        headers=idp.auth(idp.root_token),
     )
-    assert bad.status_code == 422
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
 
 
 async def test_app_profiles_template_credentials_once_rotation_metadata(idp):
     h = idp.auth(idp.root_token)
-    tpl = (await idp.http.get(f"/e/{EID}/admin/app-profiles/templates/epic-rover", headers=h)).json()
+    tpl = (await idp.http.get(f"/e/{idp.eid}/admin/app-profiles/templates/epic-rover", headers=h)).json()
     assert tpl["profile_name"] == "Epic Rover" and tpl["display_name"] == "Rover"
     assert tpl["redirect_uris"] == ["com.epic.rover.oidc://callback", "https://mobile.epic.com/rover/OIDC/redirect/"]
     # The seed: "Click Generate Client credentials ... A Client ID and Client secret are created":
@@ -195,33 +116,34 @@ async def test_app_profiles_template_credentials_once_rotation_metadata(idp):
     choices = {c["client_type"]: c for c in tpl["client_type_choices"]}
     assert choices["confidential"]["default"] is True and choices["public"]["default"] is False
     assert "RFC 8252" in choices["public"]["reason"] and "Client secret" in choices["confidential"]["reason"]
-    r = await idp.http.post(f"/e/{EID}/admin/app-profiles?template=epic-rover", headers=h)
+    r = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles?template=epic-rover", headers=h)
     assert r.status_code == 201, r.text
     rover = r.json()
     assert (rover["client_type"], rover["require_pkce"]) == ("confidential", True)
     assert rover["claims"][:2] == ["sub", "name"] and "PKCE" in rover["client_type_reason"]
     event = await idp.probe.wait_for("app_profile.upserted.v1", client_id=rover["client_id"], template="epic-rover")
     assert (event.payload.client_type, event.payload.require_pkce) == ("confidential", True)
-    creds = await idp.http.post(f"/e/{EID}/admin/app-profiles/{rover['client_id']}/credentials", headers=h)
+    creds = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles/{rover['client_id']}/credentials", headers=h)
     assert creds.status_code == 201 and creds.headers["cache-control"] == "no-store"
     assert (creds.json()["client_type"], creds.json()["pkce_required"]) == ("confidential", True)
-    assert await idp.side.clients.verify_secret(EID, rover["client_id"], creds.json()["client_secret"])
+    assert await idp.side.clients.verify_secret(idp.eid, rover["client_id"], creds.json()["client_secret"])
     # ... or public native (RFC 8252), with the reason shown: no secret, PKCE.
     r = await idp.http.post(
-        f"/e/{EID}/admin/app-profiles?template=epic-rover", json={"client_type": "public"}, headers=h
+        f"/e/{idp.eid}/admin/app-profiles?template=epic-rover", json={"client_type": "public"}, headers=h
     )
     native = r.json()
     assert (r.status_code, native["client_type"], native["require_pkce"]) == (201, "public", True)
     assert "RFC 8252" in native["client_type_reason"]
-    creds = (await idp.http.post(f"/e/{EID}/admin/app-profiles/{native['client_id']}/credentials", headers=h)).json()
+    url = f"/e/{idp.eid}/admin/app-profiles/{native['client_id']}/credentials"
+    creds = (await idp.http.post(url, headers=h)).json()
     assert "client_secret" not in creds and creds["client_type"] == "public" and "RFC 8252" in creds["reason"]
-    await idp.http.delete(f"/e/{EID}/admin/app-profiles/{native['client_id']}", headers=h)
+    await idp.http.delete(f"/e/{idp.eid}/admin/app-profiles/{native['client_id']}", headers=h)
 
     for bad in ("myapp://cb", "https://rp.example.org/cb#x", "https://*.example.org/cb", "http://example.org/cb"):
         body = {"profile_name": "X", "display_name": "X", "redirect_uris": [bad]}
-        r = await idp.http.post(f"/e/{EID}/admin/app-profiles", json=body, headers=h)
+        r = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles", json=body, headers=h)
         assert (r.status_code, r.json()["error"]) == (400, "invalid_redirect_uri")
-    assert len((await idp.http.get(f"/e/{EID}/admin/app-profiles", headers=h)).json()["app_profiles"]) == 1
+    assert len((await idp.http.get(f"/e/{idp.eid}/admin/app-profiles", headers=h)).json()["app_profiles"]) == 1
 
     body = {
         "profile_name": "Conformance RP",
@@ -231,31 +153,31 @@ async def test_app_profiles_template_credentials_once_rotation_metadata(idp):
         "backchannel_logout_uri": "https://rp.example.org/bcl",
         "custom_claims": [{"claim": "dept", "source": "department"}],
     }
-    rp = (await idp.http.post(f"/e/{EID}/admin/app-profiles", json=body, headers=h)).json()
+    rp = (await idp.http.post(f"/e/{idp.eid}/admin/app-profiles", json=body, headers=h)).json()
     cid = rp["client_id"]
-    first = await idp.http.post(f"/e/{EID}/admin/app-profiles/{cid}/credentials", headers=h)
+    first = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles/{cid}/credentials", headers=h)
     assert first.status_code == 201 and first.headers["cache-control"] == "no-store"
     secret = first.json()["client_secret"]
     assert len(base64.urlsafe_b64decode(secret + "==")) == 32
-    again = await idp.http.post(f"/e/{EID}/admin/app-profiles/{cid}/credentials", headers=h)
+    again = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles/{cid}/credentials", headers=h)
     assert again.status_code == 409  # shown once
-    shown = (await idp.http.get(f"/e/{EID}/admin/app-profiles/{cid}", headers=h)).json()
+    shown = (await idp.http.get(f"/e/{idp.eid}/admin/app-profiles/{cid}", headers=h)).json()
     assert shown["has_secret"] and secret not in str(shown)
-    assert await idp.side.clients.verify_secret(EID, cid, secret)
+    assert await idp.side.clients.verify_secret(idp.eid, cid, secret)
 
     rot = await idp.http.post(
-        f"/e/{EID}/admin/app-profiles/{cid}/credentials/rotate", json={"grace_period_s": 300}, headers=h
+        f"/e/{idp.eid}/admin/app-profiles/{cid}/credentials/rotate", json={"grace_period_s": 300}, headers=h
     )
     new = rot.json()["client_secret"]
-    assert await idp.side.clients.verify_secret(EID, cid, new) and await idp.side.clients.verify_secret(
-        EID, cid, secret
+    assert await idp.side.clients.verify_secret(idp.eid, cid, new) and await idp.side.clients.verify_secret(
+        idp.eid, cid, secret
     )
     await idp.probe.wait_for("app_profile.secret_rotated.v1", client_id=cid)
-    rot = await idp.http.post(f"/e/{EID}/admin/app-profiles/{cid}/credentials/rotate", headers=h)
-    assert not await idp.side.clients.verify_secret(EID, cid, new)  # no grace: the old one is dead
+    rot = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles/{cid}/credentials/rotate", headers=h)
+    assert not await idp.side.clients.verify_secret(idp.eid, cid, new)  # no grace: the old one is dead
 
-    meta = (await idp.http.get(f"/e/{EID}/admin/app-profiles/{cid}/metadata", headers=h)).json()
-    issuer = f"{BASE}/e/{EID}"
+    meta = (await idp.http.get(f"/e/{idp.eid}/admin/app-profiles/{cid}/metadata", headers=h)).json()
+    issuer = f"{idp.base}/e/{idp.eid}"
     assert meta["issuer"] == issuer and meta["discovery_url"] == f"{issuer}/.well-known/openid-configuration"
     assert meta["token_endpoint"] == f"{issuer}/token" and meta["end_session_endpoint"] == f"{issuer}/logout"
     assert {meta[k] for k in ("jwks_uri", "revocation_endpoint", "introspection_endpoint", "userinfo_endpoint")} == {
@@ -266,83 +188,79 @@ async def test_app_profiles_template_credentials_once_rotation_metadata(idp):
     }
 
     r = await idp.http.patch(
-        f"/e/{EID}/admin/app-profiles/{cid}", json={"display_name": "RP 2", "enabled": False}, headers=h
+        f"/e/{idp.eid}/admin/app-profiles/{cid}", json={"display_name": "RP 2", "enabled": False}, headers=h
     )
-    assert r.json()["display_name"] == "RP 2" and not (await idp.side.clients.get(EID, cid)).enabled
-    assert (await idp.http.delete(f"/e/{EID}/admin/app-profiles/{cid}", headers=h)).status_code == 204
+    assert r.json()["display_name"] == "RP 2" and not (await idp.side.clients.get(idp.eid, cid)).enabled
+    assert (await idp.http.delete(f"/e/{idp.eid}/admin/app-profiles/{cid}", headers=h)).status_code == 204
     await idp.probe.wait_for("app_profile.deleted.v1", client_id=cid)
-    assert (await idp.http.get(f"/e/{EID}/admin/app-profiles/{cid}", headers=h)).status_code == 404
+    assert (await idp.http.get(f"/e/{idp.eid}/admin/app-profiles/{cid}", headers=h)).status_code == 404
     wire = b"".join(rec.value for rec in idp.probe.raw)
     assert secret.encode() not in wire and new.encode() not in wire
 
 
 async def test_key_rotation_publishes_next_before_use(idp):
     h = idp.auth(idp.root_token)
-    before = await idp.side.keys.ring(EID)
+    before = await idp.side.keys.ring(idp.eid)
     nxt = {e.kid for e in before.entries if e.status == "next"}
-    jwks_before = {k["kid"] for k in (await idp.side.keys.jwks(EID))["keys"]}
+    jwks_before = {k["kid"] for k in (await idp.side.keys.jwks(idp.eid))["keys"]}
     assert nxt <= jwks_before
-    r = await idp.http.post(f"/e/{EID}/admin/keys/rotate", headers=h)
+    r = await idp.http.post(f"/e/{idp.eid}/admin/keys/rotate", headers=h)
     assert r.status_code == 200
     active = {e["kid"] for e in r.json()["keys"] if e["status"] == "active"}
     assert active == nxt
     # the token signed by the now-retired key keeps working until it expires
-    assert (await idp.http.get(f"/e/{EID}/admin/users", headers=h)).status_code == 200
-    new_token = (await idp.token("root", ROOT_PASSWORD)).json()["access_token"]
+    assert (await idp.http.get(f"/e/{idp.eid}/admin/users", headers=h)).status_code == 200
+    new_token = (await idp.token("root", idp.root_password)).json()["access_token"]
     header = base64.urlsafe_b64decode(new_token.split(".")[0] + "==")
     assert any(kid.encode() in header for kid in active)
     await idp.user("aa", roles=["admin"])
     admin = (await idp.token("aa", "pa55word-long")).json()["access_token"]
-    assert (await idp.http.post(f"/e/{EID}/admin/keys/rotate", headers=idp.auth(admin))).status_code == 403
+    assert (await idp.http.post(f"/e/{idp.eid}/admin/keys/rotate", headers=idp.auth(admin))).status_code == 403
 
 
 async def test_mobileconfig_export(idp):
-    r = await idp.http.get(f"/e/{EID}/admin/sso-extension.mobileconfig", headers=idp.auth(idp.root_token))
+    r = await idp.http.get(f"/e/{idp.eid}/admin/sso-extension.mobileconfig", headers=idp.auth(idp.root_token))
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-apple-aspen-config")
     profile = plistlib.loads(r.content)
-    assert profile["PayloadContent"][0]["URLs"] == [BASE]  # the origin serves every enterprise
+    assert profile["PayloadContent"][0]["URLs"] == [idp.base]  # the origin serves every enterprise
     assert b"dev.lanyard.locker.ssoextension" in r.content
     assert 'filename="lanyard-sso-127.0.0.1-8480.mobileconfig"' in r.headers["content-disposition"]
     assert "apple-app-site-association" in profile["PayloadDescription"]
 
 
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
 async def test_login_page_password_then_totp_then_session(idp):
     user = await idp.user("lena")
     secret = await idp.enroll(user["user_id"])
-    page = await idp.http.get(f"/e/{EID}/login", params={"next": f"/e/{EID}/authorize?x=1"})
+    page = await idp.http.get(f"/e/{idp.eid}/login", params={"next": f"/e/{idp.eid}/authorize?x=1"})
     assert page.status_code == 200
     assert page.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
-    csrf = csrf_of(page.text)
+    csrf = idp.csrf(page.text)
 
-    no_csrf = await idp.http.post(f"/e/{EID}/login", data={"username": "lena", "password": "pa55word-long"})
+    no_csrf = await idp.http.post(f"/e/{idp.eid}/login", data={"username": "lena", "password": "pa55word-long"})
     assert no_csrf.status_code == 303 and "error=csrf" in no_csrf.headers["location"]
     assert "lanyard_session" not in idp.http.cookies
 
-    form = {"username": "lena", "password": "wrong-pass", "csrf_token": csrf, "next": f"/e/{EID}/authorize?x=1"}
-    bad = await idp.http.post(f"/e/{EID}/login", data=form)
+    form = {"username": "lena", "password": "wrong-pass", "csrf_token": csrf, "next": f"/e/{idp.eid}/authorize?x=1"}
+    bad = await idp.http.post(f"/e/{idp.eid}/login", data=form)
     assert bad.status_code == 303 and "error=invalid" in bad.headers["location"]
     await idp.probe.wait_for("oidc.authentication_failed.v1", username="lena", factor="password")
 
     form["password"] = "pa55word-long"
-    step1 = await idp.http.post(f"/e/{EID}/login", data=form)
-    assert step1.status_code == 303 and step1.headers["location"].startswith(f"/e/{EID}/login/totp")
+    step1 = await idp.http.post(f"/e/{idp.eid}/login", data=form)
+    assert step1.status_code == 303 and step1.headers["location"].startswith(f"/e/{idp.eid}/login/totp")
     totp_page = await idp.http.get(step1.headers["location"])
     assert totp_page.status_code == 200 and 'name="totp"' in totp_page.text
-    wrong = await idp.http.post(f"/e/{EID}/login/totp", data={"totp": "000000", "csrf_token": csrf})
+    wrong = await idp.http.post(f"/e/{idp.eid}/login/totp", data={"totp": "000000", "csrf_token": csrf})
     assert wrong.status_code == 303 and "error=invalid" in wrong.headers["location"]
-    done = await idp.http.post(f"/e/{EID}/login/totp", data={"totp": code(secret), "csrf_token": csrf})
-    assert done.status_code == 303 and done.headers["location"] == f"/e/{EID}/authorize?x=1"
+    done = await idp.http.post(f"/e/{idp.eid}/login/totp", data={"totp": idp.code(secret), "csrf_token": csrf})
+    assert done.status_code == 303 and done.headers["location"] == f"/e/{idp.eid}/authorize?x=1"
     set_cookie = done.headers["set-cookie"]
     assert "lanyard_session=" in set_cookie and "HttpOnly" in set_cookie
     assert "SameSite=lax" in set_cookie or "samesite=lax" in set_cookie.lower()
-    assert f"Path=/e/{EID}/" in set_cookie
-    session = await idp.side.browser_sessions.get(EID, idp.http.cookies.get("lanyard_session"))
+    assert f"Path=/e/{idp.eid}/" in set_cookie
+    session = await idp.side.browser_sessions.get(idp.eid, idp.http.cookies.get("lanyard_session"))
     assert session.user_id == user["user_id"] and session.amr == ("pwd", "otp")
     event = await idp.probe.wait_for("oidc.user_authenticated.v1", user_id=user["user_id"], channel="login_page")
     assert event.payload.amr == ("pwd", "otp")
@@ -353,28 +271,28 @@ async def test_login_page_password_then_totp_then_session(idp):
 async def test_login_in_one_post_and_never_an_open_redirect(idp):
     user = await idp.user("omar")
     secret = await idp.enroll(user["user_id"])
-    csrf = csrf_of((await idp.http.get(f"/e/{EID}/login")).text)
+    csrf = idp.csrf((await idp.http.get(f"/e/{idp.eid}/login")).text)
     for i, evil in enumerate(("https://evil.example/", "//evil.example/x", "/e/other/authorize")):
-        form = {"username": "omar", "password": "pa55word-long", "totp": code(secret, i - 1), "csrf_token": csrf}
-        r = await idp.http.post(f"/e/{EID}/login", data=form | {"next": evil})
-        assert r.status_code == 303 and r.headers["location"] == f"/e/{EID}/login/done", evil
-    assert (await idp.http.get(f"/e/{EID}/login/done")).status_code == 200
+        form = {"username": "omar", "password": "pa55word-long", "totp": idp.code(secret, i - 1), "csrf_token": csrf}
+        r = await idp.http.post(f"/e/{idp.eid}/login", data=form | {"next": evil})
+        assert r.status_code == 303 and r.headers["location"] == f"/e/{idp.eid}/login/done", evil
+    assert (await idp.http.get(f"/e/{idp.eid}/login/done")).status_code == 200
 
 
 async def test_locker_authn_checkout_assertion(idp):
     user = await idp.user("cara", badge_id="BADGE-1")
-    url = f"/e/{EID}/locker/authn"
+    url = f"/e/{idp.eid}/locker/authn"
     r = await idp.http.post(url, json={"device_id": "dev-1", "username": "cara", "password": "pa55word-long"})
     assert (r.status_code, r.json()["error"]) == (401, "second_factor_required")  # org default: required
     secret = await idp.enroll(user["user_id"])
-    totp = code(secret)
+    totp = idp.code(secret)
     r = await idp.http.post(
         url, json={"device_id": "dev-1", "username": "cara", "password": "pa55word-long", "totp": totp}
     )
     assert r.status_code == 200 and r.json()["expires_in"] <= 60
-    verifier = TokenVerifier(BASE, StaticJwks({EID: await idp.side.keys.jwks(EID)}))
+    verifier = TokenVerifier(idp.base, StaticJwks({idp.eid: await idp.side.keys.jwks(idp.eid)}))
     claims = await verifier.verify(
-        r.json()["assertion"], enterprise_id=EID, audience="lanyard-session", typ="checkout+jwt"
+        r.json()["assertion"], enterprise_id=idp.eid, audience="lanyard-session", typ="checkout+jwt"
     )
     assert claims["sub"] == user["user_id"] and claims["amr"] == ["pwd", "otp"] and claims["device_id"] == "dev-1"
     assert claims["exp"] - claims["iat"] <= 60 and claims["jti"] and claims["auth_time"]
@@ -385,22 +303,22 @@ async def test_locker_authn_checkout_assertion(idp):
     )
     assert (replay.status_code, replay.json()["error"]) == (401, "invalid_grant")  # a TOTP step is single-use
     badge = await idp.http.post(
-        url, json={"device_id": "dev-2", "badge_id": "BADGE-1", "totp": code(secret, 1), "locker_version": "4.3.1"}
+        url, json={"device_id": "dev-2", "badge_id": "BADGE-1", "totp": idp.code(secret, 1), "locker_version": "4.3.1"}
     )
     assert badge.status_code == 200
     # The Locker app reports its release on authn too; it is announced with the authentication.
     await idp.probe.wait_for("oidc.user_authenticated.v1", user_id=user["user_id"], client_version="4.3.1")
     badge_claims = await verifier.verify(
-        badge.json()["assertion"], enterprise_id=EID, audience="lanyard-session", typ="checkout+jwt"
+        badge.json()["assertion"], enterprise_id=idp.eid, audience="lanyard-session", typ="checkout+jwt"
     )
     assert badge_claims["amr"] == ["hwk", "otp"]
     assert (await idp.http.post(url, json={"device_id": "d"})).status_code == 400
-    assert (await idp.http.post(url, json={"username": "cara"})).status_code == 422
+    assert (await idp.http.post(url, json={"username": "cara"})).status_code == 400
 
 
 async def test_lockout_after_five_failures(idp):
     await idp.user("dan")
-    url = f"/e/{EID}/locker/authn"
+    url = f"/e/{idp.eid}/locker/authn"
     wrong = {"device_id": "d", "username": "dan", "password": "not-it", "totp": "123456"}
     for _ in range(5):
         assert (await idp.http.post(url, json=wrong)).status_code == 401
@@ -418,9 +336,11 @@ async def test_lockout_after_five_failures(idp):
 async def test_org_settings_from_policy_config(idp):
     side = idp.side
     await bootstrap(
-        side.enterprises, side.keys, side.directory, Passwords(), side.outbox, "beta", "B", "broot", ROOT_PASSWORD
+        side.enterprises, side.keys, side.directory, Passwords(), side.outbox, "beta", "B", "broot", idp.root_password
     )
-    root = (await idp.http.post("/e/beta/admin/token", data={"username": "broot", "password": ROOT_PASSWORD})).json()
+    root = (
+        await idp.http.post("/e/beta/admin/token", data={"username": "broot", "password": idp.root_password})
+    ).json()
     created = await idp.http.post(
         "/e/beta/admin/users",
         json={"username": "eve", "display_name": "Eve", "password": "pa55word-long"},
@@ -441,196 +361,12 @@ async def test_org_settings_from_policy_config(idp):
         return (await idp.http.post(url, json=body)).status_code == 200
 
     await eventually(allowed, 20, what="org setting applied")
-    claims = await TokenVerifier(BASE, StaticJwks({"beta": await side.keys.jwks("beta")})).verify(
+    claims = await TokenVerifier(idp.base, StaticJwks({"beta": await side.keys.jwks("beta")})).verify(
         (await idp.http.post(url, json=body)).json()["assertion"],
         enterprise_id="beta",
         audience="lanyard-session",
         typ="checkout+jwt",
     )
     assert claims["amr"] == ["pwd"]
-    other = {"device_id": "d", "username": "root", "password": ROOT_PASSWORD}
-    assert (await idp.http.post(f"/e/{EID}/locker/authn", json=other)).json()["error"] == "second_factor_required"
-
-
-# ------------------------------------------------------------- Web App Login Configuration
-
-RP_SECRET = "Zq8-Vx3_kLm9Pw2Rt7Yb4Nc6Hd1Jf5Gs0Ae-TuQ"  # as an RP's generator makes them (40 chars)
-
-
-async def _token_endpoint_authenticates(idp: Idp, client_id: str, secret: str) -> bool:
-    """True when the token endpoint accepts the client's credentials (the bogus code then fails)."""
-    r = await idp.http.post(
-        f"/e/{EID}/token", data={"grant_type": "authorization_code", "code": "nope", "redirect_uri": "x"},
-        auth=(client_id, secret),
-    )  # fmt: skip
-    return r.json()["error"] == "invalid_grant"
-
-
-async def test_web_app_login_registers_rp_supplied_credentials_stored_only_as_a_hash(idp):
-    h = idp.auth(idp.root_token)
-    body = {
-        "client_id": "epic-prod.rover-01",
-        "client_secret": RP_SECRET,
-        "profile_name": "Epic (RP's own credentials)",
-        "display_name": "Epic",
-        "redirect_uris": ["https://epic.example.org/oidc/cb", "com.epic.rover.oidc://callback"],
-        "backchannel_logout_uri": "https://epic.example.org/oidc/bcl",
-    }
-    r = await idp.http.post(f"/e/{EID}/admin/web-app-logins", json=body, headers=h)
-    assert r.status_code == 201, r.text
-    out = r.json()
-    assert (out["client_id"], out["client_type"], out["credentials_source"], out["has_secret"]) == (
-        "epic-prod.rover-01", "confidential", "rp_supplied", True)  # fmt: skip
-    assert out["claims"] == ["sub", "name", "preferred_username", "email", "employee_id", "groups"]  # as generated
-    assert out["metadata"]["issuer"] == f"{BASE}/e/{EID}" and out["metadata"]["client_id"] == "epic-prod.rover-01"
-    assert RP_SECRET not in r.text and r.headers["cache-control"] == "no-store"
-    event = await idp.probe.wait_for("app_profile.upserted.v1", client_id="epic-prod.rover-01")
-    assert event.payload.credentials_source == "rp_supplied" and event.actor.startswith("usr_")
-    assert RP_SECRET not in str([e.model_dump() for e in idp.probe.events])
-    stored = await idp.side.clients.get_profile(EID, "epic-prod.rover-01")
-    assert stored.has_secret and RP_SECRET not in repr(stored)
-    assert await _token_endpoint_authenticates(idp, "epic-prod.rover-01", RP_SECRET)
-    assert not await _token_endpoint_authenticates(idp, "epic-prod.rover-01", RP_SECRET[:-1] + "x")
-
-    # "View and copy Imprivata (IdP) OpenID Connect metadata" for it; never the secret again.
-    meta = (await idp.http.get(f"/e/{EID}/admin/app-profiles/epic-prod.rover-01/metadata", headers=h)).json()
-    assert meta["token_endpoint"] == f"{BASE}/e/{EID}/token"
-    shown = await idp.http.get(f"/e/{EID}/admin/app-profiles/epic-prod.rover-01", headers=h)
-    assert RP_SECRET not in shown.text
-    again = await idp.http.post(f"/e/{EID}/admin/app-profiles/epic-prod.rover-01/credentials", headers=h)
-    assert (again.status_code, again.json()["error"]) == (400, "rp_supplied_credentials")
-    rotate = await idp.http.post(f"/e/{EID}/admin/app-profiles/epic-prod.rover-01/credentials/rotate", headers=h)
-    assert (rotate.status_code, rotate.json()["error"]) == (400, "rp_supplied_credentials")
-
-    # The RP rotated its secret: the admin enters the new one; the old one works for the grace.
-    new_secret = "Nw4_Hq7-Lp2Xz9Kc5Vb8Mt3Rd6Fg1Sj0Yu-EoPi"
-    r = await idp.http.put(f"/e/{EID}/admin/web-app-logins/epic-prod.rover-01/secret",
-                           json={"client_secret": new_secret, "grace_period_s": 60}, headers=h)  # fmt: skip
-    assert r.status_code == 200 and new_secret not in r.text
-    await idp.probe.wait_for("app_profile.secret_rotated.v1", client_id="epic-prod.rover-01")
-    assert await _token_endpoint_authenticates(idp, "epic-prod.rover-01", new_secret)
-    assert await _token_endpoint_authenticates(idp, "epic-prod.rover-01", RP_SECRET)
-
-
-@pytest.mark.parametrize(
-    ("change", "status", "error", "words"),
-    [
-        ({"client_id": "epic-prod.rover-01"}, 409, "conflict", "already registered"),
-        ({"client_secret": "short-but-sweet"}, 400, "weak_client_secret", "too short"),
-        ({"client_secret": "ab" * 20}, 400, "weak_client_secret", "too repetitive"),
-        ({"client_secret": "a secret with spaces in it, 40 chars long!"}, 400, "weak_client_secret", "printable"),
-        ({"client_id": "taken-id", "client_secret": "taken-id" + RP_SECRET}, 400, "weak_client_secret", "client id"),
-        ({"client_id": "bad:id"}, 400, "invalid_client_id", "no ':'"),
-        ({"client_id": "lanyard-console"}, 400, "invalid_client_id", "reserved"),
-        ({"client_id": "cli_copycat"}, 400, "invalid_client_id", "reserved"),
-        ({"redirect_uris": ["http://evil.example.org/cb"]}, 400, "invalid_redirect_uri", "loopback"),
-    ],
-)
-async def test_web_app_login_refusals_say_why_and_change_nothing(idp, change, status, error, words):
-    h = idp.auth(idp.root_token)
-    base = {"client_id": "epic-prod.rover-01", "client_secret": RP_SECRET, "profile_name": "P", "display_name": "P",
-            "redirect_uris": ["https://epic.example.org/oidc/cb"]}  # fmt: skip
-    if change.get("client_id") == "epic-prod.rover-01" and not await idp.side.clients.get_profile(
-        EID, base["client_id"]
-    ):
-        assert (await idp.http.post(f"/e/{EID}/admin/web-app-logins", json=base, headers=h)).status_code == 201
-    before = len((await idp.http.get(f"/e/{EID}/admin/app-profiles", headers=h)).json()["app_profiles"])
-    body = {**base, "client_id": f"rp-{uuid.uuid4().hex[:8]}", **change}
-    r = await idp.http.post(f"/e/{EID}/admin/web-app-logins", json=body, headers=h)
-    assert (r.status_code, r.json()["error"]) == (status, error), r.text
-    assert words in r.json()["error_description"]
-    assert body["client_secret"] not in r.text
-    assert len((await idp.http.get(f"/e/{EID}/admin/app-profiles", headers=h)).json()["app_profiles"]) == before
-
-
-async def test_web_app_login_is_for_the_superadmin_only(idp):
-    admin = await idp.user("wanda", roles=["admin"])
-    token = (await idp.token("wanda", "pa55word-long")).json()["access_token"]
-    body = {"client_id": "rp-by-admin", "client_secret": RP_SECRET, "profile_name": "P", "display_name": "P",
-            "redirect_uris": ["https://epic.example.org/oidc/cb"]}  # fmt: skip
-    r = await idp.http.post(f"/e/{EID}/admin/web-app-logins", json=body, headers=idp.auth(token))
-    assert r.status_code == 403 and admin["user_id"]
-    generated = (await idp.http.post(f"/e/{EID}/admin/app-profiles", headers=idp.auth(idp.root_token), json={
-        "profile_name": "G", "display_name": "G", "client_type": "confidential",
-        "redirect_uris": ["https://g.example.org/cb"]})).json()  # fmt: skip
-    r = await idp.http.put(f"/e/{EID}/admin/web-app-logins/{generated['client_id']}/secret",
-                           json={"client_secret": RP_SECRET}, headers=idp.auth(idp.root_token))  # fmt: skip
-    assert (r.status_code, r.json()["error"]) == (400, "generated_credentials")
-
-
-async def test_a_confidential_rover_still_needs_pkce(idp):
-    h = idp.auth(idp.root_token)
-    rover = (await idp.http.post(f"/e/{EID}/admin/app-profiles?template=epic-rover", headers=h)).json()
-    query = {"response_type": "code", "client_id": rover["client_id"], "redirect_uri": "com.epic.rover.oidc://callback",
-             "scope": "openid", "state": "s"}  # fmt: skip
-    r = await idp.http.get(f"/e/{EID}/authorize", params=query, follow_redirects=False)
-    assert r.status_code in (302, 303)
-    assert "error=invalid_request" in r.headers["location"] and "PKCE" in unquote_plus(r.headers["location"])
-
-
-# ---------------------------------------------------------------- services principals
-
-
-async def test_a_services_principal_gets_a_services_token_and_every_attempt_is_announced(idp, kafka_bootstrap):
-    realm = idp.app.state.services_realm
-    probe = await TopicProbe(kafka_bootstrap, topics.DIRECTORY, topics.OIDC_EVENTS).start()
-    try:
-        record, secret = await realm.create("Imprivata Services (J. Doe)", ("establish_trust", "read"), "operator:t")
-        issued = await probe.wait_for("directory.services_principal_changed.v1", principal_id=record.principal_id)
-        assert (issued.enterprise_id, issued.actor, issued.payload.status) == ("_services", "operator:t", "active")
-        assert secret not in str([e.model_dump() for e in probe.events])
-
-        r = await idp.http.post("/idp/services/token", data={"grant_type": "client_credentials"},
-                                auth=(record.principal_id, secret))  # fmt: skip
-        assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
-        body = r.json()
-        assert (body["token_type"], body["scope"]) == ("Bearer", "establish_trust read")
-        jwks = (await idp.http.get("/idp/services/jwks")).json()
-        verifier = TokenVerifier.for_services(BASE, StaticJwks({"_services": jwks}))
-        claims = await verifier.verify(body["access_token"], enterprise_id="_services", audience="lanyard-services",
-                                       typ="at+jwt")  # fmt: skip
-        assert (claims["sub"], claims["iss"], claims["scope"]) == (record.principal_id, f"{BASE}/idp/services",
-                                                                   "establish_trust read")  # fmt: skip
-        # Never an admin token of any enterprise.
-        admin_verifier = TokenVerifier(BASE, StaticJwks({EID: await idp.side.keys.jwks(EID)}))
-        with pytest.raises(InvalidToken):
-            await admin_verifier.verify(body["access_token"], enterprise_id=EID, audience="lanyard-admin", typ="at+jwt")
-        await probe.wait_for("oidc.user_authenticated.v1", user_id=record.principal_id, channel="services_api")
-
-        narrow = await idp.http.post("/idp/services/token", data={
-            "grant_type": "client_credentials", "client_id": record.principal_id, "client_secret": secret,
-            "scope": "read"})  # fmt: skip
-        assert narrow.json()["scope"] == "read"
-
-        # Refusals: a wrong secret (announced), another grant, a scope it does not hold, no credentials.
-        wrong = await idp.http.post("/idp/services/token", data={"grant_type": "client_credentials"},
-                                    auth=(record.principal_id, secret + "x"))  # fmt: skip
-        assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_client")
-        failed = await probe.wait_for("oidc.authentication_failed.v1", username=record.principal_id)
-        assert (failed.enterprise_id, failed.payload.channel, failed.payload.factor) == (
-            "_services", "services_api", "client_secret")  # fmt: skip
-        grant = await idp.http.post("/idp/services/token", data={"grant_type": "password"},
-                                    auth=(record.principal_id, secret))  # fmt: skip
-        assert (grant.status_code, grant.json()["error"]) == (400, "unsupported_grant_type")
-        scope = await idp.http.post("/idp/services/token", data={"grant_type": "client_credentials", "scope": "admin"},
-                                    auth=(record.principal_id, secret))  # fmt: skip
-        assert (scope.status_code, scope.json()["error"]) == (400, "invalid_scope")
-        bare = await idp.http.post("/idp/services/token", data={"grant_type": "client_credentials"})
-        assert bare.status_code == 401 and bare.headers["www-authenticate"].startswith("Basic")
-
-        await realm.revoke(record.principal_id, "operator:t")
-        await probe.wait_for("directory.services_principal_changed.v1", principal_id=record.principal_id,
-                             status="revoked")  # fmt: skip
-        gone = await idp.http.post("/idp/services/token", data={"grant_type": "client_credentials"},
-                                   auth=(record.principal_id, secret))  # fmt: skip
-        assert gone.status_code == 401
-    finally:
-        await probe.stop()
-
-
-async def test_enterprise_ids_of_the_services_realm_are_reserved(idp):
-    side = idp.side
-    with pytest.raises(Invalid, match="reserved"):
-        await bootstrap(side.enterprises, side.keys, side.directory, Passwords(), side.outbox, "_services", "X", "r",
-                        ROOT_PASSWORD)  # fmt: skip
-    assert (await idp.http.post("/e/_services/admin/token", data={"username": "r", "password": "x"})).status_code == 404
+    other = {"device_id": "d", "username": "root", "password": idp.root_password}
+    assert (await idp.http.post(f"/e/{idp.eid}/locker/authn", json=other)).json()["error"] == "second_factor_required"

@@ -82,6 +82,17 @@ def test_backchannel_uri_must_be_https_or_loopback():
         ("/e/acme/x\r\nSet-Cookie: a", None),
         ("", None),
         (None, None),
+        # Only the authorization endpoint: a sign-in continues an app's request, nothing else.
+        ("/e/acme/authorize/resume/Ab-12_x", "/e/acme/authorize/resume/Ab-12_x"),
+        ("/e/acme/authorize", "/e/acme/authorize"),
+        ("/e/acme/authorize/resume/a/b", None),
+        ("/e/acme/authorize/resume/../../logout", None),
+        ("/e/acme/authorize/resume/x?y=1", None),
+        ("/e/acme/authorizeX", None),
+        ("/e/acme/logout?post_logout_redirect_uri=https://evil.example", None),
+        ("/e/acme/login/done", None),
+        ("/e/acme/admin/users", None),
+        ("/e/acme/authorize?x=1#frag", None),
     ],
 )
 def test_next_is_never_an_open_redirect(next_path, expected):

@@ -93,6 +93,14 @@ class Ent:
         self.w = world
         self.id = f"e-{uuid.uuid4().hex[:10]}"
 
+    @classmethod
+    async def open(cls, world: World) -> Ent:
+        """An enterprise the service knows: its first superadmin published as the IdP's bootstrap does
+        (tokens of enterprises the read model never heard of are refused before any key lookup)."""
+        ent = cls(world)
+        await ent.user("su-1", groups=())
+        return ent
+
     def token(self, *roles: str, user: str = "admin-1") -> dict[str, str]:
         return {"authorization": f"Bearer {self.w.issuer.admin_token(self.id, user, *roles)}"}
 
@@ -224,7 +232,7 @@ class Ent:
 
 
 async def test_grant_on_checkout_then_revoke_on_checkin_and_closed_stays_closed(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     await ent.configure()
     dsid = await ent.checkout(device_id="dev-1")
     granted = await ent.wait("entitlement.granted.v1", device_session_id=dsid)
@@ -246,7 +254,7 @@ async def test_grant_on_checkout_then_revoke_on_checkin_and_closed_stays_closed(
 
 
 async def test_checkin_before_checkout_means_the_checkout_is_ignored(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     await ent.configure()
     dsid = f"ds-{uuid.uuid4().hex[:8]}"
     await ent.checkin(dsid, device_id="dev-x")
@@ -275,7 +283,7 @@ DENIAL_SETUPS = {
 
 @pytest.mark.parametrize("reason", sorted(DENIAL_SETUPS))
 async def test_each_denial_reason_on_checkout(world, reason):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     await ent.configure(**DENIAL_SETUPS[reason])
     user, amr = "alice", ("pwd", "otp")
     if reason == "unknown_user":
@@ -308,7 +316,7 @@ async def test_each_denial_reason_on_checkout(world, reason):
 
 
 async def test_an_apa_seat_is_taken_by_face_grants_and_freed_on_checkin(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     await ent.configure()
     await ent.licence("apa-1", kind="apa", seats=1)
     await ent.user("bob")
@@ -332,7 +340,7 @@ async def test_an_apa_seat_is_taken_by_face_grants_and_freed_on_checkin(world):
 
 
 async def test_a_burst_of_checkouts_gets_exactly_as_many_grants_as_there_are_seats(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     await ent.configure()
     await ent.licence(seats=3)
     users = [f"nurse{i}" for i in range(8)]
@@ -367,7 +375,7 @@ CHANGES = ["policy", "deployment", "licence", "licence_seats", "org_settings", "
 
 @pytest.mark.parametrize("change", CHANGES)
 async def test_revocation_on_each_kind_of_configuration_change(world, change):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     await ent.configure()
     dsid = await _granted_session(ent)
     expected = {
@@ -413,7 +421,7 @@ async def test_revocation_on_each_kind_of_configuration_change(world, change):
 
 
 async def test_added_access_updates_the_live_grant_with_a_new_version(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     await ent.configure()
     dsid = await _granted_session(ent)
     await ent.app_profile("epic")
@@ -427,7 +435,7 @@ async def test_added_access_updates_the_live_grant_with_a_new_version(world):
 
 
 async def test_licence_running_out_revokes_live_sessions_when_the_clock_passes_its_end(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     await ent.configure()
     dsid = await _granted_session(ent)
     world.clock.offset = timedelta(days=31)  # the licence of configure() ends after 30 days
@@ -440,7 +448,7 @@ async def test_licence_running_out_revokes_live_sessions_when_the_clock_passes_i
 
 
 async def test_config_changes_publish_events_with_the_admin_as_actor(world, kafka_bootstrap):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     probe = await TopicProbe(kafka_bootstrap, topics.POLICY_CONFIG).start()
     try:
         body = {"name": "Docs", "sso_enabled": True, "auth_mode": "face", "users": ["alice"], "priority": 5}
@@ -461,7 +469,7 @@ async def test_config_changes_publish_events_with_the_admin_as_actor(world, kafk
 
 
 async def test_roles_and_bad_input(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     body = {"name": "N", "sso_enabled": True}
     assert (await world.client.put(ent.url("/user-policies/p"), json=body)).status_code == 401
     r = await world.client.put(ent.url("/user-policies/p"), json=body, headers=ent.token("auditor"))
@@ -489,7 +497,7 @@ async def test_roles_and_bad_input(world):
 
 
 async def test_second_factor_cannot_be_switched_off_for_a_new_enterprise(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     r = await world.client.put(ent.url("/org-settings"), json={"require_second_factor": False}, headers=ent.su)
     assert (r.status_code, r.json()["error"]) == (409, "setting_locked")
     await ent.put("/org-settings", {"password_autofill_and_sso": True})
@@ -520,7 +528,7 @@ async def _establish(
 
 
 async def test_provisioning_code_is_single_use_and_counted(world, kafka_bootstrap):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     probe = await TopicProbe(kafka_bootstrap, topics.POLICY_CONFIG).start()
     try:
         code = await _new_code(world, ent)
@@ -550,7 +558,7 @@ async def test_provisioning_code_is_single_use_and_counted(world, kafka_bootstra
 
 
 async def test_provisioning_code_expires_after_five_minutes_and_a_new_code_voids_the_old(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     code = await _new_code(world, ent)
     world.clock.offset = timedelta(minutes=5, seconds=1)
     expired = await _establish(world, ent, code)
@@ -572,7 +580,7 @@ async def test_provisioning_code_expires_after_five_minutes_and_a_new_code_voids
 
 
 async def test_readiness_of_a_half_configured_enterprise_api_and_cli(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     await ent.licence()
     await ent.app_profile("rover")
     await ent.group("nurses")
@@ -630,7 +638,7 @@ async def test_readiness_of_a_half_configured_enterprise_api_and_cli(world):
 
 
 async def test_only_a_services_principal_establishes_trust_and_every_attempt_is_announced(world, kafka_bootstrap):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     probe = await TopicProbe(kafka_bootstrap, topics.POLICY_CONFIG).start()
     try:
         # Only the enterprise's superadmin generates the code; an admin may not.
@@ -690,7 +698,7 @@ async def test_only_a_services_principal_establishes_trust_and_every_attempt_is_
 
 
 async def test_a_services_principal_reads_views_of_any_enterprise_but_changes_nothing(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     for path in ("/readiness", "/cloud-connection", "/org-settings", "/locker-options", "/licences"):
         r = await world.client.get(ent.url(path), headers=ent.services)
         assert r.status_code == 200, (path, r.text)
@@ -704,7 +712,7 @@ async def test_a_services_principal_reads_views_of_any_enterprise_but_changes_no
 
 
 async def test_locker_options_are_validated_versioned_and_published(world, kafka_bootstrap):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     probe = await TopicProbe(kafka_bootstrap, topics.POLICY_CONFIG).start()
     try:
         defaults = (await world.client.get(ent.url("/locker-options"), headers=ent.token("auditor"))).json()
@@ -726,7 +734,7 @@ async def test_locker_options_are_validated_versioned_and_published(world, kafka
         assert "version 2" in stale.json()["error_description"]
         unknown = await world.client.put(ent.url("/locker-options"), json={"hide_everything": True}, headers=ent.su)
         assert (unknown.status_code, unknown.json()["error"]) == (400, "invalid_request")
-        assert "hide_everything" in str(unknown.json()["fields"])
+        assert "hide_everything" in unknown.json()["error_description"]
         typed = await world.client.put(ent.url("/locker-options"), json={"hide_password_autofill_prompt": "yes"},
                                        headers=ent.su)  # fmt: skip
         assert typed.status_code == 400
@@ -739,7 +747,7 @@ async def test_locker_options_are_validated_versioned_and_published(world, kafka
 
 
 async def test_concurrent_locker_option_changes_get_distinct_versions(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     bodies = [{"hide_password_autofill_prompt": i % 2 == 0} for i in range(6)]
     answers = await asyncio.gather(
         *(world.client.put(ent.url("/locker-options"), json=b, headers=ent.su) for b in bodies)
@@ -755,7 +763,7 @@ async def test_concurrent_locker_option_changes_get_distinct_versions(world):
 
 
 async def test_the_minimum_locker_version_is_an_org_setting_no_lower_than_the_seeds(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     org = (await world.client.get(ent.url("/org-settings"), headers=ent.su)).json()
     assert org["minimum_locker_version"] == "4.3"
     await ent.put("/org-settings", {"password_autofill_and_sso": True, "minimum_locker_version": "4.5"})
@@ -777,7 +785,7 @@ async def _device_checkout(ent: Ent, device_id: str, version: str | None, extens
 
 
 async def test_readiness_counts_devices_below_the_minimum_or_without_the_sso_extension(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     await ent.configure()
     await _device_checkout(ent, "cart-1", "4.3.2", True)
     await _device_checkout(ent, "cart-2", "4.4", False)
@@ -802,7 +810,7 @@ async def test_readiness_counts_devices_below_the_minimum_or_without_the_sso_ext
 
 
 async def test_readiness_is_not_ready_while_password_autofill_and_sso_is_off_and_shows_blocked_users(world):
-    ent = Ent(world)
+    ent = await Ent.open(world)
     await ent.configure(org=True)
     await ent.user("bob", totp=False)
     report = (await world.client.get(ent.url("/readiness"), headers=ent.su)).json()
@@ -822,3 +830,82 @@ async def test_readiness_is_not_ready_while_password_autofill_and_sso_is_off_and
     assert (why["allowed"], why["reason"]) == (False, "second_factor_not_enrolled")
     alice = (await world.client.get(ent.url("/readiness/users/alice"), headers=ent.su)).json()
     assert alice["allowed"] is True and alice["checkout_blockers"] == []
+
+
+async def test_seats_in_use_and_valid_per_licence_kind(world):
+    ent = await Ent.open(world)
+    await ent.configure()
+    before = (await world.client.get(ent.url("/seats"), headers=ent.token("auditor"))).json()
+    assert before == {"sso": {"in_use": 0, "valid": 10}, "apa": {"in_use": 0, "valid": 0}}
+    dsid = await ent.checkout(device_id="dev-seat")
+    await ent.wait("entitlement.granted.v1", device_session_id=dsid)
+    after = (await world.client.get(ent.url("/seats"), headers=ent.su)).json()
+    assert after["sso"] == {"in_use": 1, "valid": 10}
+    assert (await world.client.get(ent.url("/seats"))).status_code == 401
+
+
+# ------------------------------------------------------------------ front door (issue 12)
+
+
+def assert_error(r, status: int, error: str = "invalid_request") -> str:
+    assert r.status_code == status, r.text
+    assert set(r.json()) == {"error", "error_description"} and r.json()["error"] == error, r.json()
+    return r.json()["error_description"]
+
+
+async def test_tokens_are_checked_only_for_enterprises_the_read_model_knows(world):
+    ent = await Ent.open(world)
+    assert (await world.client.get(ent.url("/user-policies"), headers=ent.su)).status_code == 200
+    for i in range(20):  # a real token, presented at made-up enterprise ids
+        r = await world.client.get(f"/policy/e/made-up-{i}-{ent.id}/user-policies", headers=ent.su)
+        assert assert_error(r, 401, "invalid_token") == "unknown enterprise"
+        assert r.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    nobody = await world.client.get(ent.url("/user-policies"))
+    assert_error(nobody, 401, "unauthorized")
+    assert nobody.headers["www-authenticate"] == "Bearer"
+
+
+async def test_bodies_are_bounded_and_errors_never_repeat_the_value(world):
+    ent = await Ent.open(world)
+    deep = b'{"name": "N", "sso_enabled": true, "users": ' + b"[" * 2000 + b"]" * 2000 + b"}"
+    r = await world.client.put(
+        ent.url("/user-policies/p"), content=deep, headers={**ent.su, "content-type": "application/json"}
+    )
+    assert "nested deeper" in assert_error(r, 400)
+    twice = b'{"name": "A", "name": "B", "sso_enabled": true}'
+    r = await world.client.put(
+        ent.url("/user-policies/p"), content=twice, headers={**ent.su, "content-type": "application/json"}
+    )
+    assert "repeats the key 'name'" in assert_error(r, 400)
+    r = await world.client.put(ent.url("/user-policies/p"), json={"name": "Nurses\x1b[2J", "sso_enabled": True},
+                               headers=ent.su)  # fmt: skip
+    assert assert_error(r, 400) == "body.name: must not contain control characters"
+    r = await world.client.put(ent.url("/user-policies/p"), json={"name": " Nurse\u0301s ", "sso_enabled": True},
+                               headers=ent.su)  # fmt: skip
+    assert r.json()["name"] == "Nurs\u00e9s"  # NFC, stripped
+    secret_code = "S3CR3T-CODE-" + uuid.uuid4().hex
+    typo = {"enterprise_id": ent.id, "code": secret_code, "cdoe": secret_code}
+    r = await world.client.post(ent.url("/cloud-connection/establish-trust"), json=typo, headers=ent.su)
+    assert "body.cdoe" in assert_error(r, 400) and secret_code not in r.text
+    r = await world.client.put(ent.url("/licences/l1"), json={"kind": "sso", "seats": "many", "valid_from": "x",
+                                                              "valid_until": "y"}, headers=ent.su)  # fmt: skip
+    text = assert_error(r, 400)
+    assert "body.seats" in text and "body.valid_from" in text and "many" not in text
+
+
+async def test_retried_posts_replay_the_first_answer(world):
+    ent = await Ent.open(world)
+    key = {"Idempotency-Key": "code-1"}
+    first = await world.client.post(ent.url("/cloud-connection/provisioning-code"), headers={**ent.su, **key})
+    again = await world.client.post(ent.url("/cloud-connection/provisioning-code"), headers={**ent.su, **key})
+    assert first.status_code == 201 and again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert again.headers["cache-control"] == "no-store"
+    trust = {"enterprise_id": ent.id, "code": first.json()["code"]}
+    key = {"Idempotency-Key": "trust-1"}
+    # Services enter the code (the seed); a retry under the same key gets the same credentials.
+    url, services = ent.url("/cloud-connection/establish-trust"), ent.services
+    made = await world.client.post(url, json=trust, headers={**services, **key})
+    retry = await world.client.post(url, json=trust, headers={**services, **key})
+    assert made.status_code == 200 and retry.json() == made.json()  # not "code already used"
+    fresh = await world.client.post(url, json=trust, headers=services)
+    assert fresh.json()["error"] == "invalid_provisioning_code"  # without the key, the code is spent

@@ -6,7 +6,7 @@ from lanyard.contracts import events as ev
 from lanyard.session import domain
 from lanyard.session.adapters.redis_store import RedisSessionStore
 from lanyard.session.domain import Entitlement, OrgSettings, State
-from lanyard.session.ports import Change, SessionConflict, StoredAnswer
+from lanyard.session.ports import Change, SessionConflict
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
@@ -113,16 +113,6 @@ async def test_single_use_values_challenges_settings_and_answers(store, clock):
     assert await store.get_org_settings("ent-1") == OrgSettings()
     await store.put_org_settings("ent-1", OrgSettings(face_max_failures=2))
     assert (await store.get_org_settings("ent-1")).face_max_failures == 2
-
-    await store.put_answer("ent-1", "POST /x", "k", StoredAnswer(201, {"a": 1}, "fp"), 60)
-    await store.put_answer("ent-1", "POST /x", "k", StoredAnswer(500, {"a": 2}, "fp2"), 60)  # first answer wins
-    assert await store.get_answer("ent-1", "POST /x", "k") == StoredAnswer(201, {"a": 1}, "fp")
-    assert await store.get_answer("ent-2", "POST /x", "k") is None
-    assert await store.claim_key("ent-1", "POST /x", "k", 60)
-    assert not await store.claim_key("ent-1", "POST /x", "k", 60)  # one request at a time per key
-    assert await store.claim_key("ent-2", "POST /x", "k", 60)
-    await store.release_key("ent-1", "POST /x", "k")
-    assert await store.claim_key("ent-1", "POST /x", "k", 60)
 
 
 async def test_devices_round_trip(store, clock):

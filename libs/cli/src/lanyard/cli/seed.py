@@ -29,11 +29,13 @@ import httpx
 
 from lanyard.cli.config import load_demo, write_private
 from lanyard.cli.output import Refused
-from lanyard.harness.admin import ApiError, Enterprise, bootstrap, sign_in
+from lanyard.harness.admin import ApiError, Enterprise, bootstrap, known_everywhere, sign_in
 
 ENTERPRISE_ID = "st-mungos"
 ENTERPRISE_NAME = "St Mungo's Hospital"
 ROVER_DEMO_URL = "http://127.0.0.1:8490"
+CONSOLE_ADMIN = "console.admin"
+"""The demo superadmin who signs in to the browser console (password + TOTP)."""
 
 CLINICIANS: dict[str, dict[str, Any]] = {
     "nurse.jane": {"display_name": "Jane Doe, RN", "badge_id": "badge-1001", "policy": "ward-4b-face"},
@@ -133,6 +135,8 @@ async def seed(
             gateway, enterprise_id, state["superadmin"]["username"], state["superadmin"]["password"], http
         )
         ent.env = env or {}  # Services (a services principal, issued by the operator command) establish trust
+        # Policy and audit accept the new enterprise's tokens once its directory event reached them.
+        await known_everywhere(gateway, http, enterprise_id, ent.admin_token)
         await _seed_directory(ent, state, path)
         await _seed_apps(ent, state, path, rover_demo_url)
         await _seed_policy(ent, state, inactivity_s)
@@ -149,6 +153,7 @@ async def _seed_directory(ent: Enterprise, state: dict[str, Any], path: Path) ->
     group_id = group["group_id"] if group else await ent.add_group("Ward 4B")
     state["group_id"] = group_id
     existing = {u["username"]: u for u in (await ent.call("GET", f"/e/{eid}/admin/users"))["users"]}
+    await _seed_console_admin(ent, state, path, existing)
     for username, spec in CLINICIANS.items():
         known = state["users"].get(username)
         if known and username in existing and known.get("totp_secret"):
@@ -179,6 +184,35 @@ async def _seed_directory(ent: Enterprise, state: dict[str, Any], path: Path) ->
             "policy": spec["policy"],
         }
         write_private(path, state)
+
+
+async def _seed_console_admin(ent: Enterprise, state: dict[str, Any], path: Path, existing: dict[str, Any]) -> None:
+    """A second superadmin, with TOTP, for the browser console: its sign-in is the IdP's login page
+    (password + TOTP, as the org requires a second factor). The bootstrap superadmin keeps no TOTP
+    so the CLI's admin commands can sign in with the password alone."""
+    if state.get("console_admin", {}).get("totp_secret"):
+        return
+    eid = ent.enterprise_id
+    password = secrets.token_urlsafe(18)
+    if CONSOLE_ADMIN in existing:  # created by a run that stopped before saving: new secrets
+        user_id = existing[CONSOLE_ADMIN]["user_id"]
+        await ent.call("PUT", f"/e/{eid}/admin/users/{user_id}/password", json={"password": password})
+    else:
+        user = await ent.call(
+            "POST",
+            f"/e/{eid}/admin/users",
+            json={"username": CONSOLE_ADMIN, "display_name": "Console Admin", "password": password,
+                  "roles": ["superadmin"]},
+        )  # fmt: skip
+        user_id = user["user_id"]
+    enrolment = await ent.call("POST", f"/e/{eid}/admin/users/{user_id}/totp")
+    state["console_admin"] = {
+        "username": CONSOLE_ADMIN,
+        "password": password,
+        "totp_secret": enrolment["secret"],
+        "otpauth_uri": enrolment["otpauth_uri"],
+    }
+    write_private(path, state)
 
 
 async def _seed_apps(ent: Enterprise, state: dict[str, Any], path: Path, rover_demo_url: str) -> None:
@@ -251,8 +285,14 @@ def banner(state: dict[str, Any]) -> list[str]:
         f"  rover-demo   {state['rover_demo_url']}/   (the demo web app; its page shows sign-ins and logouts)",
         f"  OpenAPI      {gw}/_openapi/<idp|session|policy|audit>.json",
         "",
-        f"  superadmin   {admin['username']} / {admin['password']}",
+        f"  superadmin   {admin['username']} / {admin['password']}   (the CLI's admin commands use it)",
     ]
+    console = state.get("console_admin")
+    if console:
+        lines += [
+            f"  console      {gw}/console/   sign in as {console['username']} / {console['password']} + TOTP",
+            f"  {'':<12} TOTP {console['otpauth_uri']}",
+        ]
     for name, user in state["users"].items():
         lines.append(f"  {name:<12} password {user['password']}  badge {user['badge_id']}  policy {user['policy']}")
         lines.append(f"  {'':<12} TOTP {user['otpauth_uri']}")

@@ -5,6 +5,7 @@ create`); only they establish cloud trust."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import subprocess
@@ -357,6 +358,26 @@ async def open_enterprise(
     enterprise_id = enterprise_id or f"hosp-{uuid.uuid4().hex[:8]}"
     password = f"pw-{uuid.uuid4().hex}"
     bootstrap(env, enterprise_id, "superadmin", password)
-    ent = await sign_in(base_url, enterprise_id, "superadmin", password, http)
-    ent.env = env
-    return ent
+    admin = await sign_in(base_url, enterprise_id, "superadmin", password, http)
+    admin.env = env  # Services (an operator-issued services principal) establish its cloud trust
+    await known_everywhere(base_url, http, enterprise_id, admin.admin_token)
+    return admin
+
+
+async def known_everywhere(
+    base_url: str, http: httpx.AsyncClient, enterprise_id: str, token: str, timeout_s: float = 30
+) -> None:
+    """Wait until the policy and audit services have heard of a new enterprise: they verify tokens
+    only for enterprises their read models know, and learn of one from the bootstrap's directory
+    event on Kafka, a moment after the IdP created it."""
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + timeout_s
+    for path in (f"/policy/e/{enterprise_id}/org-settings", f"/audit/e/{enterprise_id}/records?limit=1"):
+        while True:
+            r = await http.get(f"{base_url}{path}", headers=headers)
+            if r.status_code != 401:
+                _ok(r)
+                break
+            if time.monotonic() > deadline:
+                raise ApiError(r)
+            await asyncio.sleep(0.05)

@@ -1,4 +1,4 @@
-"""Start the four services and the gateway as real processes against a given Kafka and Redis.
+"""Start the services (the four and the console) and the gateway as real processes against a given Kafka and Redis.
 
 Used by the end-to-end tests and the benchmarks: the same `python -m lanyard.<service>` and
 the same nginx configuration as `make run`, on free ports, with logs in a directory of the
@@ -22,8 +22,10 @@ import httpx
 
 from lanyard.runtime.testing import ROOT, free_port
 
-SERVICES = ("policy", "session", "idp", "audit")
-REDIS_DB = {"idp": 1, "session": 2, "policy": 3, "audit": 4}
+SERVICES = ("policy", "session", "idp", "audit", "console")
+REDIS_DB = {"idp": 1, "session": 2, "policy": 3, "audit": 4, "console": 5}
+HEALTH = {"console": "/console/health/ready"}
+"""Readiness through the gateway: `/_health/<service>`, except where a service serves its own."""
 
 
 @dataclass
@@ -80,7 +82,8 @@ class Stack:
                 if proc is not None and proc.poll() is not None:
                     raise RuntimeError(f"{service} exited with {proc.returncode}; see {self.log_dir}/{service}.log")
                 try:
-                    if client.get(f"{self.base_url}/_health/{service}").status_code == 200:
+                    path = HEALTH.get(service, f"/_health/{service}")
+                    if client.get(f"{self.base_url}{path}").status_code == 200:
                         pending.pop(0)
                         continue
                 except httpx.HTTPError:

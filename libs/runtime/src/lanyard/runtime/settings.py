@@ -49,6 +49,12 @@ class ServiceSettings(BaseSettings):
     )
     consumer_batch_min_bytes: int = Field(default=65_536, ge=1)
     create_topics: bool = True
+    idempotency_ttl_s: int = Field(
+        default=24 * 3600, gt=0, description="how long the first answer to an Idempotency-Key is replayed"
+    )
+    idempotency_secret_ttl_s: int = Field(
+        default=300, gt=0, description="the same for answers that carry a secret (Cache-Control: no-store)"
+    )
 
     def consumer_options(self) -> dict[str, Any]:
         """Extra `subscribe` options for this service's batching (none in latency mode)."""

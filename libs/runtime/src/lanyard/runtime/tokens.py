@@ -5,6 +5,12 @@ an unknown `kid` triggers at most one refetch per minute (key rotation publishes
 use, so a fresh key is in the JWKS before any token carries it). Algorithms are pinned per key
 type (RSA → RS256, EC P-256 → ES256): the token's `alg` never chooses the key (RFC 8725 §2.1).
 
+The enterprise id that selects a key set comes from the request URL, so anyone can name any id:
+every cache keyed by it is bounded (`LruCache`), an IdP answer of "no such enterprise" is kept only
+briefly and in a bounded cache of its own (so made-up ids never evict real key sets), and a
+service that knows its enterprises from its read model passes `known` to `TokenVerifier`, which
+then looks up no key set at all for an enterprise it has never heard of.
+
 Two kinds of bearer token reach the admin APIs: an enterprise admin's (issuer `/e/{eid}`,
 audience `lanyard-admin`, `roles`), and a vendor services principal's (issuer `/idp/services`,
 audience `lanyard-services`, `scope`), which belongs to no enterprise. Neither is ever accepted
@@ -15,11 +21,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 from fastapi import HTTPException, Request
@@ -29,6 +37,7 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from joserfc.jws import extract_compact
 
 from lanyard.contracts.events import SERVICES_REALM
+from lanyard.runtime.caches import LruCache
 
 MAX_TOKEN_BYTES = 16 * 1024
 ADMIN_AUDIENCE = "lanyard-admin"
@@ -41,6 +50,8 @@ SERVICES_JWKS_PATH = f"{SERVICES_PATH}/jwks"
 SERVICES_SCOPES = ("establish_trust", "read")
 """What a services principal may do: establish cloud trust, and read configuration views."""
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+_ENTERPRISE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+NO_KEYS: Mapping[str, Any] = {"keys": []}
 
 
 def issuer_for(public_base_url: str, enterprise_id: str) -> str:
@@ -91,9 +102,19 @@ class StaticJwks:
         return self._source.get(enterprise_id, {"keys": []})
 
 
+class KeysUnavailable(Exception):
+    """The IdP's key set could not be fetched and none is cached: a dependency that is down, not a
+    bad token (answered 503, never 401)."""
+
+
 class HttpJwks:
-    """The IdP's JWKS over HTTP (`{base}/e/{eid}/jwks`, or `path` with `{enterprise_id}` in it),
-    cached for `ttl_s`."""
+    """The IdP's JWKS over HTTP (`{base}/e/{eid}/jwks`; with `path`, one fixed key set such as the
+    services realm's `/idp/services/jwks`, whatever id is asked for), cached for `ttl_s`.
+
+    Key sets: at most `max_enterprises`, least recently used evicted first; a cached set outlives
+    `ttl_s` only to bridge an IdP outage. "No keys" (404, or an empty set): remembered for
+    `negative_ttl_s` in a separate cache of at most `max_negative` ids, so an enterprise created a
+    moment later works soon and made-up ids cost a bounded amount of memory."""
 
     def __init__(
         self,
@@ -101,33 +122,75 @@ class HttpJwks:
         ttl_s: float = 300,
         min_refresh_s: float = 60,
         timeout_s: float = 3,
-        path: str = "/e/{enterprise_id}/jwks",
+        *,
+        max_enterprises: int = 1024,
+        negative_ttl_s: float = 30,
+        max_negative: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
+        path: str | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._path = path
         self._ttl = ttl_s
         self._min_refresh = min_refresh_s
-        self._client = httpx.AsyncClient(timeout=timeout_s)
-        self._cache: dict[str, tuple[float, Mapping[str, Any]]] = {}
+        self._clock = clock
+        self._client = httpx.AsyncClient(timeout=timeout_s, transport=transport)
+        self._cache: LruCache[str, tuple[float, Mapping[str, Any]]] = LruCache(max_enterprises, clock=clock)
+        self._missing: LruCache[str, bool] = LruCache(max_negative, negative_ttl_s, clock=clock)
+
+    def cached(self) -> tuple[int, int]:
+        """How many key sets and how many "no keys" answers are held (for tests and metrics)."""
+        return len(self._cache), len(self._missing)
 
     async def jwks(self, enterprise_id: str, *, refresh: bool = False) -> Mapping[str, Any]:
-        now = time.monotonic()
+        if self._path is None and not _ENTERPRISE_ID.fullmatch(enterprise_id):
+            return NO_KEYS
+        if self._missing.get(enterprise_id):
+            return NO_KEYS
+        now = self._clock()
         cached = self._cache.get(enterprise_id)
         if cached and (now - cached[0] < self._ttl) and not (refresh and now - cached[0] >= self._min_refresh):
             return cached[1]
         try:
-            response = await self._client.get(self._base + self._path.format(enterprise_id=enterprise_id))
-        except httpx.HTTPError:
-            if cached:
-                return cached[1]  # the IdP is briefly unreachable: keys we already trust still verify
-            raise
-        keys = response.json() if response.status_code == 200 else {"keys": []}
-        self._cache[enterprise_id] = (now, keys)
-        return keys
+            path = self._path or f"/e/{quote(enterprise_id, safe='')}/jwks"
+            response = await self._client.get(f"{self._base}{path}")
+            keys = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            keys, response = None, None
+        if isinstance(keys, dict) and isinstance(keys.get("keys"), list) and keys["keys"]:
+            self._cache.put(enterprise_id, (now, keys))
+            return keys
+        if response is not None and response.status_code in (200, 404):
+            # The IdP says this enterprise has no keys (or does not exist): nothing to verify with.
+            self._cache.pop(enterprise_id)
+            self._missing.put(enterprise_id, True)
+            return NO_KEYS
+        if cached:
+            return cached[1]  # the IdP is briefly unreachable: keys we already trust still verify
+        raise KeysUnavailable(f"the key set of {enterprise_id} could not be fetched")
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._client.aclose()
+
+
+class KnownEnterprises:
+    """Whether an enterprise exists, from a service's read model (`lookup`); a yes is remembered
+    for `ttl_s` in a bounded cache (enterprises are not deleted), a no is asked again each time
+    (one read-model lookup, no memory)."""
+
+    def __init__(self, lookup: Callable[[str], Awaitable[bool]], max_entries: int = 4096, ttl_s: float = 300) -> None:
+        self._lookup = lookup
+        self._yes: LruCache[str, bool] = LruCache(max_entries, ttl_s)
+
+    async def __call__(self, enterprise_id: str) -> bool:
+        if self._yes.get(enterprise_id):
+            return True
+        if not _ENTERPRISE_ID.fullmatch(enterprise_id) or not await self._lookup(enterprise_id):
+            return False
+        self._yes.put(enterprise_id, True)
+        return True
 
 
 class TokenVerifier:
@@ -140,14 +203,18 @@ class TokenVerifier:
         jwks: JwksSource,
         leeway_s: int = 30,
         clock: Callable[[], float] = time.time,
+        *,
+        known: Callable[[str], Awaitable[bool]] | None = None,
+        max_enterprises: int = 1024,
         issuer_of: Callable[[str], str] | None = None,
     ) -> None:
         self._base = public_base_url
         self._jwks = jwks
         self._leeway = leeway_s
         self._clock = clock
+        self._known = known
+        self._parsed: LruCache[str, tuple[int, KeySet]] = LruCache(max_enterprises)
         self._issuer_of = issuer_of or (lambda eid: issuer_for(public_base_url, eid))
-        self._parsed: dict[str, tuple[int, KeySet]] = {}
 
     @classmethod
     def for_services(cls, public_base_url: str, jwks: JwksSource, **kwargs: Any) -> TokenVerifier:
@@ -159,15 +226,19 @@ class TokenVerifier:
         return self._issuer_of(enterprise_id)
 
     async def _key(self, enterprise_id: str, kid: str) -> Any:
+        if self._known is not None and not await self._known(enterprise_id):
+            raise InvalidToken("unknown enterprise")
         for refresh in (False, True):
             raw = await self._jwks.jwks(enterprise_id, refresh=refresh)
+            if not raw.get("keys"):
+                break  # no key set at all: nothing to parse, and no refetch to ask for
             cached = self._parsed.get(enterprise_id)
             if cached is None or cached[0] != id(raw):
                 try:
                     cached = (id(raw), KeySet.import_key_set(dict(raw)))  # type: ignore[arg-type]
                 except (JoseError, ValueError, TypeError, KeyError) as exc:
                     raise InvalidToken("unusable key set") from exc
-                self._parsed[enterprise_id] = cached
+                self._parsed.put(enterprise_id, cached)
             for key in cached[1].keys:
                 if key.kid == kid:
                     return key
@@ -256,23 +327,34 @@ class ServicesPrincipal:
 def _bearer(request: Request) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, {"error": "unauthorized"}, headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            {"error": "unauthorized", "error_description": "an admin bearer token is required"},
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return token.strip()
 
 
-def _refused(exc: InvalidToken) -> HTTPException:
-    return HTTPException(
-        401,
-        {"error": "invalid_token", "error_description": exc.reason},
-        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-    )
+async def _verified(verifier: TokenVerifier, token: str, enterprise_id: str, audience: str) -> dict[str, Any]:
+    """The claims, or the HTTP refusal: 401 for a bad token, 503 when the keys cannot be fetched."""
+    try:
+        return await verifier.verify(token, enterprise_id=enterprise_id, audience=audience, typ=ADMIN_TOKEN_TYP)
+    except InvalidToken as exc:
+        raise HTTPException(
+            401,
+            {"error": "invalid_token", "error_description": exc.reason},
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+    except KeysUnavailable:
+        raise HTTPException(
+            503,
+            {"error": "temporarily_unavailable", "error_description": "the IdP's keys cannot be fetched now"},
+            headers={"Retry-After": "5"},
+        ) from None
 
 
 async def _admin(verifier: TokenVerifier, token: str, enterprise_id: str, roles: tuple[str, ...]) -> AdminPrincipal:
-    try:
-        claims = await verifier.verify(token, enterprise_id=enterprise_id, audience=ADMIN_AUDIENCE, typ=ADMIN_TOKEN_TYP)
-    except InvalidToken as exc:
-        raise _refused(exc) from None
+    claims = await _verified(verifier, token, enterprise_id, ADMIN_AUDIENCE)
     granted = tuple(r for r in claims.get("roles", []) if isinstance(r, str))
     if not set(granted) & set(roles):
         raise HTTPException(403, {"error": "insufficient_role", "error_description": f"needs one of {roles}"})
@@ -317,12 +399,7 @@ def require_roles_or_services(
         services = services_verifier_getter(request)
         if unverified_issuer(token) != services.issuer(SERVICES_REALM):
             return await _admin(verifier_getter(request), token, enterprise_id, roles)
-        try:
-            claims = await services.verify(
-                token, enterprise_id=SERVICES_REALM, audience=SERVICES_AUDIENCE, typ=ADMIN_TOKEN_TYP
-            )
-        except InvalidToken as exc:
-            raise _refused(exc) from None
+        claims = await _verified(services, token, SERVICES_REALM, SERVICES_AUDIENCE)
         granted = tuple(str(claims.get("scope", "")).split())
         if scope is None or scope not in granted:
             needs = f"scope {scope}" if scope else f"an enterprise admin role ({', '.join(roles)})"

@@ -4,6 +4,8 @@
 - GET /audit/e/{eid}/access    who had access to app X on device Y at time T, with evidence seqs
 - GET /audit/e/{eid}/gaps      gaps detected in the input
 - GET /audit/e/{eid}/export    the same filters as /records, streamed as JSON Lines or CSV
+- GET /audit/e/{eid}/verification   the hash chain recomputed (the whole log: it is one chain for
+                                    every enterprise, so the answer names seqs only, no event)
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from lanyard.audit.domain import CATEGORIES, AuditRecord, format_time
 from lanyard.audit.ports import AuditStore, RecordQuery
-from lanyard.audit.service import find_access
+from lanyard.audit.service import find_access, verify_log
+from lanyard.runtime.bodies import BoundedRoute
+from lanyard.runtime.errors import error_response
 from lanyard.runtime.tokens import AdminPrincipal, TokenVerifier, require_roles
 
 Category = Literal["admin", "device_session", "entitlement", "oidc"]
@@ -33,7 +38,7 @@ CSV_COLUMNS = (
 
 
 def _error(status: int, code: str, description: str) -> JSONResponse:
-    return JSONResponse({"error": code, "error_description": description}, status_code=status)
+    return error_response(status, code, description)
 
 
 class Filters:
@@ -85,9 +90,10 @@ def api_router(
     verifier_getter: Callable[[Request], TokenVerifier],
     max_page: int = 1000,
     export_batch: int = 500,
+    checkpoint_key: Ed25519PublicKey | None = None,
 ) -> APIRouter:
     """The audit service's routes, mounted under /audit behind the gateway."""
-    router = APIRouter(prefix="/audit", tags=["audit"])
+    router = APIRouter(prefix="/audit", tags=["audit"], route_class=BoundedRoute)
     auditor = Depends(require_roles(verifier_getter, "auditor", "superadmin"))
 
     @router.get("/e/{enterprise_id}/records")
@@ -139,6 +145,13 @@ def api_router(
                 "offset_gaps": [asdict(g) for g in report.offset_gaps],
             }
         )
+
+    @router.get("/e/{enterprise_id}/verification")
+    async def verification(request: Request, enterprise_id: str, principal: AdminPrincipal = auditor) -> JSONResponse:
+        """The `verify` command's verdict, computed now on a reader thread."""
+        verdict = await store_getter(request).with_chain(lambda log: verify_log(log, checkpoint_key))
+        body = {k: v for k, v in asdict(verdict).items() if k != "broken_event_id"}
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     @router.get("/e/{enterprise_id}/export")
     async def export(

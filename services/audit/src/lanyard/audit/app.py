@@ -1,7 +1,8 @@
 """Composition root of the audit service: `create_app(settings, **overrides)`.
 
 Overrides for tests: `broker=`, `redis=` (runtime), `store=` (an `AuditStore`), `verifier=`
-(a `TokenVerifier`), `observer=` (an `AuditObserver`).
+(a `TokenVerifier`), `jwks=` (a `JwksSource` for the verifier built here), `observer=` (an
+`AuditObserver`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from lanyard.audit.ports import AuditStore
 from lanyard.audit.settings import AuditSettings
 from lanyard.contracts.topics import TOPICS
 from lanyard.runtime.consumer import RetryPolicy, current_record, subscribe
+from lanyard.runtime.errors import install_error_handlers
 from lanyard.runtime.health import health_router
 from lanyard.runtime.service import ServiceRuntime
-from lanyard.runtime.tokens import HttpJwks, TokenVerifier
+from lanyard.runtime.tokens import HttpJwks, KnownEnterprises, TokenVerifier
 
 
 def create_app(settings: AuditSettings | None = None, **overrides: Any) -> FastAPI:
@@ -33,8 +35,10 @@ def create_app(settings: AuditSettings | None = None, **overrides: Any) -> FastA
     jwks = None
     verifier = overrides.get("verifier")
     if verifier is None:
-        jwks = HttpJwks(settings.public_base_url)
-        verifier = TokenVerifier(settings.public_base_url, jwks)
+        jwks = overrides.get("jwks") or HttpJwks(settings.public_base_url)
+        # Key sets are looked up only for enterprises the log holds records of: a made-up
+        # enterprise id in a URL costs no fetch and no memory.
+        verifier = TokenVerifier(settings.public_base_url, jwks, known=KnownEnterprises(store.has_enterprise))
     if settings.consume:
         handlers = AuditHandlers(store, overrides.get("observer") or MetricsObserver(), current_record)
         runtime.subscribers.append(
@@ -61,13 +65,14 @@ def create_app(settings: AuditSettings | None = None, **overrides: Any) -> FastA
                 yield
         finally:
             await store.close()
-            if jwks is not None:
+            if isinstance(jwks, HttpJwks):
                 await jwks.aclose()
 
     app = FastAPI(title="Lanyard audit", lifespan=lifespan)
     app.state.runtime = runtime
     app.state.store = store
     app.state.verifier = verifier
+    install_error_handlers(app)
 
     def store_of(request: Request) -> AuditStore:
         return request.app.state.store
@@ -76,5 +81,7 @@ def create_app(settings: AuditSettings | None = None, **overrides: Any) -> FastA
         return request.app.state.verifier
 
     app.include_router(health_router("audit", runtime.checks()))
-    app.include_router(api_router(store_of, verifier_of, settings.max_page, settings.export_batch))
+    app.include_router(
+        api_router(store_of, verifier_of, settings.max_page, settings.export_batch, settings.checkpoint_verifier())
+    )
     return app

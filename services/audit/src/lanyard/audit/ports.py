@@ -6,11 +6,13 @@ store (Postgres, an object store with a ledger) can replace it by honouring the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from lanyard.audit.domain import AuditRecord, Checkpoint, Entry, OffsetGap, SequenceGap, StoredRecord
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,14 @@ class AuditStore(Protocol):
 
     async def count(self) -> int:
         """Number of records held (all enterprises)."""
+        ...
+
+    async def with_chain(self, fn: Callable[[ChainAdmin], T]) -> T:
+        """Run `fn` on a synchronous view of the log off the event loop (chain verification)."""
+        ...
+
+    async def has_enterprise(self, enterprise_id: str) -> bool:
+        """Whether any record of this enterprise is held (tokens are verified only for those)."""
         ...
 
     async def close(self) -> None:

@@ -8,10 +8,14 @@
 - `POST /locker/authn`: the Locker app's first-party authn API → a checkout assertion.
 
 Errors are JSON `{"error": ..., "error_description": ...}` with a 4xx status; nothing changes.
+Bodies are read by `lanyard.runtime.bodies` (bounded, no repeated keys), validation errors answer
+400 without the submitted value (`lanyard.runtime.errors`), free text is `FreeText`, and every
+state-changing POST honours `Idempotency-Key` (`lanyard.runtime.idempotency`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Annotated, Any, Literal
 
@@ -25,6 +29,7 @@ from lanyard.idp.adapters.outbox import OutboxPublisher
 from lanyard.idp.domain import (
     ADMIN_ROLES,
     DEFAULT_CLAIMS,
+    USERNAME_PATTERN,
     AppProfile,
     ClaimMapping,
     Client,
@@ -58,6 +63,11 @@ from lanyard.idp.service import (
     template_view,
 )
 from lanyard.idp.settings import IdpSettings
+from lanyard.runtime.bodies import BoundedRoute, read_object, validated
+from lanyard.runtime.errors import error_response
+from lanyard.runtime.errors import install_error_handlers as install_shared_error_handlers
+from lanyard.runtime.idempotency import Idempotency
+from lanyard.runtime.text import FreeText, FreeTextBlock
 from lanyard.runtime.tokens import AdminPrincipal, StaticJwks, TokenVerifier, require_roles
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -81,6 +91,7 @@ class DirectorySide:
     browser_sessions: BrowserSessions
     pending_logins: PendingLogins
     outbox: OutboxPublisher
+    idempotency: Idempotency
 
     @classmethod
     def verifier_for(cls, settings: IdpSettings, keys: KeyStore) -> TokenVerifier:
@@ -102,13 +113,13 @@ Writer = Annotated[AdminPrincipal, Depends(require_roles(_verifier, "superadmin"
 Superadmin = Annotated[AdminPrincipal, Depends(require_roles(_verifier, "superadmin"))]
 
 
-def error(status: int, code: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "error_description": description}, status, headers=headers)
+error = error_response
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Map the directory side's exceptions to JSON errors (only these classes: other routes keep
-    their own error shapes)."""
+    """The shared handlers (validation, HTTP errors, anything unhandled: `lanyard.runtime.errors`),
+    then the directory side's own exceptions in the same shape."""
+    install_shared_error_handlers(app)
 
     async def not_found(_: Request, exc: Exception) -> JSONResponse:
         return error(404, "not_found", str(exc))
@@ -138,35 +149,47 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """Unknown fields are refused (a typo must not silently do nothing). Free text is normalised by
+    its type; secrets (passwords, codes) are taken exactly as sent."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@+-]+$")]
+Name = Annotated[FreeText, Field(min_length=1, max_length=128, pattern=USERNAME_PATTERN)]
+Label = Annotated[FreeText, Field(min_length=1, max_length=256)]
+"""A name people read (display name, profile name, group name)."""
+Text = Annotated[FreeText, Field(max_length=256)]
+Email = Annotated[FreeText, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+GroupRef = Annotated[FreeText, Field(min_length=1, max_length=256)]
+AttributeName = Annotated[FreeText, Field(min_length=1, max_length=64)]
+AttributeValue = Annotated[FreeText, Field(max_length=1024)]
+Uri = Annotated[str, Field(min_length=1, max_length=2048)]
+ClaimName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
 class UserIn(Strict):
     username: Name
-    display_name: str = Field(min_length=1, max_length=256)
-    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-    employee_id: str | None = Field(default=None, max_length=128)
-    badge_id: str | None = Field(default=None, min_length=1, max_length=256)
-    groups: list[str] = Field(default_factory=list, max_length=256)
+    display_name: Label
+    email: Email | None = None
+    employee_id: Annotated[FreeText, Field(max_length=128)] | None = None
+    badge_id: Annotated[FreeText, Field(min_length=1, max_length=256)] | None = None
+    groups: list[GroupRef] = Field(default_factory=list, max_length=256)
     roles: list[Role] = Field(default_factory=lambda: ["user"])
     status: Literal["active", "disabled", "locked"] = "active"
-    attributes: dict[str, str] = Field(default_factory=dict, max_length=64)
+    attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict, max_length=64)
     password: str | None = Field(default=None, min_length=8, max_length=1024)
 
 
 class UserPatch(Strict):
     username: Name | None = None
-    display_name: str | None = Field(default=None, min_length=1, max_length=256)
-    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-    employee_id: str | None = Field(default=None, max_length=128)
-    badge_id: str | None = Field(default=None, min_length=1, max_length=256)
-    groups: list[str] | None = Field(default=None, max_length=256)
+    display_name: Label | None = None
+    email: Email | None = None
+    employee_id: Annotated[FreeText, Field(max_length=128)] | None = None
+    badge_id: Annotated[FreeText, Field(min_length=1, max_length=256)] | None = None
+    groups: list[GroupRef] | None = Field(default=None, max_length=256)
     roles: list[Role] | None = None
     status: Literal["active", "disabled", "locked"] | None = None
-    attributes: dict[str, str] | None = Field(default=None, max_length=64)
+    attributes: dict[AttributeName, AttributeValue] | None = Field(default=None, max_length=64)
 
 
 class PasswordIn(Strict):
@@ -174,36 +197,36 @@ class PasswordIn(Strict):
 
 
 class GroupIn(Strict):
-    name: str = Field(min_length=1, max_length=256)
-    description: str | None = Field(default=None, max_length=1024)
+    name: Label
+    description: Annotated[FreeTextBlock, Field(max_length=1024)] | None = None
 
 
 class ClaimMappingIn(Strict):
-    claim: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    source: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    claim: ClaimName
+    source: ClaimName
 
 
 class ProfileIn(Strict):
-    profile_name: str = Field(min_length=1, max_length=256)
-    display_name: str = Field(min_length=1, max_length=256)
-    redirect_uris: list[str] = Field(min_length=1, max_length=32)
-    post_logout_redirect_uris: list[str] = Field(default_factory=list, max_length=32)
-    claims: list[str] = Field(default_factory=lambda: list(DEFAULT_CLAIMS), max_length=64)
+    profile_name: Label
+    display_name: Label
+    redirect_uris: list[Uri] = Field(min_length=1, max_length=32)
+    post_logout_redirect_uris: list[Uri] = Field(default_factory=list, max_length=32)
+    claims: list[ClaimName] = Field(default_factory=lambda: list(DEFAULT_CLAIMS), max_length=64)
     custom_claims: list[ClaimMappingIn] = Field(default_factory=list, max_length=64)
-    backchannel_logout_uri: str | None = Field(default=None, max_length=2048)
+    backchannel_logout_uri: Uri | None = None
     client_type: Literal["public", "confidential"] = "public"
     require_pkce: bool = False
     enabled: bool = True
 
 
 class ProfilePatch(Strict):
-    profile_name: str | None = Field(default=None, min_length=1, max_length=256)
-    display_name: str | None = Field(default=None, min_length=1, max_length=256)
-    redirect_uris: list[str] | None = Field(default=None, min_length=1, max_length=32)
-    post_logout_redirect_uris: list[str] | None = Field(default=None, max_length=32)
-    claims: list[str] | None = Field(default=None, max_length=64)
+    profile_name: Label | None = None
+    display_name: Label | None = None
+    redirect_uris: list[Uri] | None = Field(default=None, min_length=1, max_length=32)
+    post_logout_redirect_uris: list[Uri] | None = Field(default=None, max_length=32)
+    claims: list[ClaimName] | None = Field(default=None, max_length=64)
     custom_claims: list[ClaimMappingIn] | None = Field(default=None, max_length=64)
-    backchannel_logout_uri: str | None = Field(default=None, max_length=2048)
+    backchannel_logout_uri: Uri | None = None
     client_type: Literal["public", "confidential"] | None = None
     require_pkce: bool | None = None
     enabled: bool | None = None
@@ -213,11 +236,19 @@ class RotateIn(Strict):
     grace_period_s: int = Field(default=0, ge=0, le=30 * 24 * 3600)
 
 
+class AdminTokenIn(Strict):
+    """`POST /admin/token`, as a form or JSON. The username reaches the authentication events."""
+
+    username: Annotated[FreeText, Field(min_length=1, max_length=256)]
+    password: str = Field(min_length=1, max_length=1024)
+    totp: str | None = Field(default=None, max_length=16)
+
+
 class LockerAuthnIn(Strict):
-    device_id: str = Field(min_length=1, max_length=128)
-    username: str | None = Field(default=None, min_length=1, max_length=256)
+    device_id: Annotated[FreeText, Field(min_length=1, max_length=128)]
+    username: Annotated[FreeText, Field(min_length=1, max_length=256)] | None = None
     password: str | None = Field(default=None, max_length=1024)
-    badge_id: str | None = Field(default=None, min_length=1, max_length=256)
+    badge_id: Annotated[FreeText, Field(min_length=1, max_length=256)] | None = None
     totp: str | None = Field(default=None, max_length=16)
     locker_version: str | None = Field(default=None, max_length=64, pattern=RELEASE_PATTERN)
 
@@ -263,31 +294,28 @@ def forbidden() -> JSONResponse:
 # ---------------------------------------------------------------------------------- routes
 
 
-async def _form_or_json(request: Request) -> dict[str, Any]:
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("application/json"):
-        try:
-            body = await request.json()
-        except ValueError:
-            raise Invalid("invalid_request", "malformed JSON") from None
-        if not isinstance(body, dict):
-            raise Invalid("invalid_request", "expected a JSON object")
-        return body
-    if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        return dict(await request.form())
-    raise Invalid("invalid_request", "send a form or JSON body")
+async def once(
+    request: Request,
+    s: DirectorySide,
+    enterprise_id: str,
+    who: AdminPrincipal | None,
+    work: Callable[[], Awaitable[Response]],
+) -> Response:
+    """A state-changing call under its Idempotency-Key, scoped to the calling admin; a call without
+    one (anyone may make it) keeps its answer only briefly."""
+    if who is None:
+        return await s.idempotency.run(request, enterprise_id, work, keep_s=s.idempotency.secret_ttl_s)
+    return await s.idempotency.run(request, enterprise_id, work, subject=who.user_id)
 
 
 def api_router() -> APIRouter:
     """The directory side's routes (admin API and Locker authn)."""
-    r = APIRouter(prefix="/e/{enterprise_id}")
+    r = APIRouter(prefix="/e/{enterprise_id}", route_class=BoundedRoute)
 
     @r.post("/admin/token")
     async def admin_token(enterprise_id: str, request: Request, s: Side) -> JSONResponse:
-        body = await _form_or_json(request)
-        username, password, code = body.get("username"), body.get("password"), body.get("totp")
-        if not isinstance(username, str) or not isinstance(password, str):
-            raise Invalid("invalid_request", "username and password are required")
+        body = validated(AdminTokenIn, await read_object(request))
+        username, password, code = body.username, body.password, body.totp
         if await s.enterprises.get(enterprise_id) is None:
             raise NotFound("no such enterprise")
         # Admin sign-ins are published like any other (channel admin_api), failures included, so
@@ -313,15 +341,18 @@ def api_router() -> APIRouter:
         return {"users": [user_out(u) for u in await s.directory.list_users(enterprise_id)]}
 
     @r.post("/admin/users", status_code=201)
-    async def create_user(enterprise_id: str, body: UserIn, s: Side, who: Writer) -> Any:
-        try:
-            _check_role_grant(who, body.roles)
-        except PermissionError:
-            return forbidden()
-        fields = body.model_dump(exclude={"password"})
-        fields.update(groups=tuple(body.groups), roles=tuple(body.roles))
-        user = await s.directory_service.create_user(enterprise_id, fields, body.password, who.user_id)
-        return JSONResponse(user_out(user), 201)
+    async def create_user(enterprise_id: str, body: UserIn, s: Side, who: Writer, request: Request) -> Response:
+        async def work() -> Response:
+            try:
+                _check_role_grant(who, body.roles)
+            except PermissionError:
+                return forbidden()
+            fields = body.model_dump(exclude={"password"})
+            fields.update(groups=tuple(body.groups), roles=tuple(body.roles))
+            user = await s.directory_service.create_user(enterprise_id, fields, body.password, who.user_id)
+            return JSONResponse(user_out(user), 201)
+
+        return await once(request, s, enterprise_id, who, work)
 
     @r.get("/admin/users/{user_id}")
     async def get_user(enterprise_id: str, user_id: str, s: Side, _: AnyAdmin) -> dict[str, Any]:
@@ -364,9 +395,13 @@ def api_router() -> APIRouter:
         return Response(status_code=204)
 
     @r.post("/admin/users/{user_id}/totp")
-    async def enroll_totp(enterprise_id: str, user_id: str, s: Side, who: Writer) -> JSONResponse:
-        enrolment = await s.directory_service.enroll_totp(enterprise_id, user_id, who.user_id)
-        return JSONResponse({"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri}, 201, headers=NO_STORE)
+    async def enroll_totp(enterprise_id: str, user_id: str, s: Side, who: Writer, request: Request) -> Response:
+        async def work() -> Response:
+            enrolment = await s.directory_service.enroll_totp(enterprise_id, user_id, who.user_id)
+            body = {"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri}
+            return JSONResponse(body, 201, headers=NO_STORE)
+
+        return await once(request, s, enterprise_id, who, work)
 
     @r.delete("/admin/users/{user_id}/totp")
     async def remove_totp(enterprise_id: str, user_id: str, s: Side, who: Writer) -> dict[str, Any]:
@@ -379,9 +414,12 @@ def api_router() -> APIRouter:
         return {"groups": [asdict(g) for g in await s.directory.list_groups(enterprise_id)]}
 
     @r.post("/admin/groups", status_code=201)
-    async def create_group(enterprise_id: str, body: GroupIn, s: Side, who: Writer) -> dict[str, Any]:
-        group = Group(enterprise_id, new_id("grp"), body.name, body.description)
-        return asdict(await s.directory_service.save_group(group, who.user_id))
+    async def create_group(enterprise_id: str, body: GroupIn, s: Side, who: Writer, request: Request) -> Response:
+        async def work() -> Response:
+            group = Group(enterprise_id, new_id("grp"), body.name, body.description)
+            return JSONResponse(asdict(await s.directory_service.save_group(group, who.user_id)), 201)
+
+        return await once(request, s, enterprise_id, who, work)
 
     @r.get("/admin/groups/{group_id}")
     async def get_group(enterprise_id: str, group_id: str, s: Side, _: AnyAdmin) -> dict[str, Any]:
@@ -405,9 +443,12 @@ def api_router() -> APIRouter:
     # ---------------------------------------------------------------------------- keys
 
     @r.post("/admin/keys/rotate")
-    async def rotate(enterprise_id: str, s: Side, _: Superadmin) -> dict[str, Any]:
-        ring = await rotate_keys(s.keys, enterprise_id)
-        return {"version": ring.version, "keys": [asdict(e) for e in ring.entries]}
+    async def rotate(enterprise_id: str, s: Side, who: Superadmin, request: Request) -> Response:
+        async def work() -> Response:
+            ring = await rotate_keys(s.keys, enterprise_id)
+            return JSONResponse({"version": ring.version, "keys": [asdict(e) for e in ring.entries]})
+
+        return await once(request, s, enterprise_id, who, work)
 
     @r.get("/admin/keys")
     async def key_ring(enterprise_id: str, s: Side, _: Superadmin) -> dict[str, Any]:
@@ -435,35 +476,38 @@ def api_router() -> APIRouter:
         s: Side,
         who: Superadmin,
         template: Annotated[str | None, Query(max_length=64)] = None,
-    ) -> JSONResponse:
+    ) -> Response:
         raw: dict[str, Any] = {}
         if template is not None:
             if template not in TEMPLATES:
                 raise Invalid("invalid_request", "unknown template")
             raw.update(TEMPLATES[template])
         if await request.body():
-            given = await _form_or_json(request)
-            raw.update(given)
-        body = ProfileIn.model_validate(raw)
-        client = Client(
-            enterprise_id=enterprise_id,
-            client_id=new_id("cli"),
-            profile_name=body.profile_name,
-            display_name=body.display_name,
-            client_type=body.client_type,
-            redirect_uris=tuple(body.redirect_uris),
-            post_logout_redirect_uris=tuple(body.post_logout_redirect_uris),
-            backchannel_logout_uri=body.backchannel_logout_uri,
-            custom_claims=tuple(ClaimMapping(m.claim, m.source) for m in body.custom_claims),
-            enabled=body.enabled,
-            claims=tuple(body.claims),
-            require_pkce=body.require_pkce,
-        )
-        profile = await s.profiles.save(AppProfile(client, template=template), who.user_id)
-        out = profile_out(profile)
-        if template is not None:  # why this kind of client: the admin chose it, or took the default
-            out["client_type_reason"] = CLIENT_TYPE_REASONS[client.client_type]
-        return JSONResponse(out, 201)
+            raw.update(await read_object(request))
+        body = validated(ProfileIn, raw)
+
+        async def work() -> Response:
+            client = Client(
+                enterprise_id=enterprise_id,
+                client_id=new_id("cli"),
+                profile_name=body.profile_name,
+                display_name=body.display_name,
+                client_type=body.client_type,
+                redirect_uris=tuple(body.redirect_uris),
+                post_logout_redirect_uris=tuple(body.post_logout_redirect_uris),
+                backchannel_logout_uri=body.backchannel_logout_uri,
+                custom_claims=tuple(ClaimMapping(m.claim, m.source) for m in body.custom_claims),
+                enabled=body.enabled,
+                claims=tuple(body.claims),
+                require_pkce=body.require_pkce,
+            )
+            profile = await s.profiles.save(AppProfile(client, template=template), who.user_id)
+            out = profile_out(profile)
+            if template is not None:  # why this kind of client: the admin chose it, or took the default
+                out["client_type_reason"] = CLIENT_TYPE_REASONS[client.client_type]
+            return JSONResponse(out, 201)
+
+        return await once(request, s, enterprise_id, who, work)
 
     @r.get("/admin/app-profiles/{client_id}")
     async def get_profile(enterprise_id: str, client_id: str, s: Side, _: Superadmin) -> dict[str, Any]:
@@ -494,35 +538,43 @@ def api_router() -> APIRouter:
         return Response(status_code=204)
 
     @r.post("/admin/app-profiles/{client_id}/credentials", status_code=201)
-    async def credentials(enterprise_id: str, client_id: str, s: Side, who: Superadmin) -> JSONResponse:
-        creds = await s.profiles.issue_credentials(enterprise_id, client_id, who.user_id, rotate=False)
-        client = (await s.profiles.get(enterprise_id, client_id)).client
-        body: dict[str, Any] = {
-            "client_id": creds.client_id,
-            "client_type": client.client_type,
-            "pkce_required": client.pkce_required,
-            "reason": CLIENT_TYPE_REASONS[client.client_type],
-        }
-        if creds.client_secret:
-            body["client_secret"] = creds.client_secret
-        return JSONResponse(body, 201, headers=NO_STORE)
+    async def credentials(enterprise_id: str, client_id: str, s: Side, who: Superadmin, request: Request) -> Response:
+        async def work() -> Response:
+            creds = await s.profiles.issue_credentials(enterprise_id, client_id, who.user_id, rotate=False)
+            client = (await s.profiles.get(enterprise_id, client_id)).client
+            body: dict[str, Any] = {
+                "client_id": creds.client_id,
+                "client_type": client.client_type,
+                "pkce_required": client.pkce_required,
+                "reason": CLIENT_TYPE_REASONS[client.client_type],
+            }
+            if creds.client_secret:
+                body["client_secret"] = creds.client_secret
+            return JSONResponse(body, 201, headers=NO_STORE)
+
+        return await once(request, s, enterprise_id, who, work)
 
     @r.post("/admin/app-profiles/{client_id}/credentials/rotate")
     async def rotate_secret(
-        enterprise_id: str, client_id: str, s: Side, who: Superadmin, body: RotateIn | None = None
-    ) -> JSONResponse:
+        enterprise_id: str, client_id: str, s: Side, who: Superadmin, request: Request, body: RotateIn | None = None
+    ) -> Response:
         grace = body.grace_period_s if body else 0
-        creds = await s.profiles.issue_credentials(enterprise_id, client_id, who.user_id, rotate=True, grace_s=grace)
-        return JSONResponse(
-            {
-                "client_id": creds.client_id,
-                "client_secret": creds.client_secret,
-                "previous_secret_valid_until": int(creds.previous_secret_valid_until)
-                if creds.previous_secret_valid_until
-                else None,
-            },
-            headers=NO_STORE,
-        )
+
+        async def work() -> Response:
+            creds = await s.profiles.issue_credentials(
+                enterprise_id, client_id, who.user_id, rotate=True, grace_s=grace
+            )
+            until = creds.previous_secret_valid_until
+            return JSONResponse(
+                {
+                    "client_id": creds.client_id,
+                    "client_secret": creds.client_secret,
+                    "previous_secret_valid_until": int(until) if until else None,
+                },
+                headers=NO_STORE,
+            )
+
+        return await once(request, s, enterprise_id, who, work)
 
     @r.get("/admin/app-profiles/{client_id}/metadata")
     async def profile_metadata(enterprise_id: str, client_id: str, s: Side, _: Superadmin) -> dict[str, Any]:
@@ -548,9 +600,15 @@ def api_router() -> APIRouter:
     # ---------------------------------------------------------------------- Locker authn
 
     @r.post("/locker/authn")
-    async def locker_authn(enterprise_id: str, body: LockerAuthnIn, s: Side) -> JSONResponse:
+    async def locker_authn(enterprise_id: str, body: LockerAuthnIn, s: Side, request: Request) -> Response:
         if await s.enterprises.get(enterprise_id) is None:
             raise NotFound("no such enterprise")
+        # A Locker app retrying after a lost answer gets the same assertion: its TOTP step is spent.
+        # The fingerprint covers the whole body (credentials included), so only the same sign-in
+        # replays, and an assertion (no-store) is kept only briefly.
+        return await once(request, s, enterprise_id, None, lambda: _locker_authn(enterprise_id, body, s))
+
+    async def _locker_authn(enterprise_id: str, body: LockerAuthnIn, s: DirectorySide) -> Response:
         a = s.authenticator
         if body.badge_id and not (body.username or body.password):
             user = await a.badge(enterprise_id, body.badge_id, "locker")

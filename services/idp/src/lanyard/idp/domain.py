@@ -152,6 +152,39 @@ ADMIN_ROLES: tuple[Role, ...] = ("superadmin", "admin", "auditor")
 ALL_ROLES: tuple[Role, ...] = ("superadmin", "admin", "auditor", "user")
 
 
+def admin_roles(user: User | None) -> list[Role]:
+    """The admin roles an admin token of `user` carries: none for a missing or inactive user."""
+    if user is None or user.status != "active":
+        return []
+    return [r for r in user.roles if r in ADMIN_ROLES]
+
+
+CONSOLE_CLIENT_ID = "lanyard-console"
+"""The admin console's client id, the same in every enterprise (a first-party client)."""
+
+ADMIN_SCOPE = "lanyard:admin"
+"""The scope that makes an access token an admin token (aud lanyard-admin, `roles`): only the
+console client may ask for it, and only users holding an admin role get it."""
+
+
+def console_client(enterprise_id: str, public_base_url: str) -> Client:
+    """The console as an OIDC client of `enterprise_id`: public (PKCE), one exact redirect URI on
+    the gateway's own origin. Built in rather than stored: no admin can edit or delete it, and it
+    never counts as one of the enterprise's SSO application profiles (readiness, deployments)."""
+    base = f"{public_base_url.rstrip('/')}/console"
+    return Client(
+        enterprise_id=enterprise_id,
+        client_id=CONSOLE_CLIENT_ID,
+        profile_name="Lanyard admin console",
+        display_name="Lanyard admin console",
+        client_type="public",
+        redirect_uris=(f"{base}/e/{enterprise_id}/callback",),
+        post_logout_redirect_uris=(f"{base}/",),
+        scopes=("openid", "profile", ADMIN_SCOPE),
+        claims=("sub", "name", "preferred_username"),
+    )
+
+
 @dataclass(frozen=True)
 class Group:
     """A directory group."""
@@ -295,21 +328,30 @@ def validate_backchannel_uri(uri: str) -> str:
     return checked
 
 
-def safe_next(next_path: str | None, enterprise_id: str) -> str | None:
-    """`next` after login, if it is a relative path inside this enterprise; else None.
+USERNAME_PATTERN = r"^[A-Za-z0-9._@+-]{1,128}$"
+"""Usernames: plain ASCII, so one name never has two spellings and nothing in it can forge a log line."""
 
-    Refuses scheme-relative (`//evil`), backslash tricks, absolute URLs and other tenants' paths,
-    so the login page can never be used as an open redirector (RFC 9700 §4.11)."""
+_RESUME_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def safe_next(next_path: str | None, enterprise_id: str) -> str | None:
+    """`next` after login, if it is this enterprise's authorization endpoint; else None.
+
+    Only `/e/{eid}/authorize?…` and `/e/{eid}/authorize/resume/{id}` — the two places a sign-in
+    continues an app's authorization request — so the login page can never be used as an open
+    redirector (RFC 9700 §4.11), nor send a signed-in browser to another of our own pages."""
     if not next_path or len(next_path) > 4096:
         return None
-    if any(c.isspace() or ord(c) < 0x20 or c == "\\" for c in next_path):
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in next_path):
         return None
-    prefix = f"/e/{enterprise_id}/"
-    if not next_path.startswith(prefix) or next_path.startswith("//"):
-        return None
-    if "/../" in next_path or next_path.endswith("/..") or "/./" in next_path:
-        return None
-    return next_path
+    path, sep, query = next_path.partition("?")
+    authorize = f"/e/{enterprise_id}/authorize"
+    if path == authorize:
+        return next_path if "#" not in query else None
+    resume = authorize + "/resume/"
+    if path.startswith(resume) and not sep and _RESUME_ID.fullmatch(path[len(resume) :]):
+        return next_path
+    return None
 
 
 # TOTP, RFC 6238 over RFC 4226 HOTP: SHA-1, 6 digits, 30-second steps.

@@ -4,8 +4,14 @@ for conformance scripts (plain form fields `username`, `password`, `totp`, plus 
 
 Flow: GET form → POST password (and optionally `totp` at once) → when a second factor is needed
 and not given, 303 to `/login/totp` → POST code → a BrowserSession cookie (`lanyard_session`) and
-303 to `next` (only a path inside this enterprise; otherwise the "signed in" page). Every answer
-to a POST is a 303 (never 307: the browser must not re-send credentials, RFC 9700 §4.12).
+303 to `next` (only this enterprise's authorization endpoint: `domain.safe_next`; otherwise the
+"signed in" page). Every answer to a POST is a 303 (never 307: the browser must not re-send
+credentials, RFC 9700 §4.12).
+
+`next` rides along every step (query string and hidden field), not only in the pending login: when
+the pending login expires (300 s) before the code is entered, the restart at
+`/login?error=expired` still carries it, so the app's authorization request (kept 600 s) completes
+after the new sign-in instead of being dropped.
 Pages cannot be framed (X-Frame-Options DENY, CSP frame-ancestors 'none') and are never cached.
 CSRF: a random token in an HttpOnly SameSite=Strict cookie must equal the form's hidden field.
 """
@@ -24,6 +30,8 @@ from lanyard.idp.api import DirectorySide
 from lanyard.idp.domain import safe_next
 from lanyard.idp.ports import BrowserSessions, PendingLogins
 from lanyard.idp.service import AuthError
+from lanyard.runtime.bodies import BodyRefused, BoundedRoute, read_form
+from lanyard.runtime.text import UnsafeText, clean_text
 
 SESSION_COOKIE = "lanyard_session"
 CSRF_COOKIE = "lanyard_csrf"
@@ -68,6 +76,7 @@ button{margin-top:1rem;padding:.6rem 1rem}.error{color:#a00}</style></head>
     "totp.html": """{% extends "base.html" %}{% block body %}
 <form method="post" action="{{ action }}">
 <input type="hidden" name="csrf_token" value="{{ csrf }}">
+<input type="hidden" name="next" value="{{ next or '' }}">
 <label for="totp">Code from your authenticator app</label>
 <input id="totp" name="totp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" required autofocus>
 <button type="submit">Verify</button>
@@ -89,7 +98,7 @@ def _see_other(url: str) -> RedirectResponse:
 
 def login_router() -> APIRouter:
     """Routes of the login page; they read `app.state.directory_side`."""
-    r = APIRouter(prefix="/e/{enterprise_id}")
+    r = APIRouter(prefix="/e/{enterprise_id}", route_class=BoundedRoute)
 
     def deps(request: Request) -> tuple[DirectorySide, BrowserSessions, PendingLogins]:
         s: DirectorySide = request.app.state.directory_side
@@ -125,6 +134,13 @@ def login_router() -> APIRouter:
         set_cookie(response, s, eid, CSRF_COOKIE, csrf, 3600, "strict")
         return response
 
+    async def form_of(request: Request) -> dict[str, str] | None:
+        """The posted form, or None when it breaks the body rules (a browser never sends that)."""
+        try:
+            return await read_form(request)
+        except BodyRefused:
+            return None
+
     async def finish(s: DirectorySide, sessions: BrowserSessions, eid: str, user, amr, next_path):  # type: ignore[no-untyped-def]
         await s.authenticator.succeeded(eid, user, tuple(amr), "login_page")
         cookie, _ = await sessions.create(eid, user.user_id, tuple(amr))
@@ -150,12 +166,19 @@ def login_router() -> APIRouter:
         s, sessions, pending = deps(request)
         if await s.enterprises.get(enterprise_id) is None:
             return _page("error.html", 404, title="Unknown organisation")
-        form = await request.form()
-        next_path = safe_next(str(form.get("next") or "") or None, enterprise_id)
+        form = await form_of(request)
+        if form is None:
+            return _see_other(login_url(enterprise_id, None, "bad_request"))
+        next_path = safe_next(form.get("next"), enterprise_id)
         if not csrf_ok(request, form.get("csrf_token")):
             return _see_other(login_url(enterprise_id, next_path, "csrf"))
         username, password, code = form.get("username"), form.get("password"), form.get("totp")
-        if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+        if not username or not password:
+            return _see_other(login_url(enterprise_id, next_path, "bad_request"))
+        try:
+            # The username reaches authentication events and the audit log: free-text rules apply.
+            username = clean_text(username)
+        except UnsafeText:
             return _see_other(login_url(enterprise_id, next_path, "bad_request"))
         try:
             user = await s.authenticator.password(enterprise_id, username, password, "login_page")
@@ -181,28 +204,29 @@ def login_router() -> APIRouter:
             return _see_other(login_url(enterprise_id, next_path, "expired"))
         message = MESSAGES.get(request.query_params.get("error", ""))
         return with_csrf(
-            request, s, enterprise_id, "totp.html", title="Second factor", message=message,
+            request, s, enterprise_id, "totp.html", title="Second factor", message=message, next=next_path,
             action=f"/e/{enterprise_id}/login/totp",
         )  # fmt: skip
 
     @r.post("/login/totp")
     async def totp_submit(enterprise_id: str, request: Request) -> Response:
         s, sessions, pending = deps(request)
-        form = await request.form()
+        form = await form_of(request) or {}
         token = request.cookies.get(PENDING_COOKIE)
         state = await pending.get(enterprise_id, token)
         if state is None:
-            return _see_other(login_url(enterprise_id, None, "expired"))
-        next_path = state.get("next")
+            # The pending login (and its cookie) outlived: start again, still on the way to the
+            # app's authorization request (the form's `next`, held to the same rule as always).
+            return _see_other(login_url(enterprise_id, safe_next(form.get("next"), enterprise_id), "expired"))
+        next_path = safe_next(state.get("next"), enterprise_id)
         if not csrf_ok(request, form.get("csrf_token")):
             return _see_other(login_url(enterprise_id, next_path, "csrf", step="/totp"))
         user = await s.directory.get(enterprise_id, state["user_id"])
         if user is None or user.status != "active":
             await pending.drop(enterprise_id, token)
             return _see_other(login_url(enterprise_id, next_path, "invalid"))
-        code = form.get("totp")
         try:
-            await s.authenticator.totp(enterprise_id, user, code if isinstance(code, str) else "", "login_page")
+            await s.authenticator.totp(enterprise_id, user, form.get("totp") or "", "login_page")
         except AuthError as exc:
             if exc.error == "temporarily_locked":
                 await pending.drop(enterprise_id, token)

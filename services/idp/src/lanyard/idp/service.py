@@ -8,6 +8,7 @@ Every state change that other services see is stored together with its event in 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from lanyard.contracts.events import (
 from lanyard.contracts.events import ClaimMapping as ClaimMappingModel
 from lanyard.idp.domain import (
     DEFAULT_CLAIMS,
+    USERNAME_PATTERN,
     AppProfile,
     Client,
     Enterprise,
@@ -53,6 +55,7 @@ from lanyard.idp.domain import (
     KeyRing,
     OrgSettings,
     User,
+    admin_roles,
     b32_secret,
     otpauth_uri,
     rp_client_id_problem,
@@ -72,6 +75,7 @@ from lanyard.idp.ports import (
     Publisher,
 )
 from lanyard.runtime.logging import get_logger
+from lanyard.runtime.text import UnsafeText, clean_text
 from lanyard.runtime.tokens import ADMIN_AUDIENCE, ADMIN_TOKEN_TYP, CHECKOUT_TYP, SESSION_AUDIENCE, issuer_for
 
 log = get_logger("lanyard.idp.service")
@@ -267,7 +271,7 @@ class TokenIssuer:
 
     async def admin_token(self, eid: str, user: User, ttl_s: int) -> str:
         now = int(self._clock())
-        roles = [r for r in user.roles if r in ("superadmin", "admin", "auditor")]
+        roles = admin_roles(user)
         claims = {
             "iss": issuer_for(self._base, eid),
             "sub": user.user_id,
@@ -330,6 +334,14 @@ async def bootstrap(
         raise Invalid("invalid_request", "enterprise ids starting with '_' are reserved (the services realm)")
     if len(password) < 12:
         raise Invalid("invalid_request", "the superadmin password must have at least 12 characters")
+    if not re.fullmatch(USERNAME_PATTERN, superadmin):
+        raise Invalid("invalid_request", "superadmin: letters, digits and . _ @ + - only (at most 128)")
+    try:
+        name = clean_text(name)
+    except UnsafeText as exc:
+        raise Invalid("invalid_request", f"name: {exc}") from None
+    if not 1 <= len(name) <= 256:
+        raise Invalid("invalid_request", "name: 1 to 256 characters")
     await enterprises.create(Enterprise(enterprise_id, name, datetime.now(UTC)))
     await keys.create(enterprise_id)
     user = User(enterprise_id, new_id("usr"), superadmin, superadmin, roles=("superadmin",))
@@ -508,15 +520,21 @@ def template_view(name: str) -> dict[str, Any]:
 
 def check_uris(client: Client) -> None:
     """Validate every URI of a profile; raises Invalid("invalid_redirect_uri")."""
-    try:
-        if not client.redirect_uris:
-            raise InvalidUri("", "at least one redirect URI is required")
-        for uri in (*client.redirect_uris, *client.post_logout_redirect_uris):
+    if not client.redirect_uris:
+        raise Invalid("invalid_redirect_uri", "redirect_uris: at least one redirect URI is required")
+    # Each refusal names the field and its position and the rule, not the URI itself.
+    fields = [("redirect_uris", i, u) for i, u in enumerate(client.redirect_uris)]
+    fields += [("post_logout_redirect_uris", i, u) for i, u in enumerate(client.post_logout_redirect_uris)]
+    for field, i, uri in fields:
+        try:
             validate_redirect_uri(uri)
-        if client.backchannel_logout_uri:
+        except InvalidUri as bad:
+            raise Invalid("invalid_redirect_uri", f"{field}[{i}]: {bad.reason}") from None
+    if client.backchannel_logout_uri:
+        try:
             validate_backchannel_uri(client.backchannel_logout_uri)
-    except InvalidUri as bad:
-        raise Invalid("invalid_redirect_uri", str(bad)) from None
+        except InvalidUri as bad:
+            raise Invalid("invalid_redirect_uri", f"backchannel_logout_uri: {bad.reason}") from None
 
 
 def metadata(public_base_url: str, eid: str, client_id: str) -> dict[str, str]:

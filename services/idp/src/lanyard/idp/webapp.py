@@ -9,20 +9,22 @@ never shown again (not in the answer, not in an event, not in a log). Redirect U
 the rest follow exactly the rules of a generated profile (the same body model and checks). A
 client id already registered in the enterprise is refused with 409; a weak secret with 400 and
 the reason. "View IdP metadata" for it is `GET /admin/app-profiles/{client_id}/metadata`, and the
-answer here carries it too.
+answer here carries it too. Both calls honour an Idempotency-Key like the rest of the admin API
+(the kept answer holds no secret).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
-from lanyard.idp.api import NO_STORE, ClaimMappingIn, ProfileIn, Side, Strict, Superadmin, profile_out
+from lanyard.idp.api import NO_STORE, ClaimMappingIn, ProfileIn, Side, Strict, Superadmin, once, profile_out
 from lanyard.idp.domain import RP_CLIENT_ID_PATTERN, AppProfile, ClaimMapping, Client
 from lanyard.idp.service import metadata
+from lanyard.runtime.bodies import BoundedRoute
 
 Secret = Annotated[str, Field(min_length=1, max_length=1024)]
 
@@ -48,10 +50,13 @@ def _claims(items: list[ClaimMappingIn]) -> tuple[ClaimMapping, ...]:
 
 def webapp_router() -> APIRouter:
     """POST a registration; PUT a new RP secret."""
-    r = APIRouter(prefix="/e/{enterprise_id}/admin/web-app-logins")
+    r = APIRouter(prefix="/e/{enterprise_id}/admin/web-app-logins", route_class=BoundedRoute)
 
     @r.post("", status_code=201)
-    async def register(enterprise_id: str, body: WebAppLoginIn, s: Side, who: Superadmin) -> JSONResponse:
+    async def register(enterprise_id: str, body: WebAppLoginIn, s: Side, who: Superadmin, request: Request) -> Response:
+        return await once(request, s, enterprise_id, who, lambda: _register(enterprise_id, body, s, who))
+
+    async def _register(enterprise_id: str, body: WebAppLoginIn, s: Any, who: Any) -> Response:
         client = Client(
             enterprise_id=enterprise_id,
             client_id=body.client_id,
@@ -73,13 +78,17 @@ def webapp_router() -> APIRouter:
 
     @r.put("/{client_id}/secret")
     async def new_secret(
-        enterprise_id: str, client_id: str, body: RpSecretIn, s: Side, who: Superadmin
-    ) -> JSONResponse:
-        until = await s.profiles.replace_rp_secret(
-            enterprise_id, client_id, body.client_secret, who.user_id, body.grace_period_s
-        )
-        return JSONResponse(
-            {"client_id": client_id, "previous_secret_valid_until": int(until) if until else None}, headers=NO_STORE
-        )
+        enterprise_id: str, client_id: str, body: RpSecretIn, s: Side, who: Superadmin, request: Request
+    ) -> Response:
+        async def work() -> Response:
+            until = await s.profiles.replace_rp_secret(
+                enterprise_id, client_id, body.client_secret, who.user_id, body.grace_period_s
+            )
+            return JSONResponse(
+                {"client_id": client_id, "previous_secret_valid_until": int(until) if until else None},
+                headers=NO_STORE,
+            )
+
+        return await once(request, s, enterprise_id, who, work)
 
     return r

@@ -25,6 +25,7 @@ from lanyard.idp.login import login_router
 from lanyard.idp.service import Authenticator, DirectoryService, Passwords, ProfileService, TokenIssuer
 from lanyard.idp.settings import IdpSettings
 from lanyard.runtime.consumer import RetryPolicy, subscribe
+from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.service import ServiceRuntime
 
 
@@ -54,6 +55,7 @@ def build_directory_side(runtime: ServiceRuntime, settings: IdpSettings, overrid
         browser_sessions=RedisBrowserSessions(r, settings.browser_session_ttl_s),
         pending_logins=RedisPendingLogins(r, settings.pending_login_ttl_s),
         outbox=outbox,
+        idempotency=Idempotency(r, "idp", settings.idempotency_ttl_s, secret_ttl_s=settings.idempotency_secret_ttl_s),
     )
     runtime.subscribers.append(
         subscribe(

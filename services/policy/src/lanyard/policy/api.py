@@ -8,7 +8,10 @@ Services"); an enterprise admin's attempt is refused, and announced like every a
 change publishes its lanyard.policy-config.v1 event with `actor` = the admin's user id (or
 `services:<id>`) and answers only after the broker ack (and, bounded, after our
 own projection applied it, so the admin reads their write). Errors are JSON
-``{"error": ..., "error_description": ...}`` with a 4xx status, and change nothing.
+``{"error": ..., "error_description": ...}`` with a 4xx status, and change nothing; bodies are read
+by the shared bounded parser, validation errors never repeat the value, free text is `FreeText`
+(`lanyard.runtime.bodies`, `.errors`, `.text`). The POSTs (provisioning code, establishing
+trust) honour `Idempotency-Key`; PUT and DELETE are idempotent by themselves.
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from lanyard.contracts import events as ev
 from lanyard.contracts.versions import MINIMUM_PATTERN
 from lanyard.policy import domain
 from lanyard.policy.service import PRODUCER, TrustActor, TrustRefused, release
+from lanyard.runtime.bodies import BoundedRoute
+from lanyard.runtime.errors import error_body
+from lanyard.runtime.text import FreeText
 from lanyard.runtime.tokens import (
     AdminPrincipal,
     ServicesPrincipal,
@@ -59,7 +65,7 @@ class Body(BaseModel):
 
 
 class UserPolicyBody(Body):
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[FreeText, Field(min_length=1, max_length=200)]
     sso_enabled: bool
     auth_mode: Literal["passcode", "face"] = "passcode"
     inactivity_timeout_s: int = Field(default=300, gt=0, le=7 * 24 * 3600)
@@ -99,8 +105,8 @@ class OrgSettingsBody(Body):
 
 
 class EstablishTrustBody(Body):
-    enterprise_id: str = Field(min_length=1, max_length=128)
-    code: str = Field(min_length=1, max_length=64)
+    enterprise_id: Annotated[FreeText, Field(min_length=1, max_length=128)]
+    code: Annotated[FreeText, Field(min_length=1, max_length=64)]
 
 
 CONFIG_EVENTS: dict[str, tuple[Any, Any]] = {
@@ -117,13 +123,13 @@ def _payload(event_class: Any) -> Any:
 
 
 def error(status: int, code: str, description: str, **extra: Any) -> JSONResponse:
-    """A JSON error response."""
-    return JSONResponse({"error": code, "error_description": description, **extra}, status_code=status)
+    """A JSON error response in the shared shape (plus, where documented, more members)."""
+    return JSONResponse({**error_body(code, description), **extra}, status_code=status)
 
 
 def api_router() -> APIRouter:
     """The policy service's routes, mounted under /policy behind the gateway."""
-    router = APIRouter(prefix="/policy/e/{enterprise_id}")
+    router = APIRouter(prefix="/policy/e/{enterprise_id}", route_class=BoundedRoute)
 
     def svc(request: Request) -> Any:
         return request.app.state.policy
@@ -216,38 +222,47 @@ def api_router() -> APIRouter:
         return await svc(request).cloud.view(enterprise_id)
 
     @router.post("/cloud-connection/provisioning-code")
-    async def new_code(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = SUPER) -> Any:
-        issued = await svc(request).cloud.generate_code(enterprise_id, who.user_id)
-        return JSONResponse(
-            {"enterprise_id": enterprise_id, "code": issued.code, "expires_at": issued.expires_at.isoformat()},
-            status_code=201,
-            headers={"Cache-Control": "no-store"},
-        )
+    async def new_code(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = SUPER) -> Response:
+        async def work() -> Response:
+            issued = await svc(request).cloud.generate_code(enterprise_id, who.user_id)
+            return JSONResponse(
+                {"enterprise_id": enterprise_id, "code": issued.code, "expires_at": issued.expires_at.isoformat()},
+                status_code=201,
+                headers={"Cache-Control": "no-store"},
+            )
+
+        # A retried "generate" replays the first code rather than voiding it with a second one.
+        return await svc(request).idempotency.run(request, enterprise_id, work, subject=who.user_id)
 
     @router.post("/cloud-connection/establish-trust")
     async def establish(
         request: Request, enterprise_id: EnterpriseId, body: EstablishTrustBody, who: AdminPrincipal = TRUST
-    ) -> Any:
+    ) -> Response:
         kind = "services" if isinstance(who, ServicesPrincipal) else "enterprise_admin"
-        try:
-            creds = await svc(request).cloud.establish_trust(
-                enterprise_id, body.enterprise_id, body.code, TrustActor(who.user_id, kind)
-            )
-        except TrustRefused as refused:
-            if refused.why == "services_only":
-                description = "only Imprivata-style Services (a services principal) may establish trust"
-                return error(403, "services_only", description)
-            description = {
-                "expired": "the provisioning code expired; generate a new one",
-                "used": "the provisioning code was already used or is void; generate a new one",
-            }.get(refused.why, "wrong enterprise id or provisioning code")
-            return error(400, "invalid_provisioning_code", description, failed_attempts=refused.failed_attempts)
-        return JSONResponse(
-            {"enterprise_id": creds.enterprise_id, "client_id": creds.client_id, "client_secret": creds.client_secret,
-             "state": "established"},
-            status_code=200,
-            headers={"Cache-Control": "no-store"},
-        )  # fmt: skip
+
+        async def work() -> Response:
+            try:
+                creds = await svc(request).cloud.establish_trust(
+                    enterprise_id, body.enterprise_id, body.code, TrustActor(who.user_id, kind)
+                )
+            except TrustRefused as refused:
+                if refused.why == "services_only":
+                    description = "only Imprivata-style Services (a services principal) may establish trust"
+                    return error(403, "services_only", description)
+                description = {
+                    "expired": "the provisioning code expired; generate a new one",
+                    "used": "the provisioning code was already used or is void; generate a new one",
+                }.get(refused.why, "wrong enterprise id or provisioning code")
+                return error(400, "invalid_provisioning_code", description, failed_attempts=refused.failed_attempts)
+            return JSONResponse(
+                {"enterprise_id": creds.enterprise_id, "client_id": creds.client_id,
+                 "client_secret": creds.client_secret, "state": "established"},
+                status_code=200,
+                headers={"Cache-Control": "no-store"},
+            )  # fmt: skip
+
+        # A retry after a lost answer gets the credentials, not "code already used".
+        return await svc(request).idempotency.run(request, enterprise_id, work, subject=who.user_id)
 
     # ---------------------------------------------------------------------------- readiness
 
@@ -260,6 +275,10 @@ def api_router() -> APIRouter:
             "release": release(),
             "checks": [c.__dict__ for c in checks],
         }
+
+    @router.get("/seats")
+    async def seats(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = READ) -> Any:
+        return await svc(request).readiness.seats(enterprise_id)
 
     @router.get("/readiness/users/{user_id}")
     async def explain(

@@ -13,10 +13,7 @@ import contextlib
 from types import SimpleNamespace
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from lanyard.contracts import topics
 from lanyard.policy.adapters.redis_cloud import RedisCloudSecrets
@@ -28,10 +25,12 @@ from lanyard.policy.locker_api import locker_router
 from lanyard.policy.service import CloudConnection, ConfigCommands, Entitlements, LockerOptionsCommands, Readiness
 from lanyard.policy.settings import PolicySettings
 from lanyard.runtime.consumer import RetryPolicy, subscribe
+from lanyard.runtime.errors import install_error_handlers
 from lanyard.runtime.health import health_router
+from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.service import ServiceRuntime
-from lanyard.runtime.tokens import SERVICES_JWKS_PATH, HttpJwks, TokenVerifier
+from lanyard.runtime.tokens import SERVICES_JWKS_PATH, HttpJwks, KnownEnterprises, TokenVerifier
 
 SESSION_TOPICS = [topics.DEVICE_SESSIONS]
 CONFIG_TOPICS = [topics.POLICY_CONFIG, topics.DIRECTORY, topics.APP_PROFILES]
@@ -97,7 +96,10 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
 
     app = FastAPI(title="Lanyard policy", lifespan=runtime.lifespan)
     app.state.runtime = runtime
-    app.state.verifier = TokenVerifier(settings.public_base_url, jwks)
+    # Key sets are looked up only for enterprises the read model knows (its directory, app-profile
+    # or configuration events): a made-up enterprise id in a URL costs no fetch and no memory.
+    app.state.verifier = TokenVerifier(settings.public_base_url, jwks, known=KnownEnterprises(store.known))
+    # The vendor's services realm is one fixed key set (`/idp/services/jwks`), no enterprise.
     app.state.services_verifier = TokenVerifier.for_services(settings.public_base_url, services_jwks)
     app.state.policy = SimpleNamespace(
         store=store,
@@ -110,24 +112,11 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
         locker_options=LockerOptionsCommands(store, commands),
         clock=clock,
         enforced_after=settings.second_factor_enforced_after,
+        idempotency=Idempotency(
+            runtime.redis, "policy", settings.idempotency_ttl_s, secret_ttl_s=settings.idempotency_secret_ttl_s
+        ),
     )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        body = (
-            exc.detail
-            if isinstance(exc.detail, dict)
-            else {"error": "http_error", "error_description": str(exc.detail)}
-        )
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [{"loc": [str(x) for x in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
-        return JSONResponse(
-            {"error": "invalid_request", "error_description": "the request is malformed", "fields": fields},
-            status_code=400,
-        )
+    install_error_handlers(app)
 
     app.include_router(health_router("policy", runtime.checks()))
     app.include_router(api_router())

@@ -19,6 +19,7 @@ from pydantic import Field, StrictBool
 from lanyard.policy.api import READ, WRITE, Body, EnterpriseId, error
 from lanyard.policy.domain import LockerOptions
 from lanyard.policy.service import VersionConflict
+from lanyard.runtime.bodies import BoundedRoute
 from lanyard.runtime.tokens import AdminPrincipal
 
 
@@ -37,7 +38,7 @@ def options_out(options: LockerOptions) -> dict[str, Any]:
 
 def locker_router() -> APIRouter:
     """GET (admins and services principals) and PUT (superadmin, admin) of the Locker options."""
-    router = APIRouter(prefix="/policy/e/{enterprise_id}")
+    router = APIRouter(prefix="/policy/e/{enterprise_id}", route_class=BoundedRoute)
 
     @router.get("/locker-options")
     async def get_options(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = READ) -> Any:

@@ -485,6 +485,17 @@ class Readiness:
             snapshot, self._clock(), release(), self._supported, users, devices, self._device_window
         )
 
+    async def seats(self, e: str) -> dict[str, dict[str, int]]:
+        """Seats in use and seats valid now, per licence kind (the console's licence page)."""
+        snapshot = await self._store.snapshot(e)
+        # The count of seats in use does not depend on the user asked about; no user is named.
+        count = await self._store.user_seats(e, "")
+        now = self._clock()
+        return {
+            "sso": {"in_use": count.in_use, "valid": domain.valid_seats("sso", snapshot.licences, now)},
+            "apa": {"in_use": count.apa_in_use, "valid": domain.valid_seats("apa", snapshot.licences, now)},
+        }
+
     async def explain(self, e: str, user_id: str, client_id: str | None) -> dict[str, Any]:
         """Why this user can or cannot use SSO (and the app, when given) on a checked-out device.
 

@@ -3,34 +3,38 @@
 Admin routes (devices, live sessions, force checkin) need an admin bearer token of the
 enterprise with the superadmin or admin role. Locker routes authenticate with a `Device-Proof`
 header signed by the enrolled device key over the method and the public URL. POSTs honour an
-`Idempotency-Key` header: the first answer is kept for 24 h and replayed for the same request
-(a Locker retry still signs a fresh device proof: proofs are single-use and checked before the
-replay, so a stolen key-less request cannot fetch a stored answer).
+`Idempotency-Key` header (`lanyard.runtime.idempotency`): the first final answer is kept for 24 h
+and replayed for the same request (a Locker retry still signs a fresh device proof: proofs are
+single-use and checked before the replay, so a stolen key-less request cannot fetch a stored
+answer; a 503 is never kept, so a retry after one runs again).
 Every refusal is a JSON `{"error", "error_description"}` with a 4xx (503 when the broker did not
-acknowledge an event that is saved and will be published).
+acknowledge an event that is saved and will be published); bodies are read by the shared bounded
+parser and validation errors never repeat the value (`lanyard.runtime.bodies`, `.errors`).
 
 The Locker app says which release it is and whether it found its SSO extension installed with
 every checkout; a release below the enterprise's minimum is refused with `locker_update_required`
-(a message the app can show). The checkout answer and every Locker status read carry whether SSO
-is available on the session and why not (`sso`) and the enterprise's Locker options.
+(a message the app can show, and `minimum_locker_version`). The checkout answer and every Locker
+status read carry whether SSO is available on the session and why not (`sso`) and the
+enterprise's Locker options.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lanyard.contracts.versions import RELEASE_PATTERN
+from lanyard.runtime.bodies import BoundedRoute, parse_json, validated
+from lanyard.runtime.errors import error_response
+from lanyard.runtime.errors import install_error_handlers as install_shared_error_handlers
+from lanyard.runtime.idempotency import Idempotency
+from lanyard.runtime.text import FreeText
 from lanyard.runtime.tokens import AdminPrincipal, TokenVerifier, require_roles
 from lanyard.session.domain import ClientReport, Device
-from lanyard.session.ports import StoredAnswer
 from lanyard.session.service import EnrolRequest, SessionError, SessionService, session_view
 
 ID = r"^[A-Za-z0-9._-]{1,64}$"
@@ -49,9 +53,9 @@ class EnrolBody(_Body):
     """An enrolment: the device's ids and its public EC P-256 key."""
 
     device_id: str = Field(pattern=ID)
-    model: str | None = Field(default=None, max_length=128)
-    serial: str | None = Field(default=None, max_length=128)
-    mdm_id: str | None = Field(default=None, max_length=128)
+    model: Annotated[FreeText, Field(max_length=128)] | None = None
+    serial: Annotated[FreeText, Field(max_length=128)] | None = None
+    mdm_id: Annotated[FreeText, Field(max_length=128)] | None = None
     public_jwk: dict[str, Any]
 
 
@@ -81,7 +85,7 @@ Admin = Annotated[AdminPrincipal, Depends(require_roles(_admin_verifier, "supera
 
 
 def _error(status: int, code: str, description: str) -> JSONResponse:
-    return JSONResponse({"error": code, "error_description": description}, status_code=status)
+    return error_response(status, code, description)
 
 
 def _device_view(device: Device) -> dict[str, Any]:
@@ -102,56 +106,18 @@ def _public_url(request: Request) -> str:
     return f"{_service(request).settings.public_base_url.rstrip('/')}{request.url.path}"
 
 
-IN_FLIGHT_TTL_S = 60
-"""How long a claimed Idempotency-Key blocks retries if its request dies without releasing it."""
+async def _idempotent(
+    request: Request, enterprise_id: str, run: Callable[[], Awaitable[Answer]], admin: AdminPrincipal | None = None
+) -> Response:
+    """Run a state-changing call once per Idempotency-Key; replay its first final answer afterwards.
+    A SessionError is an answer like any other (the app's handler renders it)."""
+    idempotency: Idempotency = request.app.state.idempotency
 
-
-async def _idempotent(request: Request, enterprise_id: str, run: Callable[[], Awaitable[Answer]]) -> JSONResponse:
-    """Run a state-changing call once per Idempotency-Key; replay its first answer afterwards."""
-    service = _service(request)
-    key = request.headers.get("idempotency-key")
-
-    async def answer() -> Answer:
-        try:
-            return await run()
-        except SessionError as exc:
-            return exc.status, {"error": exc.code, "error_description": exc.description, **exc.extra}
-
-    if key is None:
-        status, body = await answer()
+    async def work() -> Response:
+        status, body = await run()
         return JSONResponse(body, status_code=status)
-    if not 1 <= len(key) <= 255:
-        return _error(400, "invalid_request", "Idempotency-Key must be 1 to 255 characters")
-    scope = f"{request.method} {request.url.path}"
-    fingerprint = hashlib.sha256(scope.encode() + b"\n" + await request.body()).hexdigest()
-    stored = await service.store.get_answer(enterprise_id, scope, key)
-    if stored is not None:
-        return _replay(stored, fingerprint)
-    # A retry that races the first request (a Locker app resending on a slow network) must not
-    # run it twice: the first claims the key, the second is told to come back for the answer.
-    if not await service.store.claim_key(enterprise_id, scope, key, IN_FLIGHT_TTL_S):
-        stored = await service.store.get_answer(enterprise_id, scope, key)
-        if stored is not None:
-            return _replay(stored, fingerprint)
-        response = _error(409, "request_in_progress", "a request with this Idempotency-Key is still running; retry")
-        response.headers["Retry-After"] = "1"
-        return response
-    try:
-        status, body = await answer()
-        if status < 500:
-            await service.store.put_answer(
-                enterprise_id, scope, key, StoredAnswer(status, body, fingerprint), service.settings.idempotency_ttl_s
-            )
-    finally:
-        await service.store.release_key(enterprise_id, scope, key)
-    return JSONResponse(body, status_code=status)
 
-
-def _replay(stored: StoredAnswer, fingerprint: str) -> JSONResponse:
-    """The first answer to this Idempotency-Key, or 422 when the key now comes with another request."""
-    if stored.fingerprint != fingerprint:
-        return _error(422, "idempotency_key_reused", "the Idempotency-Key was used for a different request")
-    return JSONResponse(stored.body, status_code=stored.status, headers={"Idempotent-Replayed": "true"})
+    return await idempotency.run(request, enterprise_id, work, subject=admin.user_id if admin else None)
 
 
 async def _locker_session(request: Request, enterprise_id: str, handle: str):
@@ -163,18 +129,18 @@ async def _locker_session(request: Request, enterprise_id: str, handle: str):
 
 def api_router() -> APIRouter:
     """The session service's routes, mounted under /session behind the gateway."""
-    router = APIRouter(prefix="/session/e/{enterprise_id}")
+    router = APIRouter(prefix="/session/e/{enterprise_id}", route_class=BoundedRoute)
 
     # ------------------------------------------------------------------ admin
 
     @router.post("/devices")
-    async def enrol(request: Request, enterprise_id: Eid, body: EnrolBody, admin: Admin) -> JSONResponse:
+    async def enrol(request: Request, enterprise_id: Eid, body: EnrolBody, admin: Admin) -> Response:
         async def run() -> Answer:
             req = EnrolRequest(body.device_id, body.public_jwk, body.model, body.serial, body.mdm_id)
             device, created = await _service(request).enrol_device(enterprise_id, req, admin.user_id)
             return (201 if created else 200), _device_view(device)
 
-        return await _idempotent(request, enterprise_id, run)
+        return await _idempotent(request, enterprise_id, run, admin)
 
     @router.get("/devices")
     async def list_devices(request: Request, enterprise_id: Eid, admin: Admin) -> dict[str, Any]:
@@ -182,12 +148,12 @@ def api_router() -> APIRouter:
         return {"devices": [_device_view(d) for d in devices]}
 
     @router.post("/devices/{device_id}/retire")
-    async def retire(request: Request, enterprise_id: Eid, device_id: DeviceId, admin: Admin) -> JSONResponse:
+    async def retire(request: Request, enterprise_id: Eid, device_id: DeviceId, admin: Admin) -> Response:
         async def run() -> Answer:
             device = await _service(request).retire_device(enterprise_id, device_id, admin.user_id)
             return 200, _device_view(device)
 
-        return await _idempotent(request, enterprise_id, run)
+        return await _idempotent(request, enterprise_id, run, admin)
 
     @router.get("/device-sessions")
     async def list_live(request: Request, enterprise_id: Eid, admin: Admin) -> dict[str, Any]:
@@ -197,18 +163,18 @@ def api_router() -> APIRouter:
         return {"device_sessions": [session_view(s, org) for s in live]}
 
     @router.post("/device-sessions/{handle}/force-checkin")
-    async def force_checkin(request: Request, enterprise_id: Eid, handle: Handle, admin: Admin) -> JSONResponse:
+    async def force_checkin(request: Request, enterprise_id: Eid, handle: Handle, admin: Admin) -> Response:
         async def run() -> Answer:
             service = _service(request)
             session = await service.force_check_in(enterprise_id, handle, admin.user_id)
             return 200, session_view(session, await service.org_settings(enterprise_id))
 
-        return await _idempotent(request, enterprise_id, run)
+        return await _idempotent(request, enterprise_id, run, admin)
 
     # ------------------------------------------------------------------ Locker (device proof)
 
     @router.post("/devices/{device_id}/checkout")
-    async def checkout(request: Request, enterprise_id: Eid, device_id: DeviceId, body: CheckoutBody) -> JSONResponse:
+    async def checkout(request: Request, enterprise_id: Eid, device_id: DeviceId, body: CheckoutBody) -> Response:
         service = _service(request)
         try:
             device = await service.authenticate_device(
@@ -245,17 +211,14 @@ def api_router() -> APIRouter:
     def locker_post(path: str, action: Callable[[Request, Any, dict[str, Any]], Awaitable[Answer]], body_model=None):
         """A Locker POST: device proof first (never replayed), then the idempotent action."""
 
-        async def route(request: Request, enterprise_id: Eid, handle: Handle) -> JSONResponse:
+        async def route(request: Request, enterprise_id: Eid, handle: Handle) -> Response:
             try:
                 session = await _locker_session(request, enterprise_id, handle)
             except SessionError as exc:
                 return _error(exc.status, exc.code, exc.description)
             body: dict[str, Any] = {}
             if body_model is not None:
-                try:
-                    body = body_model.model_validate_json(await request.body() or b"{}").model_dump()
-                except ValueError as exc:
-                    return _error(400, "invalid_request", f"bad body: {str(exc).splitlines()[0]}")
+                body = validated(body_model, parse_json(await request.body() or b"{}")).model_dump()
             return await _idempotent(request, enterprise_id, lambda: action(request, session, body))
 
         router.add_api_route(path, route, methods=["POST"], name=path.rsplit("/", 1)[-1])
@@ -294,15 +257,13 @@ def api_router() -> APIRouter:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Bad input and refused auth answer with the same JSON error shape as everything else."""
+    """Bad input and refused auth answer with the same JSON error shape as everything else: the
+    shared handlers, plus SessionError (also what an idempotent call keeps as its answer)."""
+    install_shared_error_handlers(app)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return _error(400, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
+    async def refused(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, SessionError)
+        body = {"error": exc.code, "error_description": exc.description, **exc.extra}
+        return JSONResponse(body, status_code=exc.status)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        body = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "error_description": exc.detail}
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    app.add_exception_handler(SessionError, refused)

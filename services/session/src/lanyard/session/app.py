@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from lanyard.contracts import topics
 from lanyard.runtime.consumer import RetryPolicy, subscribe
 from lanyard.runtime.health import health_router
+from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.kafka import ensure_topics
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.service import ServiceRuntime
@@ -152,6 +153,9 @@ def create_app(settings: SessionSettings | None = None, **overrides: Any) -> Fas
     app.state.rebuild = rebuild
     app.state.service = service
     app.state.admin_verifier = verifier
+    app.state.idempotency = Idempotency(
+        runtime.redis, "session", settings.idempotency_ttl_s, secret_ttl_s=settings.idempotency_secret_ttl_s
+    )
     install_error_handlers(app)
     checks = runtime.checks()
     if settings.rebuild_on_start:

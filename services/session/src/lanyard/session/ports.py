@@ -39,15 +39,6 @@ class TimerRef:
     kind: TimerKind
 
 
-@dataclass(frozen=True)
-class StoredAnswer:
-    """An HTTP answer kept for an Idempotency-Key."""
-
-    status: int
-    body: dict[str, Any]
-    fingerprint: str
-
-
 class SessionConflict(Exception):
     """The device already has a live session and the enterprise does not replace it."""
 
@@ -132,18 +123,6 @@ class SessionStore(Protocol):
 
     async def take_challenge(self, enterprise_id: str, challenge: str) -> str | None:
         """The session a challenge was issued to, consuming it (None if unknown, used or expired)."""
-        ...
-
-    async def get_answer(self, enterprise_id: str, scope: str, key: str) -> StoredAnswer | None: ...
-
-    async def put_answer(self, enterprise_id: str, scope: str, key: str, answer: StoredAnswer, ttl_s: int) -> None: ...
-
-    async def claim_key(self, enterprise_id: str, scope: str, key: str, ttl_s: int) -> bool:
-        """Mark a request with this Idempotency-Key as running; False when one already is."""
-        ...
-
-    async def release_key(self, enterprise_id: str, scope: str, key: str) -> None:
-        """The running request ended (its answer, if any, is stored first)."""
         ...
 
 

@@ -29,7 +29,6 @@ class SessionSettings(ServiceSettings):
     publish_timeout_s: float = Field(default=15.0, gt=0, description="after this an event is left to the relay")
     face_challenge_ttl_s: int = Field(default=120, gt=0)
     proof_max_skew_s: int = Field(default=60, gt=0)
-    idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
     activity_resolution_s: float = Field(
         default=1.0, ge=0, description="SSO activity closer than this to activity already applied moves no deadline"
     )

@@ -35,7 +35,7 @@ from lanyard.audit.domain import (
     seal,
     sequence_gap,
 )
-from lanyard.audit.ports import AppendResult, GapReport, RecordQuery
+from lanyard.audit.ports import AppendResult, ChainAdmin, GapReport, RecordQuery
 
 T = TypeVar("T")
 
@@ -174,6 +174,15 @@ class SqliteLog:
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
+
+    def consistent(self, fn: Callable[[SqliteLog], T]) -> T:
+        """`fn` inside one read transaction: every read sees the same snapshot of the file, so a
+        chain check made while the writer appends never sees a head newer than its records."""
+        self._conn.execute("BEGIN")
+        try:
+            return fn(self)
+        finally:
+            self._conn.execute("ROLLBACK")
 
     # ---------------------------------------------------------------------------------- writes
 
@@ -354,6 +363,11 @@ class SqliteLog:
         """Number of records held."""
         return self._conn.execute("SELECT count(*) FROM records").fetchone()[0]
 
+    def has_enterprise(self, enterprise_id: str) -> bool:
+        """Whether any record of the enterprise is held (one probe of `records_enterprise`)."""
+        sql = "SELECT 1 FROM records WHERE enterprise_id = ? LIMIT 1"
+        return self._conn.execute(sql, (enterprise_id,)).fetchone() is not None
+
     # ------------------------------------------------------------------------------ ChainAdmin
 
     def stored_records(self, after_seq: int = 0) -> Iterator[StoredRecord]:
@@ -492,6 +506,14 @@ class SqliteAuditStore:
     async def count(self) -> int:
         """Number of records, on a reader thread."""
         return await self._read(lambda log: log.count())
+
+    async def with_chain(self, fn: Callable[[ChainAdmin], T]) -> T:
+        """`fn` over one consistent snapshot of a reader's connection, on a reader thread."""
+        return await self._read(lambda log: log.consistent(fn))
+
+    async def has_enterprise(self, enterprise_id: str) -> bool:
+        """Whether the enterprise has records, on a reader thread."""
+        return await self._read(lambda log: log.has_enterprise(enterprise_id))
 
     async def close(self) -> None:
         """Close every connection and stop the threads."""

@@ -34,7 +34,7 @@ import re
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -42,7 +42,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from lanyard.contracts.events import AuthorizationGranted, AuthorizationGrantedPayload
-from lanyard.idp.domain import Client, DeviceSsoError, TemporarilyUnavailable
+from lanyard.idp.domain import ADMIN_SCOPE, Client, DeviceSsoError, TemporarilyUnavailable
 from lanyard.idp.oidc.claims import SCOPES_SUPPORTED
 from lanyard.idp.oidc.discovery import ACR_1FA, ACR_MFA
 from lanyard.idp.oidc.errors import (
@@ -56,9 +56,10 @@ from lanyard.idp.oidc.errors import (
     temporarily_unavailable,
     unsupported_response_type,
 )
-from lanyard.idp.oidc.http import FORM, Params, html_page, parse_params, redirect, with_query
+from lanyard.idp.oidc.http import FORM, FORM_LIMITS, Params, html_page, parse_params, redirect, with_query
 from lanyard.idp.oidc.jwt import ID_TOKEN_TYP
 from lanyard.idp.oidc.provider import OidcProvider, log
+from lanyard.runtime.bodies import BodyRefused, parse_json, read_bytes
 from lanyard.runtime.tokens import InvalidToken
 
 DEVICE_SESSION_HEADER = "lanyard-device-session"
@@ -140,22 +141,21 @@ def _error_redirect(provider: OidcProvider, eid: str, uri: str, state: str | Non
 
 
 async def _raw_params(provider: OidcProvider, request: Request) -> Params:
-    limit = provider.config.max_query_bytes
-    if request.method == "POST":
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM:
-            raise ErrorPage("The authorization request must be a form POST.")
-        body = await request.body()
-        if len(body) > limit:
-            raise ErrorPage("The authorization request is too large.", 413)
-        try:
-            raw = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ErrorPage("The authorization request is not valid UTF-8.") from None
-    else:
-        raw = request.url.query
-        if len(raw) > limit:
-            raise ErrorPage("The authorization request is too large.", 414)
-    params = parse_params(raw)
+    limits = replace(FORM_LIMITS, max_bytes=provider.config.max_query_bytes)
+    try:
+        if request.method == "POST":
+            if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM:
+                raise ErrorPage("The authorization request must be a form POST.")
+            params = parse_params(await read_bytes(request, limits.max_bytes), limits)
+        else:
+            raw = request.url.query
+            if len(raw) > limits.max_bytes:
+                raise ErrorPage("The authorization request is too large.", 414)
+            params = parse_params(raw, limits)
+    except BodyRefused as refused:
+        if refused.status_code == 413:
+            raise ErrorPage("The authorization request is too large.", 413) from None
+        raise ErrorPage(f"The authorization request is malformed: {refused.description}.") from None
     if any(len(v) > provider.config.max_param_chars for v in params.values.values()):
         raise ErrorPage("A parameter of the authorization request is too long.")
     return params
@@ -195,7 +195,8 @@ async def _validate(provider: OidcProvider, eid: str, p: Params, client: Client,
     scope = tuple(dict.fromkeys((p.get("scope") or "").split()))
     if "openid" not in scope:
         raise Redirected(invalid_scope("scope must include openid"))
-    unknown = [s for s in scope if s not in SCOPES_SUPPORTED or s not in client.scopes]
+    # The admin scope is not advertised in discovery: only the console client lists it.
+    unknown = [s for s in scope if (s not in SCOPES_SUPPORTED and s != ADMIN_SCOPE) or s not in client.scopes]
     if unknown:
         raise Redirected(invalid_scope(f"scope not allowed: {unknown[0]}"))
     challenge, method = p.get("code_challenge"), p.get("code_challenge_method")
@@ -223,9 +224,9 @@ async def _validate(provider: OidcProvider, eid: str, p: Params, client: Client,
     claims: dict[str, Any] = {}
     if p.get("claims") is not None:
         try:
-            parsed = json.loads(p.get("claims") or "")
-        except ValueError:
-            raise Redirected(invalid_request("claims must be a JSON object")) from None
+            parsed = parse_json(p.get("claims") or "", FORM_LIMITS)
+        except BodyRefused as refused:
+            raise Redirected(invalid_request(f"claims: {refused.description}")) from None
         if not isinstance(parsed, dict) or any(
             k not in ("id_token", "userinfo") or not isinstance(v, dict) for k, v in parsed.items()
         ):

@@ -34,6 +34,12 @@ class OidcConfig:
     enterprise_cache_s: float = 30.0
     client_cache_s: float = 5.0
     keys_cache_s: float = 5.0
+    # The admin console (`/console/` on the same origin) as a built-in public client of every
+    # enterprise; its access tokens may carry the admin audience and roles (domain.ADMIN_SCOPE).
+    console_client: bool = True
+    # In-process caches are keyed by what requests name (client ids, secrets): each holds at most
+    # this many entries, least recently used evicted first, so made-up ids cannot grow memory.
+    cache_entries: int = 10_000
 
     def audience(self, issuer: str) -> str:
         """The `aud` of our access tokens: a configured resource id, else our UserInfo endpoint."""

@@ -29,7 +29,7 @@ from lanyard.contracts.events import (
     TokensRevoked,
     TokensRevokedPayload,
 )
-from lanyard.idp.domain import TemporarilyUnavailable
+from lanyard.idp.domain import ADMIN_SCOPE, TemporarilyUnavailable, admin_roles
 from lanyard.idp.oidc.claims import released_claims
 from lanyard.idp.oidc.errors import (
     invalid_grant,
@@ -41,6 +41,7 @@ from lanyard.idp.oidc.http import Params
 from lanyard.idp.oidc.jwt import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, at_hash
 from lanyard.idp.oidc.provider import AuthenticatedClient, OidcProvider, log
 from lanyard.idp.oidc.storage import Grant
+from lanyard.runtime.tokens import ADMIN_AUDIENCE
 
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 
@@ -96,6 +97,14 @@ async def _access_token(provider: OidcProvider, eid: str, grant: Grant, scope: t
     }
     if grant.dsid:
         claims["dsid"] = grant.dsid
+    if ADMIN_SCOPE in scope:
+        # An admin token for the console: the roles are read now, on every issue and refresh, so
+        # a demoted or disabled admin's console loses its rights within one access-token lifetime.
+        roles = admin_roles(await provider.ports.users.get(eid, grant.user_id))
+        if not roles:
+            raise invalid_grant("the user holds no admin role")
+        claims["aud"] = [claims["aud"], ADMIN_AUDIENCE]
+        claims["roles"] = roles
     token = await provider.keys.sign(eid, claims, alg=cfg.access_token_alg, typ=ACCESS_TOKEN_TYP)
     return token, cfg.access_token_ttl_s
 

@@ -2,7 +2,8 @@
 
 Parameters are parsed from the raw query string or form body (not Starlette's dict views) so a
 repeated parameter is visible: RFC 6749 §3.1/§3.2 say request parameters MUST NOT be included
-more than once. Parameters sent without a value count as omitted (RFC 6749 §3.1).
+more than once. Parameters sent without a value count as omitted (RFC 6749 §3.1). Bodies and query
+strings go through the shared bounded parser (`lanyard.runtime.bodies`): size, field count, UTF-8.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from lanyard.idp.oidc.errors import OAuthError
+from lanyard.idp.oidc.errors import OAuthError, invalid_request
+from lanyard.runtime.bodies import BodyLimits, BodyRefused, parse_form, read_bytes
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 HTML_HEADERS = {
@@ -27,6 +29,9 @@ HTML_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 FORM = "application/x-www-form-urlencoded"
+FORM_LIMITS = BodyLimits(max_bytes=16 * 1024, max_depth=8, max_fields=100)
+"""Direct endpoints' forms (token, revocation, introspection, UserInfo, logout); the `claims`
+request parameter's JSON keeps to the same depth."""
 
 
 @dataclass
@@ -44,10 +49,10 @@ class Params:
         return name in self.values
 
 
-def parse_params(raw: str) -> Params:
-    """Parse `a=1&b=2` keeping repeats visible and dropping empty values."""
+def parse_params(raw: str | bytes, limits: BodyLimits = FORM_LIMITS) -> Params:
+    """Parse `a=1&b=2` keeping repeats visible and dropping empty values; raises BodyRefused."""
     out = Params()
-    for name, value in parse_qsl(raw, keep_blank_values=True):
+    for name, value in parse_form(raw, limits):
         if value == "":
             continue
         if name in out.values:
@@ -62,10 +67,13 @@ def is_form(request: Request) -> bool:
     return request.headers.get("content-type", "").split(";")[0].strip().lower() == FORM
 
 
-async def form_params(request: Request) -> Params:
-    """The parameters of a form POST (raises UnicodeDecodeError on undecodable bodies)."""
-    body = await request.body()
-    return parse_params(body.decode("utf-8"))
+async def form_params(request: Request, limits: BodyLimits = FORM_LIMITS) -> Params:
+    """The parameters of a form POST; a body the shared parser refuses (too large, not UTF-8, too
+    many fields) raises invalid_request naming the rule."""
+    try:
+        return parse_params(await read_bytes(request, limits.max_bytes), limits)
+    except BodyRefused as refused:
+        raise invalid_request(refused.description) from None
 
 
 def json_error(err: OAuthError, extra_headers: dict[str, str] | None = None) -> JSONResponse:

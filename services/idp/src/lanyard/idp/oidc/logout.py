@@ -21,22 +21,26 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from lanyard.idp.oidc.http import FORM, Params, html_page, parse_params, redirect, with_query
+from lanyard.idp.oidc.http import FORM, FORM_LIMITS, Params, html_page, parse_params, redirect, with_query
 from lanyard.idp.oidc.jwt import ID_TOKEN_TYP
 from lanyard.idp.oidc.provider import OidcProvider, log
 from lanyard.idp.oidc.revoker import OidcSessionRevoker
+from lanyard.runtime.bodies import BodyRefused, read_bytes
 from lanyard.runtime.tokens import InvalidToken
 
 _CONFIRM_TTL_S = 600
 
 
-async def _params(request: Request) -> Params:
-    if request.method == "POST":
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM:
-            return Params()
-        body = await request.body()
-        return parse_params(body[:16384].decode("utf-8", errors="replace"))
-    return parse_params(request.url.query[:16384])
+async def _params(request: Request) -> Params | None:
+    """The request's parameters (form body or query); None when the shared parser refuses them."""
+    try:
+        if request.method == "POST":
+            if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM:
+                return Params()
+            return parse_params(await read_bytes(request, FORM_LIMITS.max_bytes))
+        return parse_params(request.url.query[: FORM_LIMITS.max_bytes])
+    except BodyRefused:
+        return None
 
 
 async def end_session(provider: OidcProvider, eid: str, sids: list[str], user_id: str | None) -> None:
@@ -62,6 +66,8 @@ async def logout(provider: OidcProvider, request: Request, eid: str) -> Response
     """GET/POST /logout."""
     await provider.enterprise(eid)
     p = await _params(request)
+    if p is None:
+        return html_page("Sign-out request rejected", "The request is malformed.", 400)
     cookie = request.cookies.get(provider.config.browser_cookie)
     session = await provider.ports.browser_sessions.get(eid, cookie) if cookie else None
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -25,10 +24,10 @@ from fastapi import Request
 
 from lanyard.contracts import Event
 from lanyard.contracts.envelope import Subject
-from lanyard.idp.domain import Client, Enterprise
+from lanyard.idp.domain import CONSOLE_CLIENT_ID, Client, Enterprise, console_client
 from lanyard.idp.oidc.config import OidcConfig
 from lanyard.idp.oidc.errors import invalid_client, invalid_request
-from lanyard.idp.oidc.http import FORM, Params, parse_params
+from lanyard.idp.oidc.http import FORM, Params, form_params
 from lanyard.idp.oidc.jwt import TokenKeys
 from lanyard.idp.oidc.storage import OidcStore
 from lanyard.idp.ports import (
@@ -42,10 +41,10 @@ from lanyard.idp.ports import (
     Publisher,
     Users,
 )
+from lanyard.runtime.caches import LruCache
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.tokens import issuer_for
 
-MAX_FORM_BYTES = 16 * 1024
 log = get_logger("lanyard.idp.oidc")
 
 
@@ -84,9 +83,11 @@ class OidcProvider:
         self.store = store
         self.config = config
         self.keys = TokenKeys(ports.keys, config.keys_cache_s)
-        self._enterprises: dict[str, tuple[float, Enterprise]] = {}
-        self._clients: dict[tuple[str, str], tuple[float, Client | None]] = {}
-        self._secrets: dict[tuple[str, str, str], float] = {}
+        # Keyed by what requests name: bounded, so made-up client ids cannot grow them (issue 12).
+        entries = config.cache_entries
+        self._enterprises: LruCache[str, Enterprise] = LruCache(entries, config.enterprise_cache_s)
+        self._clients: LruCache[tuple[str, str], tuple[Client | None]] = LruCache(entries, config.client_cache_s)
+        self._secrets: LruCache[tuple[str, str, str], bool] = LruCache(entries, config.client_cache_s)
 
     def issuer(self, eid: str) -> str:
         """The enterprise's issuer: one exact string everywhere (configuration, never headers)."""
@@ -94,41 +95,37 @@ class OidcProvider:
 
     async def enterprise(self, eid: str) -> Enterprise:
         """The enterprise named in the path; raises UnknownEnterprise."""
-        now = time.monotonic()
         hit = self._enterprises.get(eid)
-        if hit and now - hit[0] < self.config.enterprise_cache_s:
-            return hit[1]
+        if hit is not None:
+            return hit
         found = await self.ports.enterprises.get(eid) if len(eid) <= 128 else None
         if found is None:
             raise UnknownEnterprise(eid)
-        self._enterprises[eid] = (now, found)
+        self._enterprises.put(eid, found)
         return found
 
     async def client(self, eid: str, client_id: str | None) -> Client | None:
         """An enabled client of this enterprise, or None."""
         if not client_id or len(client_id) > 256:
             return None
-        now = time.monotonic()
         hit = self._clients.get((eid, client_id))
-        if hit and now - hit[0] < self.config.client_cache_s:
-            found = hit[1]
+        if hit is not None:
+            (found,) = hit
+        elif client_id == CONSOLE_CLIENT_ID:
+            found = console_client(eid, self.config.public_base_url) if self.config.console_client else None
         else:
             found = await self.ports.clients.get(eid, client_id)
-            self._clients[(eid, client_id)] = (now, found)
+            self._clients.put((eid, client_id), (found,))
         if found is None or not found.enabled or found.enterprise_id != eid:
             return None
         return found
 
     async def _secret_ok(self, eid: str, client_id: str, secret: str) -> bool:
-        now = time.monotonic()
         key = (eid, client_id, hashlib.sha256(secret.encode()).hexdigest())
-        seen = self._secrets.get(key)
-        if seen and now - seen < self.config.client_cache_s:
+        if self._secrets.get(key):
             return True
         if await self.ports.clients.verify_secret(eid, client_id, secret):
-            if len(self._secrets) > 10_000:
-                self._secrets.clear()
-            self._secrets[key] = now
+            self._secrets.put(key, True)
             return True
         return False
 
@@ -140,12 +137,7 @@ class OidcProvider:
             raise invalid_request("this endpoint accepts POST only")
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM:
             raise invalid_request("the body must be application/x-www-form-urlencoded")
-        if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
-            raise invalid_request("request too large")
-        try:
-            params = parse_params((await request.body()).decode("utf-8"))
-        except UnicodeDecodeError:
-            raise invalid_request("the body is not UTF-8") from None
+        params = await form_params(request)
         if params.repeated:
             raise invalid_request(f"repeated parameter: {sorted(params.repeated)[0]}")
         return params, await self.authenticate_client(eid, request, params)

@@ -45,7 +45,7 @@ async def userinfo(provider: OidcProvider, request: Request, eid: str) -> JSONRe
     if request.method == "POST" and is_form(request):
         try:
             p = await form_params(request)
-        except UnicodeDecodeError:
+        except OAuthError:
             p = None
         if p is None or "access_token" in p.repeated:
             err = invalid_request("malformed body")

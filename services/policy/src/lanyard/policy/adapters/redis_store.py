@@ -334,6 +334,12 @@ class RedisReadModel:
         self._queue_snapshot(pipe, enterprise_id)
         return self._build_snapshot(await pipe.execute())
 
+    async def known(self, enterprise_id: str) -> bool:
+        """Whether any event of this enterprise reached the projection: its directory (the IdP's
+        bootstrap publishes the first superadmin), app profiles or configuration."""
+        keys = [k(enterprise_id, part) for part in ("users", "groups", "apps", "created_at")]
+        return bool(await self._r.exists(*keys))
+
     async def created_at(self, enterprise_id: str) -> datetime | None:
         """When the enterprise was first configured (its earliest policy-config event)."""
         raw = await self._r.get(k(enterprise_id, "created_at"))

@@ -35,7 +35,7 @@ from lanyard.session.domain import (
     State,
     deadlines,
 )
-from lanyard.session.ports import Change, Clock, StoredAnswer, TimerRef
+from lanyard.session.ports import Change, Clock, TimerRef
 
 TIMERS = "session:timers"
 OUTBOX = "session:outbox"
@@ -340,33 +340,6 @@ class RedisSessionStore:
         if not isinstance(challenge, str) or not 16 <= len(challenge) <= 128:
             return None
         return await self._redis.getdel(f"session:{enterprise_id}:face-challenge:{challenge}")
-
-    # ---------------------------------------------------------------- idempotency
-
-    @staticmethod
-    def _answer_key(eid: str, scope: str, key: str) -> str:
-        digest = hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
-        return f"session:{eid}:idem:{digest}"
-
-    async def get_answer(self, enterprise_id: str, scope: str, key: str) -> StoredAnswer | None:
-        raw = await self._redis.get(self._answer_key(enterprise_id, scope, key))
-        if not raw:
-            return None
-        data: dict[str, Any] = json.loads(raw)
-        return StoredAnswer(status=data["status"], body=data["body"], fingerprint=data["fingerprint"])
-
-    async def put_answer(self, enterprise_id: str, scope: str, key: str, answer: StoredAnswer, ttl_s: int) -> None:
-        await self._redis.set(
-            self._answer_key(enterprise_id, scope, key), json.dumps(dataclasses.asdict(answer)), ex=ttl_s, nx=True
-        )
-
-    async def claim_key(self, enterprise_id: str, scope: str, key: str, ttl_s: int) -> bool:
-        return bool(
-            await self._redis.set(self._answer_key(enterprise_id, scope, key) + ":running", "1", nx=True, ex=ttl_s)
-        )
-
-    async def release_key(self, enterprise_id: str, scope: str, key: str) -> None:
-        await self._redis.delete(self._answer_key(enterprise_id, scope, key) + ":running")
 
 
 PROJECTION_MARKER = "session:projection"

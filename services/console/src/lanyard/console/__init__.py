@@ -1,0 +1,1 @@
+"""Lanyard admin console."""
