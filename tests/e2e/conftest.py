@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from lanyard.harness.stack import Stack, local_stack
-from lanyard.runtime.testing import free_port
+from lanyard.runtime.testing import free_port, serve_in_thread
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +48,5 @@ def logout_receiver() -> Iterator[LogoutReceiver]:
         receiver.tokens.append(str(form.get("logout_token", "")))
         return Response(status_code=200)
 
-    app = Starlette(routes=[Route("/backchannel-logout", endpoint, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        threading.Event().wait(0.02)
-    yield receiver
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(Starlette(routes=[Route("/backchannel-logout", endpoint, methods=["POST"])]), port):
+        yield receiver

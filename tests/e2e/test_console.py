@@ -25,7 +25,7 @@ import pytest_asyncio
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from lanyard.harness.admin import Enterprise, Person, bootstrap, services_token, totp_now
+from lanyard.harness.admin import Enterprise, Person, bootstrap, known_everywhere, services_token, totp_now
 from lanyard.harness.device import Device, introspect, redeem
 from lanyard.runtime.testing import eventually
 
@@ -65,6 +65,7 @@ async def open_enterprise(stack, http: httpx.AsyncClient) -> tuple[Enterprise, P
         await http.post(f"{stack.base_url}/e/{eid}/admin/token", data={"username": "superadmin", "password": password})
     ).json()["access_token"]
     ent = Enterprise(stack.base_url, eid, token, http, env=stack.env)
+    await known_everywhere(stack.base_url, http, eid, token)
     me = next(u for u in (await ent.call("GET", f"/e/{eid}/admin/users"))["users"] if u["username"] == "superadmin")
     enrolment = await ent.call("POST", f"/e/{eid}/admin/users/{me['user_id']}/totp")
     return ent, Person(me["user_id"], "superadmin", password, enrolment["secret"])

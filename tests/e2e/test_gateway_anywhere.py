@@ -9,19 +9,17 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from lanyard.runtime.testing import ROOT, free_port
+from lanyard.runtime.testing import ROOT, free_port, serve_in_thread
 
 pytestmark = pytest.mark.e2e
 
@@ -29,20 +27,12 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def upstream() -> Iterator[int]:
     """Stands in for the IdP behind the gateway: answers with the size of the body it received."""
-    port = free_port()
 
     async def echo(request: Request) -> JSONResponse:
         return JSONResponse({"received": len(await request.body())})
 
-    app = Starlette(routes=[Route("/e/{rest:path}", echo, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        threading.Event().wait(0.02)
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(Starlette(routes=[Route("/e/{rest:path}", echo, methods=["POST"])])) as port:
+        yield port
 
 
 def test_a_clone_in_a_private_directory_takes_large_bodies(upstream: int) -> None:

@@ -4,6 +4,8 @@
 - `TopicProbe`: read what services published to a topic, from "now" on, as contracts events.
 - `local_kafka` / `local_redis`: start the project's own broker and Redis from deploy/ in a
   throw-away data dir, for test runs on machines with neither an env-given one nor Docker.
+- `serve_in_thread`: a small ASGI app (a test relying party, a stand-in upstream) on a free
+  loopback port, served by uvicorn in a thread for a synchronous fixture.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import inspect
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -185,3 +188,24 @@ async def consumer_lag(bootstrap: str, group: str, topic_names: list[str]) -> in
     finally:
         await reader.stop()
         await admin.close()
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, port: int | None = None, timeout_s: float = 30) -> Iterator[int]:
+    """Serve `app` on 127.0.0.1 in a daemon thread until the block ends; yields the port."""
+    import uvicorn  # only the tests that serve an app need it
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the test app did not start on port {port}")
+        threading.Event().wait(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
