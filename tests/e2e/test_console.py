@@ -395,9 +395,9 @@ async def test_force_checkin_updates_live_revokes_and_the_rp_gets_its_backchanne
 
         before = len(logout_receiver.tokens)
         await row.get_by_role("button", name="Force checkin").click()
-        await page.wait_for_function(
-            f"document.querySelector(\"tr[data-handle='{handle}']\")?.dataset.state === 'CLOSED'", timeout=10_000
-        )
+        # A locator, not wait_for_function: the console's CSP (script-src 'self') refuses the eval
+        # a string expression needs, which made this wait fail now and then.
+        await page.locator(f"tr[data-handle='{handle}'][data-state='CLOSED']").wait_for(timeout=10_000)
         assert await page.evaluate("window.notReloaded") is True, "the page updated in place"
         assert "revoked" in await page.locator("#live-status").inner_text()
 
