@@ -169,7 +169,11 @@ def test_cli_admin_users_profiles_and_audit(demo, kafka_bootstrap):
     code, users = lanyard(demo, "admin", "users", "list")
     assert "nurse.kim" in {u["username"] for u in users}
     code, profile = lanyard(demo, "admin", "app-profiles", "add", "--template", "epic-rover")
-    assert code == 0 and profile["display_name"] == "Rover" and profile["client_secret"] is None
+    # The seed: "A Client ID and Client secret are created" (confidential, PKCE still required).
+    assert code == 0 and profile["display_name"] == "Rover" and profile["client_type"] == "confidential"
+    assert profile["client_secret"] and profile["require_pkce"] is True
+    code, native = lanyard(demo, "admin", "app-profiles", "add", "--template", "epic-rover", "--public")
+    assert code == 0 and native["client_type"] == "public" and native["client_secret"] is None
     code, meta = lanyard(demo, "admin", "app-profiles", "metadata", profile["client_id"])
     assert code == 0 and meta["issuer"] == demo["state"]["issuer"]
     code, bad = lanyard(demo, "admin", "app-profiles", "add", "--name", "X", "--redirect-uri", "http://evil.example/cb")
@@ -218,7 +222,8 @@ def test_gateway_serves_openapi_and_the_apple_association(demo, stack):
     assert code == 0
     profile = plistlib.loads(exported["mobileconfig"].encode())
     sso = profile["PayloadContent"][0]
-    assert sso["Type"] == "Redirect" and sso["URLs"] == [demo["state"]["issuer"]]
+    # The origin, not the issuer: one profile for every enterprise of the host (docs/mdm.md).
+    assert sso["Type"] == "Redirect" and sso["URLs"] == [stack.base_url]
     assert "apple-app-site-association" in profile["PayloadDescription"]
     # The extension the profile installs is the app the host's association file vouches for.
     assert aasa.json() == {"authsrv": {"apps": [f"{sso['TeamIdentifier']}.{sso['ExtensionIdentifier']}"]}}

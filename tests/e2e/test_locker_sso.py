@@ -28,7 +28,7 @@ async def test_checkout_sso_face_lock_checkin_and_revocation(stack, http, kafka_
         # --- an enterprise set up by its admins through the public APIs
         ent = await open_enterprise(stack.base_url, stack.env, http)
         nurse = await ent.add_user("nurse.jane")
-        rover = await ent.add_app(template="epic-rover")  # public native app, custom scheme
+        rover = await ent.add_app(template="epic-rover", client_type="public")  # public native app, custom scheme
         charts = await ent.add_app(
             name="Charts",
             client_type="confidential",

@@ -18,6 +18,8 @@ from lanyard.session.service import SessionService
 from lanyard.session.settings import SessionSettings
 
 T0 = 1_800_000_000.0
+LOCKER_VERSION = "4.3.0"
+"""What the Locker app of these tests reports (the seed's minimum)."""
 
 
 class FakeClock:
@@ -58,6 +60,7 @@ class InMemoryStore:
         self.outbox: dict[str, tuple[float, Event]] = {}
         self.staged: dict[str, float] = {}  # when each event was staged (pending_events' order)
         self.org: dict[str, Any] = {}
+        self.locker: dict[str, Any] = {}
         self.once: set[str] = set()
         self.challenges: dict[tuple[str, str], str] = {}
 
@@ -177,6 +180,20 @@ class InMemoryStore:
 
         return self.org.get(eid, OrgSettings())
 
+    async def get_locker_options(self, eid):
+        from lanyard.session.domain import LockerOptions
+
+        return self.locker.get(eid, LockerOptions())
+
+    async def put_locker_options(self, eid, options):
+        if eid in self.locker and self.locker[eid].version >= options.version:
+            return False
+        self.locker[eid] = options
+        return True
+
+    async def park(self, events):
+        self._park(events)
+
     async def put_org_settings(self, eid, settings):
         self.org[eid] = settings
 
@@ -242,6 +259,13 @@ class World:
     assertion = staticmethod(assertion)
     face_result = staticmethod(face_result)
 
+    @property
+    def report(self):
+        """What an up-to-date Locker app with its SSO extension reports at checkout."""
+        from lanyard.session.domain import ClientReport
+
+        return ClientReport(locker_version=LOCKER_VERSION, sso_extension_installed=True)
+
     async def enrol(self, device_id: str = "dev-1", eid: str = "ent-1"):
         from joserfc.jwk import ECKey
 
@@ -253,9 +277,12 @@ class World:
         )
         return device
 
-    async def checkout(self, device_id: str = "dev-1", user: str = "u-1", eid: str = "ent-1", **kw):
+    async def checkout(self, device_id: str = "dev-1", user: str = "u-1", eid: str = "ent-1", report=None, **kw):
+        from lanyard.session.domain import ClientReport
+
         device = await self.store.get_device(eid, device_id) or await self.enrol(device_id, eid)
-        return await self.service.checkout(device, assertion(device_id, user, **kw))
+        report = report or ClientReport(locker_version=LOCKER_VERSION, sso_extension_installed=True)
+        return await self.service.checkout(device, assertion(device_id, user, **kw), report=report)
 
     async def grant(self, session, version: int = 1, **kw) -> None:
         from lanyard.contracts import events as ev

@@ -13,6 +13,7 @@ from joserfc.jwk import OctKey
 from lanyard.runtime.errors import install_error_handlers
 from lanyard.runtime.tokens import (
     ADMIN_AUDIENCE,
+    SERVICES_AUDIENCE,
     HttpJwks,
     InvalidToken,
     KeysUnavailable,
@@ -21,6 +22,8 @@ from lanyard.runtime.tokens import (
     TokenVerifier,
     issuer_for,
     require_roles,
+    require_roles_or_services,
+    services_issuer,
 )
 
 BASE = "https://gw.example"
@@ -141,6 +144,56 @@ async def test_require_roles_gives_401_and_403(issuer, verifier):
         super_token = issuer.admin_token("e1", "u", "superadmin")
         ok = await client.get("/e/e1/thing", headers={"Authorization": f"Bearer {super_token}"})
         assert ok.json() == {"user": "u"}
+
+
+async def test_services_tokens_are_accepted_only_where_their_scope_is_and_never_as_admin_tokens(issuer, verifier):
+    services = TokenVerifier.for_services(BASE, issuer.static_jwks())
+    app = FastAPI()
+    read = require_roles_or_services(lambda _r: verifier, lambda _r: services, ("auditor",), "read")
+    trust = require_roles_or_services(lambda _r: verifier, lambda _r: services, ("superadmin",), "establish_trust")
+    admin_only = require_roles_or_services(lambda _r: verifier, lambda _r: services, ("superadmin",), None)
+
+    @app.get("/e/{enterprise_id}/read")
+    async def r(principal=Depends(read)):
+        return {"actor": principal.user_id}
+
+    @app.get("/e/{enterprise_id}/trust")
+    async def t(principal=Depends(trust)):
+        return {"actor": principal.user_id}
+
+    @app.get("/e/{enterprise_id}/admin")
+    async def a(principal=Depends(admin_only)):
+        return {"actor": principal.user_id}
+
+    legacy_guard = require_roles(lambda _r: verifier, "superadmin")
+
+    @app.get("/e/{enterprise_id}/legacy")
+    async def legacy(principal=Depends(legacy_guard)):
+        return {"actor": principal.user_id}
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    svc = issuer.services_token("svc_1")
+    read_only = issuer.services_token("svc_2", "read")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        assert (await client.get("/e/any-hospital/read", headers=bearer(svc))).json() == {"actor": "services:svc_1"}
+        assert (await client.get("/e/any-hospital/trust", headers=bearer(svc))).json() == {"actor": "services:svc_1"}
+        denied = await client.get("/e/e1/trust", headers=bearer(read_only))
+        assert (denied.status_code, denied.json()["detail"]["error"]) == (403, "insufficient_scope")
+        assert (await client.get("/e/e1/admin", headers=bearer(svc))).status_code == 403
+        # An enterprise admin keeps the role rules; a services token is no admin token anywhere.
+        auditor = issuer.admin_token("e1", "u1", "auditor")
+        assert (await client.get("/e/e1/read", headers=bearer(auditor))).json() == {"actor": "u1"}
+        assert (await client.get("/e/e1/trust", headers=bearer(auditor))).status_code == 403
+        assert (await client.get("/e/e1/legacy", headers=bearer(svc))).status_code == 401
+        # Claiming the services issuer with an enterprise key (or the reverse) fails verification.
+        forged = issuer.sign("e1", {"iss": services_issuer(BASE), "sub": "x", "aud": SERVICES_AUDIENCE,
+                                    "scope": "read establish_trust"}, "at+jwt")  # fmt: skip
+        assert (await client.get("/e/e1/trust", headers=bearer(forged))).status_code == 401
+        wrong_aud = issuer.sign("_services", {"iss": services_issuer(BASE), "sub": "x", "aud": ADMIN_AUDIENCE,
+                                              "scope": "read"}, "at+jwt")  # fmt: skip
+        assert (await client.get("/e/e1/read", headers=bearer(wrong_aud))).status_code == 401
 
 
 class FakeIdp:

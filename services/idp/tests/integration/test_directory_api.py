@@ -5,6 +5,7 @@ authn API, lockout, and org settings from lanyard.policy-config.v1."""
 from __future__ import annotations
 
 import base64
+import plistlib
 
 import pytest
 
@@ -109,13 +110,34 @@ async def test_app_profiles_template_credentials_once_rotation_metadata(idp):
     tpl = (await idp.http.get(f"/e/{idp.eid}/admin/app-profiles/templates/epic-rover", headers=h)).json()
     assert tpl["profile_name"] == "Epic Rover" and tpl["display_name"] == "Rover"
     assert tpl["redirect_uris"] == ["com.epic.rover.oidc://callback", "https://mobile.epic.com/rover/OIDC/redirect/"]
+    # The seed: "Click Generate Client credentials ... A Client ID and Client secret are created":
+    # the template's default is confidential, and PKCE stays required.
+    assert (tpl["client_type"], tpl["require_pkce"]) == ("confidential", True)
+    choices = {c["client_type"]: c for c in tpl["client_type_choices"]}
+    assert choices["confidential"]["default"] is True and choices["public"]["default"] is False
+    assert "RFC 8252" in choices["public"]["reason"] and "Client secret" in choices["confidential"]["reason"]
     r = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles?template=epic-rover", headers=h)
     assert r.status_code == 201, r.text
     rover = r.json()
-    assert rover["client_type"] == "public" and rover["claims"][:2] == ["sub", "name"]
-    await idp.probe.wait_for("app_profile.upserted.v1", client_id=rover["client_id"], template="epic-rover")
+    assert (rover["client_type"], rover["require_pkce"]) == ("confidential", True)
+    assert rover["claims"][:2] == ["sub", "name"] and "PKCE" in rover["client_type_reason"]
+    event = await idp.probe.wait_for("app_profile.upserted.v1", client_id=rover["client_id"], template="epic-rover")
+    assert (event.payload.client_type, event.payload.require_pkce) == ("confidential", True)
     creds = await idp.http.post(f"/e/{idp.eid}/admin/app-profiles/{rover['client_id']}/credentials", headers=h)
-    assert creds.json() == {"client_id": rover["client_id"]}  # public: no secret
+    assert creds.status_code == 201 and creds.headers["cache-control"] == "no-store"
+    assert (creds.json()["client_type"], creds.json()["pkce_required"]) == ("confidential", True)
+    assert await idp.side.clients.verify_secret(idp.eid, rover["client_id"], creds.json()["client_secret"])
+    # ... or public native (RFC 8252), with the reason shown: no secret, PKCE.
+    r = await idp.http.post(
+        f"/e/{idp.eid}/admin/app-profiles?template=epic-rover", json={"client_type": "public"}, headers=h
+    )
+    native = r.json()
+    assert (r.status_code, native["client_type"], native["require_pkce"]) == (201, "public", True)
+    assert "RFC 8252" in native["client_type_reason"]
+    url = f"/e/{idp.eid}/admin/app-profiles/{native['client_id']}/credentials"
+    creds = (await idp.http.post(url, headers=h)).json()
+    assert "client_secret" not in creds and creds["client_type"] == "public" and "RFC 8252" in creds["reason"]
+    await idp.http.delete(f"/e/{idp.eid}/admin/app-profiles/{native['client_id']}", headers=h)
 
     for bad in ("myapp://cb", "https://rp.example.org/cb#x", "https://*.example.org/cb", "http://example.org/cb"):
         body = {"profile_name": "X", "display_name": "X", "redirect_uris": [bad]}
@@ -199,8 +221,11 @@ async def test_key_rotation_publishes_next_before_use(idp):
 async def test_mobileconfig_export(idp):
     r = await idp.http.get(f"/e/{idp.eid}/admin/sso-extension.mobileconfig", headers=idp.auth(idp.root_token))
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-apple-aspen-config")
-    assert b"com.apple.extensiblesso" in r.content and f"{idp.base}/e/{idp.eid}".encode() in r.content
+    profile = plistlib.loads(r.content)
+    assert profile["PayloadContent"][0]["URLs"] == [idp.base]  # the origin serves every enterprise
     assert b"dev.lanyard.locker.ssoextension" in r.content
+    assert 'filename="lanyard-sso-127.0.0.1-8480.mobileconfig"' in r.headers["content-disposition"]
+    assert "apple-app-site-association" in profile["PayloadDescription"]
 
 
 async def test_login_page_password_then_totp_then_session(idp):
@@ -277,8 +302,12 @@ async def test_locker_authn_checkout_assertion(idp):
         url, json={"device_id": "dev-1", "username": "cara", "password": "pa55word-long", "totp": totp}
     )
     assert (replay.status_code, replay.json()["error"]) == (401, "invalid_grant")  # a TOTP step is single-use
-    badge = await idp.http.post(url, json={"device_id": "dev-2", "badge_id": "BADGE-1", "totp": idp.code(secret, 1)})
+    badge = await idp.http.post(
+        url, json={"device_id": "dev-2", "badge_id": "BADGE-1", "totp": idp.code(secret, 1), "locker_version": "4.3.1"}
+    )
     assert badge.status_code == 200
+    # The Locker app reports its release on authn too; it is announced with the authentication.
+    await idp.probe.wait_for("oidc.user_authenticated.v1", user_id=user["user_id"], client_version="4.3.1")
     badge_claims = await verifier.verify(
         badge.json()["assertion"], enterprise_id=idp.eid, audience="lanyard-session", typ="checkout+jwt"
     )

@@ -15,12 +15,14 @@ from lanyard.idp.domain import (
     new_ring,
     otpauth_uri,
     rotate_ring,
+    rp_client_id_problem,
+    rp_secret_problem,
     safe_next,
     totp_match,
     validate_backchannel_uri,
     validate_redirect_uri,
 )
-from lanyard.idp.mdm import sso_extension_profile
+from lanyard.idp.mdm import origin_of, sso_extension_profile
 
 GOOD = [
     "com.epic.rover.oidc://callback",
@@ -156,15 +158,52 @@ def test_rotation_state_machine():
     assert {e.kid for e in ring3.entries} == {"r2", "e2", "r3", "e3", "r4", "e4"}  # expired retirees dropped
 
 
-def test_mobileconfig_payload():
-    raw = sso_extension_profile("acme", "https://idp.example/e/acme", "dev.lanyard.locker.ssoextension", "TEAM1")
+def test_mobileconfig_payload_names_the_origin_and_is_one_profile_per_host():
+    raw = sso_extension_profile("https://idp.example", "dev.lanyard.locker.ssoextension", "TEAM1")
     profile = plistlib.loads(raw)
     (payload,) = profile["PayloadContent"]
     assert profile["PayloadType"] == "Configuration"
     assert payload["PayloadType"] == "com.apple.extensiblesso"
     assert payload["ExtensionIdentifier"] == "dev.lanyard.locker.ssoextension"
     assert payload["TeamIdentifier"] == "TEAM1" and payload["Type"] == "Redirect"
-    assert payload["URLs"] == ["https://idp.example/e/acme"]
-    assert sso_extension_profile("acme", "https://idp.example/e/acme", "x.y", "T") == sso_extension_profile(
-        "acme", "https://idp.example/e/acme", "x.y", "T"
+    assert payload["URLs"] == ["https://idp.example"]  # the seed's form: an origin, no issuer path
+    assert sso_extension_profile("https://idp.example", "x.y", "T") == sso_extension_profile(
+        "https://idp.example", "x.y", "T"
     )
+    other = plistlib.loads(sso_extension_profile("https://other.example", "x.y", "T"))
+    assert other["PayloadUUID"] != profile["PayloadUUID"]
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [("https://IdP.Example/e/acme", "https://idp.example"), ("http://127.0.0.1:8480", "http://127.0.0.1:8480"),
+     ("https://gw.example/lanyard", "https://gw.example")],
+)  # fmt: skip
+def test_origin_of_the_public_base_url(url, origin):
+    assert origin_of(url) == origin
+
+
+@pytest.mark.parametrize(
+    ("secret", "words"),
+    [
+        ("x" * 31, "too short"),
+        ("ab" * 300, "too long"),
+        ("é" + "Zq8-Vx3_kLm9Pw2Rt7Yb4Nc6Hd1Jf5Gs0A", "printable ASCII"),
+        ("abcdeabcdeabcdeabcdeabcdeabcdeabcde", "too repetitive"),
+        ("my-rp-" + "Zq8-Vx3_kLm9Pw2Rt7Yb4Nc6Hd1Jf5Gs0A", "client id"),
+        ("Zq8-Vx3_kLm9Pw2Rt7Yb4Nc6Hd1Jf5Gs0A", None),
+    ],
+)
+def test_an_rp_supplied_secret_must_be_one_an_rp_generator_made(secret, words):
+    problem = rp_secret_problem(secret, "my-rp")
+    assert (problem is None) if words is None else (words in problem)
+    assert problem is None or secret not in problem  # the reason never repeats the secret
+
+
+@pytest.mark.parametrize(
+    ("client_id", "ok"),
+    [("epic-prod.rover-01", True), ("a@b.example", True), ("ab", False), ("bad:id", False), ("with space", False),
+     ("lanyard-console", False), ("Lanyard-x", False), ("cli_abc", False), ("-leading", False)],
+)  # fmt: skip
+def test_rp_chosen_client_ids(client_id, ok):
+    assert (rp_client_id_problem(client_id) is None) is ok

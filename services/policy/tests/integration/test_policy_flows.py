@@ -108,6 +108,11 @@ class Ent:
     def su(self) -> dict[str, str]:
         return self.token("superadmin", user="su-1")
 
+    @property
+    def services(self) -> dict[str, str]:
+        """A vendor services principal (belongs to no enterprise)."""
+        return {"authorization": f"Bearer {self.w.issuer.services_token('svc-1')}"}
+
     def url(self, path: str) -> str:
         return f"/policy/e/{self.id}{path}"
 
@@ -130,9 +135,11 @@ class Ent:
             store = self.w.app.state.policy.store
             await eventually(lambda: store.was_applied(self.id, event.event_id), what=f"{event.type} applied")
 
-    async def user(self, user_id: str, status: str = "active", groups: tuple[str, ...] = ("nurses",)) -> None:
+    async def user(
+        self, user_id: str, status: str = "active", groups: tuple[str, ...] = ("nurses",), totp: bool = True
+    ) -> None:
         payload = ev.UserUpsertedPayload(
-            user_id=user_id, username=user_id, display_name=user_id, groups=groups, status=status
+            user_id=user_id, username=user_id, display_name=user_id, groups=groups, status=status, totp_enrolled=totp
         )
         await self.emit(ev.UserUpserted(enterprise_id=self.id, producer="idp", payload=payload))
 
@@ -162,7 +169,7 @@ class Ent:
         r = await self.w.client.post(
             self.url("/cloud-connection/establish-trust"),
             json={"enterprise_id": self.id, "code": code["code"]},
-            headers=self.su,
+            headers=self.services,
         )
         assert r.status_code == 200, r.text
         return r.json()
@@ -510,11 +517,13 @@ async def _new_code(world: World, ent: Ent) -> str:
     return r.json()["code"]
 
 
-async def _establish(world: World, ent: Ent, code: str, enterprise_id: str | None = None) -> httpx.Response:
+async def _establish(
+    world: World, ent: Ent, code: str, enterprise_id: str | None = None, headers: dict[str, str] | None = None
+) -> httpx.Response:
     return await world.client.post(
         ent.url("/cloud-connection/establish-trust"),
         json={"enterprise_id": enterprise_id or ent.id, "code": code},
-        headers=ent.su,
+        headers=headers or ent.services,
     )
 
 
@@ -542,7 +551,7 @@ async def test_provisioning_code_is_single_use_and_counted(world, kafka_bootstra
         state = (await world.client.get(ent.url("/cloud-connection"), headers=ent.su)).json()
         assert (state["state"], state["failed_attempts"], state["code_expires_at"]) == ("established", 3, None)
         event = await probe.wait_for("policy.cloud_connection_changed.v1", state="established")
-        assert event.actor == "su-1"
+        assert event.actor == "services:svc-1"
         assert creds["client_secret"] not in str([e.model_dump() for e in probe.events])
     finally:
         await probe.stop()
@@ -580,15 +589,21 @@ async def test_readiness_of_a_half_configured_enterprise_api_and_cli(world):
     assert r.status_code == 200
     report = r.json()
     assert report["ready"] is False
-    statuses = {c["check"]: c["status"] for c in report["checks"]}
+    statuses = {c["check"]: (c["status"], c["requirement"]) for c in report["checks"]}
     assert statuses == {
-        "maintained release": "pass",
-        "Single Sign On licensed": "pass",
-        "cloud connection established": "fail",
-        "OpenID Connect apps added and enabled": "pass",
-        "apps deployed to users": "fail",
-        "users assigned to a policy enabled for SSO": "fail",
+        "maintained release": ("pass", "Required"),
+        "Single Sign On licensed": ("pass", "Required"),
+        "cloud connection established": ("fail", "Required"),
+        "OpenID Connect apps added and enabled": ("pass", "Required"),
+        "apps deployed to users": ("fail", "Required"),
+        "users assigned to a policy enabled for SSO": ("fail", "Required"),
+        "Password Autofill and SSO is ON": ("fail", "Required"),
+        "Require a second factor to unlock the device is ON": ("pass", "Required"),
+        "Locker for iOS 4.3 or later on the devices": ("pass", "Required"),
+        "SSO Extension profile deployed from the MDM": ("pass", "Required"),
+        "users with SSO can check out (second factor enrolled)": ("pass", "Optional"),
     }
+    assert report["release"] and report["release"] in report["checks"][0]["detail"]
     where = {c["check"]: c["where_to_fix"] for c in report["checks"]}
     assert where["cloud connection established"] == "Gear menu > Cloud connection"
 
@@ -615,7 +630,206 @@ async def test_readiness_of_a_half_configured_enterprise_api_and_cli(world):
     text = out.decode()
     assert proc.returncode == 0, err.decode()
     assert "cloud connection established" in text and "Gear menu > Cloud connection" in text
-    assert text.count("pass") == 6 and "fail" not in text
+    assert "Required" in text and "Optional" in text
+    assert text.count("pass") == 11 and "fail" not in text
+
+
+# ------------------------------------------------------- cloud trust by a services principal
+
+
+async def test_only_a_services_principal_establishes_trust_and_every_attempt_is_announced(world, kafka_bootstrap):
+    ent = await Ent.open(world)
+    probe = await TopicProbe(kafka_bootstrap, topics.POLICY_CONFIG).start()
+    try:
+        # Only the enterprise's superadmin generates the code; an admin may not.
+        r = await world.client.post(ent.url("/cloud-connection/provisioning-code"), headers=ent.token("admin"))
+        assert r.status_code == 403
+        r = await world.client.post(ent.url("/cloud-connection/provisioning-code"), headers=ent.services)
+        assert r.status_code == 401  # a services principal is no admin of the enterprise
+        code = await _new_code(world, ent)
+
+        # The superadmin holding the right code is refused: only Services enter it. Audited.
+        refused = await _establish(world, ent, code, headers=ent.su)
+        assert (refused.status_code, refused.json()["error"]) == (403, "services_only")
+        attempt = await eventually(
+            lambda: [e for e in probe.of_type("policy.cloud_connection_changed.v1")
+                     if e.enterprise_id == ent.id and e.payload.last_attempt is not None],
+            10, what="the refused attempt announced",
+        )  # fmt: skip
+        first = attempt[0]
+        assert (first.actor, first.payload.last_attempt.by, first.payload.last_attempt.principal) == (
+            "su-1", "su-1", "enterprise_admin")  # fmt: skip
+        assert (first.payload.last_attempt.outcome, first.payload.last_attempt.reason) == ("refused", "services_only")
+        assert first.payload.failed_attempts == 0  # not a guess at the code
+
+        # A services principal with only the read scope may look, not establish.
+        reader = {"authorization": f"Bearer {world.issuer.services_token('svc-ro', 'read')}"}
+        assert (await world.client.get(ent.url("/cloud-connection"), headers=reader)).status_code == 200
+        r = await _establish(world, ent, code, headers=reader)
+        assert (r.status_code, r.json()["error"]) == (403, "insufficient_scope")
+
+        wrong = await _establish(world, ent, "WRONGCODE123")
+        assert (wrong.status_code, wrong.json()["failed_attempts"]) == (400, 1)
+        ok = await _establish(world, ent, code)
+        assert ok.status_code == 200 and ok.json()["state"] == "established"
+
+        # The superadmin sees the result: who established trust, when, and the last attempt.
+        view = (await world.client.get(ent.url("/cloud-connection"), headers=ent.su)).json()
+        assert (view["state"], view["established_by"], view["failed_attempts"]) == ("established", "services:svc-1", 1)
+        assert view["established_at"] is not None
+        assert view["last_attempt"]["outcome"] == "established"
+        assert view["last_attempt"]["by"] == "services:svc-1" and view["last_attempt"]["principal"] == "services"
+        mine = [e for e in probe.of_type("policy.cloud_connection_changed.v1") if e.enterprise_id == ent.id]
+        outcomes = [(e.actor, e.payload.last_attempt.outcome if e.payload.last_attempt else None,
+                     e.payload.last_attempt.reason if e.payload.last_attempt else None) for e in mine]  # fmt: skip
+        assert outcomes == [
+            ("su-1", None, None),
+            ("su-1", "refused", "services_only"),
+            ("services:svc-1", "refused", "wrong"),
+            ("services:svc-1", "established", None),
+        ]
+        assert ok.json()["client_secret"] not in str([e.model_dump() for e in probe.events])
+        # A later code keeps who established trust (each record is whole: the topic is compacted).
+        await _new_code(world, ent)
+        view = (await world.client.get(ent.url("/cloud-connection"), headers=ent.su)).json()
+        assert (view["state"], view["established_by"]) == ("established", "services:svc-1")
+    finally:
+        await probe.stop()
+
+
+async def test_a_services_principal_reads_views_of_any_enterprise_but_changes_nothing(world):
+    ent = await Ent.open(world)
+    for path in ("/readiness", "/cloud-connection", "/org-settings", "/locker-options", "/licences"):
+        r = await world.client.get(ent.url(path), headers=ent.services)
+        assert r.status_code == 200, (path, r.text)
+    r = await world.client.put(ent.url("/org-settings"), json={"password_autofill_and_sso": True}, headers=ent.services)
+    assert r.status_code == 401
+    r = await world.client.put(ent.url("/locker-options"), json={}, headers=ent.services)
+    assert r.status_code == 401
+
+
+# ------------------------------------------------------------------------ Locker options
+
+
+async def test_locker_options_are_validated_versioned_and_published(world, kafka_bootstrap):
+    ent = await Ent.open(world)
+    probe = await TopicProbe(kafka_bootstrap, topics.POLICY_CONFIG).start()
+    try:
+        defaults = (await world.client.get(ent.url("/locker-options"), headers=ent.token("auditor"))).json()
+        assert defaults == {"version": 0, "hide_password_autofill_prompt": False, "show_sso_status_at_checkout": True}
+
+        first = await ent.put("/locker-options", {"hide_password_autofill_prompt": True, "expected_version": 0})
+        assert (first["version"], first["hide_password_autofill_prompt"]) == (1, True)
+        event = await probe.wait_for("policy.locker_options_changed.v1", version=1)
+        assert (event.actor, event.enterprise_id, event.payload.hide_password_autofill_prompt) == ("su-1", ent.id, True)
+        second = await ent.put("/locker-options", {"hide_password_autofill_prompt": True,
+                                                   "show_sso_status_at_checkout": False})  # fmt: skip
+        assert second["version"] == 2
+        current = (await world.client.get(ent.url("/locker-options"), headers=ent.su)).json()
+        assert current == {"version": 2, "hide_password_autofill_prompt": True, "show_sso_status_at_checkout": False}
+
+        # Refusals: a change against an older version, an unknown option, a wrong type, no role.
+        stale = await world.client.put(ent.url("/locker-options"), json={"expected_version": 1}, headers=ent.su)
+        assert (stale.status_code, stale.json()["error"]) == (409, "version_conflict")
+        assert "version 2" in stale.json()["error_description"]
+        unknown = await world.client.put(ent.url("/locker-options"), json={"hide_everything": True}, headers=ent.su)
+        assert (unknown.status_code, unknown.json()["error"]) == (400, "invalid_request")
+        assert "hide_everything" in unknown.json()["error_description"]
+        typed = await world.client.put(ent.url("/locker-options"), json={"hide_password_autofill_prompt": "yes"},
+                                       headers=ent.su)  # fmt: skip
+        assert typed.status_code == 400
+        auditor = await world.client.put(ent.url("/locker-options"), json={}, headers=ent.token("auditor"))
+        assert auditor.status_code == 403
+        assert (await world.client.get(ent.url("/locker-options"), headers=ent.su)).json()["version"] == 2
+        assert len([e for e in probe.of_type("policy.locker_options_changed.v1") if e.enterprise_id == ent.id]) == 2
+    finally:
+        await probe.stop()
+
+
+async def test_concurrent_locker_option_changes_get_distinct_versions(world):
+    ent = await Ent.open(world)
+    bodies = [{"hide_password_autofill_prompt": i % 2 == 0} for i in range(6)]
+    answers = await asyncio.gather(
+        *(world.client.put(ent.url("/locker-options"), json=b, headers=ent.su) for b in bodies)
+    )
+    versions = sorted(a.json()["version"] for a in answers)
+    assert versions == [1, 2, 3, 4, 5, 6]
+    winner = next(a.json() for a in answers if a.json()["version"] == 6)
+    current = (await world.client.get(ent.url("/locker-options"), headers=ent.su)).json()
+    assert current["hide_password_autofill_prompt"] is winner["hide_password_autofill_prompt"]
+
+
+# ------------------------------------------------------------------- version prerequisites
+
+
+async def test_the_minimum_locker_version_is_an_org_setting_no_lower_than_the_seeds(world):
+    ent = await Ent.open(world)
+    org = (await world.client.get(ent.url("/org-settings"), headers=ent.su)).json()
+    assert org["minimum_locker_version"] == "4.3"
+    await ent.put("/org-settings", {"password_autofill_and_sso": True, "minimum_locker_version": "4.5"})
+    assert (await world.client.get(ent.url("/org-settings"), headers=ent.su)).json()["minimum_locker_version"] == "4.5"
+    low = await world.client.put(ent.url("/org-settings"), json={"minimum_locker_version": "4.2"}, headers=ent.su)
+    assert (low.status_code, low.json()["error"]) == (400, "invalid_setting")
+    assert "cannot be below 4.3" in low.json()["error_description"]
+    bad = await world.client.put(ent.url("/org-settings"), json={"minimum_locker_version": "latest"}, headers=ent.su)
+    assert bad.status_code == 400
+
+
+async def _device_checkout(ent: Ent, device_id: str, version: str | None, extension: bool | None) -> None:
+    payload = ev.DeviceCheckedOutPayload(
+        device_session_id=f"ds-{uuid.uuid4().hex[:10]}", device_id=device_id, user_id="alice", sequence=1,
+        amr=("pwd", "otp"), checked_out_at=datetime.now(UTC), device_jkt="jkt", locker_version=version,
+        sso_extension_installed=extension,
+    )  # fmt: skip
+    await ent.w.publisher.publish(ev.DeviceCheckedOut(enterprise_id=ent.id, producer="session", payload=payload))
+
+
+async def test_readiness_counts_devices_below_the_minimum_or_without_the_sso_extension(world):
+    ent = await Ent.open(world)
+    await ent.configure()
+    await _device_checkout(ent, "cart-1", "4.3.2", True)
+    await _device_checkout(ent, "cart-2", "4.4", False)
+    refused = ev.CheckoutRefusedPayload(
+        device_id="cart-3", user_id="alice", reason="locker_update_required", locker_version="4.2.0",
+        minimum_locker_version="4.3", sso_extension_installed=True,
+    )  # fmt: skip
+    await ent.w.publisher.publish(ev.CheckoutRefused(enterprise_id=ent.id, producer="session", payload=refused))
+
+    async def rows():
+        report = (await world.client.get(ent.url("/readiness"), headers=ent.su)).json()
+        found = {c["check"]: c for c in report["checks"]}
+        return (report, found) if " of 3 " in found["Locker for iOS 4.3 or later on the devices"]["detail"] else None
+
+    report, found = await eventually(rows, 15, what="three device reports in readiness")
+    locker = found["Locker for iOS 4.3 or later on the devices"]
+    assert locker["status"] == "fail" and "1 of 3" in locker["detail"] and "cart-3" in locker["detail"]
+    extension = found["SSO Extension profile deployed from the MDM"]
+    assert extension["status"] == "fail" and extension["detail"].startswith("1 of 3 devices") and "cart-2" in (
+        extension["detail"])  # fmt: skip
+    assert report["ready"] is False
+
+
+async def test_readiness_is_not_ready_while_password_autofill_and_sso_is_off_and_shows_blocked_users(world):
+    ent = await Ent.open(world)
+    await ent.configure(org=True)
+    await ent.user("bob", totp=False)
+    report = (await world.client.get(ent.url("/readiness"), headers=ent.su)).json()
+    found = {c["check"]: c for c in report["checks"]}
+    assert found["Password Autofill and SSO is ON"]["status"] == "fail"
+    assert report["ready"] is False
+    blocked = found["users with SSO can check out (second factor enrolled)"]
+    assert (blocked["status"], blocked["requirement"]) == ("fail", "Optional") and "bob" in blocked["detail"]
+    why = (await world.client.get(ent.url("/readiness/users/bob"), headers=ent.su)).json()
+    assert (why["allowed"], why["reason"], why["checkout_blockers"]) == (
+        False, "sso_disabled_for_org", ["second_factor_not_enrolled"])  # fmt: skip
+
+    await ent.put("/org-settings", {"password_autofill_and_sso": True})
+    report = (await world.client.get(ent.url("/readiness"), headers=ent.su)).json()
+    assert report["ready"] is True  # the Optional blocker row informs, it does not block
+    why = (await world.client.get(ent.url("/readiness/users/bob"), headers=ent.su)).json()
+    assert (why["allowed"], why["reason"]) == (False, "second_factor_not_enrolled")
+    alice = (await world.client.get(ent.url("/readiness/users/alice"), headers=ent.su)).json()
+    assert alice["allowed"] is True and alice["checkout_blockers"] == []
 
 
 async def test_seats_in_use_and_valid_per_licence_kind(world):
@@ -688,8 +902,10 @@ async def test_retried_posts_replay_the_first_answer(world):
     assert again.headers["cache-control"] == "no-store"
     trust = {"enterprise_id": ent.id, "code": first.json()["code"]}
     key = {"Idempotency-Key": "trust-1"}
-    made = await world.client.post(ent.url("/cloud-connection/establish-trust"), json=trust, headers={**ent.su, **key})
-    retry = await world.client.post(ent.url("/cloud-connection/establish-trust"), json=trust, headers={**ent.su, **key})
+    # Services enter the code (the seed); a retry under the same key gets the same credentials.
+    url, services = ent.url("/cloud-connection/establish-trust"), ent.services
+    made = await world.client.post(url, json=trust, headers={**services, **key})
+    retry = await world.client.post(url, json=trust, headers={**services, **key})
     assert made.status_code == 200 and retry.json() == made.json()  # not "code already used"
-    fresh = await world.client.post(ent.url("/cloud-connection/establish-trust"), json=trust, headers=ent.su)
+    fresh = await world.client.post(url, json=trust, headers=services)
     assert fresh.json()["error"] == "invalid_provisioning_code"  # without the key, the code is spent

@@ -255,11 +255,32 @@ def test_locked_second_factor_cannot_be_switched_off():
 # ---------------------------------------------------------------------------------- readiness
 
 
-def test_readiness_of_a_complete_enterprise_passes_every_row():
-    rows = d.readiness(GOOD, "1.2.3", NOW)
-    assert [r.status for r in rows] == ["pass"] * 6
-    assert rows[0].detail == "running Lanyard policy 1.2.3"
-    assert [r.where_to_fix for r in rows] == [
+SUPPORTED = (d.SupportedRelease("1.2", NOW + 90 * DAY),)
+SEED_ROWS = [
+    "maintained release",
+    "Single Sign On licensed",
+    "cloud connection established",
+    "OpenID Connect apps added and enabled",
+    "apps deployed to users",
+    "users assigned to a policy enabled for SSO",
+]
+
+
+def table(snapshot=GOOD, release="1.2.3", supported=SUPPORTED, users=None, devices=(), now=NOW):
+    return d.readiness(snapshot, now, release, supported, users, devices)
+
+
+def status(rows):
+    return {r.check: r.status for r in rows}
+
+
+def test_readiness_of_a_complete_enterprise_passes_every_row_in_the_seed_order():
+    rows = table(devices=(d.DeviceReport("dev-1", "4.3.1", True, NOW - DAY),))
+    assert [r.check for r in rows][:6] == SEED_ROWS
+    assert [r.status for r in rows] == ["pass"] * 11
+    assert d.is_ready(rows)
+    assert rows[0].detail == "running Lanyard 1.2.3 (series 1.2, supported until 2026-04-15)"
+    assert [r.where_to_fix for r in rows][:6] == [
         "Help menu",
         "Gear menu > License",
         "Gear menu > Cloud connection",
@@ -267,16 +288,97 @@ def test_readiness_of_a_complete_enterprise_passes_every_row():
         "Applications > Single sign-on application profiles",
         "Users > User policies",
     ]
+    assert [r.requirement for r in rows] == ["Required"] * 10 + ["Optional"]
 
 
-def test_readiness_of_an_empty_enterprise_fails_all_but_release():
-    rows = d.readiness(d.Snapshot(), "1.2.3", NOW)
-    assert [r.status for r in rows] == ["pass"] + ["fail"] * 5
+def test_readiness_of_an_empty_enterprise_fails_every_configuration_row():
+    rows = table(d.Snapshot())
+    failing = {c for c, s in status(rows).items() if s == "fail"}
+    assert failing == set(SEED_ROWS[1:]) | {"Password Autofill and SSO is ON"}
+    assert not d.is_ready(rows)
+
+
+def test_password_autofill_and_sso_off_is_not_ready():
+    """The seed's MAM prerequisite: with it OFF nobody gets SSO, so the table must not say ready."""
+    rows = table(with_(org=d.OrgSettings(password_autofill_and_sso=False)))
+    row = next(r for r in rows if r.check == "Password Autofill and SSO is ON")
+    assert (row.status, row.where_to_fix) == ("fail", "MAM console > Admin > Check Out > Password Autofill and SSO")
+    assert not d.is_ready(rows)
+    rows = table(with_(org=d.OrgSettings(password_autofill_and_sso=True, require_second_factor=False)))
+    assert status(rows)["Require a second factor to unlock the device is ON"] == "fail"
+    assert not d.is_ready(rows)
+
+
+@pytest.mark.parametrize(
+    ("release", "supported", "now", "ok", "words"),
+    [
+        ("1.2.3", SUPPORTED, NOW, True, "supported until"),
+        ("1.3.0", SUPPORTED, NOW, False, "not a supported release"),
+        ("unknown", SUPPORTED, NOW, False, "not a supported release"),
+        ("1.2.3", SUPPORTED, NOW + 90 * DAY, False, "ended on"),
+        ("1.2.3", (), NOW, False, "supported: none"),
+        ("0.1.0", (d.SupportedRelease("0.1", NOW + DAY), d.SupportedRelease("0.2", NOW + 9 * DAY)), NOW, True, "0.1"),
+    ],
+)
+def test_the_help_menu_row_checks_the_running_release_against_the_supported_list(release, supported, now, ok, words):
+    row = table(release=release, supported=supported, now=now)[0]
+    assert (row.check, row.status == "pass") == ("maintained release", ok)
+    assert words in row.detail
+    assert d.is_ready(table(release=release, supported=supported, now=now)) is ok
+
+
+def test_devices_below_the_minimum_locker_or_without_the_sso_extension_fail_their_rows():
+    devices = (
+        d.DeviceReport("dev-new", "4.3.0", True, NOW - DAY),
+        d.DeviceReport("dev-old", "4.2.9", True, NOW - DAY, refused=True),
+        d.DeviceReport("dev-silent", None, None, NOW - 2 * DAY),
+        d.DeviceReport("dev-noext", "4.4", False, NOW - 3 * DAY),
+        d.DeviceReport("dev-gone", "3.0", False, NOW - 30 * DAY),  # not recently active: not counted
+    )
+    rows = {r.check: r for r in table(devices=devices)}
+    locker = rows["Locker for iOS 4.3 or later on the devices"]
+    assert locker.status == "fail"
+    assert locker.detail.startswith("2 of 4 devices active in the last 7 days run Locker below 4.3")
+    assert "dev-old" in locker.detail and "dev-silent" in locker.detail and "dev-gone" not in locker.detail
+    extension = rows["SSO Extension profile deployed from the MDM"]
+    assert extension.status == "fail"
+    assert extension.detail.startswith("1 of 4 devices active in the last 7 days lack the SSO extension: dev-noext")
+    assert "(1 did not report it)" in extension.detail
+    higher = with_(org=d.OrgSettings(password_autofill_and_sso=True, minimum_locker_version="4.4"))
+    rows = {r.check: r for r in table(higher, devices=devices[:1])}
+    assert rows["Locker for iOS 4.4 or later on the devices"].status == "fail"
+    assert "no device checked out" in table(devices=devices[4:])[8].detail
+
+
+def test_users_who_cannot_check_out_are_an_optional_row_that_does_not_block_readiness():
+    users = {
+        "alice": replace(ALICE, totp_enrolled=True),
+        "bob": d.DirectoryUser("bob", "active", ("nurses",), totp_enrolled=False),
+        "carol": d.DirectoryUser("carol", "active", ("porters",), totp_enrolled=False),  # no SSO policy
+        "dave": d.DirectoryUser("dave", "disabled", ("nurses",), totp_enrolled=False),
+        "erin": d.DirectoryUser("erin", "active", ("nurses",), totp_enrolled=None),  # unknown: not counted
+    }
+    rows = table(users=users)
+    blockers = rows[-1]
+    assert (blockers.status, blockers.requirement) == ("fail", "Optional")
+    assert blockers.detail == "1 users with an SSO-enabled policy have no second factor enrolled: bob"
+    assert d.is_ready(rows)
+    assert d.checkout_blockers(users["bob"], GOOD.org) == ["second_factor_not_enrolled"]
+    assert d.checkout_blockers(users["bob"], d.OrgSettings(require_second_factor=False)) == []
+
+
+def test_the_minimum_locker_version_cannot_go_below_what_locker_sso_needs():
+    with pytest.raises(d.SettingRefused, match=r"cannot be below 4\.3"):
+        d.apply_org_settings(d.OrgSettings(), d.OrgSettings(minimum_locker_version="4.2"), locked=False)
+    assert (
+        d.apply_org_settings(d.OrgSettings(), d.OrgSettings(minimum_locker_version="5"), False).minimum_locker_version
+        == "5"
+    )
 
 
 def test_readiness_ignores_deployments_of_missing_apps_and_disabled_apps():
-    rows = d.readiness(with_(app_profiles={"epic": d.AppProfile("epic", False)}), "1", NOW)
-    statuses = {r.check: r.status for r in rows}
+    rows = table(with_(app_profiles={"epic": d.AppProfile("epic", False)}))
+    statuses = status(rows)
     assert statuses["OpenID Connect apps added and enabled"] == "fail"
     assert statuses["apps deployed to users"] == "fail"
 

@@ -41,10 +41,14 @@ class FakeReadModel:
         self.pending_events: dict[str, bytes] = {}
         self.seats: dict[str, dict[str, int]] = {"sso": {}, "apa": {}}
         self.views = 0
+        self.device_reports: dict[str, list[d.DeviceReport]] = {}
 
     @contextlib.asynccontextmanager
     async def lock(self, enterprise_id: str) -> AsyncIterator[None]:
         yield
+
+    async def record_devices(self, e: str, reports: Sequence[d.DeviceReport]) -> None:
+        self.device_reports.setdefault(e, []).extend(reports)
 
     async def checkout_view(self, e: str, checkouts: Sequence[tuple[str, str]]) -> CheckoutView:
         self.views += 1
@@ -262,8 +266,11 @@ class RecordingEntitlements:
 
 async def test_a_batch_is_split_into_runs_of_one_enterprise_in_order():
     recorder = RecordingEntitlements()
-    handlers = PolicyHandlers(FakeReadModel(), recorder)
+    store = FakeReadModel()
+    handlers = PolicyHandlers(store, recorder)
     other = checked_out("b1").model_copy(update={"enterprise_id": "e2"})
     batch = [checked_out("a1"), checked_out("a2"), other, checked_in("a1"), checked_out("a3")]
     await handlers.on_device_sessions([(event, None) for event in batch])
     assert recorder.calls == [("run", ["a1", "a2"]), ("run", ["b1"]), ("checkin", ["a1"]), ("run", ["a3"])]
+    # Every checkout's device report is kept for readiness, per enterprise, in one write each.
+    assert {e: len(r) for e, r in store.device_reports.items()} == {"e1": 3, "e2": 1}

@@ -164,3 +164,24 @@ async def test_restore_writes_what_is_missing_with_timers_and_pointer_and_no_eve
     assert await store.restore([], [live], {"ent-1": OrgSettings()}) == 0  # the store's records are newer
     assert await store.get_session("ent-1", "ds-live") == newer
     assert await store.get_org_settings("ent-1") == settings
+
+
+async def test_locker_options_keep_the_highest_version_and_parked_events_wait_in_the_outbox(store, clock):
+    from lanyard.session.domain import LockerOptions
+
+    assert await store.get_locker_options("ent-1") == LockerOptions()
+    assert await store.put_locker_options("ent-1", LockerOptions(2, True, False)) is True
+    assert await store.put_locker_options("ent-1", LockerOptions(1, False, True)) is False
+    assert await store.put_locker_options("ent-1", LockerOptions(2, False, True)) is False
+    assert await store.get_locker_options("ent-1") == LockerOptions(2, True, False)
+    assert await store.get_locker_options("ent-2") == LockerOptions()
+
+    refused = ev.CheckoutRefused(
+        enterprise_id="ent-1", producer="session",
+        payload=ev.CheckoutRefusedPayload(device_id="dev-1", user_id="u-1", reason="locker_update_required",
+                                          minimum_locker_version="4.3"),
+    )  # fmt: skip
+    await store.park([refused])
+    [event] = await store.claim_outbox(clock.now() + 5, 30, 10)
+    assert event.event_id == refused.event_id
+    await store.outbox_done(event)

@@ -21,6 +21,9 @@ from lanyard.runtime.tokens import TestIssuer
 from lanyard.session.app import create_app
 from lanyard.session.settings import SessionSettings
 
+LOCKER_REPORT = {"locker_version": "4.3.0", "sso_extension_installed": True}
+"""What an up-to-date Locker app reports with its checkout."""
+
 
 def fast_settings(group: str, **kw: Any) -> SessionSettings:
     # The rebuild from Kafka is on in production; here only the tests about it turn it on, since
@@ -53,6 +56,7 @@ class Harness:
         self.keys: dict[str, ECKey] = {}
         self.probe = TopicProbe(kafka_bootstrap, topics.DEVICE_SESSIONS)
         self._publisher: EventPublisher | None = None
+        self.locker_report = dict(LOCKER_REPORT)
 
     async def start(self, **settings: Any) -> Instance:
         app = create_app(fast_settings(self.group, **settings), jwks=self.issuer.static_jwks())
@@ -129,12 +133,15 @@ class Harness:
     def proof(self, device_id: str, method: str, path: str, handle: str | None = None) -> dict[str, str]:
         return {"Device-Proof": sign_device_proof(self.keys[device_id], method, self.base + path, handle)}
 
-    async def checkout(self, inst: Instance, device_id: str = "dev-1", user: str = "u-1", **kw: Any) -> httpx.Response:
+    async def checkout(
+        self, inst: Instance, device_id: str = "dev-1", user: str = "u-1", report: dict | None = None, **kw: Any
+    ) -> httpx.Response:
+        """Check out as an up-to-date Locker app with its SSO extension (unless `report` says else);
+        `kw` are extra headers."""
         path = self.path(f"/devices/{device_id}/checkout")
         assertion = self.issuer.checkout_assertion(self.eid, user, device_id)
-        return await inst.client.post(
-            path, json={"assertion": assertion}, headers={**self.proof(device_id, "POST", path), **kw}
-        )
+        body = {"assertion": assertion, **(LOCKER_REPORT if report is None else report)}
+        return await inst.client.post(path, json=body, headers={**self.proof(device_id, "POST", path), **kw})
 
     async def locker(
         self, inst: Instance, method: str, dsid: str, rest: str = "", device_id: str = "dev-1", **kw: Any

@@ -75,7 +75,7 @@ async def test_idempotency_key_replays_the_checkout_and_refuses_reuse(harness):
     first = await h.checkout(inst, **{"Idempotency-Key": "co-1"})
     assert first.status_code == 201
     path = h.path("/devices/dev-1/checkout")
-    body = {"assertion": h.issuer.checkout_assertion(h.eid, "u-1", "dev-1")}
+    body = {"assertion": h.issuer.checkout_assertion(h.eid, "u-1", "dev-1"), **h.locker_report}
     reused = await inst.client.post(
         path, json=body, headers={**h.proof("dev-1", "POST", path), "Idempotency-Key": "co-1"}
     )

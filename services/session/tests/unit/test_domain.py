@@ -1,5 +1,7 @@
 """The device-session state machine and its timers, pure, with explicit times."""
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -281,3 +283,40 @@ def test_replay_over_a_lost_record_keeps_the_recorded_number():
     again = domain.replay(locked, domain.Transition("locked", T0 + 200, 4))
     assert again.state is State.LOCKED and again.sequence == 4
     assert domain.check_in(again, T0 + 300, "user").transitions[0].sequence == 5
+
+
+# ----------------------------------------------------------------- the seed's Locker prerequisites
+
+
+@pytest.mark.parametrize(
+    ("version", "minimum", "refused"),
+    [("4.3", "4.3", False), ("4.3.0-beta", "4.3", True), ("4.2.9", "4.3", True), (None, "4.3", True),
+     ("4.4.1", "4.5", True), ("5.0", "4.5", False)],
+)  # fmt: skip
+def test_locker_refusal_follows_the_enterprise_minimum(version, minimum, refused):
+    why = domain.locker_refusal(domain.ClientReport(version, True), OrgSettings(minimum_locker_version=minimum))
+    assert (why is not None) is refused
+    if refused:
+        assert why.startswith(f"Update Locker to version {minimum} or later")
+
+
+def test_sso_availability_says_why_not():
+    org_on, org_off = OrgSettings(password_autofill_and_sso=True), OrgSettings(password_autofill_and_sso=False)
+    s = started().session
+    assert domain.sso_availability(s, org_on)["status"] == "pending"
+    granted = domain.apply_entitlement(s, grant())
+    assert domain.sso_availability(granted, org_on) == {
+        "available": True, "status": "available", "reasons": [], "denied_because": None,
+    }  # fmt: skip
+    off = domain.sso_availability(granted, org_off)
+    assert (off["available"], [r["code"] for r in off["reasons"]]) == (False, ["sso_disabled_for_org"])
+    no_extension = replace(s, sso_extension_installed=False)
+    pending = domain.sso_availability(no_extension, org_on)
+    assert (pending["status"], [r["code"] for r in pending["reasons"]]) == ("unavailable", ["sso_extension_missing"])
+    ended = domain.end_entitlement(granted, T0 + 5, "no_apps_deployed")
+    assert ended.session.state is State.CLOSED and ended.session.closed_reason == "entitlement_revoked"
+    view = domain.sso_availability(ended.session, org_on)
+    assert (view["denied_because"], view["reasons"][0]["code"]) == ("no_apps_deployed", "entitlement_ended")
+    assert domain.end_entitlement(ended.session, T0 + 6, "again") is None  # CLOSED stays closed
+    checked_in = domain.check_in(granted, T0 + 7, "user").session
+    assert domain.sso_availability(checked_in, org_on)["reasons"][0]["code"] == "checked_in"

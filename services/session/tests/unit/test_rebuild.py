@@ -308,3 +308,24 @@ async def test_a_live_session_whose_entitlement_ended_is_checked_in_after_the_re
     assert (await world.session(session.device_session_id)).closed_reason == "entitlement_revoked"
     (checked_in,) = world.publisher.events[published:]
     assert checked_in.type == "session.device_checked_in.v1" and checked_in.payload.sequence == 2
+
+
+async def test_the_fold_keeps_the_highest_locker_options_and_the_rebuild_never_lowers_them(world, clock, memory_store):
+    from lanyard.session.domain import LockerOptions
+
+    def options(version: int, hide: bool) -> ev.LockerOptionsChanged:
+        payload = ev.LockerOptionsChangedPayload(version=version, hide_password_autofill_prompt=hide)
+        return ev.LockerOptionsChanged(enterprise_id="ent-1", producer="policy", payload=payload)
+
+    projection = Projection(default_max_session_s=3600)
+    for event in (options(1, False), options(3, True), options(2, False)):
+        projection.apply(event)
+    assert projection.result(clock.now()).locker_options == {"ent-1": LockerOptions(3, True, True)}
+
+    await memory_store.put_locker_options("ent-1", LockerOptions(4, False, True))  # newer than the topic
+    history = FakeHistory({"lanyard.policy-config.v1": [options(3, True)]})
+    await Rebuild(
+        store=memory_store, marker=FakeMarker(), history=history, clock=clock, default_max_session_s=3600,
+        timeout_s=5, activity_lookback_s=120,
+    ).run()  # fmt: skip
+    assert (await memory_store.get_locker_options("ent-1")).version == 4

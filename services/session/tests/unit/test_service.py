@@ -67,7 +67,7 @@ async def test_retire_checks_in_the_live_session_first(world):
 
 async def test_checkout_publishes_checked_out_with_sequence_one_and_the_device_key(world):
     device = await world.enrol()
-    s = await world.service.checkout(device, world.assertion())
+    s = await world.service.checkout(device, world.assertion(), report=world.report)
     event = world.publisher.events[-1]
     assert event.type == "session.device_checked_out.v1"
     assert event.payload.sequence == 1 and event.payload.device_jkt == device.jkt
@@ -118,24 +118,24 @@ async def test_second_factor_not_required_when_the_org_turns_it_off(world):
 async def test_assertion_is_single_use(world):
     device = await world.enrol()
     token = world.assertion(jti="once")
-    s = await world.service.checkout(device, token)
+    s = await world.service.checkout(device, token, report=world.report)
     await world.service.check_in(s, "user")
     with pytest.raises(SessionError) as err:
-        await world.service.checkout(device, token)
+        await world.service.checkout(device, token, report=world.report)
     assert err.value.code == "assertion_replayed"
 
 
 async def test_assertion_for_another_device_is_refused(world):
     device = await world.enrol()
     with pytest.raises(SessionError) as err:
-        await world.service.checkout(device, world.assertion(device_id="dev-2"))
+        await world.service.checkout(device, world.assertion(device_id="dev-2"), report=world.report)
     assert err.value.status == 403 and err.value.code == "device_mismatch"
 
 
 async def test_invalid_assertion_is_refused(world):
     device = await world.enrol()
     with pytest.raises(SessionError) as err:
-        await world.service.checkout(device, "invalid")
+        await world.service.checkout(device, "invalid", report=world.report)
     assert err.value.status == 401 and err.value.code == "invalid_assertion"
 
 
@@ -155,7 +155,7 @@ async def test_broker_failure_answers_503_and_the_relay_publishes_later(world):
     device = await world.enrol()
     world.publisher.fail = True
     with pytest.raises(SessionError) as err:
-        await world.service.checkout(device, world.assertion())
+        await world.service.checkout(device, world.assertion(), report=world.report)
     assert err.value.status == 503
     assert len(world.store.outbox) == 1
     world.publisher.fail = False
@@ -406,3 +406,54 @@ async def test_sessions_are_scoped_by_enterprise(world):
     with pytest.raises(SessionError) as err:
         await world.service.force_check_in("ent-2", s.device_session_id, "admin-7")
     assert err.value.status == 404
+
+
+# ------------------------------------------------------------------ Locker prerequisites
+
+
+async def test_an_outdated_locker_is_refused_after_the_refusal_is_announced_and_spends_the_assertion(world):
+    from lanyard.session.domain import ClientReport
+
+    device = await world.enrol()
+    token = world.assertion()
+    with pytest.raises(SessionError) as err:
+        await world.service.checkout(device, token, report=ClientReport("4.2", True))
+    assert (err.value.status, err.value.code, err.value.extra) == (403, "locker_update_required",
+                                                                   {"minimum_locker_version": "4.3"})  # fmt: skip
+    refused = world.publisher.events[-1]
+    assert refused.type == "session.checkout_refused.v1" and refused.payload.locker_version == "4.2"
+    assert world.store.outbox == {} and world.store.current == {}
+    with pytest.raises(SessionError) as again:
+        await world.service.checkout(device, token, report=world.report)
+    assert again.value.code == "assertion_replayed"
+
+
+async def test_a_refusal_the_broker_did_not_acknowledge_stays_in_the_outbox(world):
+    from lanyard.session.domain import ClientReport
+
+    device = await world.enrol()
+    world.publisher.fail = True
+    with pytest.raises(SessionError) as err:
+        await world.service.checkout(device, world.assertion(), report=ClientReport(None, None))
+    assert err.value.status == 503
+    world.publisher.fail = False
+    world.clock.advance(6)
+    assert await world.service.relay_outbox() == 1
+    assert world.publisher.types()[-1] == "session.checkout_refused.v1"
+
+
+async def test_the_checkout_carries_the_locker_report_and_the_view_the_options(world):
+    from lanyard.contracts import events as ev
+
+    s = await world.checkout()
+    event = world.publisher.events[-1]
+    assert (event.payload.locker_version, event.payload.sso_extension_installed) == ("4.3.0", True)
+    for version, hide in ((2, True), (1, False)):
+        payload = ev.LockerOptionsChangedPayload(version=version, hide_password_autofill_prompt=hide)
+        await world.service.locker_options_changed(
+            ev.LockerOptionsChanged(enterprise_id="ent-1", producer="policy", payload=payload)
+        )
+    view = await world.service.locker_view(s)
+    assert view["locker_options"] == {"version": 2, "hide_password_autofill_prompt": True,
+                                      "show_sso_status_at_checkout": True}  # fmt: skip
+    assert view["locker_version"] == "4.3.0" and view["sso"]["status"] == "unavailable"  # org setting off by default

@@ -251,6 +251,7 @@ async def profiles_template(out: Out, name: str, **kw: Any) -> None:
 @click.option("--display-name", help="User-friendly name (users see it).")
 @click.option("--redirect-uri", "redirect_uris", multiple=True, help="A redirect URI (repeatable).")
 @click.option("--confidential", is_flag=True, help="A confidential client (gets a client secret).")
+@click.option("--public", "public", is_flag=True, help="A public native client (no secret, PKCE; RFC 8252).")
 @click.option("--backchannel-logout-uri", help="Where the IdP posts logout tokens.")
 @runs
 async def profiles_add(
@@ -260,6 +261,7 @@ async def profiles_add(
     display_name: str | None,
     redirect_uris: tuple[str, ...],
     confidential: bool,
+    public: bool,
     backchannel_logout_uri: str | None,
     **kw: Any,
 ) -> None:
@@ -272,8 +274,10 @@ async def profiles_add(
         body["display_name"] = display_name or name
     if redirect_uris:
         body["redirect_uris"] = list(redirect_uris)
-    if confidential:
-        body["client_type"] = "confidential"
+    if confidential and public:
+        raise click.UsageError("--confidential or --public, not both")
+    if confidential or public:
+        body["client_type"] = "public" if public else "confidential"
     if backchannel_logout_uri:
         body["backchannel_logout_uri"] = backchannel_logout_uri
     if not template and not (name and redirect_uris):
@@ -289,6 +293,8 @@ async def profiles_add(
 
     def human(c: Console) -> None:
         c.print(kv({k: data[k] for k in ("client_id", "profile_name", "display_name", "client_type", "redirect_uris")}))
+        if data.get("client_type_reason"):
+            c.print(f"[dim]why {data['client_type']}: {data['client_type_reason']}[/]")
         if data["client_secret"]:
             c.print(f"[bold]client secret (shown once):[/] {data['client_secret']}")
         c.print(f"issuer for the RP: {data['issuer']}  (discovery: {meta['discovery_url']})")
@@ -365,19 +371,25 @@ async def mobileconfig(out: Out, output: str | None, **kw: Any) -> None:
 @_session
 @runs
 async def readiness(out: Out, **kw: Any) -> None:
-    """The seed's integration-readiness table: each prerequisite, pass or fail, where to fix it.
-    Exits 1 when any check fails."""
+    """The seed's integration-readiness table: each prerequisite, Required or Optional, pass or
+    fail, where to fix it. Exits 1 when a Required check fails."""
     async with httpx.AsyncClient(timeout=15) as http:
         ent = await _enterprise(http, kw)
         report = await ent.policy("GET", "/readiness")
 
     def human(c: Console) -> None:
-        c.print(rows(report["checks"], ["check", "status", "detail", "where_to_fix"], title="Integration readiness"))
+        c.print(
+            rows(
+                report["checks"],
+                ["check", "requirement", "status", "detail", "where_to_fix"],
+                title="Integration readiness",
+            )
+        )
         c.print("[bold green]ready[/]" if report["ready"] else "[bold red]not ready[/]")
 
     out.emit(report, human)
     if not report["ready"]:
-        raise CheckFailed("not every readiness check passes")
+        raise CheckFailed("not every Required readiness check passes")
 
 
 @admin.command(name="why-not")

@@ -134,6 +134,7 @@ async def seed(
         ent = await sign_in(
             gateway, enterprise_id, state["superadmin"]["username"], state["superadmin"]["password"], http
         )
+        ent.env = env or {}  # Services (a services principal, issued by the operator command) establish trust
         # Policy and audit accept the new enterprise's tokens once its directory event reached them.
         await known_everywhere(gateway, http, enterprise_id, ent.admin_token)
         await _seed_directory(ent, state, path)

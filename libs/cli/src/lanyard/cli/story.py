@@ -117,7 +117,8 @@ async def _story(tl: Timeline, demo: dict[str, Any], username: str, bound: float
     gw, eid, issuer, rd = demo["gateway"], demo["enterprise_id"], demo["issuer"], demo["rover_demo_url"]
     u = demo["users"][username]
     person = Person(u["user_id"], username, u["password"], u["totp_secret"], u.get("badge_id"))
-    rover = App(demo["apps"]["rover"]["client_id"], demo["apps"]["rover"]["redirect_uri"])
+    rover_cfg = demo["apps"]["rover"]
+    rover = App(rover_cfg["client_id"], rover_cfg["redirect_uri"], rover_cfg.get("client_secret"))
     web_cfg = demo["apps"]["rover-demo"]
     web = App(web_cfg["client_id"], web_cfg["redirect_uri"], web_cfg["client_secret"])
 

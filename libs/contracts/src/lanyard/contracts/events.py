@@ -14,6 +14,11 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from lanyard.contracts import topics
 from lanyard.contracts.envelope import Event, Model
+from lanyard.contracts.versions import DEFAULT_MINIMUM_LOCKER_VERSION, MINIMUM_PATTERN, RELEASE_PATTERN
+
+SERVICES_REALM = "_services"
+"""The `enterprise_id` of events about the vendor's services principals, which belong to no
+enterprise (enterprise ids never start with `_`)."""
 
 # --------------------------------------------------------------------------- directory (idp)
 
@@ -98,6 +103,10 @@ class AppProfileUpsertedPayload(Model):
     custom_claims: tuple[ClaimMapping, ...] = ()
     enabled: bool = True
     template: str | None = None
+    require_pkce: bool | None = Field(default=None, description="PKCE required even though the client is confidential")
+    credentials_source: Literal["generated", "rp_supplied"] | None = Field(
+        default=None, description="who chose the client id and secret: Lanyard, or the RP (Web App Login Configuration)"
+    )
 
 
 class AppProfileUpserted(Event[AppProfileUpsertedPayload]):
@@ -127,6 +136,27 @@ class ClientSecretRotated(Event[ClientSecretRotatedPayload]):
     topic: ClassVar = topics.APP_PROFILES
     key_field: ClassVar[str] = "client_id"
     type: Literal["app_profile.secret_rotated.v1"] = "app_profile.secret_rotated.v1"
+
+
+# ------------------------------------------------------------- services principals (idp)
+
+
+class ServicesPrincipalChangedPayload(Model):
+    """A vendor services principal (the seed's "Imprivata Services"): it belongs to no
+    enterprise, may establish cloud trust and read configuration views. Never its secret."""
+
+    principal_id: str
+    name: str
+    status: Literal["active", "revoked"]
+    scopes: tuple[str, ...] = ()
+
+
+class ServicesPrincipalChanged(Event[ServicesPrincipalChangedPayload]):
+    """Published with `enterprise_id` = SERVICES_REALM."""
+
+    topic: ClassVar = topics.DIRECTORY
+    key_field: ClassVar[str] = "principal_id"
+    type: Literal["directory.services_principal_changed.v1"] = "directory.services_principal_changed.v1"
 
 
 # ------------------------------------------------------------------------ policy config (policy)
@@ -229,6 +259,11 @@ class OrgSettingsChangedPayload(Model):
     face_match_threshold: float = Field(default=0.9, ge=0, le=1)
     face_liveness_threshold: float = Field(default=0.9, ge=0, le=1)
     face_max_failures: int = Field(default=5, gt=0)
+    minimum_locker_version: str = Field(
+        default=DEFAULT_MINIMUM_LOCKER_VERSION,
+        pattern=MINIMUM_PATTERN,
+        description="checkout is refused to a Locker app older than this (the seed: 4.3 or later)",
+    )
 
 
 class OrgSettingsChanged(Event[OrgSettingsChangedPayload]):
@@ -237,18 +272,57 @@ class OrgSettingsChanged(Event[OrgSettingsChangedPayload]):
     type: Literal["policy.org_settings_changed.v1"] = "policy.org_settings_changed.v1"
 
 
+TrustRefusal = Literal["wrong", "used", "expired", "none", "services_only"]
+"""Why an establish-trust attempt failed: wrong enterprise id or code, a used or void code, an
+expired code, no code issued, or an enterprise admin trying what only Services may do."""
+
+
+class TrustAttempt(Model):
+    """One establish-trust attempt: who, as what kind of principal, and how it ended."""
+
+    at: datetime
+    by: str
+    principal: Literal["services", "enterprise_admin"]
+    outcome: Literal["established", "refused"]
+    reason: TrustRefusal | None = None
+
+
 class CloudConnectionChangedPayload(Model):
-    """Trust between the enterprise and the cloud: established, or a failed attempt."""
+    """Trust between the enterprise and the cloud: established, or a failed attempt. Each record
+    carries the whole state (the topic is compacted), including the last attempt."""
 
     connection_id: str = "cloud-connection"
     state: Literal["not_connected", "code_issued", "established"]
     failed_attempts: int = 0
+    established_by: str | None = None
+    established_at: datetime | None = None
+    last_attempt: TrustAttempt | None = None
 
 
 class CloudConnectionChanged(Event[CloudConnectionChangedPayload]):
     topic: ClassVar = topics.POLICY_CONFIG
     key_field: ClassVar[str] = "connection_id"
     type: Literal["policy.cloud_connection_changed.v1"] = "policy.cloud_connection_changed.v1"
+
+
+class LockerOptionsChangedPayload(Model):
+    """Locker custom options of an enterprise, delivered to the Locker app with every checkout
+    and status read. `version` grows by one with every change; the highest wins."""
+
+    options_id: str = "locker-options"
+    version: int = Field(ge=1)
+    hide_password_autofill_prompt: bool = Field(
+        default=False, description="the seed: hide the Password Autofill prompt when apps use Locker SSO"
+    )
+    show_sso_status_at_checkout: bool = Field(
+        default=True, description="tell the clinician at checkout whether SSO is available on the device"
+    )
+
+
+class LockerOptionsChanged(Event[LockerOptionsChangedPayload]):
+    topic: ClassVar = topics.POLICY_CONFIG
+    key_field: ClassVar[str] = "options_id"
+    type: Literal["policy.locker_options_changed.v1"] = "policy.locker_options_changed.v1"
 
 
 # ----------------------------------------------------------------------- device sessions (session)
@@ -291,12 +365,33 @@ class DeviceCheckedOutPayload(DeviceSessionPayload):
     amr: tuple[str, ...]
     checked_out_at: datetime
     device_jkt: str = Field(description="RFC 7638 thumbprint of the device key the handle is bound to")
+    locker_version: str | None = Field(default=None, description="the Locker app's release, as it reported it")
+    sso_extension_installed: bool | None = Field(
+        default=None, description="whether the Locker app found its SSO extension profile (from the MDM) installed"
+    )
 
 
 class DeviceCheckedOut(Event[DeviceCheckedOutPayload]):
     topic: ClassVar = topics.DEVICE_SESSIONS
     key_field: ClassVar[str] = "device_id"
     type: Literal["session.device_checked_out.v1"] = "session.device_checked_out.v1"
+
+
+class CheckoutRefusedPayload(Model):
+    """A checkout the session service refused before any session existed (audited, counted)."""
+
+    device_id: str
+    user_id: str
+    reason: Literal["locker_update_required"]
+    locker_version: str | None = Field(default=None, pattern=RELEASE_PATTERN)
+    minimum_locker_version: str
+    sso_extension_installed: bool | None = None
+
+
+class CheckoutRefused(Event[CheckoutRefusedPayload]):
+    topic: ClassVar = topics.DEVICE_SESSIONS
+    key_field: ClassVar[str] = "device_id"
+    type: Literal["session.checkout_refused.v1"] = "session.checkout_refused.v1"
 
 
 class DeviceLockedPayload(DeviceSessionPayload):
@@ -439,8 +534,9 @@ class EntitlementRevoked(Event[EntitlementRevokedPayload]):
 # ------------------------------------------------------------------------------ OIDC events (idp)
 
 
-AuthChannel = Literal["login_page", "locker", "admin_api"]
-"""Where a user authenticated: the interactive login page, the Locker app, or the admin API."""
+AuthChannel = Literal["login_page", "locker", "admin_api", "services_api"]
+"""Where a user authenticated: the interactive login page, the Locker app, the admin API, or (a
+vendor services principal, enterprise_id SERVICES_REALM) the services token endpoint."""
 
 
 class UserAuthenticatedPayload(Model):
@@ -450,6 +546,7 @@ class UserAuthenticatedPayload(Model):
     channel: AuthChannel
     amr: tuple[str, ...]
     device_id: str | None = None
+    client_version: str | None = Field(default=None, description="the Locker app's release, when it reported it")
 
 
 class UserAuthenticated(Event[UserAuthenticatedPayload]):
@@ -464,7 +561,7 @@ class AuthenticationFailedPayload(Model):
     username: str
     user_id: str | None = None
     channel: AuthChannel
-    factor: Literal["password", "totp"]
+    factor: Literal["password", "totp", "client_secret"]
     locked_out: bool = False
 
 
@@ -562,10 +659,10 @@ class BackchannelLogoutFailed(Event[BackchannelLogoutPayload]):
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     UserUpserted, UserDeleted, GroupUpserted, GroupDeleted,
-    AppProfileUpserted, AppProfileDeleted, ClientSecretRotated,
+    AppProfileUpserted, AppProfileDeleted, ClientSecretRotated, ServicesPrincipalChanged,
     UserPolicyUpserted, UserPolicyDeleted, AppDeploymentUpserted, AppDeploymentDeleted,
-    LicenceUpserted, LicenceDeleted, OrgSettingsChanged, CloudConnectionChanged,
-    DeviceEnrolled, DeviceRetired, DeviceCheckedOut, DeviceLocked, FaceVerified,
+    LicenceUpserted, LicenceDeleted, OrgSettingsChanged, CloudConnectionChanged, LockerOptionsChanged,
+    DeviceEnrolled, DeviceRetired, DeviceCheckedOut, CheckoutRefused, DeviceLocked, FaceVerified,
     FaceVerificationFailed, DeviceCheckedIn,
     EntitlementGranted, EntitlementDenied, EntitlementRevoked,
     UserAuthenticated, AuthenticationFailed, AuthorizationGranted, TokensIssued, TokensRefreshed,
@@ -582,6 +679,7 @@ AnyEvent = Annotated[
     | AppProfileUpserted
     | AppProfileDeleted
     | ClientSecretRotated
+    | ServicesPrincipalChanged
     | UserPolicyUpserted
     | UserPolicyDeleted
     | AppDeploymentUpserted
@@ -590,9 +688,11 @@ AnyEvent = Annotated[
     | LicenceDeleted
     | OrgSettingsChanged
     | CloudConnectionChanged
+    | LockerOptionsChanged
     | DeviceEnrolled
     | DeviceRetired
     | DeviceCheckedOut
+    | CheckoutRefused
     | DeviceLocked
     | FaceVerified
     | FaceVerificationFailed

@@ -1,5 +1,7 @@
 """An enterprise set up the way a hospital's admins and Imprivata-style Services would: through
-the public admin APIs only (IdP, policy, session), behind the gateway."""
+the public admin APIs only (IdP, policy, session), behind the gateway. Services are a vendor
+services principal issued by the operator command (`python -m lanyard.idp services-principal
+create`); only they establish cloud trust."""
 
 from __future__ import annotations
 
@@ -80,13 +82,16 @@ class App:
 
 @dataclass
 class Enterprise:
-    """Admin access to one enterprise through the gateway."""
+    """Admin access to one enterprise through the gateway (and, for cloud trust, the vendor's
+    services principal: `services_token`, obtained on first use when `env` is known)."""
 
     base_url: str
     enterprise_id: str
     admin_token: str
     http: httpx.AsyncClient
     people: dict[str, Person] = field(default_factory=dict)
+    env: dict[str, str] | None = None
+    services_token: str | None = None
 
     @property
     def issuer(self) -> str:
@@ -134,12 +139,13 @@ class Enterprise:
         self,
         *,
         template: str | None = None,
-        client_type: str = "public",
+        client_type: str | None = None,
         redirect_uri: str = "com.example.app.oidc://callback",
         backchannel_logout_uri: str | None = None,
         name: str | None = None,
     ) -> App:
-        """An OIDC app profile (optionally from a template) and its generated credentials."""
+        """An OIDC app profile (optionally from a template, whose client type is the default) and
+        its generated credentials. Without a template the app is public unless told otherwise."""
         path = f"/e/{self.enterprise_id}/admin/app-profiles"
         if template:
             body = await self.call("GET", f"{path}/templates/{template}")
@@ -156,15 +162,18 @@ class Enterprise:
                     "custom_claims",
                     "backchannel_logout_uri",
                     "client_type",
+                    "require_pkce",
                     "enabled",
                 }
             }
+            if client_type is not None:
+                body["client_type"] = client_type
         else:
             body = {
                 "profile_name": name or f"app-{uuid.uuid4().hex[:6]}",
                 "display_name": name or "App",
                 "redirect_uris": [redirect_uri],
-                "client_type": client_type,
+                "client_type": client_type or "public",
             }
         if backchannel_logout_uri:
             body["backchannel_logout_uri"] = backchannel_logout_uri
@@ -190,13 +199,6 @@ class Enterprise:
         }
         await self.policy("PUT", "/licences/sso", {"kind": "sso", "seats": seats, **window})
         await self.policy("PUT", "/licences/apa", {"kind": "apa", "seats": apa_seats or seats, **window})
-
-    async def connect_cloud(self) -> None:
-        """Imprivata-style Services: a provisioning code, then trust established with it."""
-        code = await self.policy("POST", "/cloud-connection/provisioning-code")
-        await self.policy(
-            "POST", "/cloud-connection/establish-trust", {"enterprise_id": self.enterprise_id, "code": code["code"]}
-        )
 
     async def deploy(self, client_id: str, users: list[str], groups: list[str] | tuple[str, ...] = ()) -> None:
         """Deploy an app to users and groups."""
@@ -243,6 +245,22 @@ class Enterprise:
             await self.deploy(app.client_id, users, groups)
         await self.set_org_settings()
 
+    async def connect_cloud(self) -> Any:
+        """The seed's cloud connection: the superadmin generates the 5-minute code, Services enter
+        the enterprise id and the code."""
+        code = await self.policy("POST", "/cloud-connection/provisioning-code")
+        if self.services_token is None:
+            if self.env is None:
+                raise RuntimeError("no services principal: pass services_token or env")
+            self.services_token = await services_token(self.base_url, self.env, self.http)
+        return _ok(
+            await self.http.post(
+                f"{self.base_url}/policy/e/{self.enterprise_id}/cloud-connection/establish-trust",
+                json={"enterprise_id": self.enterprise_id, "code": code["code"]},
+                headers={"Authorization": f"Bearer {self.services_token}"},
+            )
+        )
+
     # -- session: devices
     async def enrol_device(self, device_id: str, public_jwk: dict[str, Any]) -> Any:
         """Enrol a shared device with its public key (what the MDM does)."""
@@ -284,6 +302,39 @@ def bootstrap(
     )
 
 
+_PRINCIPALS: dict[tuple[str, ...], tuple[str, str]] = {}
+
+
+def services_principal(env: dict[str, str]) -> tuple[str, str]:
+    """`python -m lanyard.idp services-principal create`: (principal id, secret), one per stack."""
+    key = tuple(sorted(env.items()))
+    if key not in _PRINCIPALS:
+        done = subprocess.run(
+            [sys.executable, "-m", "lanyard.idp", "services-principal", "create", "--name", "Imprivata-style Services"],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+        _PRINCIPALS[key] = (lines["principal id"], lines["secret"])
+    return _PRINCIPALS[key]
+
+
+async def services_token(base_url: str, env: dict[str, str], http: httpx.AsyncClient) -> str:
+    """A services principal's bearer token from the IdP's services realm."""
+    for _attempt in range(2):
+        principal, secret = services_principal(env)
+        response = await http.post(
+            f"{base_url}/idp/services/token", data={"grant_type": "client_credentials"}, auth=(principal, secret)
+        )
+        if response.status_code != 401:
+            break
+        _PRINCIPALS.pop(tuple(sorted(env.items())), None)  # the stack's Redis was reset: issue a new one
+    return _ok(response)["access_token"]
+
+
 async def sign_in(
     base_url: str,
     enterprise_id: str,
@@ -308,6 +359,7 @@ async def open_enterprise(
     password = f"pw-{uuid.uuid4().hex}"
     bootstrap(env, enterprise_id, "superadmin", password)
     admin = await sign_in(base_url, enterprise_id, "superadmin", password, http)
+    admin.env = env  # Services (an operator-issued services principal) establish its cloud trust
     await known_everywhere(base_url, http, enterprise_id, admin.admin_token)
     return admin
 

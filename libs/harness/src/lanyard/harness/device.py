@@ -43,8 +43,13 @@ def pkce() -> tuple[str, str]:
     return verifier, challenge
 
 
+LOCKER_VERSION = "4.3.0"
+"""The Locker release the simulator reports (the seed's minimum: 4.3 or later)."""
+
+
 class Device:
-    """One enrolled device with its private key, checked out by at most one user at a time."""
+    """One enrolled device with its private key, checked out by at most one user at a time. Its
+    Locker app reports `locker_version` and whether the MDM installed its SSO extension."""
 
     def __init__(
         self,
@@ -54,6 +59,8 @@ class Device:
         device_id: str | None = None,
         key: ECKey | None = None,
         handle: str | None = None,
+        locker_version: str | None = LOCKER_VERSION,
+        sso_extension_installed: bool | None = True,
     ) -> None:
         self.base_url = base_url
         self.enterprise_id = enterprise_id
@@ -62,6 +69,9 @@ class Device:
         self.key = key or ECKey.generate_key("P-256", private=True)
         self.handle = handle
         self.user_id: str | None = None
+        self.locker_version = locker_version
+        self.sso_extension_installed = sso_extension_installed
+        self.checkout_answer: dict[str, Any] | None = None
 
     def state(self) -> dict[str, Any]:
         """What a Locker app keeps on the device (the private key included): see `from_state`."""
@@ -98,7 +108,8 @@ class Device:
         self, person: Person, *, with_totp: bool = True, totp: str | None = None, badge: bool = False
     ) -> str:
         """The Locker app's first-party authn: password (or badge tap) plus second factor →
-        checkout assertion. `totp` is a code typed by the user; else one from the person's secret."""
+        checkout assertion. `totp` is a code typed by the user; else one from the person's secret.
+        The app says its release (`locker_version`)."""
         body: dict[str, Any] = {"device_id": self.device_id}
         if badge:
             body["badge_id"] = person.badge_id
@@ -106,10 +117,12 @@ class Device:
             body.update(username=person.username, password=person.password)
         if totp or with_totp:
             body["totp"] = totp or person.totp()
+        if self.locker_version:
+            body["locker_version"] = self.locker_version
         response = await self.http.post(f"{self.base_url}/e/{self.enterprise_id}/locker/authn", json=body)
         return _ok(response)["assertion"]
 
-    async def check_out(
+    async def try_check_out(
         self,
         person: Person,
         *,
@@ -117,8 +130,9 @@ class Device:
         badge: bool = False,
         with_totp: bool = True,
         next_code_if_spent: bool = False,
-    ) -> str:
-        """Sign in and check the device out; returns the device-session handle.
+    ) -> httpx.Response:
+        """Sign in and ask to check the device out, reporting the Locker's release and SSO
+        extension; the raw answer (callers look at refusals too).
 
         A TOTP code is single-use (RFC 6238 §5.2): when the person's current code was already
         spent (a checkout on another device within the same 30 s), a user waits for the next
@@ -133,10 +147,29 @@ class Device:
                 raise
             following = totp_now(person.totp_secret, time.time() + 30)
             assertion = await self.sign_in(person, totp=following, badge=badge)
-        response = await self._proved(
-            "POST", self._locker(f"/devices/{self.device_id}/checkout"), json={"assertion": assertion}
+        body: dict[str, Any] = {"assertion": assertion}
+        if self.locker_version is not None:
+            body["locker_version"] = self.locker_version
+        if self.sso_extension_installed is not None:
+            body["sso_extension_installed"] = self.sso_extension_installed
+        return await self._proved("POST", self._locker(f"/devices/{self.device_id}/checkout"), json=body)
+
+    async def check_out(
+        self,
+        person: Person,
+        *,
+        totp: str | None = None,
+        badge: bool = False,
+        with_totp: bool = True,
+        next_code_if_spent: bool = False,
+    ) -> str:
+        """Sign in and check the device out; returns the device-session handle (the whole answer,
+        with `sso` and `locker_options`, is kept in `checkout_answer`)."""
+        response = await self.try_check_out(
+            person, totp=totp, badge=badge, with_totp=with_totp, next_code_if_spent=next_code_if_spent
         )
         answer = _ok(response)
+        self.checkout_answer = answer
         self.handle, self.user_id = answer["handle"], answer.get("user_id")
         return self.handle
 

@@ -10,10 +10,17 @@ every cache keyed by it is bounded (`LruCache`), an IdP answer of "no such enter
 briefly and in a bounded cache of its own (so made-up ids never evict real key sets), and a
 service that knows its enterprises from its read model passes `known` to `TokenVerifier`, which
 then looks up no key set at all for an enterprise it has never heard of.
+
+Two kinds of bearer token reach the admin APIs: an enterprise admin's (issuer `/e/{eid}`,
+audience `lanyard-admin`, `roles`), and a vendor services principal's (issuer `/idp/services`,
+audience `lanyard-services`, `scope`), which belongs to no enterprise. Neither is ever accepted
+as the other: issuer and audience differ and both are checked.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import time
 import uuid
@@ -29,6 +36,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from joserfc.jws import extract_compact
 
+from lanyard.contracts.events import SERVICES_REALM
 from lanyard.runtime.caches import LruCache
 
 MAX_TOKEN_BYTES = 16 * 1024
@@ -36,6 +44,11 @@ ADMIN_AUDIENCE = "lanyard-admin"
 SESSION_AUDIENCE = "lanyard-session"
 ADMIN_TOKEN_TYP = "at+jwt"
 CHECKOUT_TYP = "checkout+jwt"
+SERVICES_AUDIENCE = "lanyard-services"
+SERVICES_PATH = "/idp/services"
+SERVICES_JWKS_PATH = f"{SERVICES_PATH}/jwks"
+SERVICES_SCOPES = ("establish_trust", "read")
+"""What a services principal may do: establish cloud trust, and read configuration views."""
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
 _ENTERPRISE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 NO_KEYS: Mapping[str, Any] = {"keys": []}
@@ -44,6 +57,11 @@ NO_KEYS: Mapping[str, Any] = {"keys": []}
 def issuer_for(public_base_url: str, enterprise_id: str) -> str:
     """The one issuer string of an enterprise; used byte for byte everywhere."""
     return f"{public_base_url.rstrip('/')}/e/{enterprise_id}"
+
+
+def services_issuer(public_base_url: str) -> str:
+    """The issuer of services-principal tokens (the vendor's realm, no enterprise)."""
+    return f"{public_base_url.rstrip('/')}{SERVICES_PATH}"
 
 
 def alg_for(key: Any) -> str | None:
@@ -90,7 +108,8 @@ class KeysUnavailable(Exception):
 
 
 class HttpJwks:
-    """The IdP's JWKS over HTTP (`{base}/e/{eid}/jwks`), cached for `ttl_s`.
+    """The IdP's JWKS over HTTP (`{base}/e/{eid}/jwks`; with `path`, one fixed key set such as the
+    services realm's `/idp/services/jwks`, whatever id is asked for), cached for `ttl_s`.
 
     Key sets: at most `max_enterprises`, least recently used evicted first; a cached set outlives
     `ttl_s` only to bridge an IdP outage. "No keys" (404, or an empty set): remembered for
@@ -109,8 +128,10 @@ class HttpJwks:
         max_negative: int = 256,
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.AsyncBaseTransport | None = None,
+        path: str | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
+        self._path = path
         self._ttl = ttl_s
         self._min_refresh = min_refresh_s
         self._clock = clock
@@ -123,14 +144,17 @@ class HttpJwks:
         return len(self._cache), len(self._missing)
 
     async def jwks(self, enterprise_id: str, *, refresh: bool = False) -> Mapping[str, Any]:
-        if not _ENTERPRISE_ID.fullmatch(enterprise_id) or self._missing.get(enterprise_id):
+        if self._path is None and not _ENTERPRISE_ID.fullmatch(enterprise_id):
+            return NO_KEYS
+        if self._missing.get(enterprise_id):
             return NO_KEYS
         now = self._clock()
         cached = self._cache.get(enterprise_id)
         if cached and (now - cached[0] < self._ttl) and not (refresh and now - cached[0] >= self._min_refresh):
             return cached[1]
         try:
-            response = await self._client.get(f"{self._base}/e/{quote(enterprise_id, safe='')}/jwks")
+            path = self._path or f"/e/{quote(enterprise_id, safe='')}/jwks"
+            response = await self._client.get(f"{self._base}{path}")
             keys = response.json() if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             keys, response = None, None
@@ -182,6 +206,7 @@ class TokenVerifier:
         *,
         known: Callable[[str], Awaitable[bool]] | None = None,
         max_enterprises: int = 1024,
+        issuer_of: Callable[[str], str] | None = None,
     ) -> None:
         self._base = public_base_url
         self._jwks = jwks
@@ -189,6 +214,16 @@ class TokenVerifier:
         self._clock = clock
         self._known = known
         self._parsed: LruCache[str, tuple[int, KeySet]] = LruCache(max_enterprises)
+        self._issuer_of = issuer_of or (lambda eid: issuer_for(public_base_url, eid))
+
+    @classmethod
+    def for_services(cls, public_base_url: str, jwks: JwksSource, **kwargs: Any) -> TokenVerifier:
+        """A verifier of services-principal tokens (issuer `/idp/services`)."""
+        return cls(public_base_url, jwks, issuer_of=lambda _realm: services_issuer(public_base_url), **kwargs)
+
+    def issuer(self, enterprise_id: str) -> str:
+        """The issuer a token for `enterprise_id` must carry."""
+        return self._issuer_of(enterprise_id)
 
     async def _key(self, enterprise_id: str, kid: str) -> Any:
         if self._known is not None and not await self._known(enterprise_id):
@@ -212,7 +247,7 @@ class TokenVerifier:
     async def verify(self, token: str, *, enterprise_id: str, audience: str, typ: str) -> dict[str, Any]:
         """The claims of a valid token; raises InvalidToken naming the first failed rule."""
         claims = await signed_claims(token, (typ,), lambda kid: self._key(enterprise_id, kid))
-        self._check_claims(claims, issuer_for(self._base, enterprise_id), audience)
+        self._check_claims(claims, self.issuer(enterprise_id), audience)
         return claims
 
     def _check_claims(self, claims: dict[str, Any], issuer: str, audience: str) -> None:
@@ -276,38 +311,100 @@ class AdminPrincipal:
     roles: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class ServicesPrincipal:
+    """A vendor services principal behind a request (belongs to no enterprise)."""
+
+    principal_id: str
+    scopes: tuple[str, ...]
+
+    @property
+    def user_id(self) -> str:
+        """The actor recorded on events it causes: never mistaken for an enterprise user id."""
+        return f"services:{self.principal_id}"
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(
+            401,
+            {"error": "unauthorized", "error_description": "an admin bearer token is required"},
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return token.strip()
+
+
+async def _verified(verifier: TokenVerifier, token: str, enterprise_id: str, audience: str) -> dict[str, Any]:
+    """The claims, or the HTTP refusal: 401 for a bad token, 503 when the keys cannot be fetched."""
+    try:
+        return await verifier.verify(token, enterprise_id=enterprise_id, audience=audience, typ=ADMIN_TOKEN_TYP)
+    except InvalidToken as exc:
+        raise HTTPException(
+            401,
+            {"error": "invalid_token", "error_description": exc.reason},
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+    except KeysUnavailable:
+        raise HTTPException(
+            503,
+            {"error": "temporarily_unavailable", "error_description": "the IdP's keys cannot be fetched now"},
+            headers={"Retry-After": "5"},
+        ) from None
+
+
+async def _admin(verifier: TokenVerifier, token: str, enterprise_id: str, roles: tuple[str, ...]) -> AdminPrincipal:
+    claims = await _verified(verifier, token, enterprise_id, ADMIN_AUDIENCE)
+    granted = tuple(r for r in claims.get("roles", []) if isinstance(r, str))
+    if not set(granted) & set(roles):
+        raise HTTPException(403, {"error": "insufficient_role", "error_description": f"needs one of {roles}"})
+    return AdminPrincipal(enterprise_id=enterprise_id, user_id=claims["sub"], roles=granted)
+
+
 def require_roles(verifier_getter: Callable[[Request], TokenVerifier], *roles: str) -> Callable[..., Any]:
     """A FastAPI dependency for routes with an `{enterprise_id}` path parameter: 401 without a
     valid admin token of that enterprise (with `WWW-Authenticate: Bearer`), 403 without a role."""
 
     async def dependency(request: Request, enterprise_id: str) -> AdminPrincipal:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HTTPException(
-                401,
-                {"error": "unauthorized", "error_description": "an admin bearer token is required"},
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        try:
-            claims = await verifier_getter(request).verify(
-                token.strip(), enterprise_id=enterprise_id, audience=ADMIN_AUDIENCE, typ=ADMIN_TOKEN_TYP
-            )
-        except InvalidToken as exc:
-            raise HTTPException(
-                401,
-                {"error": "invalid_token", "error_description": exc.reason},
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            ) from None
-        except KeysUnavailable:
-            raise HTTPException(
-                503,
-                {"error": "temporarily_unavailable", "error_description": "the IdP's keys cannot be fetched now"},
-                headers={"Retry-After": "5"},
-            ) from None
-        granted = tuple(r for r in claims.get("roles", []) if isinstance(r, str))
-        if not set(granted) & set(roles):
-            raise HTTPException(403, {"error": "insufficient_role", "error_description": f"needs one of {roles}"})
-        return AdminPrincipal(enterprise_id=enterprise_id, user_id=claims["sub"], roles=granted)
+        return await _admin(verifier_getter(request), _bearer(request), enterprise_id, roles)
+
+    return dependency
+
+
+def unverified_issuer(token: str) -> str | None:
+    """The `iss` a token claims, before any check: only to pick which verifier must check it."""
+    try:
+        read_header(token)
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (InvalidToken, ValueError, TypeError):
+        return None
+    iss = claims.get("iss") if isinstance(claims, dict) else None
+    return iss if isinstance(iss, str) else None
+
+
+def require_roles_or_services(
+    verifier_getter: Callable[[Request], TokenVerifier],
+    services_verifier_getter: Callable[[Request], TokenVerifier],
+    roles: tuple[str, ...],
+    scope: str | None,
+) -> Callable[..., Any]:
+    """Like `require_roles`, but a services principal's token with `scope` is accepted too (None:
+    only recognised, then refused with 403, so a caller can say who was refused). The token's
+    claimed issuer picks the verifier; that verifier then checks everything, the issuer
+    included, so claiming the other issuer gains nothing."""
+
+    async def dependency(request: Request, enterprise_id: str) -> AdminPrincipal | ServicesPrincipal:
+        token = _bearer(request)
+        services = services_verifier_getter(request)
+        if unverified_issuer(token) != services.issuer(SERVICES_REALM):
+            return await _admin(verifier_getter(request), token, enterprise_id, roles)
+        claims = await _verified(services, token, SERVICES_REALM, SERVICES_AUDIENCE)
+        granted = tuple(str(claims.get("scope", "")).split())
+        if scope is None or scope not in granted:
+            needs = f"scope {scope}" if scope else f"an enterprise admin role ({', '.join(roles)})"
+            raise HTTPException(403, {"error": "insufficient_scope", "error_description": f"needs {needs}"})
+        return ServicesPrincipal(principal_id=claims["sub"], scopes=granted)
 
     return dependency
 
@@ -357,6 +454,16 @@ class TestIssuer:
     def admin_token(self, enterprise_id: str, user_id: str, *roles: str) -> str:
         """An admin bearer token as the IdP issues it."""
         return self.sign(enterprise_id, {"sub": user_id, "aud": ADMIN_AUDIENCE, "roles": list(roles)}, ADMIN_TOKEN_TYP)
+
+    def services_token(self, principal_id: str, *scopes: str) -> str:
+        """A services principal's bearer token as the IdP's services realm issues it."""
+        claims = {
+            "iss": services_issuer(self.public_base_url),
+            "sub": principal_id,
+            "aud": SERVICES_AUDIENCE,
+            "scope": " ".join(scopes or SERVICES_SCOPES),
+        }
+        return self.sign(SERVICES_REALM, claims, ADMIN_TOKEN_TYP)
 
     def checkout_assertion(
         self, enterprise_id: str, user_id: str, device_id: str, amr: tuple[str, ...] = ("pwd", "otp")

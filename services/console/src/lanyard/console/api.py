@@ -36,6 +36,9 @@ FIXES: dict[str, tuple[str, str]] = {
     "OpenID Connect apps added and enabled": ("apps", "SSO application profiles"),
     "apps deployed to users": ("deployments", "App deployments"),
     "users assigned to a policy enabled for SSO": ("policies", "User policies"),
+    "Password Autofill and SSO is ON": ("settings", "Org settings"),
+    "Require a second factor to unlock the device is ON": ("settings", "Org settings"),
+    "users with SSO can check out (second factor enrolled)": ("users", "Users"),
 }
 """Readiness row (the policy service's check name) → the console page that fixes it."""
 
@@ -477,18 +480,12 @@ def pages_router() -> APIRouter:
 
     @r.post("/cloud/code")
     async def cloud_code(request: Request, enterprise_id: str) -> Response:
-        ctx, _ = await posted(request, enterprise_id, WRITERS)
+        ctx, _ = await posted(request, enterprise_id, SUPER)  # the seed: the superadmin generates it
         try:
             await ctx.keep_once("provisioning_code", await ctx.admin.provisioning_code())
         except ApiError as exc:
             await ctx.flash(api_message(exc), "error")
         return ctx.see_other("cloud")
-
-    @r.post("/cloud/trust")
-    async def cloud_trust(request: Request, enterprise_id: str) -> Response:
-        ctx, form = await posted(request, enterprise_id, SUPER)
-        call = ctx.admin.establish_trust(form.get("enterprise_id", "").strip(), form.get("code", "").strip())
-        return await act(ctx, call, "Trust established with the cloud.", "cloud")
 
     # ------------------------------------------------------------------ audit trail
 

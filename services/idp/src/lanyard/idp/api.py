@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from lanyard.contracts.versions import RELEASE_PATTERN
 from lanyard.idp import mdm
 from lanyard.idp.adapters.outbox import OutboxPublisher
 from lanyard.idp.domain import (
@@ -47,6 +48,7 @@ from lanyard.idp.ports import (
     ProfileStore,
 )
 from lanyard.idp.service import (
+    CLIENT_TYPE_REASONS,
     TEMPLATES,
     Authenticator,
     AuthError,
@@ -58,6 +60,7 @@ from lanyard.idp.service import (
     metadata,
     new_id,
     rotate_keys,
+    template_view,
 )
 from lanyard.idp.settings import IdpSettings
 from lanyard.runtime.bodies import BoundedRoute, read_object, validated
@@ -65,7 +68,7 @@ from lanyard.runtime.errors import error_response
 from lanyard.runtime.errors import install_error_handlers as install_shared_error_handlers
 from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.text import FreeText, FreeTextBlock
-from lanyard.runtime.tokens import AdminPrincipal, StaticJwks, TokenVerifier, issuer_for, require_roles
+from lanyard.runtime.tokens import AdminPrincipal, StaticJwks, TokenVerifier, require_roles
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -212,6 +215,7 @@ class ProfileIn(Strict):
     custom_claims: list[ClaimMappingIn] = Field(default_factory=list, max_length=64)
     backchannel_logout_uri: Uri | None = None
     client_type: Literal["public", "confidential"] = "public"
+    require_pkce: bool = False
     enabled: bool = True
 
 
@@ -224,6 +228,7 @@ class ProfilePatch(Strict):
     custom_claims: list[ClaimMappingIn] | None = Field(default=None, max_length=64)
     backchannel_logout_uri: Uri | None = None
     client_type: Literal["public", "confidential"] | None = None
+    require_pkce: bool | None = None
     enabled: bool | None = None
 
 
@@ -245,6 +250,7 @@ class LockerAuthnIn(Strict):
     password: str | None = Field(default=None, max_length=1024)
     badge_id: Annotated[FreeText, Field(min_length=1, max_length=256)] | None = None
     totp: str | None = Field(default=None, max_length=16)
+    locker_version: str | None = Field(default=None, max_length=64, pattern=RELEASE_PATTERN)
 
 
 def user_out(user: User) -> dict[str, Any]:
@@ -270,6 +276,8 @@ def profile_out(p: AppProfile) -> dict[str, Any]:
         "enabled": c.enabled,
         "template": p.template,
         "has_secret": p.has_secret,
+        "require_pkce": c.pkce_required,
+        "credentials_source": p.credentials_source or "generated",
     }
 
 
@@ -455,7 +463,7 @@ def api_router() -> APIRouter:
     async def template(enterprise_id: str, template: str, _: Superadmin) -> dict[str, Any]:
         if template not in TEMPLATES:
             raise NotFound("no such template")
-        return {"template": template, **TEMPLATES[template]}
+        return template_view(template)
 
     @r.get("/admin/app-profiles")
     async def list_profiles(enterprise_id: str, s: Side, _: Superadmin) -> dict[str, Any]:
@@ -491,9 +499,13 @@ def api_router() -> APIRouter:
                 custom_claims=tuple(ClaimMapping(m.claim, m.source) for m in body.custom_claims),
                 enabled=body.enabled,
                 claims=tuple(body.claims),
+                require_pkce=body.require_pkce,
             )
             profile = await s.profiles.save(AppProfile(client, template=template), who.user_id)
-            return JSONResponse(profile_out(profile), 201)
+            out = profile_out(profile)
+            if template is not None:  # why this kind of client: the admin chose it, or took the default
+                out["client_type_reason"] = CLIENT_TYPE_REASONS[client.client_type]
+            return JSONResponse(out, 201)
 
         return await once(request, s, enterprise_id, who, work)
 
@@ -514,8 +526,10 @@ def api_router() -> APIRouter:
             fields["custom_claims"] = tuple(ClaimMapping(m["claim"], m["source"]) for m in fields["custom_claims"])
         fields = {k: v for k, v in fields.items() if v is not None or k == "backchannel_logout_uri"}
         client = replace(current.client, **fields)
+        if current.credentials_source == "rp_supplied" and client.client_type != "confidential":
+            raise Invalid("invalid_request", "a profile with RP-supplied credentials stays confidential")
         has_secret = current.has_secret and client.client_type == "confidential"
-        profile = await s.profiles.save(AppProfile(client, current.template, has_secret), who.user_id)
+        profile = await s.profiles.save(replace(current, client=client, has_secret=has_secret), who.user_id)
         return profile_out(profile)
 
     @r.delete("/admin/app-profiles/{client_id}", status_code=204)
@@ -527,7 +541,13 @@ def api_router() -> APIRouter:
     async def credentials(enterprise_id: str, client_id: str, s: Side, who: Superadmin, request: Request) -> Response:
         async def work() -> Response:
             creds = await s.profiles.issue_credentials(enterprise_id, client_id, who.user_id, rotate=False)
-            body: dict[str, Any] = {"client_id": creds.client_id}
+            client = (await s.profiles.get(enterprise_id, client_id)).client
+            body: dict[str, Any] = {
+                "client_id": creds.client_id,
+                "client_type": client.client_type,
+                "pkce_required": client.pkce_required,
+                "reason": CLIENT_TYPE_REASONS[client.client_type],
+            }
             if creds.client_secret:
                 body["client_secret"] = creds.client_secret
             return JSONResponse(body, 201, headers=NO_STORE)
@@ -565,16 +585,16 @@ def api_router() -> APIRouter:
 
     @r.get("/admin/sso-extension.mobileconfig")
     async def mobileconfig(enterprise_id: str, s: Side, _: Writer) -> Response:
+        # One profile for every enterprise of this host (the origin): see mdm.py and docs/mdm.md.
+        origin = mdm.origin_of(s.settings.public_base_url)
         body = mdm.sso_extension_profile(
-            enterprise_id,
-            issuer_for(s.settings.public_base_url, enterprise_id),
-            s.settings.sso_extension_identifier,
-            s.settings.sso_extension_team_identifier,
+            origin, s.settings.sso_extension_identifier, s.settings.sso_extension_team_identifier
         )
+        host = origin.split("://", 1)[1].replace(":", "-")
         return Response(
             body,
             media_type=mdm.CONTENT_TYPE,
-            headers={"Content-Disposition": f'attachment; filename="lanyard-sso-{enterprise_id}.mobileconfig"'},
+            headers={"Content-Disposition": f'attachment; filename="lanyard-sso-{host}.mobileconfig"'},
         )
 
     # ---------------------------------------------------------------------- Locker authn
@@ -603,7 +623,7 @@ def api_router() -> APIRouter:
                 raise AuthError("second_factor_required", "a second factor (totp) is required")
             await a.totp(enterprise_id, user, body.totp, "locker")
             amr = (*amr, "otp")
-        auth = await a.succeeded(enterprise_id, user, amr, "locker", body.device_id)
+        auth = await a.succeeded(enterprise_id, user, amr, "locker", body.device_id, body.locker_version)
         ttl = s.settings.checkout_assertion_ttl_s
         assertion = await s.issuer.checkout_assertion(enterprise_id, auth, body.device_id, ttl)
         return JSONResponse({"assertion": assertion, "expires_in": ttl}, headers=NO_STORE)

@@ -7,12 +7,15 @@ from typing import Any
 from fastapi import FastAPI
 
 from lanyard.contracts import topics
+from lanyard.idp.adapters.redis_services import RedisServicesPrincipals
 from lanyard.idp.api import api_router
 from lanyard.idp.devices.wiring import build_devices
 from lanyard.idp.handlers import IdpHandlers
 from lanyard.idp.login import SESSION_COOKIE
 from lanyard.idp.oidc import OidcConfig, Ports, build_oidc
+from lanyard.idp.services_realm import ServicesRealm, services_router
 from lanyard.idp.settings import IdpSettings
+from lanyard.idp.webapp import webapp_router
 from lanyard.idp.wiring import build_directory_side, install_directory_side
 from lanyard.runtime.consumer import subscribe
 from lanyard.runtime.health import health_router
@@ -82,4 +85,10 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
 
     app.include_router(health_router("idp", {**runtime.checks(), "device_sessions": device_sessions_fresh}))
     app.include_router(api_router())
+    # The seed's rest: Web App Login Configuration, the vendor's services realm, the MDM's side.
+    app.state.services_realm = ServicesRealm(
+        RedisServicesPrincipals(runtime.redis), directory_side.keys, directory_side.outbox, settings.public_base_url
+    )
+    app.include_router(webapp_router())
+    app.include_router(services_router())
     return app

@@ -1,7 +1,8 @@
-"""Operator commands: `python -m lanyard.idp bootstrap ...` and `python -m lanyard.idp keys rotate ...`.
+"""Operator commands: `python -m lanyard.idp bootstrap ...`, `keys rotate ...`,
+`services-principal create|revoke|list` (the vendor's services principals) and `mdm-profile`.
 
-Both talk to the IdP's Redis directly (private keys live only there) and publish through Kafka
-like the service does; neither needs the service to be running.
+They talk to the IdP's Redis directly (private keys live only there) and publish through Kafka
+like the service does; none needs the service to be running.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import getpass
 import os
 import sys
 
+from lanyard.idp import mdm, services_realm
 from lanyard.idp.adapters.outbox import OutboxPublisher
 from lanyard.idp.adapters.redis_directory import RedisDirectory, RedisEnterprises
 from lanyard.idp.adapters.redis_keys import RedisKeys
+from lanyard.idp.adapters.redis_services import RedisServicesPrincipals
 from lanyard.idp.ports import Conflict
 from lanyard.idp.service import Invalid, NotFound, Passwords, bootstrap, rotate_keys
 from lanyard.idp.settings import IdpSettings
@@ -37,6 +40,7 @@ def parser() -> argparse.ArgumentParser:
     ksub = k.add_subparsers(dest="keys_command", required=True)
     r = ksub.add_parser("rotate", help="next → active, active → retired, new next")
     r.add_argument("--enterprise-id", required=True)
+    services_realm.add_commands(sub)
     return p
 
 
@@ -86,6 +90,23 @@ async def _rotate(settings: IdpSettings, enterprise_id: str) -> int:
     return 0
 
 
+async def _services(settings: IdpSettings, args: argparse.Namespace) -> int:
+    redis = create_redis(settings.redis_url)
+    broker = create_broker(settings.kafka_bootstrap_servers, client_id="lanyard-idp-cli")
+    await broker.start()
+    try:
+        realm = services_realm.ServicesRealm(
+            RedisServicesPrincipals(redis),
+            RedisKeys(redis, settings.max_token_lifetime_s),
+            OutboxPublisher(redis, EventPublisher(broker)),
+            settings.public_base_url,
+        )
+        return await services_realm.run_command(args, realm)
+    finally:
+        await broker.stop()
+        await redis.aclose()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; returns the exit status. With no command, serves the IdP."""
     args = parser().parse_args(argv)
@@ -95,6 +116,15 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_bootstrap(settings, args, password))
     if args.command == "keys":
         return asyncio.run(_rotate(settings, args.enterprise_id))
+    if args.command == "services-principal":
+        return asyncio.run(_services(settings, args))
+    if args.command == "mdm-profile":
+        origin = mdm.origin_of(settings.public_base_url)
+        profile = mdm.sso_extension_profile(
+            origin, settings.sso_extension_identifier, settings.sso_extension_team_identifier
+        )
+        sys.stdout.write(profile.decode())
+        return 0
     from lanyard.idp.app import create_app
     from lanyard.runtime.service import serve
 

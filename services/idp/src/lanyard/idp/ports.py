@@ -203,6 +203,11 @@ class ProfileStore(Clients, Protocol):
 
     async def save_profile(self, profile: AppProfile, event: Event | None) -> None: ...
 
+    async def create_profile(self, profile: AppProfile, secret: str, event: Event | None) -> None:
+        """Register a profile with its (RP-supplied) secret, stored as a hash, only if the client
+        id is free in the enterprise; raises Conflict when it is taken."""
+        ...
+
     async def delete_profile(self, enterprise_id: str, client_id: str, event: Event | None) -> bool: ...
 
     async def set_secret(

@@ -59,6 +59,8 @@ from lanyard.idp.domain import (
     admin_roles,
     b32_secret,
     otpauth_uri,
+    rp_client_id_problem,
+    rp_secret_problem,
     totp_match,
     validate_backchannel_uri,
     validate_redirect_uri,
@@ -235,14 +237,23 @@ class Authenticator:
             raise await self._count_failure(eid, subject, user.username, user.user_id, channel, "totp")
 
     async def succeeded(
-        self, eid: str, user: User, amr: tuple[str, ...], channel: Channel | None, device_id: str | None = None
+        self,
+        eid: str,
+        user: User,
+        amr: tuple[str, ...],
+        channel: Channel | None,
+        device_id: str | None = None,
+        client_version: str | None = None,
     ) -> Authenticated:
-        """Forget past failures and announce the authentication."""
+        """Forget past failures and announce the authentication (with the Locker's release, when
+        it said it)."""
         await self._lock.clear(eid, f"u:{user.username.lower()}")
         if user.badge_id:
             await self._lock.clear(eid, f"b:{user.badge_id}")
         if channel:
-            payload = UserAuthenticatedPayload(user_id=user.user_id, channel=channel, amr=amr, device_id=device_id)
+            payload = UserAuthenticatedPayload(
+                user_id=user.user_id, channel=channel, amr=amr, device_id=device_id, client_version=client_version
+            )
             await self._pub.publish(
                 UserAuthenticated(
                     enterprise_id=eid,
@@ -330,6 +341,8 @@ async def bootstrap(
     touch an enterprise that exists."""
     if not enterprise_id or not all(c.isalnum() or c in "-_" for c in enterprise_id) or len(enterprise_id) > 64:
         raise Invalid("invalid_request", "enterprise id: letters, digits, '-' and '_' only")
+    if enterprise_id.startswith("_"):
+        raise Invalid("invalid_request", "enterprise ids starting with '_' are reserved (the services realm)")
     if len(password) < 12:
         raise Invalid("invalid_request", "the superadmin password must have at least 12 characters")
     if not re.fullmatch(USERNAME_PATTERN, superadmin):
@@ -477,18 +490,43 @@ class DirectoryService:
 
 # ------------------------------------------------------------------------------ app profiles
 
+CLIENT_TYPE_REASONS: dict[str, str] = {
+    "confidential": (
+        "the seed: Generate Client credentials creates a Client ID and Client secret that you give to "
+        "your organization's Epic resource; PKCE (S256) is still required, so a stolen code cannot be "
+        "redeemed with the secret alone (RFC 9700 §2.1.1)"
+    ),
+    "public": (
+        "a native app on a shared phone cannot keep a secret (RFC 8252 §8.4): a public client with no "
+        "secret, identified by its exact redirect URI and protected by PKCE (S256)"
+    ),
+}
+"""Why an admin would choose each kind of client for a native app such as Epic Rover."""
+
 EPIC_ROVER: dict[str, Any] = {
     "profile_name": "Epic Rover",
     "display_name": "Rover",
     "redirect_uris": ["com.epic.rover.oidc://callback", "https://mobile.epic.com/rover/OIDC/redirect/"],
     "post_logout_redirect_uris": [],
-    "client_type": "public",
+    "client_type": "confidential",  # the seed: "A Client ID and Client secret are created"
+    "require_pkce": True,
     "claims": list(DEFAULT_CLAIMS),
     "custom_claims": [],
     "backchannel_logout_uri": None,
     "enabled": True,
 }
 TEMPLATES: dict[str, dict[str, Any]] = {"epic-rover": EPIC_ROVER}
+
+
+def template_view(name: str) -> dict[str, Any]:
+    """What "Add App Profile" pre-fills from a template, and the client types an admin may choose
+    instead, each with its reason."""
+    body = TEMPLATES[name]
+    choices = [
+        {"client_type": kind, "default": kind == body["client_type"], "reason": CLIENT_TYPE_REASONS[kind]}
+        for kind in ("confidential", "public")
+    ]
+    return {"template": name, **body, "client_type_choices": choices}
 
 
 def check_uris(client: Client) -> None:
@@ -541,6 +579,8 @@ def profile_upserted(profile: AppProfile, actor: str) -> AppProfileUpserted:
         custom_claims=tuple(ClaimMappingModel(claim=m.claim, source=m.source) for m in c.custom_claims),
         enabled=c.enabled,
         template=profile.template,
+        require_pkce=c.pkce_required,
+        credentials_source=profile.credentials_source or "generated",
     )
     return AppProfileUpserted(
         enterprise_id=c.enterprise_id,
@@ -593,20 +633,44 @@ class ProfileService:
             raise NotFound("no such app profile")
         await self._pub.publish(event)
 
-    async def issue_credentials(
-        self, eid: str, client_id: str, actor: str, rotate: bool, grace_s: int = 0
-    ) -> Credentials:
-        """First issue (rotate=False; refused once a secret exists) or rotation of the secret."""
+    async def register_rp_credentials(self, profile: AppProfile, secret: str, actor: str) -> AppProfile:
+        """Web App Login Configuration: a confidential profile whose client id and secret the RP
+        chose. Same redirect-URI rules as any profile; the secret must be strong, is stored only
+        as a hash and never shown again; a client id already taken is refused (Conflict)."""
+        c = profile.client
+        if c.client_type != "confidential":
+            raise Invalid("invalid_request", "RP-supplied credentials make a confidential client")
+        problem = rp_client_id_problem(c.client_id)
+        if problem:
+            raise Invalid("invalid_client_id", problem)
+        weak = rp_secret_problem(secret, c.client_id)
+        if weak:
+            raise Invalid("weak_client_secret", f"the client secret is refused: {weak}")
+        check_uris(c)
+        profile = replace(profile, has_secret=True, credentials_source="rp_supplied")
+        event = profile_upserted(profile, actor)
+        await self._store.create_profile(profile, secret, event)
+        await self._pub.publish(event)
+        log.info("RP credentials registered", enterprise_id=c.enterprise_id, client_id=c.client_id)
+        return profile
+
+    async def replace_rp_secret(
+        self, eid: str, client_id: str, secret: str, actor: str, grace_s: int = 0
+    ) -> float | None:
+        """The RP changed its secret: store the new one's hash (the old one works `grace_s` more)."""
         profile = await self.get(eid, client_id)
-        if profile.client.is_public:
-            if rotate:
-                raise Invalid("invalid_request", "public clients have no secret")
-            return Credentials(client_id, None)
-        if profile.has_secret and not rotate:
-            raise Invalid("credentials_already_issued", "the secret was shown once already; rotate it instead")
-        if rotate and not profile.has_secret:
-            raise Invalid("invalid_request", "no secret to rotate; generate credentials first")
-        secret = secrets.token_urlsafe(32)  # 256 bits
+        if profile.credentials_source != "rp_supplied":
+            raise Invalid(
+                "generated_credentials", "this profile's secret is Lanyard's: rotate it with credentials/rotate"
+            )
+        weak = rp_secret_problem(secret, client_id)
+        if weak:
+            raise Invalid("weak_client_secret", f"the client secret is refused: {weak}")
+        return await self._store_secret(eid, client_id, secret, actor, True, grace_s)
+
+    async def _store_secret(
+        self, eid: str, client_id: str, secret: str, actor: str, rotate: bool, grace_s: int
+    ) -> float | None:
         until = self._clock() + grace_s if rotate and grace_s > 0 else None
         event = ClientSecretRotated(
             enterprise_id=eid,
@@ -621,6 +685,28 @@ class ProfileService:
         await self._store.set_secret(eid, client_id, secret, until, event)
         await self._pub.publish(event)
         log.info("client secret issued", enterprise_id=eid, client_id=client_id, rotated=rotate)
+        return until
+
+    async def issue_credentials(
+        self, eid: str, client_id: str, actor: str, rotate: bool, grace_s: int = 0
+    ) -> Credentials:
+        """First issue (rotate=False; refused once a secret exists) or rotation of the secret."""
+        profile = await self.get(eid, client_id)
+        if profile.client.is_public:
+            if rotate:
+                raise Invalid("invalid_request", "public clients have no secret")
+            return Credentials(client_id, None)
+        if profile.credentials_source == "rp_supplied":
+            raise Invalid(
+                "rp_supplied_credentials",
+                "the RP chose this client's secret: enter its new one at web-app-logins/{client_id}/secret",
+            )
+        if profile.has_secret and not rotate:
+            raise Invalid("credentials_already_issued", "the secret was shown once already; rotate it instead")
+        if rotate and not profile.has_secret:
+            raise Invalid("invalid_request", "no secret to rotate; generate credentials first")
+        secret = secrets.token_urlsafe(32)  # 256 bits
+        until = await self._store_secret(eid, client_id, secret, actor, rotate, grace_s)
         return Credentials(client_id, secret, until)
 
 

@@ -1,9 +1,12 @@
 """HTTP API of the policy service: the admin API under /policy/e/{enterprise_id}/...
 
 Roles (admin bearer tokens from the IdP): superadmin and admin change configuration; auditor
-(and both others) may read; establishing cloud trust is superadmin only (the seed's "Imprivata
-Services enter the code"). Every change publishes its lanyard.policy-config.v1 event with
-`actor` = the admin's user id and answers only after the broker ack (and, bounded, after our
+(and both others) may read, and so may a vendor services principal (scope `read`); the
+enterprise's superadmin generates the provisioning code and only a services principal (scope
+`establish_trust`) enters it (the seed: "The cloud connection must be established by Imprivata
+Services"); an enterprise admin's attempt is refused, and announced like every attempt. Every
+change publishes its lanyard.policy-config.v1 event with `actor` = the admin's user id (or
+`services:<id>`) and answers only after the broker ack (and, bounded, after our
 own projection applied it, so the admin reads their write). Errors are JSON
 ``{"error": ..., "error_description": ...}`` with a 4xx status, and change nothing; bodies are read
 by the shared bounded parser, validation errors never repeat the value, free text is `FreeText`
@@ -20,12 +23,19 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from lanyard.contracts import events as ev
+from lanyard.contracts.versions import MINIMUM_PATTERN
 from lanyard.policy import domain
-from lanyard.policy.service import PRODUCER, TrustRefused
+from lanyard.policy.service import PRODUCER, TrustActor, TrustRefused, release
 from lanyard.runtime.bodies import BoundedRoute
 from lanyard.runtime.errors import error_body
 from lanyard.runtime.text import FreeText
-from lanyard.runtime.tokens import AdminPrincipal, TokenVerifier, require_roles
+from lanyard.runtime.tokens import (
+    AdminPrincipal,
+    ServicesPrincipal,
+    TokenVerifier,
+    require_roles,
+    require_roles_or_services,
+)
 
 ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 EnterpriseId = Annotated[str, Path(pattern=ID)]
@@ -37,9 +47,15 @@ def _verifier(request: Request) -> TokenVerifier:
     return request.app.state.verifier
 
 
+def _services_verifier(request: Request) -> TokenVerifier:
+    return request.app.state.services_verifier
+
+
+ADMIN_ROLES = ("superadmin", "admin", "auditor")
 WRITE = Depends(require_roles(_verifier, "superadmin", "admin"))
-READ = Depends(require_roles(_verifier, "superadmin", "admin", "auditor"))
+READ = Depends(require_roles_or_services(_verifier, _services_verifier, ADMIN_ROLES, "read"))
 SUPER = Depends(require_roles(_verifier, "superadmin"))
+TRUST = Depends(require_roles_or_services(_verifier, _services_verifier, ADMIN_ROLES, "establish_trust"))
 
 
 class Body(BaseModel):
@@ -85,6 +101,7 @@ class OrgSettingsBody(Body):
     face_match_threshold: float = Field(default=0.9, ge=0, le=1)
     face_liveness_threshold: float = Field(default=0.9, ge=0, le=1)
     face_max_failures: int = Field(default=5, gt=0, le=100)
+    minimum_locker_version: str = Field(default="4.3", pattern=MINIMUM_PATTERN, max_length=24)
 
 
 class EstablishTrustBody(Body):
@@ -191,7 +208,7 @@ def api_router() -> APIRouter:
         try:
             settings = domain.apply_org_settings(current, domain.OrgSettings(**body.model_dump()), locked)
         except domain.SettingRefused as refused:
-            return error(409, "setting_locked", str(refused))
+            return error(409 if refused.code == "setting_locked" else 400, refused.code, str(refused))
         payload = ev.OrgSettingsChangedPayload(**settings.__dict__)
         event = ev.OrgSettingsChanged(
             enterprise_id=enterprise_id, producer=PRODUCER, actor=who.user_id, payload=payload
@@ -205,7 +222,7 @@ def api_router() -> APIRouter:
         return await svc(request).cloud.view(enterprise_id)
 
     @router.post("/cloud-connection/provisioning-code")
-    async def new_code(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = WRITE) -> Response:
+    async def new_code(request: Request, enterprise_id: EnterpriseId, who: AdminPrincipal = SUPER) -> Response:
         async def work() -> Response:
             issued = await svc(request).cloud.generate_code(enterprise_id, who.user_id)
             return JSONResponse(
@@ -219,14 +236,19 @@ def api_router() -> APIRouter:
 
     @router.post("/cloud-connection/establish-trust")
     async def establish(
-        request: Request, enterprise_id: EnterpriseId, body: EstablishTrustBody, who: AdminPrincipal = SUPER
+        request: Request, enterprise_id: EnterpriseId, body: EstablishTrustBody, who: AdminPrincipal = TRUST
     ) -> Response:
+        kind = "services" if isinstance(who, ServicesPrincipal) else "enterprise_admin"
+
         async def work() -> Response:
             try:
                 creds = await svc(request).cloud.establish_trust(
-                    enterprise_id, body.enterprise_id, body.code, who.user_id
+                    enterprise_id, body.enterprise_id, body.code, TrustActor(who.user_id, kind)
                 )
             except TrustRefused as refused:
+                if refused.why == "services_only":
+                    description = "only Imprivata-style Services (a services principal) may establish trust"
+                    return error(403, "services_only", description)
                 description = {
                     "expired": "the provisioning code expired; generate a new one",
                     "used": "the provisioning code was already used or is void; generate a new one",
@@ -249,7 +271,8 @@ def api_router() -> APIRouter:
         checks = await svc(request).readiness.report(enterprise_id)
         return {
             "enterprise_id": enterprise_id,
-            "ready": all(c.status == "pass" for c in checks),
+            "ready": domain.is_ready(checks),
+            "release": release(),
             "checks": [c.__dict__ for c in checks],
         }
 

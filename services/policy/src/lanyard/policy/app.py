@@ -1,7 +1,8 @@
 """Composition root of the policy service: `create_app(settings, **overrides)`.
 
 Overrides a test (or a benchmark) may pass: `broker`, `redis` (to ServiceRuntime), `jwks` (a
-`JwksSource`, e.g. `StaticJwks` of a `TestIssuer`), `clock` (a callable returning an aware
+`JwksSource`, e.g. `StaticJwks` of a `TestIssuer`; it serves the services realm's keys too unless
+`services_jwks` is given), `clock` (a callable returning an aware
 datetime; drives licence validity, code expiry and readiness).
 """
 
@@ -20,7 +21,8 @@ from lanyard.policy.adapters.redis_store import RedisReadModel
 from lanyard.policy.api import api_router
 from lanyard.policy.domain import utcnow
 from lanyard.policy.handlers import PolicyHandlers
-from lanyard.policy.service import CloudConnection, ConfigCommands, Entitlements, Readiness
+from lanyard.policy.locker_api import locker_router
+from lanyard.policy.service import CloudConnection, ConfigCommands, Entitlements, LockerOptionsCommands, Readiness
 from lanyard.policy.settings import PolicySettings
 from lanyard.runtime.consumer import subscribe
 from lanyard.runtime.errors import install_error_handlers
@@ -28,7 +30,7 @@ from lanyard.runtime.health import health_router
 from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.service import ServiceRuntime
-from lanyard.runtime.tokens import HttpJwks, KnownEnterprises, TokenVerifier
+from lanyard.runtime.tokens import SERVICES_JWKS_PATH, HttpJwks, KnownEnterprises, TokenVerifier
 
 SESSION_TOPICS = [topics.DEVICE_SESSIONS]
 CONFIG_TOPICS = [topics.POLICY_CONFIG, topics.DIRECTORY, topics.APP_PROFILES]
@@ -69,6 +71,11 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
     )
 
     jwks = overrides.get("jwks") or HttpJwks(settings.public_base_url)
+    services_jwks = (
+        overrides.get("services_jwks")
+        or overrides.get("jwks")
+        or HttpJwks(settings.public_base_url, path=SERVICES_JWKS_PATH)
+    )
     ticker: dict[str, asyncio.Task[None]] = {}
 
     async def licence_clock() -> None:
@@ -88,8 +95,9 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if isinstance(jwks, HttpJwks):
-            await jwks.aclose()
+        for source in {id(jwks): jwks, id(services_jwks): services_jwks}.values():
+            if isinstance(source, HttpJwks):
+                await source.aclose()
 
     runtime.on_start.append(start_ticker)
     runtime.on_stop.append(stop_ticker)
@@ -99,6 +107,8 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
     # Key sets are looked up only for enterprises the read model knows (its directory, app-profile
     # or configuration events): a made-up enterprise id in a URL costs no fetch and no memory.
     app.state.verifier = TokenVerifier(settings.public_base_url, jwks, known=KnownEnterprises(store.known))
+    # The vendor's services realm is one fixed key set (`/idp/services/jwks`), no enterprise.
+    app.state.services_verifier = TokenVerifier.for_services(settings.public_base_url, services_jwks)
     app.state.policy = SimpleNamespace(
         store=store,
         commands=commands,
@@ -106,7 +116,8 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
         cloud=CloudConnection(
             store, RedisCloudSecrets(runtime.redis), commands, clock, settings.provisioning_code_ttl_s
         ),
-        readiness=Readiness(store, clock),
+        readiness=Readiness.from_settings(store, clock, settings),
+        locker_options=LockerOptionsCommands(store, commands),
         clock=clock,
         enforced_after=settings.second_factor_enforced_after,
         idempotency=Idempotency(
@@ -117,4 +128,5 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
 
     app.include_router(health_router("policy", runtime.checks()))
     app.include_router(api_router())
+    app.include_router(locker_router())
     return app

@@ -1,7 +1,7 @@
 """Operator CLI: `python -m lanyard.policy readiness --enterprise E` prints the readiness table.
 
 It reads the service's Redis read model (REDIS_URL / LANYARD_POLICY_REDIS_URL) and runs the same
-pure evaluation as the API; the exit status is 0 when every check passes, 1 otherwise.
+pure evaluation as the API; the exit status is 0 when every Required check passes, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from typing import TextIO
 
 from lanyard.policy.adapters.redis_store import RedisReadModel
-from lanyard.policy.domain import ReadinessCheck, utcnow
+from lanyard.policy.domain import ReadinessCheck, is_ready, utcnow
 from lanyard.policy.service import Readiness
 from lanyard.policy.settings import PolicySettings
 from lanyard.runtime.redis import create_redis
@@ -20,9 +20,9 @@ from lanyard.runtime.redis import create_redis
 
 def render(enterprise_id: str, checks: list[ReadinessCheck]) -> str:
     """The table as plain text, one row per check."""
-    headers = ("check", "status", "where to fix", "detail")
-    rows = [(c.check, c.status, c.where_to_fix, c.detail) for c in checks]
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(4)]
+    headers = ("check", "required", "status", "where to fix", "detail")
+    rows = [(c.check, c.requirement, c.status, c.where_to_fix, c.detail) for c in checks]
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(5)]
     line = "  ".join("{:<" + str(w) + "}" for w in widths)
     out = [f"Integration readiness of enterprise {enterprise_id}", line.format(*headers)]
     out.append("  ".join("-" * w for w in widths))
@@ -34,11 +34,11 @@ async def readiness(enterprise_id: str, settings: PolicySettings, out: TextIO) -
     """Print the table; 0 when ready."""
     redis = create_redis(settings.redis_url)
     try:
-        checks = await Readiness(RedisReadModel(redis), utcnow).report(enterprise_id)
+        checks = await Readiness.from_settings(RedisReadModel(redis), utcnow, settings).report(enterprise_id)
     finally:
         await redis.aclose()
     print(render(enterprise_id, checks), file=out)
-    return 0 if all(c.status == "pass" for c in checks) else 1
+    return 0 if is_ready(checks) else 1
 
 
 def main(argv: list[str]) -> int:

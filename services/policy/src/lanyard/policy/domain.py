@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from lanyard.contracts.events import (
@@ -65,6 +65,7 @@ from lanyard.contracts.events import (
     LicenceKind,
     RevocationReason,
 )
+from lanyard.contracts.versions import DEFAULT_MINIMUM_LOCKER_VERSION, at_least, release_key
 
 # Authentication methods (RFC 8176 and the IdP's own) that count as a second factor.
 SECOND_FACTOR_AMR = frozenset({"otp", "totp", "mfa", "sms", "hwk", "swk", "face", "fpt", "sc"})
@@ -80,6 +81,8 @@ class DirectoryUser:
     user_id: str
     status: str = ACTIVE
     groups: tuple[str, ...] = ()
+    totp_enrolled: bool | None = None
+    """None when the record predates the projection keeping it (unknown, never counted)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class OrgSettings:
     face_match_threshold: float = 0.9
     face_liveness_threshold: float = 0.9
     face_max_failures: int = 5
+    minimum_locker_version: str = DEFAULT_MINIMUM_LOCKER_VERSION
 
 
 CloudState = Literal["not_connected", "code_issued", "established"]
@@ -467,45 +471,176 @@ def second_factor_locked(created_at: datetime | None, enforced_after: datetime, 
 
 
 class SettingRefused(ValueError):
-    """An org-settings change the rules do not allow; the message is safe to show the admin."""
+    """An org-settings change the rules do not allow; the message is safe to show the admin.
+    `code`: `setting_locked` (a lock forbids it) or `invalid_setting` (the value is not allowed)."""
+
+    def __init__(self, message: str, code: str = "setting_locked") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def apply_org_settings(current: OrgSettings, wanted: OrgSettings, locked: bool) -> OrgSettings:
-    """The org settings to publish: `wanted`, with the second-factor lock enforced."""
+    """The org settings to publish: `wanted`, with the second-factor lock enforced and a minimum
+    Locker release no lower than the one Locker SSO needs."""
     if locked and not wanted.require_second_factor:
         raise SettingRefused("Require a second factor cannot be switched off for this enterprise")
+    if release_key(wanted.minimum_locker_version) < release_key(DEFAULT_MINIMUM_LOCKER_VERSION):
+        raise SettingRefused(
+            f"the minimum Locker version cannot be below {DEFAULT_MINIMUM_LOCKER_VERSION}: Locker SSO needs it",
+            "invalid_setting",
+        )
     return replace(
         wanted, require_second_factor=wanted.require_second_factor or locked, require_second_factor_locked=locked
     )
 
 
+# --------------------------------------------------------------------------- Locker options
+
+
+@dataclass(frozen=True)
+class LockerOptions:
+    """Locker custom options of an enterprise (version 0: never set, the defaults)."""
+
+    version: int = 0
+    hide_password_autofill_prompt: bool = False
+    show_sso_status_at_checkout: bool = True
+
+
 # --------------------------------------------------------------------------- readiness report
 
 CheckStatus = Literal["pass", "fail"]
+Requirement = Literal["Required", "Optional"]
 
 
 @dataclass(frozen=True)
 class ReadinessCheck:
-    """One row of the seed's "validate OpenID Connect integration settings" table."""
+    """One row of the seed's "validate OpenID Connect integration settings" table, with the
+    seed's Required/Optional column. `ready` means every Required row passes."""
 
     check: str
     status: CheckStatus
     where_to_fix: str
     detail: str
+    requirement: Requirement = "Required"
 
 
-def readiness(snapshot: Snapshot, release: str, now: datetime) -> list[ReadinessCheck]:
-    """The integration-readiness table of an enterprise, in the seed's order."""
+@dataclass(frozen=True)
+class SupportedRelease:
+    """A release series Lanyard supports (`0.1` covers 0.1.x) and the day support ends."""
 
-    def row(check: str, ok: bool, where: str, detail: str) -> ReadinessCheck:
-        return ReadinessCheck(check, "pass" if ok else "fail", where, detail)
+    series: str
+    end_of_support: datetime
 
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """What a device's Locker app last reported at checkout (or at a refused checkout)."""
+
+    device_id: str
+    locker_version: str | None
+    sso_extension_installed: bool | None
+    at: datetime
+    refused: bool = False
+
+
+DEVICE_WINDOW = timedelta(days=7)
+"""Devices count as recently active when they checked out (or tried to) within this window."""
+
+
+def _in_series(release: str, series: str) -> bool:
+    try:
+        have, want = release_key(release), release_key(series)
+    except ValueError:
+        return False
+    parts = len(series.split("."))
+    return have[:parts] == want[:parts]
+
+
+def release_check(release: str, supported: Sequence[SupportedRelease], now: datetime) -> tuple[bool, str]:
+    """Whether the running release is on the supported list, and why (the "Help menu" row)."""
+    match = next((s for s in supported if _in_series(release, s.series)), None)
+    listed = ", ".join(f"{s.series} until {s.end_of_support.date().isoformat()}" for s in supported) or "none"
+    if match is None:
+        return False, f"running Lanyard {release}, which is not a supported release (supported: {listed})"
+    until = match.end_of_support.date().isoformat()
+    if now >= match.end_of_support:
+        return False, f"running Lanyard {release}: support for {match.series} ended on {until}; upgrade"
+    return True, f"running Lanyard {release} (series {match.series}, supported until {until})"
+
+
+def _few(ids: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(sorted(ids)[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def is_ready(checks: Iterable[ReadinessCheck]) -> bool:
+    """Ready when every Required row passes (Optional rows inform, they do not block)."""
+    return all(c.status == "pass" for c in checks if c.requirement == "Required")
+
+
+def checkout_blockers(user: DirectoryUser, org: OrgSettings) -> list[str]:
+    """What keeps a user from checking a device out at all (before any entitlement)."""
+    if org.require_second_factor and user.totp_enrolled is False:
+        return ["second_factor_not_enrolled"]
+    return []
+
+
+def readiness(
+    snapshot: Snapshot,
+    now: datetime,
+    release: str,
+    supported: Sequence[SupportedRelease],
+    users: Mapping[str, DirectoryUser | None] | None = None,
+    devices: Sequence[DeviceReport] = (),
+    device_window: timedelta = DEVICE_WINDOW,
+) -> list[ReadinessCheck]:
+    """The integration-readiness table of an enterprise: the seed's table in its order, then the
+    MAM settings and the prerequisites the seed lists, then the users who cannot check out."""
+
+    def row(check: str, ok: bool, where: str, detail: str, requirement: Requirement = "Required") -> ReadinessCheck:
+        return ReadinessCheck(check, "pass" if ok else "fail", where, detail, requirement)
+
+    org = snapshot.org
     sso_seats = valid_seats("sso", snapshot.licences, now)
     enabled_apps = sorted(c for c, p in snapshot.app_profiles.items() if p.enabled)
     deployed = [d for d in snapshot.deployments if d.client_id in snapshot.app_profiles and (d.users or d.groups)]
     sso_policies = [p for p in snapshot.policies if p.sso_enabled and (p.users or p.groups)]
+    release_ok, release_detail = release_check(release, supported, now)
+    recent = [d for d in devices if d.at >= now - device_window]
+    days = device_window.days or 1
+    minimum = org.minimum_locker_version
+    outdated = [d.device_id for d in recent if not at_least(d.locker_version, minimum)]
+    lacking = [d.device_id for d in recent if d.sso_extension_installed is False]
+    unreported = [d.device_id for d in recent if d.sso_extension_installed is None]
+    if not recent:
+        locker_detail = f"no device checked out in the last {days} days; minimum Locker {minimum}"
+        extension_detail = f"no device checked out in the last {days} days"
+    else:
+        locker_detail = (
+            f"{len(outdated)} of {len(recent)} devices active in the last {days} days run Locker below {minimum} "
+            f"or did not report it: {_few(outdated)}"
+            if outdated
+            else f"all {len(recent)} devices active in the last {days} days run Locker {minimum} or later"
+        )
+        extension_detail = (
+            f"{len(lacking)} of {len(recent)} devices active in the last {days} days lack the SSO extension: "
+            f"{_few(lacking)}"
+            if lacking
+            else f"every device active in the last {days} days reported the SSO extension installed"
+        )
+        if unreported:
+            extension_detail += f" ({len(unreported)} did not report it)"
+    blocked = sorted(
+        u.user_id
+        for u in (users or {}).values()
+        if u is not None
+        and u.status == ACTIVE
+        and checkout_blockers(u, org)
+        and (p := effective_policy(u, snapshot.policies, snapshot.known_groups)) is not None
+        and p.sso_enabled
+    )
     return [
-        row("maintained release", True, "Help menu", f"running Lanyard policy {release}"),
+        row("maintained release", release_ok, "Help menu", release_detail),
         row(
             "Single Sign On licensed",
             sso_seats > 0,
@@ -537,6 +672,43 @@ def readiness(snapshot: Snapshot, release: str, now: datetime) -> list[Readiness
             f"{len(sso_policies)} SSO-enabled policies with assignees"
             if sso_policies
             else "no SSO-enabled user policy is assigned to users or groups",
+        ),
+        row(
+            "Password Autofill and SSO is ON",
+            org.password_autofill_and_sso,
+            "MAM console > Admin > Check Out > Password Autofill and SSO",
+            "ON" if org.password_autofill_and_sso else "OFF: no user gets SSO on a checked-out device",
+        ),
+        row(
+            "Require a second factor to unlock the device is ON",
+            org.require_second_factor,
+            "MAM console > Admin > Check Out > Require a second factor to unlock the device",
+            ("ON (cannot be switched off for this enterprise)" if org.require_second_factor_locked else "ON")
+            if org.require_second_factor
+            else "OFF: checkouts use one factor",
+        ),
+        row(
+            f"Locker for iOS {minimum} or later on the devices",
+            not outdated,
+            "the devices (update Locker); the minimum: MAM console > Admin > Check Out",
+            locker_detail,
+        ),
+        row(
+            "SSO Extension profile deployed from the MDM",
+            not lacking,
+            "MDM console > SSO extension profile",
+            extension_detail,
+        ),
+        row(
+            "users with SSO can check out (second factor enrolled)",
+            not blocked,
+            "Users > (user) > Second factor",
+            f"{len(blocked)} users with an SSO-enabled policy have no second factor enrolled: {_few(blocked)}"
+            if blocked
+            else "every user with an SSO-enabled policy can check out"
+            if org.require_second_factor
+            else "no second factor is required",
+            "Optional",
         ),
     ]
 

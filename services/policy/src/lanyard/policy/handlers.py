@@ -10,7 +10,11 @@ Two subscriptions (see app.py):
 - `on_config` (lanyard.policy-config.v1, lanyard.directory.v1, lanyard.app-profiles.v1):
   project the event into Redis (an upsert: idempotent), then re-evaluate the live sessions it
   may affect — one user's for a user change, the whole enterprise's otherwise. A redelivery
-  re-evaluates to the same outcome and publishes nothing.
+  re-evaluates to the same outcome and publishes nothing. Locker options change no
+  entitlement: they are projected only.
+
+Every checkout, and every checkout the session service refused, also records what the device's
+Locker app reported (its release, whether its SSO extension is installed) for the readiness table.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 from lanyard.contracts import Event
 from lanyard.contracts import events as ev
-from lanyard.policy.domain import REVOCATION_BY_TRIGGER
+from lanyard.policy.domain import REVOCATION_BY_TRIGGER, DeviceReport
 from lanyard.policy.ports import ReadModel
 from lanyard.policy.service import Entitlements
 
@@ -40,6 +44,16 @@ _TRIGGER: dict[type[Event], str] = {
     ev.AppProfileUpserted: "app_profile",
     ev.AppProfileDeleted: "app_profile",
 }
+_PROJECTED_ONLY: tuple[type[Event], ...] = (ev.LockerOptionsChanged,)
+
+
+def device_report(event: Event) -> DeviceReport | None:
+    """What a checkout (or a refused one) tells about the device's Locker app."""
+    if isinstance(event, ev.DeviceCheckedOut | ev.CheckoutRefused):
+        p = event.payload
+        refused = isinstance(event, ev.CheckoutRefused)
+        return DeviceReport(p.device_id, p.locker_version, p.sso_extension_installed, event.occurred_at, refused)
+    return None
 
 
 class PolicyHandlers:
@@ -49,8 +63,21 @@ class PolicyHandlers:
         self._store = store
         self._entitlements = entitlements
 
+    async def _record_devices(self, events: Sequence[Event]) -> None:
+        by_enterprise: dict[str, list[DeviceReport]] = {}
+        for event in events:
+            report = device_report(event)
+            if report is not None:
+                by_enterprise.setdefault(event.enterprise_id, []).append(report)
+        for enterprise_id, reports in by_enterprise.items():
+            await self._store.record_devices(enterprise_id, reports)
+
     async def on_device_session(self, event: Event) -> None:
         """Checkout and checkin; other device-session events do not change entitlements."""
+        await self._record_devices([event])
+        await self._entitle(event)
+
+    async def _entitle(self, event: Event) -> None:
         if isinstance(event, ev.DeviceCheckedOut):
             await self._entitlements.on_checked_out(event)
         elif isinstance(event, ev.DeviceCheckedIn):
@@ -58,6 +85,7 @@ class PolicyHandlers:
 
     async def on_device_sessions(self, items: Sequence[tuple[Event, Any]]) -> None:
         """A partition's batch, in order (the runtime's batch handler)."""
+        await self._record_devices([event for event, _ in items])
         run: list[ev.DeviceCheckedOut] = []
         for event, _record in items:
             if isinstance(event, ev.DeviceCheckedOut) and (not run or run[0].enterprise_id == event.enterprise_id):
@@ -69,12 +97,15 @@ class PolicyHandlers:
             if isinstance(event, ev.DeviceCheckedOut):
                 run.append(event)
             else:
-                await self.on_device_session(event)
+                await self._entitle(event)
         if run:
             await self._entitlements.on_checked_out_many(run)
 
     async def on_config(self, event: Event) -> None:
         """Project a configuration or directory event, then re-evaluate what it may change."""
+        if isinstance(event, _PROJECTED_ONLY):
+            await self._store.apply(event)
+            return
         trigger = _TRIGGER.get(type(event))
         if trigger is None or not await self._store.apply(event):
             return

@@ -8,7 +8,9 @@
 - `ConfigCommands`: what the admin API does — publish the policy-config event (actor = the
   admin) and wait, bounded, until our own projection applied it. Configuration reaches Redis
   only by consuming those events (no dual write).
-- `CloudConnection`: provisioning codes and establish-trust.
+- `CloudConnection`: provisioning codes (the enterprise's superadmin) and establish-trust (only a
+  vendor services principal; every attempt, refused ones included, is announced with who made it).
+- `LockerOptionsCommands`: versioned Locker custom options.
 - `Readiness`: the integration-readiness table and the per-user explanation.
 """
 
@@ -21,14 +23,14 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
 
 from lanyard.contracts import Event, Subject, decode_event
 from lanyard.contracts import events as ev
 from lanyard.policy import domain
-from lanyard.policy.domain import Denial, Grant, LiveSession, RevocationReason
+from lanyard.policy.domain import Denial, Grant, LiveSession, LockerOptions, RevocationReason, SupportedRelease
 from lanyard.policy.ports import Clock, CloudSecrets, EventSink, ReadModel
 from lanyard.runtime.logging import get_logger
 
@@ -309,8 +311,20 @@ class TrustRefused(Exception):
         self.failed_attempts = failed_attempts
 
 
+@dataclass(frozen=True)
+class TrustActor:
+    """Who attempts to establish trust: a vendor services principal, or an enterprise admin."""
+
+    actor: str
+    principal: Literal["services", "enterprise_admin"]
+
+
 class CloudConnection:
-    """Provisioning codes (5 minutes, single use, hashed) and establishing trust."""
+    """Provisioning codes (5 minutes, single use, hashed) and establishing trust.
+
+    Every record of the trust state is whole (the topic is compacted): state, failures, who
+    established trust and when, and the last attempt with who made it and how it ended.
+    """
 
     def __init__(
         self,
@@ -326,36 +340,55 @@ class CloudConnection:
         self._clock = clock
         self._ttl = timedelta(seconds=code_ttl_s)
 
-    async def _state(self, e: str) -> str:
-        return (await self._store.cloud(e))["state"]
-
     async def generate_code(self, e: str, actor: str) -> IssuedCode:
         """A new code; any earlier code stops working."""
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(12))
         expires_at = self._clock() + self._ttl
         await self._secrets.issue_code(e, hash_secret(code), expires_at)
-        state = "established" if await self._state(e) == "established" else "code_issued"
-        await self._commands.publish(self._event(e, actor, state, await self._secrets.failures(e)))
+        current = await self._store.cloud(e)
+        state = "established" if current["state"] == "established" else "code_issued"
+        await self._commands.publish(self._event(e, actor, state, await self._secrets.failures(e), current))
         return IssuedCode(code, expires_at)
 
-    async def establish_trust(self, e: str, presented_enterprise_id: str, code: str, actor: str) -> Credentials:
-        """Redeem the code; on success publish `established` and return fresh credentials once."""
+    async def establish_trust(self, e: str, presented_enterprise_id: str, code: str, who: TrustActor) -> Credentials:
+        """Redeem the code; on success publish `established` and return fresh credentials once.
+
+        Only a services principal may (the seed: "The cloud connection must be established by
+        Imprivata Services"); an enterprise admin's attempt is refused and announced like any other.
+        """
+        if who.principal != "services":
+            return await self._refuse(e, who, "services_only", count=False)
         result = "wrong"
         if presented_enterprise_id == e and code:
             result = await self._secrets.redeem_code(e, hash_secret(code.strip().upper()), self._clock())
         if result != "ok":
-            failures = await self._secrets.count_failure(e)
-            await self._commands.publish(self._event(e, actor, await self._state(e), failures))
-            log.info("establish trust refused", enterprise_id=e, why=result, failed_attempts=failures)
-            raise TrustRefused(result, failures)
+            return await self._refuse(e, who, result, count=True)
         client_id = f"ent-{uuid.uuid4()}"
         client_secret = secrets.token_urlsafe(32)
-        await self._secrets.store_credentials(e, client_id, hash_secret(client_secret), self._clock())
-        await self._commands.publish(self._event(e, actor, "established", await self._secrets.failures(e)))
+        now = self._clock()
+        await self._secrets.store_credentials(e, client_id, hash_secret(client_secret), now)
+        attempt = ev.TrustAttempt(at=now, by=who.actor, principal=who.principal, outcome="established")
+        current = {**await self._store.cloud(e), "established_by": who.actor, "established_at": now.isoformat()}
+        failures = await self._secrets.failures(e)
+        await self._commands.publish(self._event(e, who.actor, "established", failures, current, attempt))
         return Credentials(e, client_id, client_secret)
 
+    async def _refuse(self, e: str, who: TrustActor, why: str, count: bool) -> Credentials:
+        failures = await self._secrets.count_failure(e) if count else await self._secrets.failures(e)
+        attempt = ev.TrustAttempt(
+            at=self._clock(),
+            by=who.actor,
+            principal=who.principal,
+            outcome="refused",
+            reason=why,  # type: ignore[arg-type]
+        )
+        current = await self._store.cloud(e)
+        await self._commands.publish(self._event(e, who.actor, current["state"], failures, current, attempt))
+        log.info("establish trust refused", enterprise_id=e, why=why, failed_attempts=failures, by=who.principal)
+        raise TrustRefused(why, failures)
+
     async def view(self, e: str) -> dict[str, Any]:
-        """The visible trust state."""
+        """The visible trust state, who established it, and the last attempt (the superadmin's view)."""
         cloud = await self._store.cloud(e)
         expires = await self._secrets.code_expires_at(e)
         pending = expires is not None and expires > self._clock()
@@ -364,28 +397,93 @@ class CloudConnection:
             "state": cloud["state"],
             "failed_attempts": await self._secrets.failures(e),
             "code_expires_at": expires.isoformat() if pending and expires else None,
+            "established_by": cloud.get("established_by"),
+            "established_at": cloud.get("established_at"),
+            "last_attempt": cloud.get("last_attempt"),
         }
 
     @staticmethod
-    def _event(e: str, actor: str, state: str, failures: int) -> ev.CloudConnectionChanged:
+    def _event(
+        e: str, actor: str, state: str, failures: int, current: dict[str, Any], attempt: ev.TrustAttempt | None = None
+    ) -> ev.CloudConnectionChanged:
+        last = attempt or (
+            ev.TrustAttempt.model_validate(current["last_attempt"]) if current.get("last_attempt") else None
+        )
+        established_at = current.get("established_at")
         return ev.CloudConnectionChanged(
             enterprise_id=e,
             producer=PRODUCER,
             actor=actor,
-            payload=ev.CloudConnectionChangedPayload(state=state, failed_attempts=failures),  # type: ignore[arg-type]
+            payload=ev.CloudConnectionChangedPayload(
+                state=state,  # type: ignore[arg-type]
+                failed_attempts=failures,
+                established_by=current.get("established_by"),
+                established_at=datetime.fromisoformat(established_at) if established_at else None,
+                last_attempt=last,
+            ),
         )
+
+
+class VersionConflict(Exception):
+    """A change made against a version that is no longer the current one (safe to show)."""
+
+
+class LockerOptionsCommands:
+    """Locker custom options: each change gets the next version, is published, and is applied by
+    our projection (the highest version wins, so a late duplicate never undoes a newer change)."""
+
+    def __init__(self, store: ReadModel, commands: ConfigCommands) -> None:
+        self._store = store
+        self._commands = commands
+
+    async def change(
+        self, e: str, wanted: LockerOptions, expected_version: int | None, actor: str
+    ) -> tuple[ev.LockerOptionsChanged, bool]:
+        """Publish `wanted` as the next version; (the event, whether our projection applied it)."""
+        version, current = await self._store.next_locker_options_version(e, expected_version)
+        if version < 0:
+            raise VersionConflict(f"the Locker options are at version {current}, not {expected_version}: reload them")
+        payload = ev.LockerOptionsChangedPayload(
+            version=version,
+            hide_password_autofill_prompt=wanted.hide_password_autofill_prompt,
+            show_sso_status_at_checkout=wanted.show_sso_status_at_checkout,
+        )
+        event = ev.LockerOptionsChanged(enterprise_id=e, producer=PRODUCER, actor=actor, payload=payload)
+        return event, await self._commands.publish(event)
 
 
 class Readiness:
     """The integration-readiness report and the per-user explanation (the same pure evaluation)."""
 
-    def __init__(self, store: ReadModel, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: ReadModel,
+        clock: Clock,
+        supported: Sequence[SupportedRelease] = (),
+        device_window: timedelta = domain.DEVICE_WINDOW,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._supported = tuple(supported)
+        self._device_window = device_window
+
+    @classmethod
+    def from_settings(cls, store: ReadModel, clock: Clock, settings: Any) -> Readiness:
+        """Built from the service settings (supported releases, device window)."""
+        supported = [
+            SupportedRelease(series, datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1))
+            for series, day in settings.supported_releases.items()
+        ]
+        return cls(store, clock, supported, timedelta(seconds=settings.device_activity_window_s))
 
     async def report(self, e: str) -> list[domain.ReadinessCheck]:
-        """The seed's table for one enterprise."""
-        return domain.readiness(await self._store.snapshot(e), release(), self._clock())
+        """The seed's table for one enterprise, plus the MAM settings, prerequisites and blockers."""
+        snapshot, users, devices = await asyncio.gather(
+            self._store.snapshot(e), self._store.all_users(e), self._store.devices(e)
+        )
+        return domain.readiness(
+            snapshot, self._clock(), release(), self._supported, users, devices, self._device_window
+        )
 
     async def seats(self, e: str) -> dict[str, dict[str, int]]:
         """Seats in use and seats valid now, per licence kind (the console's licence page)."""
@@ -407,10 +505,18 @@ class Readiness:
         users = await self._store.users(e, [user_id])
         snapshot = await self._store.snapshot(e)
         seats = (await self._store.user_seats(e, user_id)).seen_by(user_id)
-        outcome = domain.evaluate(users.get(user_id), snapshot, seats, self._clock())
-        body: dict[str, Any] = {"enterprise_id": e, "user_id": user_id, "client_id": client_id}
+        user = users.get(user_id)
+        outcome = domain.evaluate(user, snapshot, seats, self._clock())
+        blockers = domain.checkout_blockers(user, snapshot.org) if user is not None else []
+        body: dict[str, Any] = {
+            "enterprise_id": e, "user_id": user_id, "client_id": client_id, "checkout_blockers": blockers,
+        }  # fmt: skip
         if isinstance(outcome, Denial):
             return {**body, "allowed": False, "reason": outcome.reason, "detail": outcome.detail}
+        if blockers:
+            detail = "the enterprise requires a second factor and the user has none enrolled: enrol TOTP"
+            grant = {**outcome.__dict__, "apps": list(outcome.apps)}
+            return {**body, "allowed": False, "reason": blockers[0], "detail": detail, "grant": grant}
         grant = {**outcome.__dict__, "apps": list(outcome.apps)}
         if client_id is not None and client_id not in outcome.apps:
             detail = "the app is not deployed to the user, or its profile is missing or disabled"

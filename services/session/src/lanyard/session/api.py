@@ -10,6 +10,12 @@ answer; a 503 is never kept, so a retry after one runs again).
 Every refusal is a JSON `{"error", "error_description"}` with a 4xx (503 when the broker did not
 acknowledge an event that is saved and will be published); bodies are read by the shared bounded
 parser and validation errors never repeat the value (`lanyard.runtime.bodies`, `.errors`).
+
+The Locker app says which release it is and whether it found its SSO extension installed with
+every checkout; a release below the enterprise's minimum is refused with `locker_update_required`
+(a message the app can show, and `minimum_locker_version`). The checkout answer and every Locker
+status read carry whether SSO is available on the session and why not (`sso`) and the
+enterprise's Locker options.
 """
 
 from __future__ import annotations
@@ -19,15 +25,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from lanyard.contracts.versions import RELEASE_PATTERN
 from lanyard.runtime.bodies import BoundedRoute, parse_json, validated
 from lanyard.runtime.errors import error_response
 from lanyard.runtime.errors import install_error_handlers as install_shared_error_handlers
 from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.text import FreeText
 from lanyard.runtime.tokens import AdminPrincipal, TokenVerifier, require_roles
-from lanyard.session.domain import Device
+from lanyard.session.domain import ClientReport, Device
 from lanyard.session.service import EnrolRequest, SessionError, SessionService, session_view
 
 ID = r"^[A-Za-z0-9._-]{1,64}$"
@@ -53,9 +60,11 @@ class EnrolBody(_Body):
 
 
 class CheckoutBody(_Body):
-    """The IdP's checkout assertion."""
+    """The IdP's checkout assertion, and what the Locker app reports about itself."""
 
     assertion: str = Field(min_length=1, max_length=16 * 1024)
+    locker_version: str | None = Field(default=None, max_length=64, pattern=RELEASE_PATTERN)
+    sso_extension_installed: StrictBool | None = None
 
 
 class FaceResultBody(_Body):
@@ -175,13 +184,17 @@ def api_router() -> APIRouter:
             return _error(exc.status, exc.code, exc.description)
 
         async def run() -> Answer:
-            session = await service.checkout(device, body.assertion)
+            report = ClientReport(body.locker_version, body.sso_extension_installed)
+            session = await service.checkout(device, body.assertion, report=report)
+            view = await service.locker_view(session)
             return 201, {
                 "device_session_id": session.device_session_id,
                 "handle": session.device_session_id,
                 "state": session.state.value,
                 "sequence": session.sequence,
                 "user_id": session.user_id,
+                "sso": view["sso"],
+                "locker_options": view["locker_options"],
             }
 
         return await _idempotent(request, enterprise_id, run)
@@ -193,7 +206,7 @@ def api_router() -> APIRouter:
             session = await _locker_session(request, enterprise_id, handle)
         except SessionError as exc:
             return _error(exc.status, exc.code, exc.description)
-        return JSONResponse(session_view(session, await service.org_settings(enterprise_id)))
+        return JSONResponse(await service.locker_view(session))
 
     def locker_post(path: str, action: Callable[[Request, Any, dict[str, Any]], Awaitable[Answer]], body_model=None):
         """A Locker POST: device proof first (never replayed), then the idempotent action."""
@@ -213,12 +226,12 @@ def api_router() -> APIRouter:
     async def activity(request: Request, session: Any, _: dict[str, Any]) -> Answer:
         service = _service(request)
         latest = await service.heartbeat(session)
-        return 200, session_view(latest, await service.org_settings(session.enterprise_id))
+        return 200, await service.locker_view(latest)
 
     async def checkin(request: Request, session: Any, _: dict[str, Any]) -> Answer:
         service = _service(request)
         closed = await service.check_in(session, "user", session.user_id)
-        return 200, session_view(closed, await service.org_settings(session.enterprise_id))
+        return 200, await service.locker_view(closed)
 
     async def face_challenge(request: Request, session: Any, _: dict[str, Any]) -> Answer:
         challenge, expires_at = await _service(request).face_challenge(session)
@@ -250,6 +263,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def refused(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, SessionError)
-        return _error(exc.status, exc.code, exc.description)
+        body = {"error": exc.code, "error_description": exc.description, **exc.extra}
+        return JSONResponse(body, status_code=exc.status)
 
     app.add_exception_handler(SessionError, refused)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
+
+from lanyard.contracts.versions import DEFAULT_MINIMUM_LOCKER_VERSION, at_least
 
 AuthMode = Literal["passcode", "face"]
 TimerKind = Literal["inactivity", "max_session"]
@@ -52,6 +54,24 @@ class OrgSettings:
     face_match_threshold: float = 0.9
     face_liveness_threshold: float = 0.9
     face_max_failures: int = 5
+    minimum_locker_version: str = DEFAULT_MINIMUM_LOCKER_VERSION
+
+
+@dataclass(frozen=True)
+class LockerOptions:
+    """Locker custom options (from `policy.locker_options_changed.v1`); version 0: the defaults."""
+
+    version: int = 0
+    hide_password_autofill_prompt: bool = False
+    show_sso_status_at_checkout: bool = True
+
+
+@dataclass(frozen=True)
+class ClientReport:
+    """What the Locker app says about itself at checkout."""
+
+    locker_version: str | None = None
+    sso_extension_installed: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +127,10 @@ class DeviceSession:
     entitlement: Entitlement | None = None
     closed_reason: CheckinReason | None = None
     closed_at: float | None = None
+    locker_version: str | None = None
+    sso_extension_installed: bool | None = None
+    entitlement_ended: str | None = None
+    """Why policy denied or revoked the entitlement (its reason code), when it did."""
 
     @property
     def live(self) -> bool:
@@ -186,6 +210,70 @@ def check_in(session: DeviceSession, now: float, reason: CheckinReason) -> Step 
         return None
     t = Transition("checked_in", now, None, reason=reason)
     return _advance(session, t, state=State.CLOSED, closed_reason=reason, closed_at=now)
+
+
+def end_entitlement(session: DeviceSession, now: float, why: str) -> Step | None:
+    """Policy denied or revoked the entitlement: check the session in, keeping why."""
+    step = check_in(session, now, "entitlement_revoked")
+    return None if step is None else Step(replace(step.session, entitlement_ended=why), step.transitions)
+
+
+def locker_refusal(report: ClientReport, org: OrgSettings) -> str | None:
+    """Why checkout must refuse this Locker app (None: it may check out). A Locker that does not
+    report its release predates reporting it, so it is older than any minimum."""
+    if at_least(report.locker_version, org.minimum_locker_version):
+        return None
+    found = (
+        f"this Locker is {report.locker_version}" if report.locker_version else "this Locker did not report its version"
+    )
+    return f"Update Locker to version {org.minimum_locker_version} or later to check out this device ({found})."
+
+
+SsoReason = Literal[
+    "sso_disabled_for_org", "sso_extension_missing", "entitlement_pending", "entitlement_ended", "checked_in"
+]
+_SSO_MESSAGES: dict[str, str] = {
+    "sso_disabled_for_org": "Password Autofill and SSO is switched off for your organisation.",
+    "sso_extension_missing": "The SSO extension profile is not installed on this device; ask IT to deploy it.",
+    "entitlement_pending": "Checking whether your account may use single sign-on on this device.",
+    "entitlement_ended": "Your account may not use single sign-on on this device",
+    "checked_in": "The device is checked in.",
+}
+
+
+def sso_availability(session: DeviceSession, org: OrgSettings) -> dict[str, Any]:
+    """Whether SSO works on this device session, and why not: what the Locker app tells the
+    clinician at checkout instead of at her first app. `available` is None while policy has not
+    decided yet (`status` pending); every reason that applies is listed."""
+    reasons: list[str] = []
+    if not session.live:
+        reasons.append("entitlement_ended" if session.entitlement_ended else "checked_in")
+    if not org.password_autofill_and_sso:
+        reasons.append("sso_disabled_for_org")
+    if session.sso_extension_installed is False:
+        reasons.append("sso_extension_missing")
+    pending = session.live and session.entitlement is None
+    if pending and not reasons:
+        reasons.append("entitlement_pending")
+    if reasons and reasons != ["entitlement_pending"]:
+        status, available = "unavailable", False
+    elif pending:
+        status, available = "pending", None
+    else:
+        status, available = "available", True
+
+    def message(reason: str) -> str:
+        text = _SSO_MESSAGES[reason]
+        if reason == "entitlement_ended" and session.entitlement_ended:
+            return f"{text} ({session.entitlement_ended})."
+        return text
+
+    return {
+        "available": available,
+        "status": status,
+        "reasons": [{"code": r, "message": message(r)} for r in reasons],
+        "denied_because": session.entitlement_ended,
+    }
 
 
 def lock(session: DeviceSession, now: float, reason: Literal["inactivity", "admin"] = "inactivity") -> Step:

@@ -1,7 +1,8 @@
 """Handlers for the events the session service consumes.
 
 Each is idempotent: grants by entitlement version, checkins by the terminal CLOSED state,
-activity by taking the later time, org settings by overwriting with the latest record.
+activity by taking the later time, org settings by overwriting with the latest record, Locker
+options by keeping the highest version.
 """
 
 from __future__ import annotations
@@ -29,3 +30,5 @@ class SessionHandlers:
                 await s.sso_activity(event.enterprise_id, event.payload.device_session_id, event.occurred_at)
         elif isinstance(event, ev.OrgSettingsChanged):
             await s.org_settings_changed(event)
+        elif isinstance(event, ev.LockerOptionsChanged):
+            await s.locker_options_changed(event)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lanyard.contracts import Event
-from lanyard.session.domain import Device, DeviceSession, OrgSettings, TimerKind
+from lanyard.session.domain import Device, DeviceSession, LockerOptions, OrgSettings, TimerKind
 
 
 class Clock(Protocol):
@@ -112,6 +112,16 @@ class SessionStore(Protocol):
     async def get_org_settings(self, enterprise_id: str) -> OrgSettings: ...
 
     async def put_org_settings(self, enterprise_id: str, settings: OrgSettings) -> None: ...
+
+    async def get_locker_options(self, enterprise_id: str) -> LockerOptions: ...
+
+    async def put_locker_options(self, enterprise_id: str, options: LockerOptions) -> bool:
+        """Keep `options` unless a version at least as high is kept already; True if kept."""
+        ...
+
+    async def park(self, events: Sequence[Event]) -> None:
+        """Put events that change no session in the outbox (published, then `outbox_done`)."""
+        ...
 
     async def first_use(self, enterprise_id: str, kind: str, value: str, ttl_s: int) -> bool:
         """True the first time (`kind`, `value`) is seen within `ttl_s`: single-use ids."""

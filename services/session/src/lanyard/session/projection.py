@@ -4,7 +4,8 @@ When Redis lost the service's state, `rebuild.Rebuild` reads the topics from the
 offsets and feeds every record to `Projection.apply`; `Projection.result` is then the state
 to write back: devices (the enrolled key and its thumbprint, exactly as enrolment stores
 them), device sessions (the domain's own transitions, replayed from the records by
-`domain.replay`), their grants and the SSO activity the IdP reported, and org settings.
+`domain.replay`, with what the Locker reported at checkout), their grants and the SSO activity
+the IdP reported, org settings and Locker options.
 
 What the topics cannot give back:
 - `lanyard.device-sessions.v1` keeps 7 days (delete policy), so a device enrolled more than
@@ -24,8 +25,14 @@ from dataclasses import dataclass, field, replace
 from lanyard.contracts import Event
 from lanyard.contracts import events as ev
 from lanyard.session import domain
-from lanyard.session.domain import Device, DeviceSession, Entitlement, OrgSettings, Transition
-from lanyard.session.service import SessionError, entitlement_from, org_settings_from, public_p256_jwk
+from lanyard.session.domain import Device, DeviceSession, Entitlement, LockerOptions, OrgSettings, Transition
+from lanyard.session.service import (
+    SessionError,
+    entitlement_from,
+    locker_options_from,
+    org_settings_from,
+    public_p256_jwk,
+)
 
 Key = tuple[str, str]
 """(enterprise id, device id or device-session id)."""
@@ -54,6 +61,7 @@ class Rebuilt:
     devices: list[Device]
     sessions: list[DeviceSession]
     org_settings: dict[str, OrgSettings]
+    locker_options: dict[str, LockerOptions]
     ended: list[Key]
     """Live sessions whose entitlement was revoked or denied: the live path checks them in."""
     events: int
@@ -71,6 +79,7 @@ class Projection:
     revoked: set[Key] = field(default_factory=set)
     activity: dict[Key, float] = field(default_factory=dict)
     org_settings: dict[str, OrgSettings] = field(default_factory=dict)
+    locker_options: dict[str, LockerOptions] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     skipped: int = 0
 
@@ -102,6 +111,10 @@ class Projection:
                 self.activity[key] = max(self.activity.get(key, 0.0), event.occurred_at.timestamp())
         elif isinstance(event, ev.OrgSettingsChanged):
             self.org_settings[eid] = org_settings_from(event.payload)  # per partition, the latest wins
+        elif isinstance(event, ev.LockerOptionsChanged):
+            held_options = self.locker_options.get(eid)
+            if held_options is None or held_options.version < event.payload.version:
+                self.locker_options[eid] = locker_options_from(event.payload)
         else:
             recorded = recorded_transition(event)
             if recorded is None:
@@ -148,7 +161,12 @@ class Projection:
             now=p.checked_out_at.timestamp(),
             default_max_session_s=self.default_max_session_s,
         )
-        self.sessions[key] = replace(step.session, sequence=p.sequence)
+        self.sessions[key] = replace(
+            step.session,
+            sequence=p.sequence,
+            locker_version=p.locker_version,
+            sso_extension_installed=p.sso_extension_installed,
+        )
 
     def result(self, now: float) -> Rebuilt:
         """The folded state: grants and SSO activity applied to their sessions."""
@@ -171,6 +189,7 @@ class Projection:
             devices=list(self.devices.values()),
             sessions=sessions,
             org_settings=dict(self.org_settings),
+            locker_options=dict(self.locker_options),
             ended=sorted(ended),
             events=len(self.seen),
             skipped=self.skipped,

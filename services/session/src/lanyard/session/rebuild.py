@@ -119,6 +119,8 @@ class Rebuild:
                 projection.apply(event)
         state: Rebuilt = projection.result(self._clock.now())
         written = await self._store.restore(state.devices, state.sessions, state.org_settings)
+        for eid, options in state.locker_options.items():
+            written += await self._store.put_locker_options(eid, options)  # never over a newer version
         seconds = asyncio.get_running_loop().time() - started
         report = RebuildReport(
             events=state.events,

@@ -12,6 +12,8 @@ left in the outbox for the device and answers success only after the ack — els
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -19,13 +21,14 @@ from typing import Any
 
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
+from prometheus_client import Counter
 
 from lanyard.contracts import Event, Subject
 from lanyard.contracts import events as ev
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.outbox import publish_staged, relay_once
 from lanyard.session import domain
-from lanyard.session.domain import Device, DeviceSession, Entitlement, OrgSettings, Step
+from lanyard.session.domain import ClientReport, Device, DeviceSession, Entitlement, LockerOptions, OrgSettings, Step
 from lanyard.session.ports import (
     AssertionVerifier,
     Change,
@@ -46,15 +49,21 @@ PRODUCER = "session"
 CHECKOUT_AUDIENCE = "lanyard-session"
 CHECKOUT_TYP = "checkout+jwt"
 
+CHECKOUTS_REFUSED = Counter(
+    "lanyard_checkouts_refused_total", "Checkouts refused before a session existed, by reason", ["reason"]
+)
+
 
 class SessionError(Exception):
-    """A refusal the HTTP layer turns into a 4xx (or 503) with a JSON error."""
+    """A refusal the HTTP layer turns into a 4xx (or 503) with a JSON error; `extra` holds
+    further fields of the error body an app may use (never secrets)."""
 
-    def __init__(self, status: int, code: str, description: str) -> None:
+    def __init__(self, status: int, code: str, description: str, extra: dict[str, Any] | None = None) -> None:
         super().__init__(description)
         self.status = status
         self.code = code
         self.description = description
+        self.extra = extra or {}
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,16 @@ def org_settings_from(p: ev.OrgSettingsChangedPayload) -> OrgSettings:
         face_match_threshold=p.face_match_threshold,
         face_liveness_threshold=p.face_liveness_threshold,
         face_max_failures=p.face_max_failures,
+        minimum_locker_version=p.minimum_locker_version,
+    )
+
+
+def locker_options_from(p: ev.LockerOptionsChangedPayload) -> LockerOptions:
+    """The Locker options as this service keeps and hands them to the Locker app."""
+    return LockerOptions(
+        version=p.version,
+        hide_password_autofill_prompt=p.hide_password_autofill_prompt,
+        show_sso_status_at_checkout=p.show_sso_status_at_checkout,
     )
 
 
@@ -171,8 +190,9 @@ class SessionService:
             at = _ts(t.at)
             if t.kind == "checked_out":
                 payload = ev.DeviceCheckedOutPayload(
-                    **base, sequence=t.sequence, amr=s.amr, checked_out_at=at, device_jkt=s.device_jkt
-                )
+                    **base, sequence=t.sequence, amr=s.amr, checked_out_at=at, device_jkt=s.device_jkt,
+                    locker_version=s.locker_version, sso_extension_installed=s.sso_extension_installed,
+                )  # fmt: skip
                 out.append(ev.DeviceCheckedOut(**env, occurred_at=at, payload=payload))
             elif t.kind == "locked":
                 payload = ev.DeviceLockedPayload(**base, sequence=t.sequence, reason=t.reason)
@@ -322,8 +342,20 @@ class SessionService:
 
     # ------------------------------------------------------------------ checkout
 
-    async def checkout(self, device: Device, assertion: str, correlation_id: str | None = None) -> DeviceSession:
-        """Check the device out to the assertion's user; answers after `checked_out` was acknowledged."""
+    async def checkout(
+        self,
+        device: Device,
+        assertion: str,
+        correlation_id: str | None = None,
+        report: ClientReport | None = None,
+    ) -> DeviceSession:
+        """Check the device out to the assertion's user; answers after `checked_out` was acknowledged.
+
+        A Locker app older than the enterprise's minimum (or one that does not say its release)
+        is refused with `locker_update_required`, after the refusal was announced (audited) and
+        counted; the assertion is spent either way, so the user signs in again after updating.
+        """
+        report = report or ClientReport()
         eid = device.enterprise_id
         try:
             claims = await self.assertions.verify(
@@ -348,6 +380,12 @@ class SessionService:
             if retried is None:
                 raise SessionError(401, "assertion_replayed", "the checkout assertion was already used")
             return retried
+        refusal = domain.locker_refusal(report, org)
+        if refusal is not None:
+            await self._refuse_checkout(device, user_id, report, org, correlation_id)
+            raise SessionError(
+                403, "locker_update_required", refusal, {"minimum_locker_version": org.minimum_locker_version}
+            )
 
         now = self.clock.now()
         dsid = secrets.token_urlsafe(24)  # 192 random bits: the handle
@@ -372,6 +410,12 @@ class SessionService:
                 now=now,
                 default_max_session_s=self.settings.default_max_session_s,
             )
+            reported = replace(
+                step.session,
+                locker_version=report.locker_version,
+                sso_extension_installed=report.sso_extension_installed,
+            )
+            step = Step(reported, step.transitions)
             sessions.append(step.session)
             events += self._events(step, actor=user_id, correlation_id=correlation_id)
             return Change(tuple(sessions), tuple(events))
@@ -398,6 +442,34 @@ class SessionService:
             return None
         await self._settle(eid, device.device_id)
         return session
+
+    async def _refuse_checkout(
+        self, device: Device, user_id: str, report: ClientReport, org: OrgSettings, correlation_id: str | None
+    ) -> None:
+        """Announce (through the outbox, so it is never lost) and count a refused checkout."""
+        event = ev.CheckoutRefused(
+            enterprise_id=device.enterprise_id,
+            producer=PRODUCER,
+            actor=user_id,
+            correlation_id=correlation_id,
+            occurred_at=_ts(self.clock.now()),
+            subject=Subject(user_id=user_id, device_id=device.device_id),
+            payload=ev.CheckoutRefusedPayload(
+                device_id=device.device_id,
+                user_id=user_id,
+                reason="locker_update_required",
+                locker_version=report.locker_version,
+                minimum_locker_version=org.minimum_locker_version,
+                sso_extension_installed=report.sso_extension_installed,
+            ),
+        )
+        CHECKOUTS_REFUSED.labels(reason="locker_update_required").inc()
+        log.info(
+            "checkout refused", enterprise_id=device.enterprise_id, device_id=device.device_id,
+            reason="locker_update_required", locker_version=report.locker_version,
+        )  # fmt: skip
+        await self.store.park([event])
+        await self._publish([event])
 
     # ------------------------------------------------------------------ Locker: activity, face, checkin
 
@@ -505,13 +577,15 @@ class SessionService:
         await self.store.mutate(event.enterprise_id, p.device_session_id, decide)
 
     async def entitlement_ended(self, event: ev.EntitlementRevoked | ev.EntitlementDenied) -> None:
-        """A revoked or denied entitlement checks the session in (entitlement_revoked)."""
+        """A revoked or denied entitlement checks the session in (entitlement_revoked), keeping
+        why, so the Locker app can tell the clinician."""
         now = self.clock.now()
+        why = event.payload.reason
         await self._mutate(
             event.enterprise_id,
             event.payload.device_session_id,
             lambda s: self._change(
-                domain.check_in(s, now, "entitlement_revoked"), event.actor, event.correlation_id or event.event_id
+                domain.end_entitlement(s, now, why), event.actor, event.correlation_id or event.event_id
             ),
         )
 
@@ -546,6 +620,18 @@ class SessionService:
     async def org_settings_changed(self, event: ev.OrgSettingsChanged) -> None:
         """Keep the enterprise's settings (the compacted topic's latest record wins)."""
         await self.store.put_org_settings(event.enterprise_id, org_settings_from(event.payload))
+
+    async def locker_options_changed(self, event: ev.LockerOptionsChanged) -> None:
+        """Keep the enterprise's Locker options (the highest version wins)."""
+        await self.store.put_locker_options(event.enterprise_id, locker_options_from(event.payload))
+
+    async def locker_view(self, session: DeviceSession) -> dict[str, Any]:
+        """What the Locker app reads of its session: the session, whether SSO is available and
+        why not, and the enterprise's Locker options (applied without a separate call)."""
+        org, options = await asyncio.gather(
+            self.store.get_org_settings(session.enterprise_id), self.store.get_locker_options(session.enterprise_id)
+        )
+        return session_view(session, org, options)
 
     # ------------------------------------------------------------------ timers and relay
 
@@ -585,8 +671,9 @@ class SessionService:
         return await self.store.get_org_settings(enterprise_id)
 
 
-def session_view(session: DeviceSession, org: OrgSettings) -> dict[str, Any]:
-    """What the Locker app and admins see of a session: ids, state, timeouts, face recency."""
+def session_view(session: DeviceSession, org: OrgSettings, options: LockerOptions | None = None) -> dict[str, Any]:
+    """What the Locker app and admins see of a session: ids, state, timeouts, face recency, what
+    the Locker reported, whether SSO is available (and why not), and the Locker options."""
     due = domain.deadlines(session)
     ent = session.entitlement
     return {
@@ -611,4 +698,8 @@ def session_view(session: DeviceSession, org: OrgSettings) -> dict[str, Any]:
         "closed_reason": session.closed_reason,
         "closed_at": _iso(session.closed_at),
         "sso_enabled": org.password_autofill_and_sso,
+        "locker_version": session.locker_version,
+        "sso_extension_installed": session.sso_extension_installed,
+        "sso": domain.sso_availability(session, org),
+        "locker_options": dataclasses.asdict(options) if options is not None else None,
     }

@@ -210,10 +210,6 @@ class Admin:
     async def provisioning_code(self) -> dict[str, Any]:
         return await self.call("POST", f"{self._policy}/cloud-connection/provisioning-code")
 
-    async def establish_trust(self, enterprise_id: str, code: str) -> dict[str, Any]:
-        body = {"enterprise_id": enterprise_id, "code": code}
-        return await self.call("POST", f"{self._policy}/cloud-connection/establish-trust", json=body)
-
     async def readiness(self) -> dict[str, Any]:
         return await self.call("GET", f"{self._policy}/readiness")
 

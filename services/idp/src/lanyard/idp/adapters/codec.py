@@ -47,7 +47,12 @@ def load_enterprise(raw: str) -> Enterprise:
 
 def dump_profile(profile: AppProfile) -> str:
     return json.dumps(
-        {"client": asdict(profile.client), "template": profile.template, "has_secret": profile.has_secret}
+        {
+            "client": asdict(profile.client),
+            "template": profile.template,
+            "has_secret": profile.has_secret,
+            "credentials_source": profile.credentials_source,
+        }
     )
 
 
@@ -67,8 +72,14 @@ def load_profile(raw: str) -> AppProfile:
         custom_claims=tuple(ClaimMapping(**m) for m in c.get("custom_claims", ())),
         enabled=bool(c.get("enabled", True)),
         claims=tuple(c.get("claims", ())),
+        require_pkce=bool(c.get("require_pkce", False)),
     )
-    return AppProfile(client=client, template=d.get("template"), has_secret=bool(d.get("has_secret")))
+    return AppProfile(
+        client=client,
+        template=d.get("template"),
+        has_secret=bool(d.get("has_secret")),
+        credentials_source=d.get("credentials_source"),
+    )
 
 
 def dump_ring(ring: KeyRing) -> dict[str, Any]:

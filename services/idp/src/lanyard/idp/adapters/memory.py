@@ -169,6 +169,13 @@ class MemoryClients:
     async def save_profile(self, profile: AppProfile, event: Event | None) -> None:
         self.profiles[(profile.client.enterprise_id, profile.client.client_id)] = profile
 
+    async def create_profile(self, profile: AppProfile, secret: str, event: Event | None) -> None:
+        key = (profile.client.enterprise_id, profile.client.client_id)
+        if key in self.profiles:
+            raise Conflict(f"client id {key[1]} is already registered in this enterprise")
+        self.profiles[key] = replace(profile, has_secret=True)
+        self.secrets[key] = {"current": secret_digest(secret)}
+
     async def delete_profile(self, enterprise_id: str, client_id: str, event: Event | None) -> bool:
         self.secrets.pop((enterprise_id, client_id), None)
         return self.profiles.pop((enterprise_id, client_id), None) is not None

@@ -2,6 +2,8 @@
 
 Keys under `idp:{enterprise_id}:`: `client:{client_id}` (profile JSON), `clients` (set),
 `client-secret:{client_id}` (hash: `current`, `previous` SHA-256 hex digests, `previous_until`).
+A profile whose client id the RP chose is created with its secret in one transaction, and only
+if the id is free (WATCH on the profile key).
 """
 
 from __future__ import annotations
@@ -9,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from dataclasses import replace
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from lanyard.contracts import Event
 from lanyard.idp.adapters.codec import dump_profile, load_profile
 from lanyard.idp.adapters.outbox import stage
 from lanyard.idp.domain import AppProfile, Client
+from lanyard.idp.ports import Conflict
 
 
 def _k(eid: str, *parts: str) -> str:
@@ -94,9 +99,27 @@ class RedisClients:
             profile_raw = await self._r.get(_k(enterprise_id, "client", client_id))
             if profile_raw:
                 p = load_profile(profile_raw)
-                pipe.set(_k(enterprise_id, "client", client_id), dump_profile(AppProfile(p.client, p.template, True)))
+                pipe.set(_k(enterprise_id, "client", client_id), dump_profile(replace(p, has_secret=True)))
             stage(pipe, event)
             await pipe.execute()
+
+    async def create_profile(self, profile: AppProfile, secret: str, event: Event | None) -> None:
+        eid, cid = profile.client.enterprise_id, profile.client.client_id
+        key = _k(eid, "client", cid)
+        async with self._r.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                if await pipe.exists(key):
+                    raise Conflict(f"client id {cid} is already registered in this enterprise")
+                pipe.multi()
+                pipe.set(key, dump_profile(replace(profile, has_secret=True)))
+                pipe.sadd(_k(eid, "clients"), cid)
+                pipe.delete(_k(eid, "client-secret", cid))
+                pipe.hset(_k(eid, "client-secret", cid), mapping={"current": secret_digest(secret)})
+                stage(pipe, event)
+                await pipe.execute()
+            except WatchError:
+                raise Conflict(f"client id {cid} was registered at the same moment") from None
 
     async def verify_secret(self, enterprise_id: str, client_id: str, secret: str) -> bool:
         if not isinstance(secret, str) or not secret or len(secret) > 512:

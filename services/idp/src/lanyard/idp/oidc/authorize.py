@@ -203,8 +203,8 @@ async def _validate(provider: OidcProvider, eid: str, p: Params, client: Client,
     if challenge is None:
         if method is not None:
             raise Redirected(invalid_request("code_challenge_method without code_challenge"))
-        if client.is_public:
-            raise Redirected(invalid_request("code challenge required (PKCE S256) for public clients"))
+        if client.pkce_required:
+            raise Redirected(invalid_request("code challenge required (PKCE S256) for this client"))
     else:
         if method != "S256":
             raise Redirected(invalid_request("transform algorithm not supported: use S256"))

@@ -12,7 +12,11 @@ enterprise lives in one Redis Cluster slot and MULTI works across its keys):
     policy:{e}:policies | deployments | licences | apps | users   hash  id → JSON
     policy:{e}:groups                      set of group ids the directory knows
     policy:{e}:org                         JSON org settings
-    policy:{e}:cloud                       hash state, failed_attempts
+    policy:{e}:cloud                       hash state, failed_attempts, established_by, established_at,
+                                           last_attempt (JSON)
+    policy:{e}:locker-options              JSON Locker options (the highest version applied)
+    policy:{e}:locker-options:next         the last version handed out to a change (may lead the above)
+    policy:{e}:devices                     hash device_id → JSON of its Locker's last report
     policy:{e}:created_at                  ISO time of the earliest config event seen
     policy:{e}:applied:{event_id}          marker (1 h) that an event was projected
     policy:{e}:sessions                    hash device_session_id → JSON LiveSession
@@ -41,10 +45,12 @@ from lanyard.contracts import events as ev
 from lanyard.policy.domain import (
     AppDeployment,
     AppProfile,
+    DeviceReport,
     DirectoryUser,
     Grant,
     Licence,
     LiveSession,
+    LockerOptions,
     OrgSettings,
     SeatCount,
     Snapshot,
@@ -61,6 +67,23 @@ SEAT_KEYS: dict[SeatKind, str] = {"sso": "seats", "apa": "apa-seats"}
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
+"""
+_SET_HIGHER_VERSION = """
+local cur = redis.call('get', KEYS[1])
+if cur and cjson.decode(cur)['version'] >= tonumber(ARGV[2]) then return 0 end
+redis.call('set', KEYS[1], ARGV[1])
+return 1
+"""
+# KEYS: the applied options, the version counter; ARGV: the version the change was made against
+# ('' for none). Hands out the next version unless the change was made against an older one.
+_NEXT_VERSION = """
+local applied = redis.call('get', KEYS[1])
+local current = applied and cjson.decode(applied)['version'] or 0
+local issued = tonumber(redis.call('get', KEYS[2]) or '0')
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then return {-1, current} end
+local nxt = math.max(current, issued) + 1
+redis.call('set', KEYS[2], nxt)
+return {nxt, current}
 """
 _SET_EARLIER = """
 local cur = redis.call('get', KEYS[1])
@@ -135,7 +158,9 @@ def _user(raw: str | None) -> DirectoryUser | None:
     if raw is None:
         return None
     d = json.loads(raw)
-    return DirectoryUser(user_id=d["user_id"], status=d["status"], groups=tuple(d["groups"]))
+    return DirectoryUser(
+        user_id=d["user_id"], status=d["status"], groups=tuple(d["groups"]), totp_enrolled=d.get("totp_enrolled")
+    )
 
 
 def _policy(d: dict[str, Any]) -> UserPolicy:
@@ -155,6 +180,25 @@ def _policy(d: dict[str, Any]) -> UserPolicy:
 
 def _licence(d: dict[str, Any]) -> Licence:
     return Licence(d["licence_id"], d["kind"], _dt(d["valid_from"]), _dt(d["valid_until"]), d["seats"])
+
+
+def _device_json(r: DeviceReport) -> str:
+    return json.dumps(
+        {
+            "locker_version": r.locker_version,
+            "sso_extension_installed": r.sso_extension_installed,
+            "at": _iso(r.at),
+            "refused": r.refused,
+        }
+    )
+
+
+def _cloud_record(p: ev.CloudConnectionChangedPayload) -> dict[str, str | int]:
+    record: dict[str, str | int] = {"state": p.state, "failed_attempts": p.failed_attempts}
+    record["established_by"] = p.established_by or ""
+    record["established_at"] = _iso(p.established_at) if p.established_at else ""
+    record["last_attempt"] = p.last_attempt.model_dump_json() if p.last_attempt else ""
+    return record
 
 
 def _org(raw: str | None) -> OrgSettings:
@@ -232,9 +276,12 @@ class RedisReadModel:
             case ev.OrgSettingsChanged():
                 pipe.set(k(e, "org"), p.model_dump_json())
             case ev.CloudConnectionChanged():
-                pipe.hset(k(e, "cloud"), mapping={"state": p.state, "failed_attempts": p.failed_attempts})
+                pipe.hset(k(e, "cloud"), mapping=_cloud_record(p))
+            case ev.LockerOptionsChanged():
+                pipe.eval(_SET_HIGHER_VERSION, 1, k(e, "locker-options"), p.model_dump_json(), p.version)
             case ev.UserUpserted():
-                record = {"user_id": p.user_id, "status": p.status, "groups": list(p.groups)}
+                record = {"user_id": p.user_id, "status": p.status, "groups": list(p.groups),
+                          "totp_enrolled": p.totp_enrolled}  # fmt: skip
                 pipe.hset(k(e, "users"), p.user_id, json.dumps(record))
             case ev.UserDeleted():
                 pipe.hdel(k(e, "users"), p.user_id)
@@ -314,9 +361,67 @@ class RedisReadModel:
         return json.loads(raw) if raw else None
 
     async def cloud(self, enterprise_id: str) -> dict:
-        """The projected trust state."""
+        """The projected trust state: state, failures, who established it and the last attempt."""
         raw = await self._r.hgetall(k(enterprise_id, "cloud"))
-        return {"state": raw.get("state", "not_connected"), "failed_attempts": int(raw.get("failed_attempts", 0))}
+        attempt = raw.get("last_attempt")
+        return {
+            "state": raw.get("state", "not_connected"),
+            "failed_attempts": int(raw.get("failed_attempts", 0)),
+            "established_by": raw.get("established_by") or None,
+            "established_at": raw.get("established_at") or None,
+            "last_attempt": json.loads(attempt) if attempt else None,
+        }
+
+    async def locker_options(self, enterprise_id: str) -> LockerOptions:
+        """The Locker options applied last (the defaults at version 0 when none were set)."""
+        raw = await self._r.get(k(enterprise_id, "locker-options"))
+        if not raw:
+            return LockerOptions()
+        d = json.loads(raw)
+        return LockerOptions(**{f: d[f] for f in LockerOptions.__dataclass_fields__ if f in d})
+
+    async def next_locker_options_version(self, enterprise_id: str, expected: int | None) -> tuple[int, int]:
+        """(the version a change gets, the current version); the first is -1 when `expected` is
+        not the current version. Two concurrent changes never get the same version."""
+        nxt, current = await self._r.eval(
+            _NEXT_VERSION, 2, k(enterprise_id, "locker-options"), k(enterprise_id, "locker-options", "next"),
+            "" if expected is None else str(expected),
+        )  # fmt: skip
+        return int(nxt), int(current)
+
+    async def record_devices(self, enterprise_id: str, reports: Sequence[DeviceReport]) -> None:
+        """Keep each device's latest report (a redelivered or older report changes nothing)."""
+        if not reports:
+            return
+        key = k(enterprise_id, "devices")
+        latest: dict[str, DeviceReport] = {}
+        for r in reports:
+            if r.device_id not in latest or latest[r.device_id].at <= r.at:
+                latest[r.device_id] = r
+        stored = await self._r.hmget(key, list(latest))
+        fresh = {
+            r.device_id: _device_json(r)
+            for r, old in zip(latest.values(), stored, strict=True)
+            if old is None or _dt(json.loads(old)["at"]) <= r.at
+        }
+        if fresh:
+            await self._r.hset(key, mapping=fresh)
+
+    async def devices(self, enterprise_id: str) -> list[DeviceReport]:
+        """Every device's latest report."""
+        raw = await self._r.hgetall(k(enterprise_id, "devices"))
+        out = []
+        for device_id, value in sorted(raw.items()):
+            d = json.loads(value)
+            out.append(
+                DeviceReport(device_id, d["locker_version"], d["sso_extension_installed"], _dt(d["at"]), d["refused"])
+            )
+        return out
+
+    async def all_users(self, enterprise_id: str) -> Mapping[str, DirectoryUser | None]:
+        """Every directory user the projection knows (readiness, not the hot path)."""
+        raw = await self._r.hgetall(k(enterprise_id, "users"))
+        return {user_id: _user(value) for user_id, value in raw.items()}
 
     # ---------------------------------------------------------------------------- sessions
 

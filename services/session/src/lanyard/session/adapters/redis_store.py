@@ -28,11 +28,27 @@ from redis.exceptions import WatchError
 
 from lanyard.contracts import Event
 from lanyard.runtime.outbox import OutboxKeys, RedisOutbox
-from lanyard.session.domain import TIMER_KINDS, Device, DeviceSession, Entitlement, OrgSettings, State, deadlines
+from lanyard.session.domain import (
+    TIMER_KINDS,
+    Device,
+    DeviceSession,
+    Entitlement,
+    LockerOptions,
+    OrgSettings,
+    State,
+    deadlines,
+)
 from lanyard.session.ports import Change, Clock, TimerRef
 
 TIMERS = "session:timers"
 CLOSED_RETENTION_S = 7 * 24 * 3600
+
+_SET_HIGHER_VERSION = """
+local cur = redis.call('GET', KEYS[1])
+if cur and cjson.decode(cur)['version'] >= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
 
 _CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
@@ -289,6 +305,23 @@ class RedisSessionStore:
 
     async def put_org_settings(self, enterprise_id: str, settings: OrgSettings) -> None:
         await self._redis.set(f"session:{enterprise_id}:org-settings", json.dumps(dataclasses.asdict(settings)))
+
+    async def get_locker_options(self, enterprise_id: str) -> LockerOptions:
+        raw = await self._redis.get(f"session:{enterprise_id}:locker-options")
+        if not raw:
+            return LockerOptions()
+        data = json.loads(raw)
+        return LockerOptions(**{k: v for k, v in data.items() if k in LockerOptions.__dataclass_fields__})
+
+    async def put_locker_options(self, enterprise_id: str, options: LockerOptions) -> bool:
+        raw = json.dumps(dataclasses.asdict(options))
+        return bool(await self._redis.eval(_SET_HIGHER_VERSION, 1, f"session:{enterprise_id}:locker-options", raw,
+                                           options.version))  # fmt: skip
+
+    async def park(self, events: Sequence[Event]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self._park(pipe, events)
+            await pipe.execute()
 
     async def first_use(self, enterprise_id: str, kind: str, value: str, ttl_s: int) -> bool:
         digest = hashlib.sha256(value.encode()).hexdigest()
