@@ -107,6 +107,11 @@ class FakeOrgSettings:
     async def get(self, enterprise_id: str) -> OrgSettings:
         return OrgSettings(password_autofill_and_sso=self.sso.get(enterprise_id, self.default))
 
+    async def apply(self, enterprise_id: str, settings: OrgSettings, event_id: str, occurred_at: float) -> bool:
+        # The port's whole interface: a test on the shared broker also reads other tests' settings.
+        self.sso[enterprise_id] = settings.password_autofill_and_sso
+        return True
+
 
 class MemoryPublisher:
     def __init__(self) -> None:
