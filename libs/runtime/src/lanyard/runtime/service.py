@@ -7,7 +7,6 @@ Redis → topics → broker (publisher and consumers) on start, the reverse on s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -91,9 +90,6 @@ class ServiceRuntime:
 def serve(app: Any, settings: ServiceSettings) -> None:
     """Run one service under uvicorn with Lanyard's logging (the body of every `__main__`)."""
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
-    if settings.http_server == "granian":
-        _serve_granian(app, settings)
-        return
     uvicorn.run(
         app,
         host=settings.http_host,
@@ -104,23 +100,3 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         forwarded_allow_ips="127.0.0.1",
         timeout_graceful_shutdown=10,
     )
-
-
-def _serve_granian(app: Any, settings: ServiceSettings) -> None:
-    """The same app under granian's embedded server on uvloop (an option measured against
-    uvicorn; granian is not a dependency, so this needs it installed)."""
-    import signal
-
-    import uvloop
-    from granian.constants import Interfaces
-    from granian.server.embed import Server
-
-    async def run() -> None:
-        server = Server(app, address=settings.http_host, port=settings.http_port, interface=Interfaces.ASGI,
-                        log_enabled=False)  # fmt: skip
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, server.stop)
-        await server.serve()
-
-    uvloop.run(run())

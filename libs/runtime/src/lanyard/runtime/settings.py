@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,11 +32,6 @@ class ServiceSettings(BaseSettings):
     redis_url: str = Field(default_factory=lambda: _env("REDIS_URL", DEFAULT_REDIS))
     http_host: str = "127.0.0.1"
     http_port: int = 8100
-    http_server: Literal["uvicorn", "granian"] = Field(
-        default="uvicorn",
-        description="the ASGI server: uvicorn (uvloop + httptools), or granian's embedded server when "
-        "installed (measured in docs/performance.md)",
-    )
     public_base_url: str = Field(
         default_factory=lambda: _env("LANYARD_PUBLIC_BASE_URL", "http://127.0.0.1:8480"),
         description="the gateway's origin as clients see it; issuers are built from it",
