@@ -33,7 +33,7 @@ from itertools import zip_longest
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from bench.common import RssWatch, infrastructure, write
+from bench.common import RssWatch, components, cpu_by_component, infrastructure, per_flow, write
 from bench.locker_sso import background_sso, check_out_all, effect_percentiles, people_and_devices, revocation_latency
 from lanyard.contracts import Event, Subject, topics
 from lanyard.contracts.events import DeviceCheckedOut, DeviceCheckedOutPayload, UserUpserted, UserUpsertedPayload
@@ -160,6 +160,7 @@ async def main(args: argparse.Namespace) -> None:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         async with httpx.AsyncClient(timeout=30, limits=limits) as http:
             enterprises = await open_enterprises(stack, http, args.enterprises, receiver)
+            pids = components(stack, kafka, redis, scratch)
             first = enterprises[0]
             ent = first["ent"]
             background = await people_and_devices(ent, first["group"], args.background_devices, "bg-")
@@ -179,10 +180,12 @@ async def main(args: argparse.Namespace) -> None:
                 # Round-robin over the enterprises, so several enterprises' checkouts interleave.
                 per_enterprise = [checkouts(eid, ids) for eid, ids in users]
                 events = [e for group in zip_longest(*per_enterprise) for e in group if e is not None]
+                before = cpu_by_component(pids)
                 started = time.perf_counter()
                 publish_s = await inject(kafka, events)
                 await drained(kafka, timeout_s=max(120, n / 50))
                 elapsed = time.perf_counter() - started
+                cpu = per_flow(before, cpu_by_component(pids), n)
                 live = level
                 pairs = await people_and_devices(ent, first["group"], args.samples, f"l{level}-")
                 await check_out_all(pairs)
@@ -201,6 +204,9 @@ async def main(args: argparse.Namespace) -> None:
                     "until_idp_caught_up_s": round(elapsed, 2),
                     "checkouts_per_second_through_policy_and_idp": round(n / elapsed),
                     "records_per_second": round(2 * n / elapsed),
+                    # CPU per checkout of each component while seeding: what the pipeline would
+                    # do on two free cores is 2,000 ms / the sum (the machine is shared).
+                    "cpu_ms_per_checkout": cpu,
                     "revocation_ms": effect_percentiles(samples),
                     "background_sso": bg_counts, "loadavg_after": [round(x, 2) for x in os.getloadavg()],
                 }  # fmt: skip
