@@ -109,10 +109,12 @@ def event_rows(r: dict[str, Any] | None, label: str, default_how: str) -> Iterat
         return
     for level, v in r["levels"].items():
         rate = v["checkouts_per_second_through_policy_and_idp"]
+        cpu = v.get("cpu_ms_per_checkout") or {}
+        spent = ", ".join(f"{k} {ms}" for k, ms in cpu.items() if ms)
         yield (
             f"checkouts/s through policy → IdP, {label}, seeding to {int(level):,}",
             "≥ 2,000/s",
-            f"{rate}/s ({v['records_per_second']} records/s)",
+            f"{rate}/s ({v['records_per_second']} records/s)" + (f"; CPU ms/checkout: {spent}" if spent else ""),
             "",
             "",
             verdict(rate, 2000),
