@@ -10,7 +10,7 @@ import plistlib
 import pytest
 
 from lanyard.contracts.events import OrgSettingsChanged, OrgSettingsChangedPayload
-from lanyard.idp.service import Passwords, bootstrap
+from lanyard.idp.directory.service import Passwords, bootstrap
 from lanyard.runtime.kafka import EventPublisher
 from lanyard.runtime.testing import eventually
 from lanyard.runtime.tokens import StaticJwks, TokenVerifier

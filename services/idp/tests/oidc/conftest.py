@@ -15,9 +15,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from lanyard.idp.domain import ClaimMapping, Client, DeviceLogin, User
-from lanyard.idp.oidc import OidcConfig, Ports, build_oidc
+from lanyard.idp.app import build_oidc
+from lanyard.idp.devices.domain import DeviceLogin
+from lanyard.idp.directory.domain import ClaimMapping, Client, User
 from lanyard.idp.oidc.grants import s256
+from lanyard.idp.oidc.ports import Ports
+from lanyard.idp.settings import OidcConfig
 
 
 def _load_fakes() -> Any:

@@ -11,16 +11,8 @@ from typing import Any
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from lanyard.contracts import Event
-from lanyard.idp.domain import (
-    BrowserSession,
-    Client,
-    DeviceLogin,
-    DeviceSsoError,
-    Enterprise,
-    OrgSettings,
-    TemporarilyUnavailable,
-    User,
-)
+from lanyard.idp.devices.domain import DeviceLogin, DeviceSsoError, TemporarilyUnavailable
+from lanyard.idp.directory.domain import BrowserSession, Client, Enterprise, OrgSettings, User
 
 
 class FakeEnterprises:

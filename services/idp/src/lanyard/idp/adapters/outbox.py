@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from lanyard.contracts import Event
-from lanyard.idp.ports import Publisher
+from lanyard.idp.directory.ports import Publisher
 from lanyard.runtime.outbox import OutboxKeys, RedisOutbox, publish_staged, relay_once
 
 ENTERPRISES = "idp:enterprises"

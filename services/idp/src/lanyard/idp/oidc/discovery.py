@@ -11,8 +11,8 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from lanyard.idp.oidc.claims import SCOPES_SUPPORTED, claims_supported
-from lanyard.idp.oidc.provider import OidcProvider
+from lanyard.idp.oidc.domain import SCOPES_SUPPORTED, claims_supported
+from lanyard.idp.oidc.service import OidcProvider
 
 ACR_MFA = "urn:lanyard:acr:mfa"
 ACR_1FA = "urn:lanyard:acr:1fa"

@@ -29,8 +29,9 @@ from lanyard.contracts.events import (
     TokensRevoked,
     TokensRevokedPayload,
 )
-from lanyard.idp.domain import ADMIN_SCOPE, TemporarilyUnavailable, admin_roles
-from lanyard.idp.oidc.claims import released_claims
+from lanyard.idp.devices.ports import TemporarilyUnavailable
+from lanyard.idp.directory.ports import ADMIN_SCOPE, admin_roles
+from lanyard.idp.oidc.domain import Grant, released_claims
 from lanyard.idp.oidc.errors import (
     invalid_grant,
     invalid_request,
@@ -39,8 +40,7 @@ from lanyard.idp.oidc.errors import (
 )
 from lanyard.idp.oidc.http import Params
 from lanyard.idp.oidc.jwt import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, at_hash
-from lanyard.idp.oidc.provider import AuthenticatedClient, OidcProvider, log
-from lanyard.idp.oidc.storage import Grant
+from lanyard.idp.oidc.service import AuthenticatedClient, OidcProvider, log
 from lanyard.runtime.tokens import ADMIN_AUDIENCE
 
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")

@@ -23,8 +23,8 @@ from fastapi.responses import Response
 
 from lanyard.idp.oidc.http import FORM, FORM_LIMITS, Params, html_page, parse_params, redirect, with_query
 from lanyard.idp.oidc.jwt import ID_TOKEN_TYP
-from lanyard.idp.oidc.provider import OidcProvider, log
 from lanyard.idp.oidc.revoker import OidcSessionRevoker
+from lanyard.idp.oidc.service import OidcProvider, log
 from lanyard.runtime.bodies import BodyRefused, read_bytes
 from lanyard.runtime.tokens import InvalidToken
 

@@ -16,7 +16,7 @@ from lanyard.idp.oidc.errors import OAuthError, invalid_request, unauthorized_cl
 from lanyard.idp.oidc.grants import revoke_grant
 from lanyard.idp.oidc.http import json_error
 from lanyard.idp.oidc.jwt import ACCESS_TOKEN_TYP
-from lanyard.idp.oidc.provider import OidcProvider
+from lanyard.idp.oidc.service import OidcProvider
 from lanyard.runtime.tokens import InvalidToken
 
 _OK = {"Cache-Control": "no-store", "Pragma": "no-cache"}

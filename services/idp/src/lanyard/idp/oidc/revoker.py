@@ -23,9 +23,9 @@ from collections import defaultdict
 from lanyard.contracts import Event
 from lanyard.contracts.events import SessionRevoked, SessionRevokedPayload, TokensRevoked, TokensRevokedPayload
 from lanyard.contracts.ids import uuid7
-from lanyard.idp.domain import RevokedSession
-from lanyard.idp.oidc.provider import OidcProvider, log
-from lanyard.idp.oidc.storage import Grant, RevokedGrant
+from lanyard.idp.devices.ports import RevokedSession
+from lanyard.idp.oidc.domain import Grant, RevokedGrant
+from lanyard.idp.oidc.service import OidcProvider, log
 
 
 class OidcSessionRevoker:

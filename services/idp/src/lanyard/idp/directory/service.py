@@ -19,7 +19,6 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from joserfc import jwt
 
 from lanyard.contracts import Subject
 from lanyard.contracts.events import (
@@ -45,7 +44,7 @@ from lanyard.contracts.events import (
     UserUpsertedPayload,
 )
 from lanyard.contracts.events import ClaimMapping as ClaimMappingModel
-from lanyard.idp.domain import (
+from lanyard.idp.directory.domain import (
     DEFAULT_CLAIMS,
     USERNAME_PATTERN,
     AppProfile,
@@ -65,21 +64,34 @@ from lanyard.idp.domain import (
     validate_backchannel_uri,
     validate_redirect_uri,
 )
-from lanyard.idp.ports import (
+from lanyard.idp.directory.ports import (
+    BrowserSessions,
     Directory,
     EnterpriseStore,
     KeyStore,
     Lockouts,
     OrgSettingsStore,
     OrgSettingsView,
+    PendingLogins,
     ProfileStore,
     Publisher,
 )
+from lanyard.idp.settings import IdpSettings
+from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.logging import get_logger
+from lanyard.runtime.signing import JwtSigner
 from lanyard.runtime.text import UnsafeText, clean_text
-from lanyard.runtime.tokens import ADMIN_AUDIENCE, ADMIN_TOKEN_TYP, CHECKOUT_TYP, SESSION_AUDIENCE, issuer_for
+from lanyard.runtime.tokens import (
+    ADMIN_AUDIENCE,
+    ADMIN_TOKEN_TYP,
+    CHECKOUT_TYP,
+    SESSION_AUDIENCE,
+    StaticJwks,
+    TokenVerifier,
+    issuer_for,
+)
 
-log = get_logger("lanyard.idp.service")
+log = get_logger("lanyard.idp.directory.service")
 PRODUCER = "idp"
 Channel = AuthChannel
 
@@ -272,13 +284,12 @@ class TokenIssuer:
     """Admin bearer tokens and checkout assertions, signed with the enterprise's active ES256 key."""
 
     def __init__(self, keys: KeyStore, public_base_url: str, clock: Callable[[], float] = time.time) -> None:
-        self._keys = keys
+        self._signer = JwtSigner(keys)
         self._base = public_base_url
         self._clock = clock
 
     async def _sign(self, eid: str, claims: dict[str, Any], typ: str) -> str:
-        key = await self._keys.signing_key(eid, "ES256")
-        return jwt.encode({"alg": "ES256", "typ": typ, "kid": key.kid}, claims, key)
+        return await self._signer.sign(eid, claims, alg="ES256", typ=typ)
 
     async def admin_token(self, eid: str, user: User, ttl_s: int) -> str:
         now = int(self._clock())
@@ -720,3 +731,34 @@ async def apply_org_settings(store: OrgSettingsStore, event: OrgSettingsChanged)
         password_autofill_and_sso=p.password_autofill_and_sso, require_second_factor=p.require_second_factor
     )
     return await store.apply(event.enterprise_id, settings, event.event_id, event.occurred_at.timestamp())
+
+
+# ------------------------------------------------------------------------------ the part
+
+
+@dataclass
+class DirectorySide:
+    """The directory part as its routes (admin API, login page, Locker authn) see it: its use
+    cases and the ports they read directly. Built once by `lanyard.idp.app.create_app`."""
+
+    settings: IdpSettings
+    enterprises: EnterpriseStore
+    directory: Directory
+    clients: ProfileStore
+    keys: KeyStore
+    authenticator: Authenticator
+    directory_service: DirectoryService
+    profiles: ProfileService
+    issuer: TokenIssuer
+    verifier: TokenVerifier
+    org_settings: OrgSettingsStore
+    browser_sessions: BrowserSessions
+    pending_logins: PendingLogins
+    outbox: Publisher
+    """The outbox-backed publisher: what it publishes was staged with the change it announces."""
+    idempotency: Idempotency
+
+    @classmethod
+    def verifier_for(cls, settings: IdpSettings, keys: KeyStore) -> TokenVerifier:
+        """Admin tokens are verified against the local Keys port: no HTTP to ourselves."""
+        return TokenVerifier(settings.public_base_url, StaticJwks(keys.jwks))

@@ -26,10 +26,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import DictLoader, Environment, select_autoescape
 
-from lanyard.idp.api import DirectorySide
-from lanyard.idp.domain import safe_next
-from lanyard.idp.ports import BrowserSessions, PendingLogins
-from lanyard.idp.service import AuthError
+from lanyard.idp.directory.api import DirectorySide
+from lanyard.idp.directory.domain import safe_next
+from lanyard.idp.directory.ports import BrowserSessions, PendingLogins
+from lanyard.idp.directory.service import AuthError
 from lanyard.runtime.bodies import BodyRefused, BoundedRoute, read_form
 from lanyard.runtime.text import UnsafeText, clean_text
 

@@ -16,7 +16,7 @@ state-changing POST honours `Idempotency-Key` (`lanyard.runtime.idempotency`).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -24,9 +24,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from lanyard.contracts.versions import RELEASE_PATTERN
-from lanyard.idp import mdm
-from lanyard.idp.adapters.outbox import OutboxPublisher
-from lanyard.idp.domain import (
+from lanyard.idp.directory import mdm
+from lanyard.idp.directory.domain import (
     ADMIN_ROLES,
     DEFAULT_CLAIMS,
     USERNAME_PATTERN,
@@ -37,66 +36,28 @@ from lanyard.idp.domain import (
     Role,
     User,
 )
-from lanyard.idp.ports import (
-    BrowserSessions,
+from lanyard.idp.directory.ports import (
     Conflict,
-    Directory,
-    EnterpriseStore,
-    KeyStore,
-    OrgSettingsStore,
-    PendingLogins,
-    ProfileStore,
 )
-from lanyard.idp.service import (
+from lanyard.idp.directory.service import (
     CLIENT_TYPE_REASONS,
     TEMPLATES,
-    Authenticator,
     AuthError,
-    DirectoryService,
+    DirectorySide,
     Invalid,
     NotFound,
-    ProfileService,
-    TokenIssuer,
     metadata,
     new_id,
     rotate_keys,
     template_view,
 )
-from lanyard.idp.settings import IdpSettings
 from lanyard.runtime.bodies import BoundedRoute, read_object, validated
 from lanyard.runtime.errors import error_response
 from lanyard.runtime.errors import install_error_handlers as install_shared_error_handlers
-from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.text import FreeText, FreeTextBlock
-from lanyard.runtime.tokens import AdminPrincipal, StaticJwks, TokenVerifier, require_roles
+from lanyard.runtime.tokens import AdminPrincipal, TokenVerifier, require_roles
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-@dataclass
-class DirectorySide:
-    """Everything the directory side's routes need; built once by `create_app`."""
-
-    settings: IdpSettings
-    enterprises: EnterpriseStore
-    directory: Directory
-    clients: ProfileStore
-    keys: KeyStore
-    authenticator: Authenticator
-    directory_service: DirectoryService
-    profiles: ProfileService
-    issuer: TokenIssuer
-    verifier: TokenVerifier
-    org_settings: OrgSettingsStore
-    browser_sessions: BrowserSessions
-    pending_logins: PendingLogins
-    outbox: OutboxPublisher
-    idempotency: Idempotency
-
-    @classmethod
-    def verifier_for(cls, settings: IdpSettings, keys: KeyStore) -> TokenVerifier:
-        """Admin tokens are verified against the local Keys port: no HTTP to ourselves."""
-        return TokenVerifier(settings.public_base_url, StaticJwks(keys.jwks))
 
 
 def side(request: Request) -> DirectorySide:

@@ -24,23 +24,12 @@ from fastapi import Request
 
 from lanyard.contracts import Event
 from lanyard.contracts.envelope import Subject
-from lanyard.idp.domain import CONSOLE_CLIENT_ID, Client, Enterprise, console_client
-from lanyard.idp.oidc.config import OidcConfig
+from lanyard.idp.directory.ports import CONSOLE_CLIENT_ID, Client, Enterprise, console_client
 from lanyard.idp.oidc.errors import invalid_client, invalid_request
 from lanyard.idp.oidc.http import FORM, Params, form_params
 from lanyard.idp.oidc.jwt import TokenKeys
-from lanyard.idp.oidc.storage import OidcStore
-from lanyard.idp.ports import (
-    BackchannelLogouts,
-    BrowserSessions,
-    Clients,
-    DeviceSessions,
-    Enterprises,
-    Keys,
-    OrgSettingsView,
-    Publisher,
-    Users,
-)
+from lanyard.idp.oidc.ports import GrantStore, Ports
+from lanyard.idp.settings import OidcConfig
 from lanyard.runtime.caches import LruCache
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.tokens import issuer_for
@@ -50,21 +39,6 @@ log = get_logger("lanyard.idp.oidc")
 
 class UnknownEnterprise(Exception):
     """The path names no enterprise of ours: 404."""
-
-
-@dataclass(frozen=True)
-class Ports:
-    """Everything the protocol side consumes (implemented by the directory and devices sides)."""
-
-    enterprises: Enterprises
-    users: Users
-    clients: Clients
-    keys: Keys
-    org_settings: OrgSettingsView
-    browser_sessions: BrowserSessions
-    device_sessions: DeviceSessions
-    backchannel: BackchannelLogouts
-    publisher: Publisher
 
 
 @dataclass(frozen=True)
@@ -78,7 +52,7 @@ class AuthenticatedClient:
 class OidcProvider:
     """The OpenID Provider of every enterprise served by this process."""
 
-    def __init__(self, ports: Ports, store: OidcStore, config: OidcConfig) -> None:
+    def __init__(self, ports: Ports, store: GrantStore, config: OidcConfig) -> None:
         self.ports = ports
         self.store = store
         self.config = config

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from lanyard.idp.oidc import authorize, discovery, introspection, logout, revocation, token, userinfo
-from lanyard.idp.oidc.provider import OidcProvider, UnknownEnterprise
+from lanyard.idp.oidc.service import OidcProvider, UnknownEnterprise
 
 
 async def _run(answer: Awaitable[Response]) -> Response:
