@@ -43,21 +43,23 @@ from lanyard.idp.directory.service import (
     CLIENT_TYPE_REASONS,
     TEMPLATES,
     AuthError,
+    Badge,
     DirectorySide,
     Invalid,
     NotFound,
+    Password,
+    Primary,
     metadata,
     new_id,
     rotate_keys,
     template_view,
 )
+from lanyard.idp.web import NO_STORE
 from lanyard.runtime.bodies import BoundedRoute, read_object, validated
 from lanyard.runtime.errors import error_response
 from lanyard.runtime.errors import install_error_handlers as install_shared_error_handlers
 from lanyard.runtime.text import FreeText, FreeTextBlock
 from lanyard.runtime.tokens import AdminPrincipal, TokenVerifier, require_roles
-
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def side(request: Request) -> DirectorySide:
@@ -281,16 +283,9 @@ def api_router() -> APIRouter:
             raise NotFound("no such enterprise")
         # Admin sign-ins are published like any other (channel admin_api), failures included, so
         # the security office sees who obtained admin rights and who tried to.
-        user = await s.authenticator.password(enterprise_id, username, password, "admin_api")
-        amr: tuple[str, ...] = ("pwd",)
-        if user.totp_enrolled:
-            if not code:
-                raise AuthError("second_factor_required", "this admin has TOTP enrolled: send totp")
-            await s.authenticator.totp(enterprise_id, user, str(code), "admin_api")
-            amr = ("pwd", "otp")
-        if not set(user.roles) & set(ADMIN_ROLES):
+        user = await s.authenticator.admin_sign_in(enterprise_id, username, password, code)
+        if user is None:
             return error(403, "access_denied", "this user holds no admin role", NO_STORE)
-        await s.authenticator.succeeded(enterprise_id, user, amr, "admin_api")
         ttl = s.settings.admin_token_ttl_s
         token = await s.issuer.admin_token(enterprise_id, user, ttl)
         return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": ttl}, headers=NO_STORE)
@@ -570,21 +565,15 @@ def api_router() -> APIRouter:
         return await once(request, s, enterprise_id, None, lambda: _locker_authn(enterprise_id, body, s))
 
     async def _locker_authn(enterprise_id: str, body: LockerAuthnIn, s: DirectorySide) -> Response:
-        a = s.authenticator
         if body.badge_id and not (body.username or body.password):
-            user = await a.badge(enterprise_id, body.badge_id, "locker")
-            amr: tuple[str, ...] = ("hwk",)
+            primary: Primary = Badge(body.badge_id)
         elif body.username and body.password is not None and not body.badge_id:
-            user = await a.password(enterprise_id, body.username, body.password, "locker")
-            amr = ("pwd",)
+            primary = Password(body.username, body.password)
         else:
             raise Invalid("invalid_request", "send username and password, or badge_id")
-        if await a.second_factor_required(enterprise_id, user) or body.totp:
-            if not body.totp:
-                raise AuthError("second_factor_required", "a second factor (totp) is required")
-            await a.totp(enterprise_id, user, body.totp, "locker")
-            amr = (*amr, "otp")
-        auth = await a.succeeded(enterprise_id, user, amr, "locker", body.device_id, body.locker_version)
+        auth = await s.authenticator.locker_sign_in(
+            enterprise_id, primary, body.totp, body.device_id, body.locker_version
+        )
         ttl = s.settings.checkout_assertion_ttl_s
         assertion = await s.issuer.checkout_assertion(enterprise_id, auth, body.device_id, ttl)
         return JSONResponse({"assertion": assertion, "expires_in": ttl}, headers=NO_STORE)

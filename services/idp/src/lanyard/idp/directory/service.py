@@ -44,6 +44,7 @@ from lanyard.contracts.events import (
     UserUpsertedPayload,
 )
 from lanyard.contracts.events import ClaimMapping as ClaimMappingModel
+from lanyard.contracts.factors import has_second_factor
 from lanyard.idp.directory.domain import (
     DEFAULT_CLAIMS,
     USERNAME_PATTERN,
@@ -77,6 +78,7 @@ from lanyard.idp.directory.ports import (
     Publisher,
 )
 from lanyard.idp.settings import IdpSettings
+from lanyard.idp.web import endpoints
 from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.signing import JwtSigner
@@ -140,6 +142,30 @@ class AuthError(Exception):
         self.description = description
         self.status = status
         self.retry_after = retry_after
+
+
+PASSWORD_AMR: tuple[str, ...] = ("pwd",)
+BADGE_AMR: tuple[str, ...] = ("hwk",)
+"""A badge is a primary factor (`lanyard.contracts.factors`), like a password."""
+TOTP_AMR = "otp"
+
+
+@dataclass(frozen=True)
+class Password:
+    """A username and password, the first factor."""
+
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Badge:
+    """A badge id, the first factor of a badge tap."""
+
+    badge_id: str
+
+
+Primary = Password | Badge
 
 
 @dataclass(frozen=True)
@@ -247,6 +273,47 @@ class Authenticator:
         step = totp_match(secret, (code or "").strip(), self._clock(), last)
         if step is None or not await self._dir.consume_totp_step(eid, user.user_id, step):
             raise await self._count_failure(eid, subject, user.username, user.user_id, channel, "totp")
+
+    async def sign_in_factors(
+        self, eid: str, user: User, amr: tuple[str, ...], code: str | None, channel: Channel, required: bool
+    ) -> tuple[str, ...]:
+        """`amr` after the second factor: a code sent is always checked; when a second factor is
+        `required`, a sign-in whose methods lack one (`lanyard.contracts.factors`: a password or a
+        badge alone) must send one."""
+        if code or (required and not has_second_factor(amr)):
+            if not code:
+                raise AuthError("second_factor_required", "a second factor (totp) is required")
+            await self.totp(eid, user, code, channel)
+            amr = (*amr, TOTP_AMR)
+        return amr
+
+    async def admin_sign_in(self, eid: str, username: str, password: str, code: str | None) -> User | None:
+        """`POST /admin/token`: password, then TOTP when the admin enrolled it (a code is ignored
+        otherwise). None when the user
+        holds no admin role (after the factors were checked, so that answer needs them)."""
+        user = await self.password(eid, username, password, "admin_api")
+        amr = PASSWORD_AMR
+        if user.totp_enrolled:
+            if not code:
+                raise AuthError("second_factor_required", "this admin has TOTP enrolled: send totp")
+            amr = await self.sign_in_factors(eid, user, amr, code, "admin_api", True)
+        if not admin_roles(user):
+            return None
+        await self.succeeded(eid, user, amr, "admin_api")
+        return user
+
+    async def locker_sign_in(
+        self, eid: str, primary: Primary, code: str | None, device_id: str, client_version: str | None
+    ) -> Authenticated:
+        """`POST /locker/authn`: a badge or a password, then TOTP when the user enrolled it or the
+        org requires a second factor (or when a code is sent anyway)."""
+        if isinstance(primary, Badge):
+            user, amr = await self.badge(eid, primary.badge_id, "locker"), BADGE_AMR
+        else:
+            user, amr = await self.password(eid, primary.username, primary.password, "locker"), PASSWORD_AMR
+        required = await self.second_factor_required(eid, user)
+        amr = await self.sign_in_factors(eid, user, amr, code, "locker", required)
+        return await self.succeeded(eid, user, amr, "locker", device_id, client_version)
 
     async def succeeded(
         self,
@@ -566,13 +633,7 @@ def metadata(public_base_url: str, eid: str, client_id: str) -> dict[str, str]:
         "client_id": client_id,
         "issuer": issuer,
         "discovery_url": f"{issuer}/.well-known/openid-configuration",
-        "authorization_endpoint": f"{issuer}/authorize",
-        "token_endpoint": f"{issuer}/token",
-        "userinfo_endpoint": f"{issuer}/userinfo",
-        "jwks_uri": f"{issuer}/jwks",
-        "revocation_endpoint": f"{issuer}/revoke",
-        "introspection_endpoint": f"{issuer}/introspect",
-        "end_session_endpoint": f"{issuer}/logout",
+        **endpoints(issuer),
     }
 
 

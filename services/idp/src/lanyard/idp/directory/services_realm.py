@@ -44,6 +44,7 @@ from lanyard.contracts.events import (
 )
 from lanyard.idp.directory.domain import ServicesPrincipalRecord
 from lanyard.idp.directory.ports import Conflict, KeyStore, Publisher, ServicesPrincipals
+from lanyard.idp.web import NO_STORE
 from lanyard.runtime.signing import JwtSigner
 from lanyard.runtime.tokens import (
     ADMIN_TOKEN_TYP,
@@ -55,7 +56,6 @@ from lanyard.runtime.tokens import (
 
 PRODUCER = "idp"
 TOKEN_TTL_S = 900
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class TokenRefused(Exception):

@@ -26,8 +26,6 @@ from lanyard.contracts.events import (
     TokensIssued,
     TokensIssuedPayload,
     TokensRefreshed,
-    TokensRevoked,
-    TokensRevokedPayload,
 )
 from lanyard.idp.devices.ports import TemporarilyUnavailable
 from lanyard.idp.directory.ports import ADMIN_SCOPE, admin_roles
@@ -58,22 +56,7 @@ async def revoke_grant(provider: OidcProvider, eid: str, gid: str, reason: str) 
         return None
     prev, grant = out
     if prev != "revoked":
-        await provider.ports.publisher.publish(
-            provider.event(
-                TokensRevoked,
-                eid,
-                TokensRevokedPayload(
-                    client_id=grant.client_id,
-                    user_id=grant.user_id,
-                    grant_id=gid,
-                    reason=reason,
-                    device_session_id=grant.dsid,
-                ),
-                user_id=grant.user_id,
-                client_id=grant.client_id,
-                device_session_id=grant.dsid,
-            )
-        )
+        await provider.ports.publisher.publish(provider.tokens_revoked(eid, grant, reason))
         log.info("tokens_revoked", enterprise_id=eid, gid=gid, reason=reason)
     return grant
 

@@ -21,7 +21,7 @@ import asyncio
 from collections import defaultdict
 
 from lanyard.contracts import Event
-from lanyard.contracts.events import SessionRevoked, SessionRevokedPayload, TokensRevoked, TokensRevokedPayload
+from lanyard.contracts.events import SessionRevoked, SessionRevokedPayload
 from lanyard.contracts.ids import uuid7
 from lanyard.idp.devices.ports import RevokedSession
 from lanyard.idp.oidc.domain import Grant, RevokedGrant
@@ -67,20 +67,7 @@ class OidcSessionRevoker:
                 first_ms[grant.sid] = min(first_ms.get(grant.sid, item.revoked_ms), item.revoked_ms)
                 events.append(
                     _stable(
-                        self._p.event(
-                            TokensRevoked,
-                            eid,
-                            TokensRevokedPayload(
-                                client_id=grant.client_id,
-                                user_id=grant.user_id,
-                                grant_id=grant.gid,
-                                reason=wire_reason,
-                                device_session_id=grant.dsid,
-                            ),
-                            user_id=grant.user_id,
-                            client_id=grant.client_id,
-                            device_session_id=grant.dsid,
-                        ),
+                        self._p.tokens_revoked(eid, grant, wire_reason),
                         item.revoked_ms,
                         f"{eid}\x00{grant.gid}\x00{cause}",
                     )

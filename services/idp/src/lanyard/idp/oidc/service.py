@@ -24,7 +24,9 @@ from fastapi import Request
 
 from lanyard.contracts import Event
 from lanyard.contracts.envelope import Subject
+from lanyard.contracts.events import TokensRevoked, TokensRevokedPayload
 from lanyard.idp.directory.ports import CONSOLE_CLIENT_ID, Client, Enterprise, console_client
+from lanyard.idp.oidc.domain import Grant
 from lanyard.idp.oidc.errors import invalid_client, invalid_request
 from lanyard.idp.oidc.http import FORM, Params, form_params
 from lanyard.idp.oidc.jwt import TokenKeys
@@ -154,6 +156,24 @@ class OidcProvider:
         if not secret or not await self._secret_ok(eid, client_id, secret):
             raise invalid_client("client authentication failed", headers=headers)
         return AuthenticatedClient(client, method)
+
+    def tokens_revoked(self, eid: str, grant: Grant, reason: str) -> Event:
+        """The TokensRevoked announcement of one grant (by the revocation endpoint, reuse
+        detection, a logout or a check-in)."""
+        return self.event(
+            TokensRevoked,
+            eid,
+            TokensRevokedPayload(
+                client_id=grant.client_id,
+                user_id=grant.user_id,
+                grant_id=grant.gid,
+                reason=reason,
+                device_session_id=grant.dsid,
+            ),
+            user_id=grant.user_id,
+            client_id=grant.client_id,
+            device_session_id=grant.dsid,
+        )
 
     def event(
         self,
