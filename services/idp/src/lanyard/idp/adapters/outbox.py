@@ -5,7 +5,7 @@ called by the adapters inside their transactions); the use case then publishes t
 clears it once the broker acked (`OutboxPublisher.publish`). Whatever is left — a failed or
 timed-out publish, a crash between the two, a lost answer — is published again by the relay,
 which every IdP process runs periodically (`OutboxPublisher.relay`, scheduled by
-`wiring.build_directory_side`). Consumers deduplicate by `event_id`, so a re-published event
+`app.build_directory`). Consumers deduplicate by `event_id`, so a re-published event
 is harmless.
 """
 

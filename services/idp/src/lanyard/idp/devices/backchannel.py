@@ -1,20 +1,9 @@
-"""Back-channel logout (OIDC Back-Channel Logout 1.0): the worker that posts
-queued logout tokens (the queue itself is `lanyard.idp.adapters.redis_backchannel`).
+"""Back-channel logout (OIDC Back-Channel Logout 1.0): the worker that posts queued logout
+tokens (the queue itself is `lanyard.idp.adapters.redis_backchannel`).
 
-Layout (one queue for every enterprise; `{bcl}` is a Redis Cluster hash tag so the Lua scripts
-may touch all of it):
-
-    idp:{bcl}:due              sorted set: delivery id → due time (ms)
-    idp:{bcl}:d:<id>           hash: enterprise_id client_id uri sid user_id device_session_id
-                               created_ms attempts claim outcome status error
-    idp:{bcl}:done:<id>        marker after the outcome was published (dedup of re-enqueues)
-
-A delivery id is `<enterprise>:<client>:<sid>`, so queuing the same logout twice is harmless.
-Claiming is one Lua step that moves the due time forward by a lease and stamps a claim token:
-two instances never hold one delivery at once, and every later step only acts while the token
-still matches. A worker that dies mid-delivery loses its lease and the delivery is retried. A
-claim whose answer is lost (Redis crashed right after running it) is released by its token once
-Redis answers again, so a Redis crash does not hold those logouts for a whole lease.
+The worker claims due deliveries under a lease (two instances never hold one delivery at once;
+see the queue module for the layout and the claim rules), signs a logout token (typ logout+jwt,
+RS256, never a nonce: BCL §2.4) and POSTs it to the client's back-channel logout URI.
 
 Outcomes: 200/204 delivered; any other answer below 500 rejected (never retried); 5xx,
 timeouts and connection errors retried with exponential backoff until `bcl_max_attempts` or

@@ -45,6 +45,7 @@ from lanyard.contracts.events import (
 from lanyard.idp.directory.domain import ServicesPrincipalRecord
 from lanyard.idp.directory.ports import Conflict, KeyStore, Publisher, ServicesPrincipals
 from lanyard.idp.web import NO_STORE
+from lanyard.runtime.errors import error_response
 from lanyard.runtime.signing import JwtSigner
 from lanyard.runtime.tokens import (
     ADMIN_TOKEN_TYP,
@@ -231,8 +232,7 @@ def _oauth_error(refused: TokenRefused) -> JSONResponse:
     headers = dict(NO_STORE)
     if refused.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="lanyard-services"'
-    return JSONResponse({"error": refused.error, "error_description": refused.description}, refused.status,
-                        headers=headers)  # fmt: skip
+    return error_response(refused.status, refused.error, refused.description, headers)
 
 
 # ------------------------------------------------------------------------- operator commands

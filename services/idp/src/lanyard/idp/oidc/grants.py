@@ -1,7 +1,7 @@
 """The token endpoint's grants: authorization_code (RFC 6749 §4.1.3, RFC 7636 §4.6, OIDC Core
 §3.1.3) and refresh_token (RFC 6749 §6, RFC 9700 §4.14.2).
 
-Codes are consumed by one Lua script (GET+DEL+remember, see `storage.py`): of N concurrent
+Codes are consumed by one Lua script (GET+DEL+remember, see `adapters/redis_oidc.py`): of N concurrent
 redemptions exactly one wins, and every other one — and any later one — gets `invalid_grant`
 and revokes the grant (RFC 6749 §4.1.2: everything issued from the code). Refresh tokens rotate
 on every use inside one script too; presenting a rotated token revokes the whole family (the

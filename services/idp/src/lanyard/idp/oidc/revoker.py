@@ -1,9 +1,9 @@
 """`SessionRevoker`, implemented: ends OIDC sessions (by device session or by sid) and every
 grant in them.
 
-Each call walks only the index of the session it ends (`ds:<dsid>` or `sid:<sid>` in
-`storage.py`) inside one Lua script, so its cost is the number of that session's grants, never
-the number of other live sessions. A revoked-session marker stops grants that were being
+Each call walks only the index of the session it ends (`ds:<dsid>` or `sid:<sid>`, see
+`adapters/redis_oidc.py`) inside one Lua script, so its cost is the number of that session's
+grants, never the number of other live sessions. A revoked-session marker stops grants that were being
 created concurrently from joining afterwards.
 
 Resumable and idempotent: a repeated call revokes nothing new but still returns the sessions

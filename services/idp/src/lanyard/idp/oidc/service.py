@@ -1,6 +1,6 @@
 """`OidcProvider`: the ports the protocol consumes, its storage, caches and shared steps.
 
-Endpoints (one module per spec concern) take the provider and the request; `router.py` mounts
+Endpoints (one module per spec concern) take the provider and the request; `api.py` mounts
 them under `/e/{enterprise_id}`. Nothing here reads `Host` or `X-Forwarded-*`: the issuer is
 `issuer_for(public_base_url, enterprise_id)` from configuration (RFC 9700 §4.13).
 
