@@ -204,7 +204,7 @@ async def world(redis_client, shared_keys) -> World:
     clients.add(Client(OTHER_EID, "conf", "Other", "Other", "confidential", (CONF_REDIRECT,)), SECRET)
     browser, devices = fakes.FakeBrowserSessions(), fakes.FakeDeviceSessions()
     devices.add("h1", DeviceLogin(EID, "ds1", "dev1", "u1", int(time.time()), ("pwd", "otp"), "sid-ds1"))
-    backchannel, publisher = fakes.FakeBackchannel(), fakes.FakePublisher()
+    backchannel, publisher = fakes.FakeBackchannel(clients), fakes.FakePublisher()
     ports = Ports(
         enterprises=fakes.FakeEnterprises(EID, OTHER_EID),
         users=users,

@@ -26,7 +26,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from lanyard.idp.devices.ports import Clients, Delivery
+from lanyard.idp.devices.ports import Clients, Delivery, RevokedSession
 from lanyard.runtime.logging import get_logger
 
 log = get_logger("lanyard.idp.devices.backchannel")
@@ -157,6 +157,14 @@ class BackchannelQueue:
             log.info("back-channel logout queued", enterprise_id=enterprise_id, client_id=client_id)
             if self.on_enqueue is not None:
                 self.on_enqueue()
+
+    async def enqueue_revoked(
+        self, enterprise_id: str, sessions: list[RevokedSession], device_session_id: str | None = None
+    ) -> None:
+        """Queue a logout for every client of every revoked session."""
+        for session in sessions:
+            for client_id in session.client_ids:
+                await self.enqueue(enterprise_id, client_id, session.sid, session.user_id, device_session_id)
 
     async def claim(self, limit: int, lease_s: float, token: str | None = None) -> list[Delivery]:
         """Deliveries due now, each leased to this caller for `lease_s` under `token` (a fresh one

@@ -98,9 +98,7 @@ class DeviceEventHandler:
     async def revoke(self, enterprise_id: str, device_session_id: str, reason: str) -> None:
         """End every OIDC session of a CLOSED device session and queue its back-channel logouts."""
         revoked = await self.revoker.revoke_device_session(enterprise_id, device_session_id, reason)
-        for session in revoked:
-            for client_id in session.client_ids:
-                await self.logouts.enqueue(enterprise_id, client_id, session.sid, session.user_id, device_session_id)
+        await self.logouts.enqueue_revoked(enterprise_id, revoked, device_session_id)
         log.info(
             "device session revoked",
             enterprise_id=enterprise_id,

@@ -56,11 +56,19 @@ class SessionRevoker(Protocol):
 
 
 class BackchannelLogouts(Protocol):
-    """A durable queue of back-channel logout deliveries (retries, backoff, outcome events)."""
+    """A durable queue of back-channel logout deliveries (retries, backoff, outcome events).
+    Only clients that registered a back-channel logout URI are queued."""
 
     async def enqueue(
         self, enterprise_id: str, client_id: str, sid: str, user_id: str, device_session_id: str | None = None
     ) -> None: ...
+
+    async def enqueue_revoked(
+        self, enterprise_id: str, sessions: list[RevokedSession], device_session_id: str | None = None
+    ) -> None:
+        """Queue a logout for every client of every revoked session (the last step of both a
+        check-in's and a logout's revocation)."""
+        ...
 
 
 @dataclass(frozen=True)

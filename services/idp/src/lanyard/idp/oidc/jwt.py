@@ -44,13 +44,11 @@ class TokenKeys:
         self._keys = keys
         self._cache_s = cache_s
         self._clock = clock
-        self._signer = JwtSigner(keys, cache_s, clock)
+        # `sign(eid, claims, alg=, typ=)`: the one signer, bound directly (no extra await on the
+        # token endpoint's path).
+        self.sign = JwtSigner(keys, cache_s, clock).sign
         self._verifying: dict[str, tuple[float, dict[str, Any]]] = {}
         self._verified: dict[tuple[str, str], tuple[float, frozenset[str], dict[str, Any]]] = {}
-
-    async def sign(self, eid: str, claims: dict[str, Any], *, alg: str, typ: str) -> str:
-        """A compact JWS with `alg`, `typ` and `kid` always set (`lanyard.runtime.signing`)."""
-        return await self._signer.sign(eid, claims, alg=alg, typ=typ)
 
     async def _verification_key(self, eid: str, kid: str) -> Any:
         now = self._clock()

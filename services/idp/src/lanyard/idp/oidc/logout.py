@@ -51,10 +51,7 @@ async def end_session(provider: OidcProvider, eid: str, sids: list[str], user_id
         revoked = await revoker.revoke_sid(eid, sid, "logout")
         if revoked is None:
             continue
-        for client_id in revoked.client_ids:
-            client = await provider.client(eid, client_id)
-            if client is not None and client.backchannel_logout_uri:
-                await provider.ports.backchannel.enqueue(eid, client_id, sid, revoked.user_id)
+        await provider.ports.backchannel.enqueue_revoked(eid, [revoked])
         log.info("logged_out", enterprise_id=eid, sid=sid, clients=len(revoked.client_ids))
 
 
