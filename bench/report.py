@@ -38,11 +38,19 @@ def verdict(value: float | None, target: float, higher_is_better: bool = True) -
     return f"missed by {factor:.1f}×"
 
 
+def reproduce(r: dict[str, Any] | None, default: str) -> str:
+    """The command behind a row, with the load average its run ended at (the machine is shared)."""
+    if r is None:
+        return f"`{default}`"
+    load = (r.get("machine") or {}).get("loadavg_1_5_15")
+    return f"`{r['how_to_run']}`" + (f" (load {load[0]})" if load else "")
+
+
 def token_rows(r: dict[str, Any] | None) -> Iterator[Row]:
-    how = r["how_to_run"] if r else "uv run python -m bench.token_endpoints"
+    how = reproduce(r, "uv run python -m bench.token_endpoints")
     for endpoint, label, target in (("refresh", "refresh grants/s", 1.2), ("introspection", "introspections/s", 1.5)):
         if r is None:
-            yield (label, f"≥ {target}× peer", "not run / failed run", "", "", "", f"`{how}`")
+            yield (label, f"≥ {target}× peer", "not run / failed run", "", "", "", how)
             continue
         ours = r["lanyard_idp"][endpoint]
         for store in ("memory", "redis"):
@@ -56,14 +64,14 @@ def token_rows(r: dict[str, Any] | None) -> Iterator[Row]:
                 f"{ratio['throughput_ratio']}× (CPU {ratio['cpu_per_request_ratio']}×)",
                 f"throughput {verdict(ratio['throughput_ratio'], target)}; "
                 f"CPU {verdict(ratio['cpu_per_request_ratio'], 1.0, higher_is_better=False)}",
-                f"`{how}`",
+                how,
             )
 
 
 def revocation_row(label: str, rev: dict[str, Any], how: str) -> Row:
     if "all" not in rev:  # a result from before the target's definition (answered → introspection only)
         old = f"old definition only: p50 {rev.get('p50')} ms, p99 {rev.get('p99')} ms"
-        return (label, "p50 ≤ 8 ms, p99 ≤ 25 ms", old, "", "", "not re-measured", f"`{how}`")
+        return (label, "p50 ≤ 8 ms, p99 ≤ 25 ms", old, "", "", "not re-measured", how)
     p50, p99 = rev["all"]["p50"], rev["all"]["p99"]
     return (
         label,
@@ -72,14 +80,14 @@ def revocation_row(label: str, rev: dict[str, Any], how: str) -> Row:
         "",
         "",
         f"p50 {verdict(p50, 8, False)}, p99 {verdict(p99, 25, False)}",
-        f"`{how}`",
+        how,
     )
 
 
 def sso_rows(r: dict[str, Any] | None) -> Iterator[Row]:
-    how = r["how_to_run"] if r else "uv run python -m bench.locker_sso"
+    how = reproduce(r, "uv run python -m bench.locker_sso")
     if r is None:
-        yield ("device-session SSO flows/s", "≥ 300/s", "not run / failed run", "", "", "", f"`{how}`")
+        yield ("device-session SSO flows/s", "≥ 300/s", "not run / failed run", "", "", "", how)
         return
     node = r.get("sso_throughput_light_client") or r["sso_throughput"]
     fps = node["flows_per_second"]
@@ -91,21 +99,21 @@ def sso_rows(r: dict[str, Any] | None) -> Iterator[Row]:
         "",
         "",
         f"flows {verdict(fps, 300)}; IdP CPU {verdict(cpu.get('idp'), 2.6, False)}",
-        f"`{how}`",
+        how,
     )
     yield revocation_row(
         f"revocation, {r['revocation_ms']['live_sessions']:,} live sessions, background SSO", r["revocation_ms"], how
     )
     grant = r["grant_ms"]
     yield ("grant: checkout answered → first SSO code", "p99 ≤ 100 ms", f"p99 {grant['p99']} ms", "", "",
-           verdict(grant["p99"], 100, False), f"`{how}`")  # fmt: skip
+           verdict(grant["p99"], 100, False), how)  # fmt: skip
 
 
 def event_rows(r: dict[str, Any] | None, label: str, default_how: str) -> Iterator[Row]:
-    how = r["how_to_run"] if r else default_how
+    how = reproduce(r, default_how)
     if r is None:
         yield (f"checkouts/s through session → policy → IdP, {label}", "≥ 2,000/s", "not run / failed run", "", "",
-               "", f"`{default_how}`")  # fmt: skip
+               "", how)  # fmt: skip
         return
     for level, v in r["levels"].items():
         rate = v["checkouts_per_second_through_policy_and_idp"]
@@ -118,7 +126,7 @@ def event_rows(r: dict[str, Any] | None, label: str, default_how: str) -> Iterat
             "",
             "",
             verdict(rate, 2000),
-            f"`{how}`",
+            how,
         )
         yield revocation_row(
             f"revocation, {v['live_sessions']:,} live sessions ({label}), background SSO", v["revocation_ms"], how
