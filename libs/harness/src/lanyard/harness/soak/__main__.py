@@ -23,7 +23,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the churn (default 10)")
     parser.add_argument("--workers", type=int, default=8, help="devices churning at once")
-    parser.add_argument("--people", type=int, default=120, help="clinicians (each signs in once per TOTP step)")
+    parser.add_argument("--people", type=int, default=60, help="clinicians (each signs in once per TOTP step)")
     parser.add_argument("--faults", nargs="*", default=list(ALL_FAULTS), help=f"in turn (default: {ALL_FAULTS})")
     parser.add_argument("--rp-down-s", type=float, default=60.0, help="how long the relying party is down")
     parser.add_argument("--cut-s", type=float, default=30.0, help="how long the broker is cut off")

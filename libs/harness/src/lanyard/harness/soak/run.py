@@ -40,7 +40,7 @@ class Plan:
 
     minutes: float = 10.0
     workers: int = 8
-    people: int = 120
+    people: int = 60
     faults: list[str] = field(default_factory=list)
     rp_down_s: float = 60.0
     cut_s: float = 30.0
