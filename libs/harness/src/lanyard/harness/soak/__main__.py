@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lanyard.harness.soak.faults import ALL_FAULTS
@@ -32,6 +35,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def machine() -> dict[str, object]:
+    """Enough about the run to compare it with another: commit, CPUs, when."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH, fixed arguments
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return {"commit": commit.stdout.strip() or None, "cpus": os.cpu_count(), "at": datetime.now(UTC).isoformat()}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     plan = Plan(
@@ -45,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     scratch = Path(tempfile.mkdtemp(prefix="lanyard-soak-"))
     outcome = asyncio.run(soak(plan, scratch))
+    outcome["machine"] = machine()
     outcome["how_to_run"] = "make soak  # or: uv run python -m lanyard.harness.soak " + " ".join(sys.argv[1:])
     clean = outcome["verdict"]["ok"] and not any("not_recovered" in f for f in outcome["faults"])
     path = args.out if clean else scratch / "soak.json"
