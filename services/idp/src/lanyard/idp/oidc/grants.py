@@ -186,10 +186,12 @@ async def refresh_token(provider: OidcProvider, eid: str, ac: AuthenticatedClien
         raise invalid_request("refresh_token is required")
     if len(token) > 128:
         raise invalid_grant("unknown refresh token")
-    found = await provider.store.read_refresh(eid, token)
+    # The token, its grant and its device session's view in one round trip; the rotation below
+    # is the second (it re-checks the token and grant state atomically).
+    found = await provider.store.read_refresh_and_view(eid, token)
     if found is None:
         raise invalid_grant("unknown or expired refresh token")
-    rt, grant = found
+    rt, grant, view = found
     if rt.get("client_id") != ac.client.client_id or grant.client_id != ac.client.client_id:
         raise invalid_grant("the refresh token was issued to another client")
     if rt.get("state") != "current":
@@ -206,7 +208,7 @@ async def refresh_token(provider: OidcProvider, eid: str, ac: AuthenticatedClien
         scope = asked
     if grant.dsid:
         try:
-            allowed = await provider.ports.device_sessions.may_refresh(eid, grant.dsid, grant.client_id)
+            allowed = await provider.ports.device_sessions.may_refresh(eid, grant.dsid, grant.client_id, view)
         except TemporarilyUnavailable:
             raise temporarily_unavailable("device sessions cannot be verified right now; retry") from None
         if not allowed:
