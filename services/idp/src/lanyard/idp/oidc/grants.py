@@ -10,6 +10,11 @@ grant), including its access tokens, because every check reads the grant's state
 Checks that must not have side effects (client binding, scope, device-session state) run
 before the rotation, so a wrong client or a momentarily unavailable session view never burns a
 valid refresh token.
+
+A refresh costs two Redis round trips: one script reads the token, its grant and the device
+session's view; the rotation script re-checks token and grant atomically and rotates. The
+device-session rule stays in Python (`DeviceSessions.may_refresh`) between the two, which is why
+they are not one script.
 """
 
 from __future__ import annotations
