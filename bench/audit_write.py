@@ -31,7 +31,7 @@ from pathlib import Path
 
 from lanyard.audit.adapters.sqlite_store import SqliteAuditStore
 from lanyard.audit.domain import Position, entry_from_json
-from lanyard.audit.synthetic import generate_day
+from lanyard.harness.synthetic import generate_day
 
 NOTES = (
     "End to end, records are fetched in batches, partitions handled concurrently, each partition's batch "

@@ -8,7 +8,7 @@ import sys
 from lanyard.audit.adapters.sqlite_store import SqliteLog
 from lanyard.audit.cli import main
 from lanyard.audit.domain import Position, entry_from_json
-from lanyard.audit.synthetic import generate_day
+from lanyard.harness.synthetic import generate_day
 
 
 def fill(path, n=60):

@@ -11,8 +11,8 @@ from lanyard.audit.adapters.sqlite_store import SqliteAuditStore, SqliteLog
 from lanyard.audit.domain import Position, entry_from_json, format_time
 from lanyard.audit.ports import RecordQuery
 from lanyard.audit.service import PruneRefused, prune_log, verify_log
-from lanyard.audit.synthetic import generate_day
 from lanyard.contracts import events as ev
+from lanyard.harness.synthetic import generate_day
 
 KEY = Ed25519PrivateKey.generate()
 

@@ -11,7 +11,7 @@ from lanyard.audit.adapters.sqlite_store import SqliteLog
 from lanyard.audit.app import create_app
 from lanyard.audit.domain import Position, entry_from_json
 from lanyard.audit.settings import AuditSettings
-from lanyard.audit.synthetic import generate_day
+from lanyard.harness.synthetic import generate_day
 from lanyard.runtime.tokens import TestIssuer, TokenVerifier
 
 BASE = "http://issuer.test"

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 
 from lanyard.audit.app import create_app
 from lanyard.audit.settings import AuditSettings
-from lanyard.audit.synthetic import generate_day
+from lanyard.harness.synthetic import generate_day
 from lanyard.runtime.testing import eventually, free_port
 from lanyard.runtime.tokens import TestIssuer, TokenVerifier
 

@@ -19,9 +19,9 @@ from lanyard.audit.domain import (
     verify_chain,
     who_had_access,
 )
-from lanyard.audit.synthetic import generate_day
 from lanyard.contracts import Subject
 from lanyard.contracts import events as ev
+from lanyard.harness.synthetic import generate_day
 
 T0 = datetime(2026, 11, 30, 8, tzinfo=UTC)
 

@@ -20,10 +20,10 @@ from starlette.routing import Route
 
 from lanyard.contracts import Subject
 from lanyard.contracts import events as ev
-from lanyard.idp.devices.model import sid_for
-from lanyard.idp.devices.settings import DeviceSettings
-from lanyard.idp.devices.wiring import Devices
-from lanyard.idp.domain import Client, OrgSettings, RevokedSession
+from lanyard.idp.app import Devices
+from lanyard.idp.devices.domain import RevokedSession, sid_for
+from lanyard.idp.directory.domain import Client, OrgSettings
+from lanyard.idp.settings import DeviceSettings
 from lanyard.runtime.proofs import thumbprint
 from lanyard.runtime.testing import eventually, free_port
 

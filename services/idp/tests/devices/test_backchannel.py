@@ -10,8 +10,9 @@ import pytest
 from joserfc import jwt
 
 from lanyard.contracts import topics
-from lanyard.idp.devices.backchannel import BACKCHANNEL_EVENT, BackchannelQueue, BackchannelWorker
-from lanyard.idp.devices.model import sid_for
+from lanyard.idp.adapters.redis_backchannel import BackchannelQueue
+from lanyard.idp.devices.backchannel import BACKCHANNEL_EVENT, BackchannelWorker
+from lanyard.idp.devices.domain import sid_for
 from lanyard.runtime.testing import TopicProbe, eventually
 
 pytestmark = pytest.mark.integration

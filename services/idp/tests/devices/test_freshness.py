@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from lanyard.idp.devices.freshness import FreshnessMonitor
-from lanyard.idp.domain import DeviceSsoError, TemporarilyUnavailable
+from lanyard.idp.adapters.freshness import FreshnessMonitor
+from lanyard.idp.devices.domain import DeviceSsoError, TemporarilyUnavailable
 from lanyard.runtime.consumer import ConsumerState, Hold
 from lanyard.runtime.testing import eventually, kafka_control, local_kafka
 

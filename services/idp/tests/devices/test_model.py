@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lanyard.idp.devices import model
-from lanyard.idp.devices.model import (
+from lanyard.idp.devices import domain as model
+from lanyard.idp.devices.domain import (
     Allow,
     CheckedIn,
     CheckedOut,

@@ -14,7 +14,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from lanyard.contracts import topics
-from lanyard.idp.domain import TemporarilyUnavailable
+from lanyard.idp.devices.domain import TemporarilyUnavailable
 from lanyard.runtime.consumer import consumer_state
 from lanyard.runtime.testing import TopicProbe, eventually, kill_redis, local_redis, restart_redis
 

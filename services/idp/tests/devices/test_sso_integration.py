@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lanyard.idp.devices.model import sid_for
-from lanyard.idp.domain import DeviceSsoError
+from lanyard.idp.devices.domain import DeviceSsoError, sid_for
 from lanyard.runtime.testing import eventually
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from lanyard.idp.adapters.redis_clients import RedisClients
 from lanyard.idp.adapters.redis_directory import RedisDirectory, RedisEnterprises, RedisLockouts
 from lanyard.idp.adapters.redis_keys import RedisKeys
 from lanyard.idp.adapters.redis_sessions import RedisBrowserSessions, RedisOrgSettings
-from lanyard.idp.domain import AppProfile, Client, Enterprise, Group, LockoutPolicy, OrgSettings, User
-from lanyard.idp.ports import Conflict
+from lanyard.idp.directory.domain import AppProfile, Client, Enterprise, Group, LockoutPolicy, OrgSettings, User
+from lanyard.idp.directory.ports import Conflict
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import plistlib
 import pytest
 
 from lanyard.contracts.events import OrgSettingsChanged, OrgSettingsChangedPayload
-from lanyard.idp.service import Passwords, bootstrap
+from lanyard.idp.directory.service import Passwords, bootstrap
 from lanyard.runtime.kafka import EventPublisher
 from lanyard.runtime.testing import eventually
 from lanyard.runtime.tokens import StaticJwks, TokenVerifier
@@ -370,3 +370,27 @@ async def test_org_settings_from_policy_config(idp):
     assert claims["amr"] == ["pwd"]
     other = {"device_id": "d", "username": "root", "password": idp.root_password}
     assert (await idp.http.post(f"/e/{idp.eid}/locker/authn", json=other)).json()["error"] == "second_factor_required"
+
+
+async def test_an_event_whose_first_publish_failed_reaches_the_bus_without_a_restart(idp):
+    """The running IdP's outbox relay (`lanyard.runtime.outbox`, every `outbox_interval_s`)
+    publishes an event the request path could not: before, it waited for the next start-up."""
+    from lanyard.contracts.events import GroupUpserted, GroupUpsertedPayload
+    from lanyard.idp.adapters.outbox import OutboxPublisher
+    from lanyard.idp.directory.domain import Group
+
+    class BrokerAway:
+        async def publish(self, event):
+            raise ConnectionError("broker away")
+
+    side = idp.side
+    group = Group(idp.eid, "g-outbox", "Night porters")
+    event = GroupUpserted(
+        enterprise_id=idp.eid, producer="idp", payload=GroupUpsertedPayload(group_id=group.group_id, name=group.name)
+    )
+    failing = OutboxPublisher(idp.app.state.runtime.redis, BrokerAway())
+    await side.directory.save_group(group, event)  # stored with its event staged, as the API does
+    with pytest.raises(ConnectionError):
+        await failing.publish(event)  # the first publish fails; the admin call would answer 5xx
+    seen = await idp.probe.wait_for("directory.group_upserted.v1", timeout=30, group_id=group.group_id)
+    assert seen.event_id == event.event_id

@@ -10,7 +10,7 @@ from urllib.parse import unquote_plus
 import pytest
 
 from lanyard.contracts import topics
-from lanyard.idp.service import Invalid, Passwords, bootstrap
+from lanyard.idp.directory.service import Invalid, Passwords, bootstrap
 from lanyard.runtime.testing import TopicProbe
 from lanyard.runtime.tokens import InvalidToken, StaticJwks, TokenVerifier
 

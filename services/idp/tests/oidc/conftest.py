@@ -15,9 +15,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from lanyard.idp.domain import ClaimMapping, Client, DeviceLogin, User
-from lanyard.idp.oidc import OidcConfig, Ports, build_oidc
+from lanyard.idp.app import build_oidc
+from lanyard.idp.devices.domain import DeviceLogin
+from lanyard.idp.directory.domain import ClaimMapping, Client, User
 from lanyard.idp.oidc.grants import s256
+from lanyard.idp.oidc.ports import Ports
+from lanyard.idp.settings import OidcConfig
 
 
 def _load_fakes() -> Any:
@@ -201,7 +204,7 @@ async def world(redis_client, shared_keys) -> World:
     clients.add(Client(OTHER_EID, "conf", "Other", "Other", "confidential", (CONF_REDIRECT,)), SECRET)
     browser, devices = fakes.FakeBrowserSessions(), fakes.FakeDeviceSessions()
     devices.add("h1", DeviceLogin(EID, "ds1", "dev1", "u1", int(time.time()), ("pwd", "otp"), "sid-ds1"))
-    backchannel, publisher = fakes.FakeBackchannel(), fakes.FakePublisher()
+    backchannel, publisher = fakes.FakeBackchannel(clients), fakes.FakePublisher()
     ports = Ports(
         enterprises=fakes.FakeEnterprises(EID, OTHER_EID),
         users=users,

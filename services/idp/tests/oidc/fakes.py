@@ -11,16 +11,8 @@ from typing import Any
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from lanyard.contracts import Event
-from lanyard.idp.domain import (
-    BrowserSession,
-    Client,
-    DeviceLogin,
-    DeviceSsoError,
-    Enterprise,
-    OrgSettings,
-    TemporarilyUnavailable,
-    User,
-)
+from lanyard.idp.devices.domain import DeviceLogin, DeviceSsoError, TemporarilyUnavailable
+from lanyard.idp.directory.domain import BrowserSession, Client, Enterprise, OrgSettings, User
 
 
 class FakeEnterprises:
@@ -158,13 +150,23 @@ class FakeDeviceSessions:
 
 
 class FakeBackchannel:
-    def __init__(self) -> None:
+    """Like the real queue, only clients with a back-channel logout URI are queued."""
+
+    def __init__(self, clients: FakeClients) -> None:
+        self.clients = clients
         self.queued: list[tuple[str, str, str, str, str | None]] = []
 
     async def enqueue(
         self, enterprise_id: str, client_id: str, sid: str, user_id: str, device_session_id: str | None = None
     ) -> None:
-        self.queued.append((enterprise_id, client_id, sid, user_id, device_session_id))
+        client = await self.clients.get(enterprise_id, client_id)
+        if client is not None and client.backchannel_logout_uri:
+            self.queued.append((enterprise_id, client_id, sid, user_id, device_session_id))
+
+    async def enqueue_revoked(self, enterprise_id: str, sessions, device_session_id: str | None = None) -> None:  # type: ignore[no-untyped-def]
+        for session in sessions:
+            for client_id in session.client_ids:
+                await self.enqueue(enterprise_id, client_id, session.sid, session.user_id, device_session_id)
 
 
 class FakePublisher:

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import pytest
 from joserfc import jwt
 
-from lanyard.idp.domain import DeviceSsoError
+from lanyard.idp.devices.domain import DeviceSsoError
 
 pytestmark = pytest.mark.integration
 
@@ -71,9 +71,9 @@ async def test_A3_redirect_uri_omitted_error_page(world):
 
 
 async def test_A4_registration_rules_are_the_directory_sides():
-    # Redirect URIs are validated when an app profile is saved (lanyard.idp.domain.validate_redirect_uri,
+    # Redirect URIs are validated when an app profile is saved (lanyard.idp.directory.domain.validate_redirect_uri,
     # owned by the directory side); static clients here cannot register anything.
-    from lanyard.idp.domain import InvalidUri, validate_redirect_uri
+    from lanyard.idp.directory.domain import InvalidUri, validate_redirect_uri
 
     for bad in ("myapp:/cb", "https://rp.example.test/cb#x"):
         with pytest.raises(InvalidUri):

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 from fastapi import Depends, FastAPI
 
-from lanyard.idp.domain import ADMIN_SCOPE, CONSOLE_CLIENT_ID, User
+from lanyard.idp.directory.domain import ADMIN_SCOPE, CONSOLE_CLIENT_ID, User
 from lanyard.idp.oidc.grants import s256
 from lanyard.runtime.tokens import AdminPrincipal, StaticJwks, TokenVerifier, require_roles
 

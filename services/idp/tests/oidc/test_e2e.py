@@ -25,7 +25,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from lanyard.idp.app import create_app
-from lanyard.idp.domain import AppProfile, Client, hotp, totp_step
+from lanyard.idp.directory.domain import AppProfile, Client, hotp, totp_step
 from lanyard.idp.settings import IdpSettings
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,7 @@ def idp(kafka_bootstrap, redis_url):
     eid = "e2e" + uuid.uuid4().hex[:6]
 
     async def seed() -> tuple[str, str, bytes, str]:
-        from lanyard.idp.service import Passwords, bootstrap
+        from lanyard.idp.directory.service import Passwords, bootstrap
 
         side = app.state.directory_side
         admin = await bootstrap(

@@ -1,12 +1,10 @@
 """The OIDC endpoints' input bounds (issue 12): JSON inside parameters, bodies without a length,
 and caches keyed by the client ids requests name."""
 
-from dataclasses import replace
-
 import pytest
 
-from lanyard.idp.oidc.provider import OidcProvider
-from lanyard.idp.oidc.storage import OidcStore
+from lanyard.idp.adapters.redis_oidc import OidcStore
+from lanyard.idp.oidc.service import OidcProvider
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +39,7 @@ async def test_a_chunked_body_is_bounded_while_it_is_read(world):
 
 
 async def test_made_up_client_ids_cannot_grow_the_client_cache(world, redis_client):
-    provider = OidcProvider(world.ports, OidcStore(redis_client), replace(world.config, cache_entries=8))
+    provider = OidcProvider(world.ports, OidcStore(redis_client), world.config.model_copy(update={"cache_entries": 8}))
     for i in range(50):
         assert await provider.client(world.eid, f"made-up-{i}") is None
     assert len(provider._clients) == 8

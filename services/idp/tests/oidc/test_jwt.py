@@ -109,7 +109,7 @@ async def test_J8_hint_wrong_iss_rejected_expired_ok_for_logout(world):
 
 
 # J9 key rotation (publish before use, keep retired keys) belongs to the Keys adapter of the
-# directory side (lanyard.idp.domain.rotate_ring and its tests); we only sign with
+# directory side (lanyard.idp.directory.domain.rotate_ring and its tests); we only sign with
 # Keys.signing_key and verify with Keys.verification_keys, refetching on an unknown kid.
 async def test_J9_verification_refetches_on_new_kid(world):
     await world.login()

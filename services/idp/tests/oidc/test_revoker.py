@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from lanyard.idp.domain import DeviceLogin
+from lanyard.idp.devices.domain import DeviceLogin
 
 pytestmark = pytest.mark.integration
 

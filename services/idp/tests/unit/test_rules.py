@@ -7,7 +7,7 @@ import plistlib
 
 import pytest
 
-from lanyard.idp.domain import (
+from lanyard.idp.directory.domain import (
     FailureState,
     InvalidUri,
     LockoutPolicy,
@@ -22,7 +22,7 @@ from lanyard.idp.domain import (
     validate_backchannel_uri,
     validate_redirect_uri,
 )
-from lanyard.idp.mdm import origin_of, sso_extension_profile
+from lanyard.idp.directory.mdm import origin_of, sso_extension_profile
 
 GOOD = [
     "com.epic.rover.oidc://callback",

@@ -386,3 +386,12 @@ def test_readiness_ignores_deployments_of_missing_apps_and_disabled_apps():
 def test_next_licence_boundary():
     assert d.next_licence_boundary((SSO, APA), NOW) == NOW + DAY
     assert d.next_licence_boundary((replace(SSO, valid_until=NOW),), NOW) is None
+
+
+@pytest.mark.parametrize("amr", [("hwk",), ("pwd",)])
+def test_a_badge_alone_never_satisfies_require_a_second_factor(amr):
+    """The IdP names a badge tap `hwk`, its primary factor: with the org's "Require a second
+    factor" on, only a badge or password followed by a code is entitled."""
+    denied = d.evaluate(ALICE, GOOD, d.Seats(), NOW, amr)
+    assert isinstance(denied, d.Denial) and denied.reason == "second_factor_required"
+    assert not isinstance(d.evaluate(ALICE, GOOD, d.Seats(), NOW, (*amr, "otp")), d.Denial)

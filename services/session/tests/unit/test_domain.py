@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lanyard.contracts.factors import has_second_factor
 from lanyard.session import domain
 from lanyard.session.domain import Entitlement, OrgSettings, State
 
@@ -103,10 +104,13 @@ def test_judge_face_uses_both_thresholds():
 
 
 def test_second_factor():
-    assert domain.has_second_factor(["pwd", "otp"])
-    assert domain.has_second_factor(["badge", "hwk"])
-    assert not domain.has_second_factor(["pwd"])
-    assert not domain.has_second_factor([])
+    # The rule is lanyard.contracts.factors (one for the IdP, session and policy). It used to
+    # count `hwk` here, but `hwk` is the badge the IdP issues as a *primary* factor.
+    assert has_second_factor(["pwd", "otp"])
+    assert has_second_factor(["hwk", "otp"])
+    assert not has_second_factor(["hwk"])
+    assert not has_second_factor(["pwd"])
+    assert not has_second_factor([])
 
 
 def test_latest_entitlement_version_wins():

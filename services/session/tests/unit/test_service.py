@@ -109,6 +109,16 @@ async def test_second_factor_required_by_default(world):
     assert "session.device_checked_out.v1" not in world.publisher.types()
 
 
+async def test_a_badge_alone_is_not_a_second_factor(world):
+    """A badge tap is the IdP's primary factor (amr `hwk`): alone, it never satisfies "Require a
+    second factor"; a badge and a code do."""
+    with pytest.raises(SessionError) as err:
+        await world.checkout(amr=("hwk",))
+    assert err.value.status == 403 and err.value.code == "second_factor_required"
+    s = await world.checkout(amr=("hwk", "otp"))
+    assert s.amr == ("hwk", "otp")
+
+
 async def test_second_factor_not_required_when_the_org_turns_it_off(world):
     world.store.org["ent-1"] = OrgSettings(require_second_factor=False)
     s = await world.checkout(amr=("pwd",))

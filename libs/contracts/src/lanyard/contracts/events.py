@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -671,46 +671,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 
 BY_TYPE: dict[str, type[Event]] = {cls.model_fields["type"].default: cls for cls in EVENT_TYPES}
 
-AnyEvent = Annotated[
-    UserUpserted
-    | UserDeleted
-    | GroupUpserted
-    | GroupDeleted
-    | AppProfileUpserted
-    | AppProfileDeleted
-    | ClientSecretRotated
-    | ServicesPrincipalChanged
-    | UserPolicyUpserted
-    | UserPolicyDeleted
-    | AppDeploymentUpserted
-    | AppDeploymentDeleted
-    | LicenceUpserted
-    | LicenceDeleted
-    | OrgSettingsChanged
-    | CloudConnectionChanged
-    | LockerOptionsChanged
-    | DeviceEnrolled
-    | DeviceRetired
-    | DeviceCheckedOut
-    | CheckoutRefused
-    | DeviceLocked
-    | FaceVerified
-    | FaceVerificationFailed
-    | DeviceCheckedIn
-    | EntitlementGranted
-    | EntitlementDenied
-    | EntitlementRevoked
-    | UserAuthenticated
-    | AuthenticationFailed
-    | AuthorizationGranted
-    | TokensIssued
-    | TokensRefreshed
-    | TokensRevoked
-    | SessionRevoked
-    | BackchannelLogoutDelivered
-    | BackchannelLogoutFailed,
-    Field(discriminator="type"),
-]
+AnyEvent = Annotated[Union[EVENT_TYPES], Field(discriminator="type")]  # noqa: UP007 (a union of a tuple)
+"""Any event, told apart by its `type`: the union of `EVENT_TYPES`, so the list is written once."""
 
 _ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from lanyard.idp.domain import hotp, totp_step
+from lanyard.idp.directory.domain import hotp, totp_step
 
 
 def totp_now(b32_secret: str, at: float | None = None) -> str:

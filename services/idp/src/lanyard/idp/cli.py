@@ -13,13 +13,13 @@ import getpass
 import os
 import sys
 
-from lanyard.idp import mdm, services_realm
 from lanyard.idp.adapters.outbox import OutboxPublisher
 from lanyard.idp.adapters.redis_directory import RedisDirectory, RedisEnterprises
 from lanyard.idp.adapters.redis_keys import RedisKeys
 from lanyard.idp.adapters.redis_services import RedisServicesPrincipals
-from lanyard.idp.ports import Conflict
-from lanyard.idp.service import Invalid, NotFound, Passwords, bootstrap, rotate_keys
+from lanyard.idp.directory import mdm, services_realm
+from lanyard.idp.directory.ports import Conflict
+from lanyard.idp.directory.service import Invalid, NotFound, Passwords, bootstrap, rotate_keys
 from lanyard.idp.settings import IdpSettings
 from lanyard.runtime.kafka import EventPublisher, create_broker
 from lanyard.runtime.redis import create_redis

@@ -65,10 +65,9 @@ from lanyard.contracts.events import (
     LicenceKind,
     RevocationReason,
 )
+from lanyard.contracts.factors import has_second_factor
 from lanyard.contracts.versions import DEFAULT_MINIMUM_LOCKER_VERSION, at_least, release_key
 
-# Authentication methods (RFC 8176 and the IdP's own) that count as a second factor.
-SECOND_FACTOR_AMR = frozenset({"otp", "totp", "mfa", "sms", "hwk", "swk", "face", "fpt", "sc"})
 ACTIVE = "active"
 
 # --------------------------------------------------------------------------- configuration records
@@ -244,11 +243,6 @@ def licences_of(kind: LicenceKind, licences: Iterable[Licence]) -> list[Licence]
 def valid_seats(kind: LicenceKind, licences: Iterable[Licence], now: datetime) -> int:
     """Seats of the licences of `kind` valid at `now` (0 when none is)."""
     return sum(lic.seats for lic in licences_of(kind, licences) if lic.valid_at(now))
-
-
-def has_second_factor(amr: Sequence[str]) -> bool:
-    """True when the authentication methods include a second factor."""
-    return bool(SECOND_FACTOR_AMR & {m.lower() for m in amr})
 
 
 def evaluate(

@@ -23,9 +23,6 @@ CheckinReason = Literal[
 ]  # fmt: skip
 FaceFailure = Literal["no_match", "not_live", "bad_signature", "stale_challenge", "wrong_subject"]
 
-SECOND_FACTORS = frozenset({"otp", "mfa", "hwk", "swk", "face", "fpt", "sms", "iris", "retina", "vbm"})
-"""RFC 8176 `amr` values that prove a factor beyond the password or badge."""
-
 
 class State(StrEnum):
     """Where a device session is in its life."""
@@ -162,11 +159,6 @@ class Step:
 
     session: DeviceSession
     transitions: tuple[Transition, ...]
-
-
-def has_second_factor(amr: tuple[str, ...] | list[str]) -> bool:
-    """True when `amr` names a second factor."""
-    return any(m in SECOND_FACTORS for m in amr)
 
 
 def start(

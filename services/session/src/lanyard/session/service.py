@@ -25,6 +25,7 @@ from prometheus_client import Counter
 
 from lanyard.contracts import Event, Subject
 from lanyard.contracts import events as ev
+from lanyard.contracts.factors import has_second_factor
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.outbox import publish_staged, relay_once
 from lanyard.session import domain
@@ -371,7 +372,7 @@ class SessionService:
         if not isinstance(amr, list) or not all(isinstance(m, str) for m in amr):
             raise SessionError(401, "invalid_assertion", "amr must be a list of strings")
         org = await self.store.get_org_settings(eid)
-        if org.require_second_factor and not domain.has_second_factor(amr):
+        if org.require_second_factor and not has_second_factor(amr):
             raise SessionError(403, "second_factor_required", "the enterprise requires a second factor")
         exp = claims.get("exp")
         ttl = max(int(exp - self.clock.now()) if isinstance(exp, int | float) else 0, 0) + 120

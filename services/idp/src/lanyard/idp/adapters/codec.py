@@ -7,7 +7,17 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from lanyard.idp.domain import AppProfile, ClaimMapping, Client, Enterprise, Group, KeyEntry, KeyRing, OrgSettings, User
+from lanyard.idp.directory.domain import (
+    AppProfile,
+    ClaimMapping,
+    Client,
+    Enterprise,
+    Group,
+    KeyEntry,
+    KeyRing,
+    OrgSettings,
+    User,
+)
 
 
 def dump_user(user: User) -> str:

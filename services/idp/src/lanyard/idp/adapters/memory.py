@@ -18,7 +18,7 @@ from joserfc.jwk import KeySet
 from lanyard.contracts import Event
 from lanyard.idp.adapters.redis_clients import digest_matches, secret_digest
 from lanyard.idp.adapters.redis_keys import LoadedKeys, build, generate_keys
-from lanyard.idp.domain import (
+from lanyard.idp.directory.domain import (
     SIGNING_ALGS,
     AppProfile,
     BrowserSession,
@@ -33,7 +33,7 @@ from lanyard.idp.domain import (
     new_ring,
     rotate_ring,
 )
-from lanyard.idp.ports import Conflict
+from lanyard.idp.directory.ports import Conflict
 
 
 class MemoryPublisher:

@@ -5,7 +5,7 @@ called by the adapters inside their transactions); the use case then publishes t
 clears it once the broker acked (`OutboxPublisher.publish`). Whatever is left — a failed or
 timed-out publish, a crash between the two, a lost answer — is published again by the relay,
 which every IdP process runs periodically (`OutboxPublisher.relay`, scheduled by
-`wiring.build_directory_side`). Consumers deduplicate by `event_id`, so a re-published event
+`app.build_directory`). Consumers deduplicate by `event_id`, so a re-published event
 is harmless.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from lanyard.contracts import Event
-from lanyard.idp.ports import Publisher
+from lanyard.idp.directory.ports import Publisher
 from lanyard.runtime.outbox import OutboxKeys, RedisOutbox, publish_staged, relay_once
 
 ENTERPRISES = "idp:enterprises"

@@ -19,8 +19,8 @@ from redis.exceptions import WatchError
 from lanyard.contracts import Event
 from lanyard.idp.adapters.codec import dump_profile, load_profile
 from lanyard.idp.adapters.outbox import stage
-from lanyard.idp.domain import AppProfile, Client
-from lanyard.idp.ports import Conflict
+from lanyard.idp.directory.domain import AppProfile, Client
+from lanyard.idp.directory.ports import Conflict
 
 
 def _k(eid: str, *parts: str) -> str:

@@ -24,8 +24,8 @@ from lanyard.idp.adapters.codec import (
     load_user,
 )
 from lanyard.idp.adapters.outbox import ENTERPRISES, stage
-from lanyard.idp.domain import Enterprise, FailureState, Group, LockoutPolicy, User
-from lanyard.idp.ports import Conflict
+from lanyard.idp.directory.domain import Enterprise, FailureState, Group, LockoutPolicy, User
+from lanyard.idp.directory.ports import Conflict
 
 
 def _k(eid: str, *parts: str) -> str:

@@ -23,8 +23,8 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from lanyard.idp.adapters.codec import dump_ring, load_ring
-from lanyard.idp.domain import SIGNING_ALGS, KeyRing, new_ring, rotate_ring
-from lanyard.idp.ports import Conflict
+from lanyard.idp.directory.domain import SIGNING_ALGS, KeyRing, new_ring, rotate_ring
+from lanyard.idp.directory.ports import Conflict
 
 
 def generate_key(alg: str) -> tuple[str, dict[str, Any]]:

@@ -9,7 +9,7 @@ The realm's signing keys are an ordinary key ring under the same prefix (`RedisK
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from redis.asyncio import Redis
 
@@ -17,17 +17,7 @@ from lanyard.contracts import Event
 from lanyard.contracts.events import SERVICES_REALM
 from lanyard.idp.adapters.outbox import stage
 from lanyard.idp.adapters.redis_clients import digest_matches, secret_digest
-
-
-@dataclass(frozen=True)
-class ServicesPrincipalRecord:
-    """A services principal as stored (never its secret)."""
-
-    principal_id: str
-    name: str
-    status: str  # active | revoked
-    scopes: tuple[str, ...]
-    created_at: float
+from lanyard.idp.directory.domain import ServicesPrincipalRecord
 
 
 def _k(*parts: str) -> str:
@@ -35,7 +25,7 @@ def _k(*parts: str) -> str:
 
 
 class RedisServicesPrincipals:
-    """Services principals and their secret digests."""
+    """Implements `directory.ports.ServicesPrincipals`: principals and their secret digests."""
 
     def __init__(self, redis: Redis) -> None:
         self._r = redis

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from lanyard.idp.adapters.codec import dump_org_settings, load_org_settings
-from lanyard.idp.domain import BrowserSession, OrgSettings
+from lanyard.idp.directory.domain import BrowserSession, OrgSettings
 
 
 def _digest(cookie: str) -> str:

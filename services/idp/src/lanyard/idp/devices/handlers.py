@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from lanyard.contracts import Event
 from lanyard.contracts import events as ev
-from lanyard.idp.devices import model
-from lanyard.idp.devices.readmodel import ChangeNotifier, SessionStore
-from lanyard.idp.ports import BackchannelLogouts, SessionRevoker
+from lanyard.idp.devices import domain as model
+from lanyard.idp.devices.ports import BackchannelLogouts, DeviceStore, SessionRevoker
+from lanyard.idp.devices.service import ChangeNotifier
 from lanyard.runtime.consumer import RecordRefused
 from lanyard.runtime.logging import get_logger
 
@@ -67,10 +67,10 @@ class DeviceEventHandler:
 
     def __init__(
         self,
-        store: SessionStore,
+        store: DeviceStore,
         notifier: ChangeNotifier,
-        revoker: SessionRevoker | None,
-        logouts: BackchannelLogouts | None,
+        revoker: SessionRevoker,
+        logouts: BackchannelLogouts,
     ) -> None:
         self.store = store
         self.notifier = notifier
@@ -97,20 +97,12 @@ class DeviceEventHandler:
 
     async def revoke(self, enterprise_id: str, device_session_id: str, reason: str) -> None:
         """End every OIDC session of a CLOSED device session and queue its back-channel logouts."""
-        if self.revoker is not None:
-            revoked = await self.revoker.revoke_device_session(enterprise_id, device_session_id, reason)
-            if self.logouts is not None:
-                for session in revoked:
-                    for client_id in session.client_ids:
-                        await self.logouts.enqueue(
-                            enterprise_id, client_id, session.sid, session.user_id, device_session_id
-                        )
-            log.info(
-                "device session revoked",
-                enterprise_id=enterprise_id,
-                device_session_id=device_session_id,
-                sessions=len(revoked),
-            )
-        else:
-            log.warning("no session revoker wired; only the read model was closed", device_session_id=device_session_id)
+        revoked = await self.revoker.revoke_device_session(enterprise_id, device_session_id, reason)
+        await self.logouts.enqueue_revoked(enterprise_id, revoked, device_session_id)
+        log.info(
+            "device session revoked",
+            enterprise_id=enterprise_id,
+            device_session_id=device_session_id,
+            sessions=len(revoked),
+        )
         await self.store.mark_revocation_done(enterprise_id, device_session_id)

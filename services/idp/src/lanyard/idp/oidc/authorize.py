@@ -29,7 +29,6 @@ authenticates (proof over the exact method and public URL) instead of the browse
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import time
@@ -42,9 +41,10 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from lanyard.contracts.events import AuthorizationGranted, AuthorizationGrantedPayload
-from lanyard.idp.domain import ADMIN_SCOPE, Client, DeviceSsoError, TemporarilyUnavailable
-from lanyard.idp.oidc.claims import SCOPES_SUPPORTED
+from lanyard.idp.devices.ports import DeviceSsoError, TemporarilyUnavailable
+from lanyard.idp.directory.ports import ADMIN_SCOPE, Client
 from lanyard.idp.oidc.discovery import ACR_1FA, ACR_MFA
+from lanyard.idp.oidc.domain import SCOPES_SUPPORTED, Grant
 from lanyard.idp.oidc.errors import (
     ErrorPage,
     OAuthError,
@@ -58,7 +58,7 @@ from lanyard.idp.oidc.errors import (
 )
 from lanyard.idp.oidc.http import FORM, FORM_LIMITS, Params, html_page, parse_params, redirect, with_query
 from lanyard.idp.oidc.jwt import ID_TOKEN_TYP
-from lanyard.idp.oidc.provider import OidcProvider, log
+from lanyard.idp.oidc.service import OidcProvider, log
 from lanyard.runtime.bodies import BodyRefused, parse_json, read_bytes
 from lanyard.runtime.tokens import InvalidToken
 
@@ -351,18 +351,20 @@ async def _issue_code(
         "sid": authn.sid,
         "dsid": authn.dsid,
     }
-    grant = {
-        "client_id": client_id,
-        "user_id": authn.user_id,
-        "sid": authn.sid,
-        "dsid": authn.dsid or "",
-        "scope": " ".join(areq.scope),
-        "auth_time": str(authn.auth_time),
-        "amr": " ".join(authn.amr),
-        "acr": acr_for(authn.amr),
-        "nonce": areq.nonce or "",
-        "claims": json.dumps(areq.claims),
-    }
+    grant = Grant(
+        gid=gid,
+        state="issued",
+        client_id=client_id,
+        user_id=authn.user_id,
+        sid=authn.sid,
+        dsid=authn.dsid or None,
+        scope=tuple(areq.scope),
+        auth_time=authn.auth_time,
+        amr=tuple(authn.amr),
+        acr=acr_for(authn.amr),
+        nonce=areq.nonce or None,
+        claims=areq.claims,
+    )
     if not await provider.store.create_code(
         eid, code, record, grant, cfg.code_ttl_s, max(cfg.code_replay_window_s, cfg.code_ttl_s)
     ):

@@ -13,7 +13,7 @@ import asyncio
 from typing import Any
 
 from lanyard.idp.oidc.jwt import ACCESS_TOKEN_TYP
-from lanyard.idp.oidc.provider import OidcProvider
+from lanyard.idp.oidc.service import OidcProvider
 from lanyard.runtime.tokens import InvalidToken
 
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from lanyard.idp.oidc.claims import SCOPES_SUPPORTED, claims_supported
-from lanyard.idp.oidc.provider import OidcProvider
+from lanyard.idp.oidc.domain import SCOPES_SUPPORTED, claims_supported
+from lanyard.idp.oidc.service import OidcProvider
+from lanyard.idp.web import endpoints
 
 ACR_MFA = "urn:lanyard:acr:mfa"
 ACR_1FA = "urn:lanyard:acr:1fa"
@@ -24,13 +25,7 @@ def metadata(provider: OidcProvider, eid: str) -> dict[str, Any]:
     iss = provider.issuer(eid)
     return {
         "issuer": iss,
-        "authorization_endpoint": f"{iss}/authorize",
-        "token_endpoint": f"{iss}/token",
-        "userinfo_endpoint": f"{iss}/userinfo",
-        "jwks_uri": f"{iss}/jwks",
-        "end_session_endpoint": f"{iss}/logout",
-        "revocation_endpoint": f"{iss}/revoke",
-        "introspection_endpoint": f"{iss}/introspect",
+        **endpoints(iss),
         "scopes_supported": list(SCOPES_SUPPORTED),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from lanyard.runtime.errors import error_body
+
 _UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
@@ -31,10 +33,8 @@ class OAuthError(Exception):
 
     def body(self) -> dict[str, str]:
         """The JSON body of a direct error response."""
-        out = {"error": self.error}
-        if self.description:
-            out["error_description"] = self.description
-        return out
+        # The shared shape (`lanyard.runtime.errors`); RFC 6749 §5.2 lets a bare code go without one.
+        return error_body(self.error, self.description) if self.description else {"error": self.error}
 
 
 def _error(code: str, status: int = 400) -> type[OAuthError]:

@@ -1,7 +1,7 @@
 """The token endpoint's grants: authorization_code (RFC 6749 §4.1.3, RFC 7636 §4.6, OIDC Core
 §3.1.3) and refresh_token (RFC 6749 §6, RFC 9700 §4.14.2).
 
-Codes are consumed by one Lua script (GET+DEL+remember, see `storage.py`): of N concurrent
+Codes are consumed by one Lua script (GET+DEL+remember, see `adapters/redis_oidc.py`): of N concurrent
 redemptions exactly one wins, and every other one — and any later one — gets `invalid_grant`
 and revokes the grant (RFC 6749 §4.1.2: everything issued from the code). Refresh tokens rotate
 on every use inside one script too; presenting a rotated token revokes the whole family (the
@@ -26,11 +26,10 @@ from lanyard.contracts.events import (
     TokensIssued,
     TokensIssuedPayload,
     TokensRefreshed,
-    TokensRevoked,
-    TokensRevokedPayload,
 )
-from lanyard.idp.domain import ADMIN_SCOPE, TemporarilyUnavailable, admin_roles
-from lanyard.idp.oidc.claims import released_claims
+from lanyard.idp.devices.ports import TemporarilyUnavailable
+from lanyard.idp.directory.ports import ADMIN_SCOPE, admin_roles
+from lanyard.idp.oidc.domain import Grant, released_claims
 from lanyard.idp.oidc.errors import (
     invalid_grant,
     invalid_request,
@@ -39,8 +38,7 @@ from lanyard.idp.oidc.errors import (
 )
 from lanyard.idp.oidc.http import Params
 from lanyard.idp.oidc.jwt import ACCESS_TOKEN_TYP, ID_TOKEN_TYP, at_hash
-from lanyard.idp.oidc.provider import AuthenticatedClient, OidcProvider, log
-from lanyard.idp.oidc.storage import Grant
+from lanyard.idp.oidc.service import AuthenticatedClient, OidcProvider, log
 from lanyard.runtime.tokens import ADMIN_AUDIENCE
 
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
@@ -58,22 +56,7 @@ async def revoke_grant(provider: OidcProvider, eid: str, gid: str, reason: str) 
         return None
     prev, grant = out
     if prev != "revoked":
-        await provider.ports.publisher.publish(
-            provider.event(
-                TokensRevoked,
-                eid,
-                TokensRevokedPayload(
-                    client_id=grant.client_id,
-                    user_id=grant.user_id,
-                    grant_id=gid,
-                    reason=reason,
-                    device_session_id=grant.dsid,
-                ),
-                user_id=grant.user_id,
-                client_id=grant.client_id,
-                device_session_id=grant.dsid,
-            )
-        )
+        await provider.ports.publisher.publish(provider.tokens_revoked(eid, grant, reason))
         log.info("tokens_revoked", enterprise_id=eid, gid=gid, reason=reason)
     return grant
 

@@ -17,17 +17,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from lanyard.idp.oidc.errors import OAuthError, invalid_request
+from lanyard.idp.web import NO_STORE, PAGE_HEADERS
 from lanyard.runtime.bodies import BodyLimits, BodyRefused, parse_form, read_bytes
 
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-HTML_HEADERS = {
-    **NO_STORE,
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
 FORM = "application/x-www-form-urlencoded"
 FORM_LIMITS = BodyLimits(max_bytes=16 * 1024, max_depth=8, max_fields=100)
 """Direct endpoints' forms (token, revocation, introspection, UserInfo, logout); the `claims`
@@ -106,4 +98,4 @@ def html_page(title: str, message: str, status_code: int = 200, body_extra: str 
         f"<title>{escape(title)}</title><meta name=viewport content='width=device-width'></head>"
         f"<body><main><h1>{escape(title)}</h1><p>{escape(message)}</p>{body_extra}</main></body></html>"
     )
-    return HTMLResponse(doc, status_code=status_code, headers=HTML_HEADERS)
+    return HTMLResponse(doc, status_code=status_code, headers=PAGE_HEADERS)

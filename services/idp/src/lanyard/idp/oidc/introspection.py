@@ -16,11 +16,11 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from lanyard.idp.domain import TemporarilyUnavailable
+from lanyard.idp.devices.ports import TemporarilyUnavailable
 from lanyard.idp.oidc.bearer import check_access_token
 from lanyard.idp.oidc.errors import OAuthError, invalid_client, invalid_request
 from lanyard.idp.oidc.http import json_error, json_ok
-from lanyard.idp.oidc.provider import OidcProvider
+from lanyard.idp.oidc.service import OidcProvider
 from lanyard.runtime.tokens import InvalidToken
 
 INACTIVE = {"active": False}

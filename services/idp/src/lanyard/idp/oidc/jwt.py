@@ -21,9 +21,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from joserfc import jwt
-
-from lanyard.idp.ports import Keys
+from lanyard.idp.directory.ports import Keys
+from lanyard.runtime.signing import JwtSigner
 from lanyard.runtime.tokens import InvalidToken, signed_claims
 
 ID_TOKEN_TYP = "JWT"
@@ -45,23 +44,11 @@ class TokenKeys:
         self._keys = keys
         self._cache_s = cache_s
         self._clock = clock
-        self._signing: dict[tuple[str, str], tuple[float, Any]] = {}
+        # `sign(eid, claims, alg=, typ=)`: the one signer, bound directly (no extra await on the
+        # token endpoint's path).
+        self.sign = JwtSigner(keys, cache_s, clock).sign
         self._verifying: dict[str, tuple[float, dict[str, Any]]] = {}
         self._verified: dict[tuple[str, str], tuple[float, frozenset[str], dict[str, Any]]] = {}
-
-    async def _signing_key(self, eid: str, alg: str) -> Any:
-        now = self._clock()
-        hit = self._signing.get((eid, alg))
-        if hit and now - hit[0] < self._cache_s:
-            return hit[1]
-        key = await self._keys.signing_key(eid, alg)
-        self._signing[(eid, alg)] = (now, key)
-        return key
-
-    async def sign(self, eid: str, claims: dict[str, Any], *, alg: str, typ: str) -> str:
-        """A compact JWS with `alg`, `typ` and `kid` always set."""
-        key = await self._signing_key(eid, alg)
-        return jwt.encode({"alg": alg, "typ": typ, "kid": key.kid}, claims, key)
 
     async def _verification_key(self, eid: str, kid: str) -> Any:
         now = self._clock()

@@ -23,8 +23,8 @@ from fastapi.responses import Response
 
 from lanyard.idp.oidc.http import FORM, FORM_LIMITS, Params, html_page, parse_params, redirect, with_query
 from lanyard.idp.oidc.jwt import ID_TOKEN_TYP
-from lanyard.idp.oidc.provider import OidcProvider, log
 from lanyard.idp.oidc.revoker import OidcSessionRevoker
+from lanyard.idp.oidc.service import OidcProvider, log
 from lanyard.runtime.bodies import BodyRefused, read_bytes
 from lanyard.runtime.tokens import InvalidToken
 
@@ -51,10 +51,7 @@ async def end_session(provider: OidcProvider, eid: str, sids: list[str], user_id
         revoked = await revoker.revoke_sid(eid, sid, "logout")
         if revoked is None:
             continue
-        for client_id in revoked.client_ids:
-            client = await provider.client(eid, client_id)
-            if client is not None and client.backchannel_logout_uri:
-                await provider.ports.backchannel.enqueue(eid, client_id, sid, revoked.user_id)
+        await provider.ports.backchannel.enqueue_revoked(eid, [revoked])
         log.info("logged_out", enterprise_id=eid, sid=sid, clients=len(revoked.client_ids))
 
 

@@ -16,10 +16,9 @@ from lanyard.idp.oidc.errors import OAuthError, invalid_request, unauthorized_cl
 from lanyard.idp.oidc.grants import revoke_grant
 from lanyard.idp.oidc.http import json_error
 from lanyard.idp.oidc.jwt import ACCESS_TOKEN_TYP
-from lanyard.idp.oidc.provider import OidcProvider
+from lanyard.idp.oidc.service import OidcProvider
+from lanyard.idp.web import NO_STORE
 from lanyard.runtime.tokens import InvalidToken
-
-_OK = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 async def revoke(provider: OidcProvider, request: Request, eid: str) -> JSONResponse:
@@ -55,4 +54,4 @@ async def revoke(provider: OidcProvider, request: Request, eid: str) -> JSONResp
             await revoke_grant(provider, eid, gid, "revocation_endpoint")
     except OAuthError as err:
         return json_error(err)
-    return JSONResponse({}, headers=_OK)
+    return JSONResponse({}, headers=NO_STORE)

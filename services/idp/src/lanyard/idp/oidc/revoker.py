@@ -1,9 +1,9 @@
 """`SessionRevoker`, implemented: ends OIDC sessions (by device session or by sid) and every
 grant in them.
 
-Each call walks only the index of the session it ends (`ds:<dsid>` or `sid:<sid>` in
-`storage.py`) inside one Lua script, so its cost is the number of that session's grants, never
-the number of other live sessions. A revoked-session marker stops grants that were being
+Each call walks only the index of the session it ends (`ds:<dsid>` or `sid:<sid>`, see
+`adapters/redis_oidc.py`) inside one Lua script, so its cost is the number of that session's
+grants, never the number of other live sessions. A revoked-session marker stops grants that were being
 created concurrently from joining afterwards.
 
 Resumable and idempotent: a repeated call revokes nothing new but still returns the sessions
@@ -21,11 +21,11 @@ import asyncio
 from collections import defaultdict
 
 from lanyard.contracts import Event
-from lanyard.contracts.events import SessionRevoked, SessionRevokedPayload, TokensRevoked, TokensRevokedPayload
+from lanyard.contracts.events import SessionRevoked, SessionRevokedPayload
 from lanyard.contracts.ids import uuid7
-from lanyard.idp.domain import RevokedSession
-from lanyard.idp.oidc.provider import OidcProvider, log
-from lanyard.idp.oidc.storage import Grant, RevokedGrant
+from lanyard.idp.devices.ports import RevokedSession
+from lanyard.idp.oidc.domain import Grant, RevokedGrant
+from lanyard.idp.oidc.service import OidcProvider, log
 
 
 class OidcSessionRevoker:
@@ -67,20 +67,7 @@ class OidcSessionRevoker:
                 first_ms[grant.sid] = min(first_ms.get(grant.sid, item.revoked_ms), item.revoked_ms)
                 events.append(
                     _stable(
-                        self._p.event(
-                            TokensRevoked,
-                            eid,
-                            TokensRevokedPayload(
-                                client_id=grant.client_id,
-                                user_id=grant.user_id,
-                                grant_id=grant.gid,
-                                reason=wire_reason,
-                                device_session_id=grant.dsid,
-                            ),
-                            user_id=grant.user_id,
-                            client_id=grant.client_id,
-                            device_session_id=grant.dsid,
-                        ),
+                        self._p.tokens_revoked(eid, grant, wire_reason),
                         item.revoked_ms,
                         f"{eid}\x00{grant.gid}\x00{cause}",
                     )

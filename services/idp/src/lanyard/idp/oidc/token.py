@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from lanyard.idp.oidc import grants
 from lanyard.idp.oidc.errors import OAuthError, invalid_request, unsupported_grant_type
 from lanyard.idp.oidc.http import json_error, json_ok
-from lanyard.idp.oidc.provider import OidcProvider
+from lanyard.idp.oidc.service import OidcProvider
 
 
 async def token(provider: OidcProvider, request: Request, eid: str) -> JSONResponse:

@@ -12,9 +12,9 @@ import json
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from lanyard.idp.domain import TemporarilyUnavailable
+from lanyard.idp.devices.ports import TemporarilyUnavailable
 from lanyard.idp.oidc.bearer import check_access_token
-from lanyard.idp.oidc.claims import released_claims
+from lanyard.idp.oidc.domain import released_claims
 from lanyard.idp.oidc.errors import (
     OAuthError,
     insufficient_scope,
@@ -23,7 +23,7 @@ from lanyard.idp.oidc.errors import (
     temporarily_unavailable,
 )
 from lanyard.idp.oidc.http import NO_STORE, form_params, is_form, json_error, json_ok
-from lanyard.idp.oidc.provider import OidcProvider
+from lanyard.idp.oidc.service import OidcProvider
 from lanyard.runtime.tokens import InvalidToken
 
 

@@ -21,9 +21,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
-from lanyard.idp.api import NO_STORE, ClaimMappingIn, ProfileIn, Side, Strict, Superadmin, once, profile_out
-from lanyard.idp.domain import RP_CLIENT_ID_PATTERN, AppProfile, ClaimMapping, Client
-from lanyard.idp.service import metadata
+from lanyard.idp.directory.api import NO_STORE, ClaimMappingIn, ProfileIn, Side, Strict, Superadmin, once, profile_out
+from lanyard.idp.directory.domain import RP_CLIENT_ID_PATTERN, AppProfile, ClaimMapping, Client
+from lanyard.idp.directory.service import metadata
 from lanyard.runtime.bodies import BoundedRoute
 
 Secret = Annotated[str, Field(min_length=1, max_length=1024)]

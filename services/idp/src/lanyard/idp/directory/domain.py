@@ -1,7 +1,7 @@
 """The IdP's domain records and rules: pure, no I/O.
 
-Directory and app-profile records are owned by the directory/profiles side of the IdP; the OIDC
-protocol side (lanyard.idp.oidc) reads them through the ports in `ports.py`.
+Directory and app-profile records, owned by the directory part of the IdP; the oidc and devices
+parts read them through `directory.ports`, which re-exports the records they need.
 """
 
 from __future__ import annotations
@@ -104,44 +104,6 @@ class BrowserSession:
     user_id: str
     auth_time: int
     amr: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class DeviceLogin:
-    """A successful SSO-extension authentication: who, on which device session, since when."""
-
-    enterprise_id: str
-    device_session_id: str
-    device_id: str
-    user_id: str
-    auth_time: int
-    amr: tuple[str, ...]
-    sid: str
-
-
-class DeviceSsoError(Exception):
-    """The SSO-extension path refused. `error` is the OAuth error code the redirect carries
-    (`login_required`, `access_denied`, `interaction_required`, `temporarily_unavailable`,
-    `invalid_request`); `action` tells the extension what to do (`face_verification`, `checkout`)."""
-
-    def __init__(self, error: str, description: str, action: str | None = None) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
-        self.action = action
-
-
-class TemporarilyUnavailable(Exception):
-    """The IdP cannot vouch that its view of device sessions is fresh: fail closed (DESIGN §4)."""
-
-
-@dataclass(frozen=True)
-class RevokedSession:
-    """What revoking one OIDC session ended: for events and back-channel logout."""
-
-    sid: str
-    user_id: str
-    client_ids: tuple[str, ...]
 
 
 # ----------------------------------------------------------------- directory side: pure rules
@@ -511,3 +473,14 @@ def rotate_ring(ring: KeyRing, new_next: dict[str, str], now: float, max_token_l
     for alg in SIGNING_ALGS:
         entries.append(KeyEntry(new_next[alg], alg, "next", now))
     return KeyRing(ring.version + 1, tuple(entries))
+
+
+@dataclass(frozen=True)
+class ServicesPrincipalRecord:
+    """A services principal as stored (never its secret)."""
+
+    principal_id: str
+    name: str
+    status: str  # active | revoked
+    scopes: tuple[str, ...]
+    created_at: float

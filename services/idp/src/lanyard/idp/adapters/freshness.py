@@ -39,11 +39,11 @@ from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 
 from lanyard.contracts import Topic
-from lanyard.idp.domain import TemporarilyUnavailable
+from lanyard.idp.devices.domain import TemporarilyUnavailable
 from lanyard.runtime.consumer import ConsumerState
 from lanyard.runtime.logging import get_logger
 
-log = get_logger("lanyard.idp.devices.freshness")
+log = get_logger("lanyard.idp.adapters.freshness")
 
 _MERGE = """
 -- KEYS: watermark hash; ARGV: ttl, then partition/watermark pairs. A watermark only grows.

@@ -1,8 +1,10 @@
-"""The IdP's ports: what its use cases need from storage, keys and the bus.
+"""The directory part's ports: what its use cases need from storage and the bus, and what it
+offers the other parts of the IdP.
 
-The directory/profiles side implements `Enterprises`, `Users`, `Clients`, `Keys` (Redis adapters
-in `adapters/`); the OIDC side (`lanyard.idp.oidc`) consumes them. Fakes in tests implement the
-same Protocols.
+Read ports (`Enterprises`, `Users`, `Clients`, `Keys`, `OrgSettingsView`, `BrowserSessions`) are
+what the oidc and devices parts consume; the write ports below them are the directory's own.
+The Redis adapters in `lanyard.idp.adapters` implement both; fakes in tests do too. The records
+the other parts need are re-exported here, so they talk to the directory through this module only.
 """
 
 from __future__ import annotations
@@ -10,18 +12,23 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from lanyard.contracts import Event
-from lanyard.idp.domain import (
+from lanyard.idp.directory.domain import (
+    ADMIN_SCOPE,
+    CONSOLE_CLIENT_ID,
+    DEFAULT_CLAIMS,
     AppProfile,
     BrowserSession,
+    ClaimMapping,
     Client,
-    DeviceLogin,
     Enterprise,
     FailureState,
     Group,
     KeyRing,
     OrgSettings,
-    RevokedSession,
+    ServicesPrincipalRecord,
     User,
+    admin_roles,
+    console_client,
 )
 
 
@@ -72,8 +79,8 @@ class Publisher(Protocol):
 
 
 class OrgSettingsView(Protocol):
-    """Org settings per enterprise, as last seen on lanyard.policy-config.v1 (owned by the
-    directory side's policy-config handler)."""
+    """Org settings per enterprise, as last seen on lanyard.policy-config.v1 (kept by the
+    directory part's policy-config handler)."""
 
     async def get(self, enterprise_id: str) -> OrgSettings: ...
 
@@ -90,47 +97,7 @@ class BrowserSessions(Protocol):
     async def end(self, enterprise_id: str, sid: str) -> None: ...
 
 
-class DeviceSessions(Protocol):
-    """The IdP's read model of device sessions and entitlements (lanyard.idp.devices)."""
-
-    async def authenticate(
-        self, enterprise_id: str, client_id: str, handle: str, proof: str, method: str, url: str
-    ) -> DeviceLogin:
-        """Check handle, device proof, session state, grant for the client, org setting and face
-        recency (waiting briefly for a grant in flight). Raises DeviceSsoError or
-        TemporarilyUnavailable."""
-        ...
-
-    async def is_active(self, enterprise_id: str, device_session_id: str) -> bool:
-        """True while the device session may keep its tokens (ACTIVE, or LOCKED for already-issued
-        access tokens). Raises TemporarilyUnavailable when the read model may be stale."""
-        ...
-
-    async def may_refresh(self, enterprise_id: str, device_session_id: str, client_id: str) -> bool:
-        """True when refresh is allowed: ACTIVE (not LOCKED, not CLOSED) and the client is granted.
-        Raises TemporarilyUnavailable when the read model may be stale."""
-        ...
-
-
-class SessionRevoker(Protocol):
-    """Implemented by the OIDC side: ends OIDC sessions and every grant and token in them."""
-
-    async def revoke_device_session(
-        self, enterprise_id: str, device_session_id: str, reason: str
-    ) -> list[RevokedSession]: ...
-
-    async def revoke_sid(self, enterprise_id: str, sid: str, reason: str) -> RevokedSession | None: ...
-
-
-class BackchannelLogouts(Protocol):
-    """A durable queue of back-channel logout deliveries (retries, backoff, outcome events)."""
-
-    async def enqueue(
-        self, enterprise_id: str, client_id: str, sid: str, user_id: str, device_session_id: str | None = None
-    ) -> None: ...
-
-
-# --------------------------------------------------------------- directory side: write ports
+# ------------------------------------------------------------------- the directory's own
 # Every write that changes something other services see takes the event announcing it: the
 # adapter stores the change and stages the event in an outbox in one Redis transaction, and the
 # use case then publishes it (so a crash between the two never loses the event; see adapters/outbox).
@@ -257,3 +224,51 @@ class PendingLogins(Protocol):
         ...
 
     async def drop(self, enterprise_id: str, token: str | None) -> None: ...
+
+
+class ServicesPrincipals(Protocol):
+    """The vendor's services principals (the services realm) and their secret digests."""
+
+    async def get(self, principal_id: str) -> ServicesPrincipalRecord | None: ...
+
+    async def list(self) -> list[ServicesPrincipalRecord]: ...
+
+    async def save(self, record: ServicesPrincipalRecord, secret: str | None, event: Event | None) -> None:
+        """Store the record (and the digest of a new secret) with its event in the outbox."""
+        ...
+
+    async def verify(self, principal_id: str, secret: str) -> bool:
+        """Constant-time check of a principal's secret (False for unknown or revoked ones)."""
+        ...
+
+
+__all__ = [
+    "ADMIN_SCOPE",
+    "CONSOLE_CLIENT_ID",
+    "DEFAULT_CLAIMS",
+    "AppProfile",
+    "BrowserSession",
+    "BrowserSessions",
+    "ClaimMapping",
+    "Client",
+    "Clients",
+    "Conflict",
+    "Directory",
+    "Enterprise",
+    "EnterpriseStore",
+    "Enterprises",
+    "Group",
+    "KeyStore",
+    "Keys",
+    "Lockouts",
+    "OrgSettings",
+    "OrgSettingsStore",
+    "OrgSettingsView",
+    "PendingLogins",
+    "ProfileStore",
+    "Publisher",
+    "User",
+    "Users",
+    "admin_roles",
+    "console_client",
+]

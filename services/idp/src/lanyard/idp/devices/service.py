@@ -12,37 +12,72 @@ made by other instances. Everything raises TemporarilyUnavailable while freshnes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
-from redis.asyncio import Redis
-
-from lanyard.idp.devices import model
-from lanyard.idp.devices.freshness import FreshnessMonitor
-from lanyard.idp.devices.readmodel import ChangeNotifier, SessionStore
-from lanyard.idp.devices.settings import DeviceSettings
-from lanyard.idp.domain import DeviceLogin, DeviceSsoError
-from lanyard.idp.ports import OrgSettingsView
+from lanyard.idp.devices import domain as model
+from lanyard.idp.devices.ports import DeviceLogin, DeviceSsoError, DeviceStore, Freshness, OrgSettingsView
+from lanyard.idp.settings import DeviceSettings
 from lanyard.runtime.logging import get_logger
-from lanyard.runtime.proofs import InvalidProof, RedisReplayCache, verify_device_proof
+from lanyard.runtime.proofs import InvalidProof, ReplayCache, verify_device_proof
 
-log = get_logger("lanyard.idp.devices.sso")
+log = get_logger("lanyard.idp.devices.service")
+
+
+class ChangeNotifier:
+    """Wakes SSO requests waiting for a session's checkout or grant, in this process.
+
+    Other instances' writes are not seen here; waiters also poll Redis for those."""
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, str], tuple[asyncio.Event, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def watching(self, enterprise_id: str, device_session_id: str) -> AsyncIterator[asyncio.Event]:
+        """An event set at the next change of this session (register before reading, so no wake-up is lost)."""
+        key = (enterprise_id, device_session_id)
+        event, count = self._events.get(key, (asyncio.Event(), 0))
+        self._events[key] = (event, count + 1)
+        try:
+            yield event
+        finally:
+            event, count = self._events.get(key, (event, 1))
+            if count <= 1:
+                self._events.pop(key, None)
+            else:
+                self._events[key] = (event, count - 1)
+
+    def renew(self, enterprise_id: str, device_session_id: str) -> asyncio.Event:
+        """The current event of a watched session (after a wake-up, wait on the fresh one)."""
+        key = (enterprise_id, device_session_id)
+        entry = self._events.get(key)
+        return entry[0] if entry else asyncio.Event()
+
+    def notify(self, enterprise_id: str, device_session_id: str) -> None:
+        """The session changed: wake its waiters and give later waiters a fresh event."""
+        key = (enterprise_id, device_session_id)
+        entry = self._events.get(key)
+        if entry is not None:
+            event, count = entry
+            self._events[key] = (asyncio.Event(), count)
+            event.set()
 
 
 class DeviceSessionService:
-    """Implements `lanyard.idp.ports.DeviceSessions` on the Redis read model."""
+    """Implements `lanyard.idp.directory.ports.DeviceSessions` on the Redis read model."""
 
     def __init__(
         self,
-        redis: Redis,
-        store: SessionStore,
+        store: DeviceStore,
         notifier: ChangeNotifier,
-        freshness: FreshnessMonitor,
-        org_settings: OrgSettingsView | None,
+        freshness: Freshness,
+        org_settings: OrgSettingsView,
+        replay: Callable[[str], ReplayCache],
         settings: DeviceSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._redis = redis
+        self._replay = replay
         self.store = store
         self.notifier = notifier
         self.freshness = freshness
@@ -126,7 +161,7 @@ class DeviceSessionService:
                 method=method,
                 url=url,
                 expected_jkt=jkt,
-                replay=RedisReplayCache(self._redis, f"idp:{enterprise_id}:device-proof"),
+                replay=self._replay(enterprise_id),
                 now=self._clock(),
                 max_skew_s=self._settings.proof_max_skew_s,
                 handle=handle,

@@ -9,17 +9,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from lanyard.idp.oidc import authorize, discovery, introspection, logout, revocation, token, userinfo
-from lanyard.idp.oidc.provider import OidcProvider, UnknownEnterprise
+from lanyard.idp.oidc.service import OidcProvider, UnknownEnterprise
+from lanyard.runtime.errors import error_response
 
 
 async def _run(answer: Awaitable[Response]) -> Response:
     try:
         return await answer
     except UnknownEnterprise:
-        return JSONResponse({"error": "not_found", "error_description": "unknown enterprise"}, 404)
+        return error_response(404, "not_found", "unknown enterprise")
 
 
 def oidc_router(provider: OidcProvider) -> APIRouter:

@@ -19,7 +19,6 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from joserfc import jwt
 
 from lanyard.contracts import Subject
 from lanyard.contracts.events import (
@@ -45,7 +44,8 @@ from lanyard.contracts.events import (
     UserUpsertedPayload,
 )
 from lanyard.contracts.events import ClaimMapping as ClaimMappingModel
-from lanyard.idp.domain import (
+from lanyard.contracts.factors import has_second_factor
+from lanyard.idp.directory.domain import (
     DEFAULT_CLAIMS,
     USERNAME_PATTERN,
     AppProfile,
@@ -65,21 +65,35 @@ from lanyard.idp.domain import (
     validate_backchannel_uri,
     validate_redirect_uri,
 )
-from lanyard.idp.ports import (
+from lanyard.idp.directory.ports import (
+    BrowserSessions,
     Directory,
     EnterpriseStore,
     KeyStore,
     Lockouts,
     OrgSettingsStore,
     OrgSettingsView,
+    PendingLogins,
     ProfileStore,
     Publisher,
 )
+from lanyard.idp.settings import IdpSettings
+from lanyard.idp.web import endpoints
+from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.logging import get_logger
+from lanyard.runtime.signing import JwtSigner
 from lanyard.runtime.text import UnsafeText, clean_text
-from lanyard.runtime.tokens import ADMIN_AUDIENCE, ADMIN_TOKEN_TYP, CHECKOUT_TYP, SESSION_AUDIENCE, issuer_for
+from lanyard.runtime.tokens import (
+    ADMIN_AUDIENCE,
+    ADMIN_TOKEN_TYP,
+    CHECKOUT_TYP,
+    SESSION_AUDIENCE,
+    StaticJwks,
+    TokenVerifier,
+    issuer_for,
+)
 
-log = get_logger("lanyard.idp.service")
+log = get_logger("lanyard.idp.directory.service")
 PRODUCER = "idp"
 Channel = AuthChannel
 
@@ -128,6 +142,30 @@ class AuthError(Exception):
         self.description = description
         self.status = status
         self.retry_after = retry_after
+
+
+PASSWORD_AMR: tuple[str, ...] = ("pwd",)
+BADGE_AMR: tuple[str, ...] = ("hwk",)
+"""A badge is a primary factor (`lanyard.contracts.factors`), like a password."""
+TOTP_AMR = "otp"
+
+
+@dataclass(frozen=True)
+class Password:
+    """A username and password, the first factor."""
+
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Badge:
+    """A badge id, the first factor of a badge tap."""
+
+    badge_id: str
+
+
+Primary = Password | Badge
 
 
 @dataclass(frozen=True)
@@ -236,6 +274,47 @@ class Authenticator:
         if step is None or not await self._dir.consume_totp_step(eid, user.user_id, step):
             raise await self._count_failure(eid, subject, user.username, user.user_id, channel, "totp")
 
+    async def sign_in_factors(
+        self, eid: str, user: User, amr: tuple[str, ...], code: str | None, channel: Channel, required: bool
+    ) -> tuple[str, ...]:
+        """`amr` after the second factor: a code sent is always checked; when a second factor is
+        `required`, a sign-in whose methods lack one (`lanyard.contracts.factors`: a password or a
+        badge alone) must send one."""
+        if code or (required and not has_second_factor(amr)):
+            if not code:
+                raise AuthError("second_factor_required", "a second factor (totp) is required")
+            await self.totp(eid, user, code, channel)
+            amr = (*amr, TOTP_AMR)
+        return amr
+
+    async def admin_sign_in(self, eid: str, username: str, password: str, code: str | None) -> User | None:
+        """`POST /admin/token`: password, then TOTP when the admin enrolled it (a code is ignored
+        otherwise). None when the user
+        holds no admin role (after the factors were checked, so that answer needs them)."""
+        user = await self.password(eid, username, password, "admin_api")
+        amr = PASSWORD_AMR
+        if user.totp_enrolled:
+            if not code:
+                raise AuthError("second_factor_required", "this admin has TOTP enrolled: send totp")
+            amr = await self.sign_in_factors(eid, user, amr, code, "admin_api", True)
+        if not admin_roles(user):
+            return None
+        await self.succeeded(eid, user, amr, "admin_api")
+        return user
+
+    async def locker_sign_in(
+        self, eid: str, primary: Primary, code: str | None, device_id: str, client_version: str | None
+    ) -> Authenticated:
+        """`POST /locker/authn`: a badge or a password, then TOTP when the user enrolled it or the
+        org requires a second factor (or when a code is sent anyway)."""
+        if isinstance(primary, Badge):
+            user, amr = await self.badge(eid, primary.badge_id, "locker"), BADGE_AMR
+        else:
+            user, amr = await self.password(eid, primary.username, primary.password, "locker"), PASSWORD_AMR
+        required = await self.second_factor_required(eid, user)
+        amr = await self.sign_in_factors(eid, user, amr, code, "locker", required)
+        return await self.succeeded(eid, user, amr, "locker", device_id, client_version)
+
     async def succeeded(
         self,
         eid: str,
@@ -272,13 +351,12 @@ class TokenIssuer:
     """Admin bearer tokens and checkout assertions, signed with the enterprise's active ES256 key."""
 
     def __init__(self, keys: KeyStore, public_base_url: str, clock: Callable[[], float] = time.time) -> None:
-        self._keys = keys
+        self._signer = JwtSigner(keys)
         self._base = public_base_url
         self._clock = clock
 
     async def _sign(self, eid: str, claims: dict[str, Any], typ: str) -> str:
-        key = await self._keys.signing_key(eid, "ES256")
-        return jwt.encode({"alg": "ES256", "typ": typ, "kid": key.kid}, claims, key)
+        return await self._signer.sign(eid, claims, alg="ES256", typ=typ)
 
     async def admin_token(self, eid: str, user: User, ttl_s: int) -> str:
         now = int(self._clock())
@@ -555,13 +633,7 @@ def metadata(public_base_url: str, eid: str, client_id: str) -> dict[str, str]:
         "client_id": client_id,
         "issuer": issuer,
         "discovery_url": f"{issuer}/.well-known/openid-configuration",
-        "authorization_endpoint": f"{issuer}/authorize",
-        "token_endpoint": f"{issuer}/token",
-        "userinfo_endpoint": f"{issuer}/userinfo",
-        "jwks_uri": f"{issuer}/jwks",
-        "revocation_endpoint": f"{issuer}/revoke",
-        "introspection_endpoint": f"{issuer}/introspect",
-        "end_session_endpoint": f"{issuer}/logout",
+        **endpoints(issuer),
     }
 
 
@@ -720,3 +792,34 @@ async def apply_org_settings(store: OrgSettingsStore, event: OrgSettingsChanged)
         password_autofill_and_sso=p.password_autofill_and_sso, require_second_factor=p.require_second_factor
     )
     return await store.apply(event.enterprise_id, settings, event.event_id, event.occurred_at.timestamp())
+
+
+# ------------------------------------------------------------------------------ the part
+
+
+@dataclass
+class DirectorySide:
+    """The directory part as its routes (admin API, login page, Locker authn) see it: its use
+    cases and the ports they read directly. Built once by `lanyard.idp.app.create_app`."""
+
+    settings: IdpSettings
+    enterprises: EnterpriseStore
+    directory: Directory
+    clients: ProfileStore
+    keys: KeyStore
+    authenticator: Authenticator
+    directory_service: DirectoryService
+    profiles: ProfileService
+    issuer: TokenIssuer
+    verifier: TokenVerifier
+    org_settings: OrgSettingsStore
+    browser_sessions: BrowserSessions
+    pending_logins: PendingLogins
+    outbox: Publisher
+    """The outbox-backed publisher: what it publishes was staged with the change it announces."""
+    idempotency: Idempotency
+
+    @classmethod
+    def verifier_for(cls, settings: IdpSettings, keys: KeyStore) -> TokenVerifier:
+        """Admin tokens are verified against the local Keys port: no HTTP to ourselves."""
+        return TokenVerifier(settings.public_base_url, StaticJwks(keys.jwks))

@@ -326,3 +326,44 @@ def may_refresh(view: SessionView | None, client_id: str) -> bool:
 def is_active(view: SessionView | None) -> bool:
     """Issued tokens stay valid while the session is ACTIVE or LOCKED."""
     return view is not None and view.state in ("ACTIVE", "LOCKED") and view.checked_out
+
+
+# ------------------------------------------------- what the device part gives and takes
+
+
+@dataclass(frozen=True)
+class DeviceLogin:
+    """A successful SSO-extension authentication: who, on which device session, since when."""
+
+    enterprise_id: str
+    device_session_id: str
+    device_id: str
+    user_id: str
+    auth_time: int
+    amr: tuple[str, ...]
+    sid: str
+
+
+class DeviceSsoError(Exception):
+    """The SSO-extension path refused. `error` is the OAuth error code the redirect carries
+    (`login_required`, `access_denied`, `interaction_required`, `temporarily_unavailable`,
+    `invalid_request`); `action` tells the extension what to do (`face_verification`, `checkout`)."""
+
+    def __init__(self, error: str, description: str, action: str | None = None) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.action = action
+
+
+class TemporarilyUnavailable(Exception):
+    """The IdP cannot vouch that its view of device sessions is fresh: fail closed (DESIGN §4)."""
+
+
+@dataclass(frozen=True)
+class RevokedSession:
+    """What revoking one OIDC session ended: for events and back-channel logout."""
+
+    sid: str
+    user_id: str
+    client_ids: tuple[str, ...]

@@ -26,10 +26,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+
+from lanyard.idp.oidc.domain import Grant, RevokedGrant
 
 _CREATE = """
 -- KEYS: grant, sid index, ds index (or ''), code, revoked-sid, revoked-ds (or '')
@@ -147,56 +148,8 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-@dataclass(frozen=True)
-class Grant:
-    """One authorization and what was issued from it (the refresh-token family)."""
-
-    gid: str
-    state: str
-    client_id: str
-    user_id: str
-    sid: str
-    dsid: str | None
-    scope: tuple[str, ...]
-    auth_time: int
-    amr: tuple[str, ...]
-    acr: str
-    nonce: str | None
-    claims: dict[str, Any]
-
-    @classmethod
-    def from_fields(cls, gid: str, f: dict[str, str]) -> Grant:
-        """Parse a grant hash."""
-        return cls(
-            gid=gid,
-            state=f.get("state", ""),
-            client_id=f.get("client_id", ""),
-            user_id=f.get("user_id", ""),
-            sid=f.get("sid", ""),
-            dsid=f.get("dsid") or None,
-            scope=tuple(f.get("scope", "").split()),
-            auth_time=int(f.get("auth_time", "0")),
-            amr=tuple(f.get("amr", "").split()),
-            acr=f.get("acr", ""),
-            nonce=f.get("nonce") or None,
-            claims=json.loads(f.get("claims") or "{}"),
-        )
-
-
-@dataclass(frozen=True)
-class RevokedGrant:
-    """A grant as a session revocation left it: `by_this` when this revocation (or an earlier
-    attempt of the same one) revoked it, so its announcement is this revocation's to make;
-    `revoked_ms` when that happened."""
-
-    previous_state: str
-    grant: Grant
-    by_this: bool
-    revoked_ms: int
-
-
 class OidcStore:
-    """Redis storage of one IdP process (asyncio client; every call is one round trip)."""
+    """Implements `oidc.ports.GrantStore` on Redis (asyncio client; every call is one round trip)."""
 
     def __init__(self, redis: Redis, config_replay_window_s: int = 600) -> None:
         self._r = redis
@@ -224,7 +177,7 @@ class OidcStore:
         eid: str,
         code: str,
         record: dict[str, Any],
-        grant_fields: dict[str, str],
+        grant: Grant,
         code_ttl_s: int,
         grant_ttl_s: int,
     ) -> bool:
@@ -240,7 +193,7 @@ class OidcStore:
             self._k(eid, "revoked-ds", dsid) if dsid else "",
         ]
         flat: list[str] = []
-        for k, v in grant_fields.items():
+        for k, v in grant.to_fields().items():
             flat += [k, v]
         return bool(await self._create(keys=keys, args=[json.dumps(record), code_ttl_s, grant_ttl_s, *flat]))
 

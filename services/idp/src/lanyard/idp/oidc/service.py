@@ -1,6 +1,6 @@
 """`OidcProvider`: the ports the protocol consumes, its storage, caches and shared steps.
 
-Endpoints (one module per spec concern) take the provider and the request; `router.py` mounts
+Endpoints (one module per spec concern) take the provider and the request; `api.py` mounts
 them under `/e/{enterprise_id}`. Nothing here reads `Host` or `X-Forwarded-*`: the issuer is
 `issuer_for(public_base_url, enterprise_id)` from configuration (RFC 9700 §4.13).
 
@@ -24,23 +24,14 @@ from fastapi import Request
 
 from lanyard.contracts import Event
 from lanyard.contracts.envelope import Subject
-from lanyard.idp.domain import CONSOLE_CLIENT_ID, Client, Enterprise, console_client
-from lanyard.idp.oidc.config import OidcConfig
+from lanyard.contracts.events import TokensRevoked, TokensRevokedPayload
+from lanyard.idp.directory.ports import CONSOLE_CLIENT_ID, Client, Enterprise, console_client
+from lanyard.idp.oidc.domain import Grant
 from lanyard.idp.oidc.errors import invalid_client, invalid_request
 from lanyard.idp.oidc.http import FORM, Params, form_params
 from lanyard.idp.oidc.jwt import TokenKeys
-from lanyard.idp.oidc.storage import OidcStore
-from lanyard.idp.ports import (
-    BackchannelLogouts,
-    BrowserSessions,
-    Clients,
-    DeviceSessions,
-    Enterprises,
-    Keys,
-    OrgSettingsView,
-    Publisher,
-    Users,
-)
+from lanyard.idp.oidc.ports import GrantStore, Ports
+from lanyard.idp.settings import OidcConfig
 from lanyard.runtime.caches import LruCache
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.tokens import issuer_for
@@ -50,21 +41,6 @@ log = get_logger("lanyard.idp.oidc")
 
 class UnknownEnterprise(Exception):
     """The path names no enterprise of ours: 404."""
-
-
-@dataclass(frozen=True)
-class Ports:
-    """Everything the protocol side consumes (implemented by the directory and devices sides)."""
-
-    enterprises: Enterprises
-    users: Users
-    clients: Clients
-    keys: Keys
-    org_settings: OrgSettingsView
-    browser_sessions: BrowserSessions
-    device_sessions: DeviceSessions
-    backchannel: BackchannelLogouts
-    publisher: Publisher
 
 
 @dataclass(frozen=True)
@@ -78,7 +54,7 @@ class AuthenticatedClient:
 class OidcProvider:
     """The OpenID Provider of every enterprise served by this process."""
 
-    def __init__(self, ports: Ports, store: OidcStore, config: OidcConfig) -> None:
+    def __init__(self, ports: Ports, store: GrantStore, config: OidcConfig) -> None:
         self.ports = ports
         self.store = store
         self.config = config
@@ -180,6 +156,24 @@ class OidcProvider:
         if not secret or not await self._secret_ok(eid, client_id, secret):
             raise invalid_client("client authentication failed", headers=headers)
         return AuthenticatedClient(client, method)
+
+    def tokens_revoked(self, eid: str, grant: Grant, reason: str) -> Event:
+        """The TokensRevoked announcement of one grant (by the revocation endpoint, reuse
+        detection, a logout or a check-in)."""
+        return self.event(
+            TokensRevoked,
+            eid,
+            TokensRevokedPayload(
+                client_id=grant.client_id,
+                user_id=grant.user_id,
+                grant_id=grant.gid,
+                reason=reason,
+                device_session_id=grant.dsid,
+            ),
+            user_id=grant.user_id,
+            client_id=grant.client_id,
+            device_session_id=grant.dsid,
+        )
 
     def event(
         self,

@@ -31,7 +31,6 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from joserfc import jwt
 
 from lanyard.contracts import Subject
 from lanyard.contracts.events import (
@@ -43,8 +42,11 @@ from lanyard.contracts.events import (
     UserAuthenticated,
     UserAuthenticatedPayload,
 )
-from lanyard.idp.adapters.redis_services import RedisServicesPrincipals, ServicesPrincipalRecord
-from lanyard.idp.ports import Conflict, KeyStore, Publisher
+from lanyard.idp.directory.domain import ServicesPrincipalRecord
+from lanyard.idp.directory.ports import Conflict, KeyStore, Publisher, ServicesPrincipals
+from lanyard.idp.web import NO_STORE
+from lanyard.runtime.errors import error_response
+from lanyard.runtime.signing import JwtSigner
 from lanyard.runtime.tokens import (
     ADMIN_TOKEN_TYP,
     SERVICES_AUDIENCE,
@@ -55,7 +57,6 @@ from lanyard.runtime.tokens import (
 
 PRODUCER = "idp"
 TOKEN_TTL_S = 900
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class TokenRefused(Exception):
@@ -73,7 +74,7 @@ class ServicesRealm:
 
     def __init__(
         self,
-        principals: RedisServicesPrincipals,
+        principals: ServicesPrincipals,
         keys: KeyStore,
         publisher: Publisher,
         public_base_url: str,
@@ -81,6 +82,7 @@ class ServicesRealm:
     ) -> None:
         self._principals = principals
         self._keys = keys
+        self._signer = JwtSigner(keys)
         self._pub = publisher
         self._base = public_base_url
         self._clock = clock
@@ -158,8 +160,7 @@ class ServicesRealm:
             "scope": " ".join(scopes),
             "name": record.name,
         }
-        key = await self._keys.signing_key(SERVICES_REALM, "ES256")
-        token = jwt.encode({"alg": "ES256", "typ": ADMIN_TOKEN_TYP, "kid": key.kid}, claims, key)
+        token = await self._signer.sign(SERVICES_REALM, claims, alg="ES256", typ=ADMIN_TOKEN_TYP)
         await self._pub.publish(
             UserAuthenticated(
                 enterprise_id=SERVICES_REALM, producer=PRODUCER, subject=Subject(user_id=record.principal_id),
@@ -231,8 +232,7 @@ def _oauth_error(refused: TokenRefused) -> JSONResponse:
     headers = dict(NO_STORE)
     if refused.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="lanyard-services"'
-    return JSONResponse({"error": refused.error, "error_description": refused.description}, refused.status,
-                        headers=headers)  # fmt: skip
+    return error_response(refused.status, refused.error, refused.description, headers)
 
 
 # ------------------------------------------------------------------------- operator commands

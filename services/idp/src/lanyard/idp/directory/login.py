@@ -12,7 +12,7 @@ credentials, RFC 9700 §4.12).
 the pending login expires (300 s) before the code is entered, the restart at
 `/login?error=expired` still carries it, so the app's authorization request (kept 600 s) completes
 after the new sign-in instead of being dropped.
-Pages cannot be framed (X-Frame-Options DENY, CSP frame-ancestors 'none') and are never cached.
+Pages cannot be framed, are never cached and post only to us (`lanyard.idp.web.PAGE_HEADERS`).
 CSRF: a random token in an HttpOnly SameSite=Strict cookie must equal the form's hidden field.
 """
 
@@ -26,24 +26,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import DictLoader, Environment, select_autoescape
 
-from lanyard.idp.api import DirectorySide
-from lanyard.idp.domain import safe_next
-from lanyard.idp.ports import BrowserSessions, PendingLogins
-from lanyard.idp.service import AuthError
+from lanyard.idp.directory.api import DirectorySide
+from lanyard.idp.directory.domain import safe_next
+from lanyard.idp.directory.ports import BrowserSessions, PendingLogins
+from lanyard.idp.directory.service import PASSWORD_AMR, TOTP_AMR, AuthError
+from lanyard.idp.web import PAGE_HEADERS
 from lanyard.runtime.bodies import BodyRefused, BoundedRoute, read_form
 from lanyard.runtime.text import UnsafeText, clean_text
 
 SESSION_COOKIE = "lanyard_session"
 CSRF_COOKIE = "lanyard_csrf"
 PENDING_COOKIE = "lanyard_pending"
-PAGE_HEADERS = {
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-    "Pragma": "no-cache",
-    "X-Content-Type-Options": "nosniff",
-}
 MESSAGES = {
     "invalid": "The username, password or code is not valid.",
     "locked": "Too many failed attempts. Try again later.",
@@ -183,10 +176,10 @@ def login_router() -> APIRouter:
         try:
             user = await s.authenticator.password(enterprise_id, username, password, "login_page")
             if not await s.authenticator.second_factor_required(enterprise_id, user):
-                return await finish(s, sessions, enterprise_id, user, ("pwd",), next_path)
+                return await finish(s, sessions, enterprise_id, user, PASSWORD_AMR, next_path)
             if isinstance(code, str) and code:
                 await s.authenticator.totp(enterprise_id, user, code, "login_page")
-                return await finish(s, sessions, enterprise_id, user, ("pwd", "otp"), next_path)
+                return await finish(s, sessions, enterprise_id, user, (*PASSWORD_AMR, TOTP_AMR), next_path)
         except AuthError as exc:
             return _see_other(login_url(enterprise_id, next_path, _reason(exc)))
         if not user.totp_enrolled:
@@ -233,7 +226,7 @@ def login_router() -> APIRouter:
                 return _see_other(login_url(enterprise_id, next_path, "locked"))
             return _see_other(login_url(enterprise_id, next_path, _reason(exc), step="/totp"))
         await pending.drop(enterprise_id, token)
-        return await finish(s, sessions, enterprise_id, user, ("pwd", "otp"), next_path)
+        return await finish(s, sessions, enterprise_id, user, (*PASSWORD_AMR, TOTP_AMR), next_path)
 
     @r.get("/login/done")
     async def done(enterprise_id: str) -> Response:

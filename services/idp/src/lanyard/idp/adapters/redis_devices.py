@@ -1,4 +1,4 @@
-"""The device-session read model in Redis, and in-process change notification.
+"""The device-session read model in Redis (implements `devices.ports.DeviceStore`).
 
 One hash per (enterprise, device session): `idp:{eid}:devsess:{dsid}`, holding `model.to_fields`.
 Facts from the two topics may be applied concurrently by different consumers (even different
@@ -9,15 +9,11 @@ live sessions, and `state` is the single field introspection and refresh depend 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from lanyard.idp.devices import model
-from lanyard.idp.devices.model import Fact, Outcome, SessionView
+from lanyard.idp.devices import domain as model
+from lanyard.idp.devices.domain import Fact, Outcome, SessionView
 
 RETENTION_S = 8 * 24 * 3600
 """Kept a day beyond the topics' 7-day retention: a replayed late grant still meets its CLOSED view."""
@@ -69,42 +65,3 @@ class SessionStore:
     async def mark_revocation_done(self, enterprise_id: str, device_session_id: str) -> None:
         """Record that the OIDC sessions of a CLOSED device session were revoked and logouts queued."""
         await self._redis.hset(session_key(enterprise_id, device_session_id), "revocation_done", "1")
-
-
-class ChangeNotifier:
-    """Wakes SSO requests waiting for a session's checkout or grant, in this process.
-
-    Other instances' writes are not seen here; waiters also poll Redis for those."""
-
-    def __init__(self) -> None:
-        self._events: dict[tuple[str, str], tuple[asyncio.Event, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def watching(self, enterprise_id: str, device_session_id: str) -> AsyncIterator[asyncio.Event]:
-        """An event set at the next change of this session (register before reading, so no wake-up is lost)."""
-        key = (enterprise_id, device_session_id)
-        event, count = self._events.get(key, (asyncio.Event(), 0))
-        self._events[key] = (event, count + 1)
-        try:
-            yield event
-        finally:
-            event, count = self._events.get(key, (event, 1))
-            if count <= 1:
-                self._events.pop(key, None)
-            else:
-                self._events[key] = (event, count - 1)
-
-    def renew(self, enterprise_id: str, device_session_id: str) -> asyncio.Event:
-        """The current event of a watched session (after a wake-up, wait on the fresh one)."""
-        key = (enterprise_id, device_session_id)
-        entry = self._events.get(key)
-        return entry[0] if entry else asyncio.Event()
-
-    def notify(self, enterprise_id: str, device_session_id: str) -> None:
-        """The session changed: wake its waiters and give later waiters a fresh event."""
-        key = (enterprise_id, device_session_id)
-        entry = self._events.get(key)
-        if entry is not None:
-            event, count = entry
-            self._events[key] = (asyncio.Event(), count)
-            event.set()

@@ -1,25 +1,12 @@
-"""Handlers for the events the idp service consumes (the directory side's; the devices side
-has its own in `lanyard.idp.devices`)."""
+"""The directory part's consumer: org settings from lanyard.policy-config.v1 (the devices part
+has its own in `lanyard.idp.devices.handlers`)."""
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from lanyard.contracts import Event
 from lanyard.contracts.events import OrgSettingsChanged
-from lanyard.idp.ports import OrgSettingsStore
-from lanyard.idp.service import apply_org_settings
-
-
-class IdpHandlers:
-    """Routes each consumed event to its use case."""
-
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-
-    async def handle(self, event: Event) -> None:
-        """Record the last event seen per type (idempotent: a redelivery writes the same value)."""
-        await self._redis.hset("idp:last-seen", event.type, event.event_id)
+from lanyard.idp.directory.ports import OrgSettingsStore
+from lanyard.idp.directory.service import apply_org_settings
 
 
 class OrgSettingsHandler:

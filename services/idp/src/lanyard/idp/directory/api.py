@@ -16,7 +16,7 @@ state-changing POST honours `Idempotency-Key` (`lanyard.runtime.idempotency`).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -24,9 +24,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from lanyard.contracts.versions import RELEASE_PATTERN
-from lanyard.idp import mdm
-from lanyard.idp.adapters.outbox import OutboxPublisher
-from lanyard.idp.domain import (
+from lanyard.idp.directory import mdm
+from lanyard.idp.directory.domain import (
     ADMIN_ROLES,
     DEFAULT_CLAIMS,
     USERNAME_PATTERN,
@@ -37,66 +36,30 @@ from lanyard.idp.domain import (
     Role,
     User,
 )
-from lanyard.idp.ports import (
-    BrowserSessions,
+from lanyard.idp.directory.ports import (
     Conflict,
-    Directory,
-    EnterpriseStore,
-    KeyStore,
-    OrgSettingsStore,
-    PendingLogins,
-    ProfileStore,
 )
-from lanyard.idp.service import (
+from lanyard.idp.directory.service import (
     CLIENT_TYPE_REASONS,
     TEMPLATES,
-    Authenticator,
     AuthError,
-    DirectoryService,
+    Badge,
+    DirectorySide,
     Invalid,
     NotFound,
-    ProfileService,
-    TokenIssuer,
+    Password,
+    Primary,
     metadata,
     new_id,
     rotate_keys,
     template_view,
 )
-from lanyard.idp.settings import IdpSettings
+from lanyard.idp.web import NO_STORE
 from lanyard.runtime.bodies import BoundedRoute, read_object, validated
 from lanyard.runtime.errors import error_response
 from lanyard.runtime.errors import install_error_handlers as install_shared_error_handlers
-from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.text import FreeText, FreeTextBlock
-from lanyard.runtime.tokens import AdminPrincipal, StaticJwks, TokenVerifier, require_roles
-
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-@dataclass
-class DirectorySide:
-    """Everything the directory side's routes need; built once by `create_app`."""
-
-    settings: IdpSettings
-    enterprises: EnterpriseStore
-    directory: Directory
-    clients: ProfileStore
-    keys: KeyStore
-    authenticator: Authenticator
-    directory_service: DirectoryService
-    profiles: ProfileService
-    issuer: TokenIssuer
-    verifier: TokenVerifier
-    org_settings: OrgSettingsStore
-    browser_sessions: BrowserSessions
-    pending_logins: PendingLogins
-    outbox: OutboxPublisher
-    idempotency: Idempotency
-
-    @classmethod
-    def verifier_for(cls, settings: IdpSettings, keys: KeyStore) -> TokenVerifier:
-        """Admin tokens are verified against the local Keys port: no HTTP to ourselves."""
-        return TokenVerifier(settings.public_base_url, StaticJwks(keys.jwks))
+from lanyard.runtime.tokens import AdminPrincipal, TokenVerifier, require_roles
 
 
 def side(request: Request) -> DirectorySide:
@@ -320,16 +283,9 @@ def api_router() -> APIRouter:
             raise NotFound("no such enterprise")
         # Admin sign-ins are published like any other (channel admin_api), failures included, so
         # the security office sees who obtained admin rights and who tried to.
-        user = await s.authenticator.password(enterprise_id, username, password, "admin_api")
-        amr: tuple[str, ...] = ("pwd",)
-        if user.totp_enrolled:
-            if not code:
-                raise AuthError("second_factor_required", "this admin has TOTP enrolled: send totp")
-            await s.authenticator.totp(enterprise_id, user, str(code), "admin_api")
-            amr = ("pwd", "otp")
-        if not set(user.roles) & set(ADMIN_ROLES):
+        user = await s.authenticator.admin_sign_in(enterprise_id, username, password, code)
+        if user is None:
             return error(403, "access_denied", "this user holds no admin role", NO_STORE)
-        await s.authenticator.succeeded(enterprise_id, user, amr, "admin_api")
         ttl = s.settings.admin_token_ttl_s
         token = await s.issuer.admin_token(enterprise_id, user, ttl)
         return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": ttl}, headers=NO_STORE)
@@ -609,21 +565,15 @@ def api_router() -> APIRouter:
         return await once(request, s, enterprise_id, None, lambda: _locker_authn(enterprise_id, body, s))
 
     async def _locker_authn(enterprise_id: str, body: LockerAuthnIn, s: DirectorySide) -> Response:
-        a = s.authenticator
         if body.badge_id and not (body.username or body.password):
-            user = await a.badge(enterprise_id, body.badge_id, "locker")
-            amr: tuple[str, ...] = ("hwk",)
+            primary: Primary = Badge(body.badge_id)
         elif body.username and body.password is not None and not body.badge_id:
-            user = await a.password(enterprise_id, body.username, body.password, "locker")
-            amr = ("pwd",)
+            primary = Password(body.username, body.password)
         else:
             raise Invalid("invalid_request", "send username and password, or badge_id")
-        if await a.second_factor_required(enterprise_id, user) or body.totp:
-            if not body.totp:
-                raise AuthError("second_factor_required", "a second factor (totp) is required")
-            await a.totp(enterprise_id, user, body.totp, "locker")
-            amr = (*amr, "otp")
-        auth = await a.succeeded(enterprise_id, user, amr, "locker", body.device_id, body.locker_version)
+        auth = await s.authenticator.locker_sign_in(
+            enterprise_id, primary, body.totp, body.device_id, body.locker_version
+        )
         ttl = s.settings.checkout_assertion_ttl_s
         assertion = await s.issuer.checkout_assertion(enterprise_id, auth, body.device_id, ttl)
         return JSONResponse({"assertion": assertion, "expires_in": ttl}, headers=NO_STORE)

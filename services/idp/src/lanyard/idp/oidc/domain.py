@@ -10,9 +10,11 @@ essential claim is simply absent, which §5.5.1 permits).
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
-from lanyard.idp.domain import DEFAULT_CLAIMS, Client, User
+from lanyard.idp.directory.ports import DEFAULT_CLAIMS, Client, User
 
 SCOPES_SUPPORTED: tuple[str, ...] = ("openid", "profile", "email", "offline_access")
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
@@ -88,3 +90,70 @@ def released_claims(
 def claims_supported() -> list[str]:
     """Every claim name discovery advertises."""
     return sorted(set(STANDARD_CLAIMS) | set(TOKEN_CLAIMS) | {"iss"})
+
+
+# ---------------------------------------------------------------------------------- grants
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One authorization and what was issued from it (the refresh-token family)."""
+
+    gid: str
+    state: str
+    client_id: str
+    user_id: str
+    sid: str
+    dsid: str | None
+    scope: tuple[str, ...]
+    auth_time: int
+    amr: tuple[str, ...]
+    acr: str
+    nonce: str | None
+    claims: dict[str, Any]
+
+    def to_fields(self) -> dict[str, str]:
+        """The grant hash's fields as the authorization endpoint writes them (`gid` is the key,
+        `state` is set by the store); `from_fields` reads them back."""
+        return {
+            "client_id": self.client_id,
+            "user_id": self.user_id,
+            "sid": self.sid,
+            "dsid": self.dsid or "",
+            "scope": " ".join(self.scope),
+            "auth_time": str(self.auth_time),
+            "amr": " ".join(self.amr),
+            "acr": self.acr,
+            "nonce": self.nonce or "",
+            "claims": json.dumps(self.claims),
+        }
+
+    @classmethod
+    def from_fields(cls, gid: str, f: dict[str, str]) -> Grant:
+        """Parse a grant hash."""
+        return cls(
+            gid=gid,
+            state=f.get("state", ""),
+            client_id=f.get("client_id", ""),
+            user_id=f.get("user_id", ""),
+            sid=f.get("sid", ""),
+            dsid=f.get("dsid") or None,
+            scope=tuple(f.get("scope", "").split()),
+            auth_time=int(f.get("auth_time", "0")),
+            amr=tuple(f.get("amr", "").split()),
+            acr=f.get("acr", ""),
+            nonce=f.get("nonce") or None,
+            claims=json.loads(f.get("claims") or "{}"),
+        )
+
+
+@dataclass(frozen=True)
+class RevokedGrant:
+    """A grant as a session revocation left it: `by_this` when this revocation (or an earlier
+    attempt of the same one) revoked it, so its announcement is this revocation's to make;
+    `revoked_ms` when that happened."""
+
+    previous_state: str
+    grant: Grant
+    by_this: bool
+    revoked_ms: int

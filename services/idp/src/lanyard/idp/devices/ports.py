@@ -1,0 +1,154 @@
+"""The device part's ports: what it offers the oidc part (`DeviceSessions`, `BackchannelLogouts`),
+what it needs from it (`SessionRevoker`) and from storage (`LogoutQueue`).
+
+The directory's ports it uses (`Clients`, `Keys`, `OrgSettingsView`, `Publisher`) come from
+`directory.ports`; the records the oidc part needs are re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from lanyard.idp.devices.domain import (
+    DeviceLogin,
+    DeviceSsoError,
+    Fact,
+    Outcome,
+    RevokedSession,
+    SessionView,
+    TemporarilyUnavailable,
+)
+from lanyard.idp.directory.ports import Clients, Keys, OrgSettingsView, Publisher
+
+
+class DeviceSessions(Protocol):
+    """The IdP's read model of device sessions and entitlements (lanyard.idp.devices)."""
+
+    async def authenticate(
+        self, enterprise_id: str, client_id: str, handle: str, proof: str, method: str, url: str
+    ) -> DeviceLogin:
+        """Check handle, device proof, session state, grant for the client, org setting and face
+        recency (waiting briefly for a grant in flight). Raises DeviceSsoError or
+        TemporarilyUnavailable."""
+        ...
+
+    async def is_active(self, enterprise_id: str, device_session_id: str) -> bool:
+        """True while the device session may keep its tokens (ACTIVE, or LOCKED for already-issued
+        access tokens). Raises TemporarilyUnavailable when the read model may be stale."""
+        ...
+
+    async def may_refresh(self, enterprise_id: str, device_session_id: str, client_id: str) -> bool:
+        """True when refresh is allowed: ACTIVE (not LOCKED, not CLOSED) and the client is granted.
+        Raises TemporarilyUnavailable when the read model may be stale."""
+        ...
+
+
+class SessionRevoker(Protocol):
+    """Implemented by the OIDC side: ends OIDC sessions and every grant and token in them."""
+
+    async def revoke_device_session(
+        self, enterprise_id: str, device_session_id: str, reason: str
+    ) -> list[RevokedSession]: ...
+
+    async def revoke_sid(self, enterprise_id: str, sid: str, reason: str) -> RevokedSession | None: ...
+
+
+class BackchannelLogouts(Protocol):
+    """A durable queue of back-channel logout deliveries (retries, backoff, outcome events).
+    Only clients that registered a back-channel logout URI are queued."""
+
+    async def enqueue(
+        self, enterprise_id: str, client_id: str, sid: str, user_id: str, device_session_id: str | None = None
+    ) -> None: ...
+
+    async def enqueue_revoked(
+        self, enterprise_id: str, sessions: list[RevokedSession], device_session_id: str | None = None
+    ) -> None:
+        """Queue a logout for every client of every revoked session (the last step of both a
+        check-in's and a logout's revocation)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One claimed delivery."""
+
+    delivery_id: str
+    enterprise_id: str
+    client_id: str
+    uri: str
+    sid: str
+    user_id: str
+    device_session_id: str | None
+    created_ms: int
+    attempts: int
+    claim: str
+    outcome: str | None
+    status: int | None
+    error: str | None
+
+
+class DeviceStore(Protocol):
+    """The device-session read model (`adapters.redis_devices`): one view per session."""
+
+    async def load(self, enterprise_id: str, device_session_id: str) -> SessionView | None: ...
+
+    async def state(self, enterprise_id: str, device_session_id: str) -> tuple[str | None, bool]:
+        """(state, checked out) without reading the whole view: the hot path of introspection."""
+        ...
+
+    async def apply(self, enterprise_id: str, device_session_id: str, fact: Fact) -> Outcome:
+        """Apply one fact by the pure rules, atomically against concurrent writers."""
+        ...
+
+    async def mark_revocation_done(self, enterprise_id: str, device_session_id: str) -> None: ...
+
+
+class Freshness(Protocol):
+    """Whether the device consumer is shown caught up (`adapters.freshness`); fail closed if not."""
+
+    @property
+    def fresh(self) -> bool: ...
+
+    def check(self) -> None:
+        """Raise TemporarilyUnavailable unless fresh."""
+        ...
+
+
+class LogoutQueue(BackchannelLogouts, Protocol):
+    """The durable queue the back-channel worker drains (`adapters.redis_backchannel`)."""
+
+    on_enqueue: Callable[[], None] | None
+
+    async def claim(self, limit: int, lease_s: float, token: str | None = None) -> list[Delivery]: ...
+
+    async def release(self, token: str, lease_s: float) -> int: ...
+
+    async def retry_at(self, d: Delivery, due_s: float, status: int | None, error: str) -> bool: ...
+
+    async def record_outcome(self, d: Delivery, outcome: str, status: int | None, error: str | None) -> bool: ...
+
+    async def settle(self, d: Delivery) -> bool: ...
+
+    async def pending(self) -> int: ...
+
+
+__all__ = [
+    "BackchannelLogouts",
+    "Clients",
+    "Delivery",
+    "DeviceLogin",
+    "DeviceSessions",
+    "DeviceSsoError",
+    "DeviceStore",
+    "Freshness",
+    "Keys",
+    "LogoutQueue",
+    "OrgSettingsView",
+    "Publisher",
+    "RevokedSession",
+    "SessionRevoker",
+    "TemporarilyUnavailable",
+]
