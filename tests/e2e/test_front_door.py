@@ -416,6 +416,14 @@ def test_openapi_examples_have_the_shape_of_real_answers(demo, stack):
             "/policy/e/{enterprise_id}/locker-options": {},
         },
         "session": {"/session/e/{enterprise_id}/device-sessions": {}, "/session/e/{enterprise_id}/devices": {}},
+        "idp": {
+            "/e/{enterprise_id}/admin/users": {},
+            "/e/{enterprise_id}/admin/users/{user_id}": {"user_id": jane},
+            "/e/{enterprise_id}/admin/groups": {},
+            "/e/{enterprise_id}/admin/app-profiles": {},
+            "/e/{enterprise_id}/admin/app-profiles/{client_id}": {"client_id": rover},
+            "/e/{enterprise_id}/admin/app-profiles/{client_id}/metadata": {"client_id": rover},
+        },
         "audit": {
             "/audit/e/{enterprise_id}/records": {"?type": "session.device_checked_in.v1"},
             "/audit/e/{enterprise_id}/verification": {},
