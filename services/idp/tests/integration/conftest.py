@@ -12,8 +12,9 @@ import pytest_asyncio
 
 from lanyard.contracts import topics
 from lanyard.idp.app import create_app
+from lanyard.idp.directory.authn import Passwords
 from lanyard.idp.directory.domain import hotp
-from lanyard.idp.directory.service import Passwords, bootstrap
+from lanyard.idp.directory.service import bootstrap
 from lanyard.idp.settings import IdpSettings
 from lanyard.runtime.testing import TopicProbe, eventually
 

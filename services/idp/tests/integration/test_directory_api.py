@@ -10,7 +10,8 @@ import plistlib
 import pytest
 
 from lanyard.contracts.events import OrgSettingsChanged, OrgSettingsChangedPayload
-from lanyard.idp.directory.service import Passwords, bootstrap
+from lanyard.idp.directory.authn import Passwords
+from lanyard.idp.directory.service import bootstrap
 from lanyard.runtime.kafka import EventPublisher
 from lanyard.runtime.testing import eventually
 from lanyard.runtime.tokens import StaticJwks, TokenVerifier

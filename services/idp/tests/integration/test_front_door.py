@@ -12,7 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from lanyard.idp.directory.service import Invalid, Passwords, bootstrap
+from lanyard.idp.directory.authn import Passwords
+from lanyard.idp.directory.domain import Invalid
+from lanyard.idp.directory.service import bootstrap
 from lanyard.runtime.bodies import unbounded_routes
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]

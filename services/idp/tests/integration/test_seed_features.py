@@ -10,7 +10,9 @@ from urllib.parse import unquote_plus
 import pytest
 
 from lanyard.contracts import topics
-from lanyard.idp.directory.service import Invalid, Passwords, bootstrap
+from lanyard.idp.directory.authn import Passwords
+from lanyard.idp.directory.domain import Invalid
+from lanyard.idp.directory.service import bootstrap
 from lanyard.runtime.testing import TopicProbe
 from lanyard.runtime.tokens import InvalidToken, StaticJwks, TokenVerifier
 

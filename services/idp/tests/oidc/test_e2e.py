@@ -81,7 +81,8 @@ def idp(kafka_bootstrap, redis_url):
     eid = "e2e" + uuid.uuid4().hex[:6]
 
     async def seed() -> tuple[str, str, bytes, str]:
-        from lanyard.idp.directory.service import Passwords, bootstrap
+        from lanyard.idp.directory.authn import Passwords
+        from lanyard.idp.directory.service import bootstrap
 
         side = app.state.directory_side
         admin = await bootstrap(

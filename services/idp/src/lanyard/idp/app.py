@@ -41,17 +41,12 @@ from lanyard.idp.devices.handlers import DeviceEventHandler
 from lanyard.idp.devices.service import ChangeNotifier, DeviceSessionService
 from lanyard.idp.directory.api import api_router, install_error_handlers
 from lanyard.idp.directory.api_examples import EXAMPLES
+from lanyard.idp.directory.authn import Authenticator, Passwords, TokenIssuer
 from lanyard.idp.directory.domain import LockoutPolicy
 from lanyard.idp.directory.handlers import OrgSettingsHandler
 from lanyard.idp.directory.login import SESSION_COOKIE, login_router
-from lanyard.idp.directory.service import (
-    Authenticator,
-    DirectoryService,
-    DirectorySide,
-    Passwords,
-    ProfileService,
-    TokenIssuer,
-)
+from lanyard.idp.directory.profiles import ProfileService
+from lanyard.idp.directory.service import DirectoryService, DirectorySide
 from lanyard.idp.directory.services_realm import ServicesRealm, services_router
 from lanyard.idp.directory.webapp import webapp_router
 from lanyard.idp.oidc.api import oidc_router

@@ -18,8 +18,10 @@ from lanyard.idp.adapters.redis_directory import RedisDirectory, RedisEnterprise
 from lanyard.idp.adapters.redis_keys import RedisKeys
 from lanyard.idp.adapters.redis_services import RedisServicesPrincipals
 from lanyard.idp.directory import mdm, services_realm
+from lanyard.idp.directory.authn import Passwords
+from lanyard.idp.directory.domain import Invalid, NotFound
 from lanyard.idp.directory.ports import Conflict
-from lanyard.idp.directory.service import Invalid, NotFound, Passwords, bootstrap, rotate_keys
+from lanyard.idp.directory.service import bootstrap, rotate_keys
 from lanyard.idp.settings import IdpSettings
 from lanyard.runtime.kafka import EventPublisher, create_broker
 from lanyard.runtime.redis import create_redis

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lanyard.contracts.versions import RELEASE_PATTERN
 from lanyard.idp.directory import mdm
+from lanyard.idp.directory.authn import AuthError, Badge, Password, Primary
 from lanyard.idp.directory.domain import (
     ADMIN_ROLES,
     DEFAULT_CLAIMS,
@@ -33,27 +34,16 @@ from lanyard.idp.directory.domain import (
     ClaimMapping,
     Client,
     Group,
+    Invalid,
+    NotFound,
     Role,
     User,
 )
 from lanyard.idp.directory.ports import (
     Conflict,
 )
-from lanyard.idp.directory.service import (
-    CLIENT_TYPE_REASONS,
-    TEMPLATES,
-    AuthError,
-    Badge,
-    DirectorySide,
-    Invalid,
-    NotFound,
-    Password,
-    Primary,
-    metadata,
-    new_id,
-    rotate_keys,
-    template_view,
-)
+from lanyard.idp.directory.profiles import CLIENT_TYPE_REASONS, TEMPLATES, metadata, template_view
+from lanyard.idp.directory.service import DirectorySide, new_id, rotate_keys
 from lanyard.idp.web import NO_STORE
 from lanyard.runtime.bodies import BoundedRoute, read_object, validated
 from lanyard.runtime.errors import error_response

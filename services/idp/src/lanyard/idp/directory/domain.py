@@ -484,3 +484,20 @@ class ServicesPrincipalRecord:
     status: str  # active | revoked
     scopes: tuple[str, ...]
     created_at: float
+
+
+class NotFound(LookupError):
+    """The addressed record does not exist in this enterprise."""
+
+
+class Invalid(ValueError):
+    """Input that breaks a rule; `error` is the JSON error code."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+PRODUCER = "idp"
+"""The `producer` of every event the IdP's directory part publishes."""

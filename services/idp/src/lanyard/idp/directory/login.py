@@ -27,9 +27,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import DictLoader, Environment, select_autoescape
 
 from lanyard.idp.directory.api import DirectorySide
+from lanyard.idp.directory.authn import PASSWORD_AMR, TOTP_AMR, AuthError
 from lanyard.idp.directory.domain import safe_next
 from lanyard.idp.directory.ports import BrowserSessions, PendingLogins
-from lanyard.idp.directory.service import PASSWORD_AMR, TOTP_AMR, AuthError
 from lanyard.idp.web import PAGE_HEADERS
 from lanyard.runtime.bodies import BodyRefused, BoundedRoute, read_form
 from lanyard.runtime.text import UnsafeText, clean_text

@@ -42,7 +42,7 @@ from lanyard.contracts.events import (
     UserAuthenticated,
     UserAuthenticatedPayload,
 )
-from lanyard.idp.directory.domain import ServicesPrincipalRecord
+from lanyard.idp.directory.domain import PRODUCER, ServicesPrincipalRecord
 from lanyard.idp.directory.ports import Conflict, KeyStore, Publisher, ServicesPrincipals
 from lanyard.idp.web import NO_STORE
 from lanyard.runtime.errors import error_response
@@ -55,7 +55,6 @@ from lanyard.runtime.tokens import (
     services_issuer,
 )
 
-PRODUCER = "idp"
 TOKEN_TTL_S = 900
 
 

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from lanyard.idp.directory.api import NO_STORE, ClaimMappingIn, ProfileIn, Side, Strict, Superadmin, once, profile_out
 from lanyard.idp.directory.domain import RP_CLIENT_ID_PATTERN, AppProfile, ClaimMapping, Client
-from lanyard.idp.directory.service import metadata
+from lanyard.idp.directory.profiles import metadata
 from lanyard.runtime.bodies import BoundedRoute
 
 Secret = Annotated[str, Field(min_length=1, max_length=1024)]
