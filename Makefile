@@ -7,13 +7,14 @@ BOOTSTRAP ?= 127.0.0.1:29092
 PYTEST_ARGS ?=
 DEMO ?= 1
 
-.PHONY: help setup apt uv check-setup kafka-fetch run demo test lint fmt contracts api-docs dlq-redrive bench console-screenshots \
+.PHONY: help setup apt uv check-setup kafka-fetch run demo test lint fmt contracts api-docs dlq-redrive bench soak console-screenshots \
         kafka-start kafka-stop kafka-topics kafka-groups kafka-tail redis-start redis-stop stop
 
 help:
 	@echo "make run    - start Kafka, Redis, every service and the gateway, seed the demo (Ctrl-C stops all; DEMO=0: no demo)"
 	@echo "make demo   - with make run going: checkout → SSO → lock → face unlock → checkin, with a timeline"
 	@echo "make test   - install what the tests need, then run lint and every test"
+	@echo "make soak   - churn under every fault (kill -9, broker/Redis crash, RP down, broker cut), then the checker (SOAK_MINUTES, default 10)"
 	@echo "make lint | contracts | api-docs | bench | console-screenshots | kafka-topics | kafka-groups | kafka-tail TOPIC=... | dlq-redrive TOPIC=..."
 
 apt:  ## Debian packages: Redis, nginx, kcat (readiness probe and operator tool), chromium (console browser tests)
@@ -51,6 +52,10 @@ check-setup:  ## the set-up path works with uv absent from PATH (issue 10)
 
 test: setup check-setup lint
 	$(UV) run --no-sync pytest $(PYTEST_ARGS)
+
+SOAK_MINUTES ?= 10
+soak: setup  ## the long soak: private broker + Redis + stack, every fault in turn then together; writes bench/results/soak.json only when clean
+	$(UV) run --no-sync python -m lanyard.harness.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 console-screenshots: setup  ## screenshots of every main console page, to docs/console/ (real stack, headless chromium)
 	LANYARD_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(UV) run --no-sync pytest -q -p no:cacheprovider \

@@ -2,8 +2,10 @@
 
 import httpx
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 from fastapi import Depends, FastAPI, Query
 from pydantic import BaseModel, Field
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from lanyard.runtime.errors import describe_validation, install_error_handlers
 from lanyard.runtime.text import FreeText
@@ -35,6 +37,14 @@ def app() -> FastAPI:
     @application.get("/boom")
     async def boom() -> dict:
         raise RuntimeError(SECRET)
+
+    @application.get("/redis-down")
+    async def redis_down() -> dict:
+        raise RedisConnectionError(f"Error 111 connecting to 127.0.0.1:6379 {SECRET}")
+
+    @application.get("/broker-down")
+    async def broker_down() -> dict:
+        raise KafkaTimeoutError(SECRET)
 
     return application
 
@@ -91,3 +101,12 @@ async def test_404_405_and_500_answer_in_the_shape_and_say_nothing_of_the_cause(
     assert r.status_code == 405 and r.json()["error"] == "method_not_allowed" and r.headers["allow"] == "POST"
     r = await http.get("/boom")
     assert r.status_code == 500 and r.json()["error"] == "server_error" and SECRET not in r.text
+
+
+async def test_a_dependency_down_is_503_to_retry_not_a_500(http):
+    """Found by the soak (issue 17): Redis killed under load made the IdP's introspection and
+    sign-in answer 500 server_error; a client reads that as a bug, not as "retry"."""
+    for path in ("/redis-down", "/broker-down"):
+        r = await http.get(path)
+        assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable", path
+        assert r.headers["retry-after"] == "1" and SECRET not in r.text and "6379" not in r.text

@@ -29,6 +29,10 @@ class LogoutReceiver:
     url: str
     tokens: list[str] = field(default_factory=list)
     received_at: list[float] = field(default_factory=list)
+    down_until: float = 0.0
+    """While time.time() is before this, the endpoint answers 503 and records nothing (an app that
+    is down: the IdP must retry)."""
+    refused: int = 0
 
     def sids(self) -> dict[str, float]:
         """The `sid` of every logout token received → when it first arrived (time.time())."""
@@ -56,6 +60,9 @@ def logout_receiver() -> Iterator[LogoutReceiver]:
     receiver = LogoutReceiver(f"http://127.0.0.1:{port}/backchannel-logout")
 
     async def endpoint(request: Request) -> Response:
+        if time.time() < receiver.down_until:
+            receiver.refused += 1
+            return Response(status_code=503)
         form = await request.form()
         receiver.tokens.append(str(form.get("logout_token", "")))
         receiver.received_at.append(time.time())

@@ -3,8 +3,10 @@
 `install_error_handlers(app)` makes it the answer to everything FastAPI and Starlette raise on their
 own — request validation (400 `invalid_request`, naming each field and the rule it broke, never the
 value: FastAPI's default 422 echoes the submitted `input`, passwords and TOTP secrets included),
-HTTPException (401 keeps its `WWW-Authenticate`), and any unhandled exception (500 `server_error`,
-nothing about the cause). Services add handlers for their own domain exceptions with
+HTTPException (401 keeps its `WWW-Authenticate`), a dependency that did not answer (Redis or the
+broker unreachable or timing out: 503 `temporarily_unavailable` with `Retry-After`, so clients
+retry instead of reporting a bug), and any other unhandled exception (500 `server_error`, nothing
+about the cause). Services add handlers for their own domain exceptions with
 `error_response`.
 """
 
@@ -14,9 +16,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from lanyard.runtime.logging import get_logger
@@ -39,6 +44,16 @@ CODES = {
     503: "temporarily_unavailable",
 }
 """The `error` code of a status when whoever raised it named none."""
+
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+)
+"""A dependency down or slow: the request may succeed when retried (a Redis restart, a broker cut)."""
 
 MAX_REPORTED = 3
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -100,6 +115,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(http_error_body(exc.status_code, exc.detail), exc.status_code, headers=exc.headers)
 
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, UNAVAILABLE):
+            log.warning("dependency unavailable", path=request.url.path, error=type(exc).__name__)
+            return error_response(503, "temporarily_unavailable", "a dependency is not answering; retry",
+                                  {"Retry-After": "1"})  # fmt: skip
         # Starlette re-raises after answering, so the server's own log keeps the traceback.
         log.error("unhandled error", path=request.url.path, error=type(exc).__name__)
         return error_response(500, "server_error", "the request could not be completed")

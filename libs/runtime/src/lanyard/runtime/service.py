@@ -2,19 +2,24 @@
 
 A service's `app.create_app(settings, **overrides)` builds its adapters, registers its handlers
 with `subscribe`, and hands both to `ServiceRuntime`, which owns the start/stop order:
-Redis → topics → broker (publisher and consumers) on start, the reverse on stop.
+Redis → topics → broker (publisher and consumers) on start, the reverse on stop. A process
+started while Redis or the broker is down waits for them (backoff, logged) instead of exiting:
+a dependency away is never fatal (DESIGN §4), and nothing may depend on a supervisor's restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from lanyard.runtime.consumer import consumer_state, subscriber_ready
 from lanyard.runtime.health import Check
@@ -51,9 +56,10 @@ class ServiceRuntime:
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
         """Start everything in dependency order; stop in reverse, even after a failure."""
         log = get_logger("lanyard.service")
-        await self.redis.ping()
+        await until_up("redis", self.redis.ping)
         if self.settings.create_topics:
-            await ensure_topics(self.settings.kafka_bootstrap_servers)
+            await until_up("kafka", lambda: ensure_topics(self.settings.kafka_bootstrap_servers))
+        await until_up("kafka", self.broker.connect)
         await self.broker.start()
         try:
             for hook in self.on_start:
@@ -85,6 +91,21 @@ class ServiceRuntime:
             return not any((state := consumer_state(s)) is not None and state.holding for s in self.subscribers)
 
         return {"redis": redis_ok, "kafka": kafka_ok, "consumers": consumers_ok, "handlers": handlers_ok}
+
+
+async def until_up(what: str, call: Callable[[], Awaitable[Any]], first_s: float = 0.05, most_s: float = 2.0) -> None:
+    """Call until it succeeds, backing off; each failure logged with its type (found by the soak:
+    an IdP restarted while Redis was down exited at start and stayed down)."""
+    log = get_logger("lanyard.service")
+    pause = first_s
+    while True:
+        try:
+            await call()
+            return
+        except (OSError, RedisError, KafkaError) as exc:
+            log.warning("waiting for a dependency at start", dependency=what, error=type(exc).__name__)
+        await asyncio.sleep(pause)
+        pause = min(most_s, pause * 2)
 
 
 def serve(app: Any, settings: ServiceSettings) -> None:

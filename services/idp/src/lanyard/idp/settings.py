@@ -113,7 +113,9 @@ class DeviceSettings(BaseSettings):
     proof_max_skew_s: int = Field(default=60, gt=0, le=300, description="device proof iat skew bound")
 
     bcl_timeout_s: float = Field(default=5.0, gt=0, description="HTTP timeout of one logout-token POST")
-    bcl_max_attempts: int = Field(default=6, ge=1, description="POST attempts before a delivery fails")
+    # 20 attempts (1 s doubling, capped at 300 s) span about an hour, so bcl_max_age_s decides; 6
+    # gave up after 31 s and an app down for a minute was never told of a checkin (the soak).
+    bcl_max_attempts: int = Field(default=20, ge=1, description="POST attempts before a delivery fails")
     bcl_backoff_s: float = Field(default=1.0, gt=0, description="first retry delay; doubles per attempt")
     bcl_max_backoff_s: float = Field(default=300.0, gt=0)
     bcl_max_age_s: float = Field(default=3600.0, gt=0, description="a delivery older than this fails")
