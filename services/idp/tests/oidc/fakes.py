@@ -138,12 +138,16 @@ class FakeDeviceSessions:
             raise DeviceSsoError("login_required", "no usable device session")
         return login
 
-    async def is_active(self, enterprise_id: str, device_session_id: str) -> bool:
+    async def is_active(
+        self, enterprise_id: str, device_session_id: str, view_fields: dict[str, str | None] | None = None
+    ) -> bool:
         if self.stale:
             raise TemporarilyUnavailable()
         return self.state.get(device_session_id) in ("ACTIVE", "LOCKED")
 
-    async def may_refresh(self, enterprise_id: str, device_session_id: str, client_id: str) -> bool:
+    async def may_refresh(
+        self, enterprise_id: str, device_session_id: str, client_id: str, view_fields: dict[str, str] | None = None
+    ) -> bool:
         if self.stale:
             raise TemporarilyUnavailable()
         return self.state.get(device_session_id) == "ACTIVE"

@@ -30,7 +30,7 @@ from lanyard.idp.adapters.freshness import FreshnessMonitor
 from lanyard.idp.adapters.outbox import OutboxPublisher
 from lanyard.idp.adapters.redis_backchannel import BackchannelQueue
 from lanyard.idp.adapters.redis_clients import RedisClients
-from lanyard.idp.adapters.redis_devices import SessionStore
+from lanyard.idp.adapters.redis_devices import SessionStore, session_key
 from lanyard.idp.adapters.redis_directory import RedisDirectory, RedisEnterprises, RedisLockouts
 from lanyard.idp.adapters.redis_keys import RedisKeys
 from lanyard.idp.adapters.redis_oidc import OidcStore
@@ -91,7 +91,8 @@ class Oidc:
 
 def build_oidc(ports: Ports, redis: Redis, config: OidcConfig) -> Oidc:
     """The OpenID Provider over `ports`, its grants in Redis."""
-    provider = OidcProvider(ports, OidcStore(redis, config.code_replay_window_s), config)
+    store = OidcStore(redis, config.code_replay_window_s, device_view_key=session_key)
+    provider = OidcProvider(ports, store, config)
     return Oidc(provider, oidc_router(provider), OidcSessionRevoker(provider))
 
 
@@ -210,6 +211,7 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
         DEVICE_TOPICS,
         device_group,
         handler.handle,
+        batch_handler=handler.handle_batch,
         retry=settings.retry_policy(),
         **{
             **settings.consumer_options(),

@@ -4,10 +4,13 @@ One hash per (enterprise, device session): `idp:{eid}:devsess:{dsid}`, holding `
 Facts from the two topics may be applied concurrently by different consumers (even different
 instances) for one session, so every change is an optimistic compare-and-set (WATCH/MULTI) of
 the pure `model.apply`. Revocation is therefore one constant-cost write whatever the number of
-live sessions, and `state` is the single field introspection and refresh depend on.
+live sessions, and `state` is the single field introspection and refresh depend on. The consumer
+applies a fetched batch with `apply_many`: one transaction for all the sessions it names.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
@@ -37,27 +40,45 @@ class SessionStore:
 
     async def state(self, enterprise_id: str, device_session_id: str) -> tuple[str | None, bool]:
         """(state, checked out) with one small read: the introspection fast path."""
-        state, jkt = await self._redis.hmget(session_key(enterprise_id, device_session_id), ["state", "device_jkt"])
-        return state, jkt is not None
+        values = await self._redis.hmget(session_key(enterprise_id, device_session_id), list(model.ACTIVITY_FIELDS))
+        return model.activity(dict(zip(model.ACTIVITY_FIELDS, values, strict=True)))
 
     async def apply(self, enterprise_id: str, device_session_id: str, fact: Fact) -> Outcome:
         """Apply `fact` atomically against concurrent writers; returns what changed."""
-        key = session_key(enterprise_id, device_session_id)
+        return (await self.apply_many([(enterprise_id, device_session_id, [fact])]))[0]
+
+    async def apply_many(self, changes: Sequence[tuple[str, str, Sequence[Fact]]]) -> list[Outcome]:
+        """Apply each session's facts in order, every session in one optimistic transaction:
+        WATCH all the views, read them in one pipelined round, write the changed ones in one
+        MULTI/EXEC (three round trips whatever the number of sessions); all again if a
+        concurrent writer changed any of them. One outcome per entry of `changes` (which names
+        each session once): its final view, `changed`/`closed` if any of its facts did."""
+        keys = [session_key(eid, dsid) for eid, dsid, _ in changes]
         for _ in range(self._attempts):
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
-                    await pipe.watch(key)
-                    current = model.from_fields(await pipe.hgetall(key))
-                    outcome = model.apply(current, fact)
-                    if not outcome.changed:
+                    await pipe.watch(*keys)
+                    # Read on another connection: the WATCH above already covers every write
+                    # that lands after it, and a pipelined read is one round trip for them all.
+                    async with self._redis.pipeline(transaction=False) as reads:
+                        for key in keys:
+                            reads.hgetall(key)
+                        current = await reads.execute()
+                    outcomes = [
+                        model.apply_in_order(model.from_fields(fields), facts)
+                        for fields, (_, _, facts) in zip(current, changes, strict=True)
+                    ]
+                    if not any(o.changed for o in outcomes):
                         await pipe.unwatch()
-                        return outcome
+                        return outcomes
                     pipe.multi()
-                    pipe.delete(key)
-                    pipe.hset(key, mapping=model.to_fields(outcome.view))
-                    pipe.expire(key, RETENTION_S)
+                    for key, outcome in zip(keys, outcomes, strict=True):
+                        if outcome.changed:
+                            pipe.delete(key)
+                            pipe.hset(key, mapping=model.to_fields(outcome.view))
+                            pipe.expire(key, RETENTION_S)
                     await pipe.execute()
-                    return outcome
+                    return outcomes
                 except WatchError:
                     continue
         raise RuntimeError("device-session view kept changing under a concurrent writer")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -83,12 +84,32 @@ return 1
 """
 
 _READ_REFRESH = """
--- KEYS: rt; ARGV: grant key prefix. Returns {rt fields, grant fields} or {}.
+-- KEYS: rt; ARGV: grant key prefix, device-view key prefix (or '').
+-- Returns {rt fields, grant fields, device-view fields} or {}: the device view of the grant's
+-- device session (empty when none, or when no prefix was given) is read in the same round trip,
+-- so a refresh checks the token, its grant and its device session with one read.
 local rt = redis.call('HGETALL', KEYS[1])
 if #rt == 0 then return {} end
 local gid
 for i = 1, #rt, 2 do if rt[i] == 'gid' then gid = rt[i + 1] end end
-return {rt, redis.call('HGETALL', ARGV[1] .. gid)}
+local grant = redis.call('HGETALL', ARGV[1] .. gid)
+local view = {}
+if ARGV[2] ~= '' then
+  for i = 1, #grant, 2 do
+    if grant[i] == 'dsid' and grant[i + 1] ~= '' then view = redis.call('HGETALL', ARGV[2] .. grant[i + 1]) end
+  end
+end
+return {rt, grant, view}
+"""
+
+_GRANT_AND_VIEW = """
+-- KEYS: grant, device view; ARGV: how many grant fields, the grant fields, the view fields.
+-- Returns {grant values, view values}: an access-token check's two reads in one round trip.
+local n = tonumber(ARGV[1])
+local g, v = {}, {}
+for i = 2, n + 1 do g[#g + 1] = ARGV[i] end
+for i = n + 2, #ARGV do v[#v + 1] = ARGV[i] end
+return {redis.call('HMGET', KEYS[1], unpack(g)), redis.call('HMGET', KEYS[2], unpack(v))}
 """
 
 _ROTATE = """
@@ -151,14 +172,23 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
 class OidcStore:
     """Implements `oidc.ports.GrantStore` on Redis (asyncio client; every call is one round trip)."""
 
-    def __init__(self, redis: Redis, config_replay_window_s: int = 600) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        config_replay_window_s: int = 600,
+        device_view_key: Callable[[str, str], str] | None = None,
+    ) -> None:
+        """`device_view_key(eid, dsid)` names the device part's view of a device session (same
+        Redis, same `{eid}` hash tag): given, `read_refresh_and_view` reads it with the grant."""
         self._r = redis
         self._replay = config_replay_window_s
+        self._device_view_key = device_view_key
         self._create = redis.register_script(_CREATE)
         self._consume = redis.register_script(_CONSUME)
         self._activate = redis.register_script(_ACTIVATE)
         self._read_refresh = redis.register_script(_READ_REFRESH)
         self._rotate = redis.register_script(_ROTATE)
+        self._grant_and_view = redis.register_script(_GRANT_AND_VIEW)
         self._revoke_grant = redis.register_script(_REVOKE_GRANT)
         self._revoke_index = redis.register_script(_REVOKE_INDEX)
 
@@ -228,6 +258,19 @@ class OidcStore:
         """Some fields of a grant (one round trip); Nones when unknown."""
         return await self._r.hmget(self._k(eid, "grant", gid), list(fields))
 
+    async def grant_fields_and_view(
+        self, eid: str, gid: str, fields: tuple[str, ...], dsid: str, view_fields: tuple[str, ...]
+    ) -> tuple[list[str | None], dict[str, str | None] | None]:
+        """Some fields of a grant and of its device session's view, in one round trip (the view
+        part is None when this store was not given the view's key: the caller reads it)."""
+        if self._device_view_key is None:
+            return await self.grant_fields(eid, gid, *fields), None
+        out = await self._grant_and_view(
+            keys=[self._k(eid, "grant", gid), self._device_view_key(eid, dsid)],
+            args=[len(fields), *fields, *view_fields],
+        )
+        return list(out[0]), dict(zip(view_fields, out[1], strict=True))
+
     async def get_grant(self, eid: str, gid: str) -> Grant | None:
         """A grant with all its fields."""
         fields = await self._r.hgetall(self._k(eid, "grant", gid))
@@ -237,8 +280,27 @@ class OidcStore:
 
     async def read_refresh(self, eid: str, refresh_token: str) -> tuple[dict[str, str], Grant] | None:
         """The refresh token's record and its grant, or None when unknown (one round trip)."""
+        found = await self._read_refresh_of(eid, refresh_token, "")
+        return None if found is None else found[:2]
+
+    async def read_refresh_and_view(
+        self, eid: str, refresh_token: str
+    ) -> tuple[dict[str, str], Grant, dict[str, str] | None] | None:
+        """As `read_refresh`, plus the fields of the grant's device-session view ({} when that
+        view is unknown; None when the grant has no device session or this store was not given
+        the view's key): one round trip for everything the refresh grant checks."""
+        prefix = self._device_view_key(eid, "") if self._device_view_key is not None else ""
+        found = await self._read_refresh_of(eid, refresh_token, prefix)
+        if found is None:
+            return None
+        rt, grant, view = found
+        return rt, grant, (view if prefix and grant.dsid else None)
+
+    async def _read_refresh_of(
+        self, eid: str, refresh_token: str, view_prefix: str
+    ) -> tuple[dict[str, str], Grant, dict[str, str]] | None:
         out = await self._read_refresh(
-            keys=[self._k(eid, "rt", token_hash(refresh_token))], args=[self._k(eid, "grant", "")]
+            keys=[self._k(eid, "rt", token_hash(refresh_token))], args=[self._k(eid, "grant", ""), view_prefix]
         )
         if not out:
             return None
@@ -246,7 +308,7 @@ class OidcStore:
         grant_fields = _pairs(out[1])
         if not grant_fields:
             return None
-        return rt, Grant.from_fields(rt["gid"], grant_fields)
+        return rt, Grant.from_fields(rt["gid"], grant_fields), _pairs(out[2])
 
     async def rotate_refresh(self, eid: str, old: str, new: str, grant: Grant, ttl_s: int) -> str:
         """'ok' (old rotated, new current), 'reuse' (old was already rotated: the family is now

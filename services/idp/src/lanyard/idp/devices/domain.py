@@ -23,6 +23,7 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -199,11 +200,21 @@ def apply(view: SessionView | None, fact: Fact) -> Outcome:
     return Outcome(after, changed=after != before, closed=after.state == "CLOSED")
 
 
+def apply_in_order(view: SessionView | None, facts: Sequence[Fact]) -> Outcome:
+    """`apply` over one session's facts in order (a consumer's batch): the last view, `changed`
+    or `closed` if any of the steps was."""
+    outcome = Outcome(view or SessionView(), changed=False, closed=False)
+    changed = closed = False
+    for fact in facts:
+        outcome = apply(view, fact)
+        view = outcome.view
+        changed, closed = changed or outcome.changed, closed or outcome.closed
+    return Outcome(outcome.view, changed=changed, closed=closed)
+
+
 def apply_all(view: SessionView | None, facts: list[Fact]) -> SessionView | None:
     """Fold `apply` over `facts` (for tests and rebuilds)."""
-    for fact in facts:
-        view = apply(view, fact).view
-    return view
+    return apply_in_order(view, facts).view if facts else view
 
 
 # ------------------------------------------------------------------------ storage form
@@ -226,6 +237,16 @@ def to_fields(view: SessionView) -> dict[str, str]:
     out["apps"] = json.dumps(list(view.apps))
     out["revocation_done"] = "1" if view.revocation_done else "0"
     return out
+
+
+ACTIVITY_FIELDS = ("state", "device_jkt")
+"""The stored fields `is_active` decides on (`state`, and `device_jkt` present = checked out):
+the small read of the introspection and UserInfo paths."""
+
+
+def activity(fields: dict[str, str | None]) -> tuple[str | None, bool]:
+    """(state, checked out) from the `ACTIVITY_FIELDS` of a stored view (missing = None)."""
+    return fields.get("state"), fields.get("device_jkt") is not None
 
 
 def from_fields(fields: dict[str, str]) -> SessionView | None:

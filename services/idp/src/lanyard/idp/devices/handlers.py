@@ -7,6 +7,10 @@ and new authorizations read; (2) the OIDC side revokes every grant of the sessio
 back-channel logout is queued for each of its clients. The view keeps `revocation_done` unset
 until (2) and (3) succeeded, so a redelivered closing event finishes an interrupted revocation.
 
+A fetched batch is applied together (`handle_batch`): the facts of all its sessions in one Redis
+transaction, then the revocations of the sessions it closed; the per-record path (`handle`) is
+the same code with one event.
+
 Resumable: any failure on the way (Redis, the broker) raises, and the runtime retries the
 record until it succeeds (it never dead-letters it: `lanyard.runtime.consumer`). Each retry
 runs every step again, each idempotent: (1) is a monotonic merge, (2) returns every session of
@@ -16,12 +20,15 @@ keyed by enterprise, client and sid and remembers a delivered logout, so an app 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 from lanyard.contracts import Event
 from lanyard.contracts import events as ev
 from lanyard.idp.devices import domain as model
 from lanyard.idp.devices.ports import BackchannelLogouts, DeviceStore, SessionRevoker
 from lanyard.idp.devices.service import ChangeNotifier
-from lanyard.runtime.consumer import RecordRefused
+from lanyard.runtime.consumer import RecordInfo, RecordRefused
 from lanyard.runtime.logging import get_logger
 
 log = get_logger("lanyard.idp.devices.handlers")
@@ -79,21 +86,53 @@ class DeviceEventHandler:
 
     async def handle(self, event: Event) -> None:
         """The consumer entry point (registered with lanyard.runtime.consumer.subscribe)."""
-        found = to_fact(event)
-        if found is None:
+        await self.apply([event])
+
+    async def handle_batch(self, items: Sequence[tuple[Event, RecordInfo]]) -> None:
+        """The batch entry point: one partition's records of a fetch, applied together. If it
+        raises (a malformed record among them, Redis away), the runtime hands the same records
+        to `handle` one by one, which re-applies them idempotently and dead-letters the bad one."""
+        await self.apply([event for event, _ in items])
+
+    async def apply(self, events: Sequence[Event]) -> None:
+        """Apply the events' facts (in order per session, every session in one Redis
+        transaction), then revoke each session they closed, concurrently."""
+        by_session: dict[tuple[str, str], list[model.Fact]] = {}
+        for event in events:
+            found = to_fact(event)
+            if found is None:
+                continue
+            dsid, fact = found
+            if not model.HANDLE_RE.match(dsid):
+                # No SSO ever accepts such a handle, so no token can hang on it: poison, not a gap.
+                raise RecordRefused("malformed device-session id")
+            by_session.setdefault((event.enterprise_id, dsid), []).append(fact)
+        if not by_session:
             return
-        dsid, fact = found
-        if not model.HANDLE_RE.match(dsid):
-            # No SSO ever accepts such a handle, so no token can hang on it: poison, not a gap.
-            raise RecordRefused("malformed device-session id")
-        eid = event.enterprise_id
-        outcome = await self.store.apply(eid, dsid, fact)
-        if outcome.changed:
+        sessions = list(by_session)
+        outcomes = await self.store.apply_many([(eid, dsid, by_session[eid, dsid]) for eid, dsid in sessions])
+        changed = [(s, o) for s, o in zip(sessions, outcomes, strict=True) if o.changed]
+        for (eid, dsid), _ in changed:
             self.notifier.notify(eid, dsid)
+        if len(changed) == 1:
+            (eid, dsid), outcome = changed[0]
             log.info("device session updated", enterprise_id=eid, device_session_id=dsid, state=outcome.view.state)
-        view = outcome.view
-        if view.state == "CLOSED" and not view.revocation_done:
-            await self.revoke(eid, dsid, view.closed_reason or "closed")
+        elif changed:
+            # One line per batch, not per record: at thousands of records/s the lines were a
+            # large share of this consumer's CPU (docs/performance.md).
+            log.info("device sessions updated", sessions=len(changed), records=len(events))
+        closing = [
+            self.revoke(eid, dsid, o.view.closed_reason or "closed")
+            for (eid, dsid), o in zip(sessions, outcomes, strict=True)
+            if o.view.state == "CLOSED" and not o.view.revocation_done
+        ]
+        if len(closing) == 1:
+            await closing[0]
+        elif closing:
+            results = await asyncio.gather(*closing, return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                raise failed[0]  # retried: each step of a revocation is idempotent
 
     async def revoke(self, enterprise_id: str, device_session_id: str, reason: str) -> None:
         """End every OIDC session of a CLOSED device session and queue its back-channel logouts."""

@@ -7,11 +7,12 @@ The directory's ports it uses (`Clients`, `Keys`, `OrgSettingsView`, `Publisher`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from lanyard.idp.devices.domain import (
+    ACTIVITY_FIELDS,
     DeviceLogin,
     DeviceSsoError,
     Fact,
@@ -34,14 +35,22 @@ class DeviceSessions(Protocol):
         TemporarilyUnavailable."""
         ...
 
-    async def is_active(self, enterprise_id: str, device_session_id: str) -> bool:
+    async def is_active(
+        self, enterprise_id: str, device_session_id: str, view_fields: dict[str, str | None] | None = None
+    ) -> bool:
         """True while the device session may keep its tokens (ACTIVE, or LOCKED for already-issued
-        access tokens). Raises TemporarilyUnavailable when the read model may be stale."""
+        access tokens). `view_fields`: the view's `ACTIVITY_FIELDS` (`domain.ACTIVITY_FIELDS`) as
+        the caller already read them, else they are read here. Raises TemporarilyUnavailable when
+        the read model may be stale."""
         ...
 
-    async def may_refresh(self, enterprise_id: str, device_session_id: str, client_id: str) -> bool:
+    async def may_refresh(
+        self, enterprise_id: str, device_session_id: str, client_id: str, view_fields: dict[str, str] | None = None
+    ) -> bool:
         """True when refresh is allowed: ACTIVE (not LOCKED, not CLOSED) and the client is granted.
-        Raises TemporarilyUnavailable when the read model may be stale."""
+        `view_fields`: the session view as the caller already read it (in the same round trip as
+        its grant), else it is read here. Raises TemporarilyUnavailable when the read model may be
+        stale."""
         ...
 
 
@@ -103,6 +112,10 @@ class DeviceStore(Protocol):
         """Apply one fact by the pure rules, atomically against concurrent writers."""
         ...
 
+    async def apply_many(self, changes: Sequence[tuple[str, str, Sequence[Fact]]]) -> list[Outcome]:
+        """Apply each (enterprise, session)'s facts in order, all sessions in one atomic step."""
+        ...
+
     async def mark_revocation_done(self, enterprise_id: str, device_session_id: str) -> None: ...
 
 
@@ -136,6 +149,7 @@ class LogoutQueue(BackchannelLogouts, Protocol):
 
 
 __all__ = [
+    "ACTIVITY_FIELDS",
     "BackchannelLogouts",
     "Clients",
     "Delivery",

@@ -117,18 +117,30 @@ class DeviceSessionService:
             sid=model.sid_for(enterprise_id, handle),
         )
 
-    async def is_active(self, enterprise_id: str, device_session_id: str) -> bool:
+    async def is_active(
+        self, enterprise_id: str, device_session_id: str, view_fields: dict[str, str | None] | None = None
+    ) -> bool:
         """ACTIVE or LOCKED: issued tokens stay valid. A CLOSED or unknown session is answered
-        without the freshness check (CLOSED never comes back); a live one only while fresh."""
-        state, checked_out = await self.store.state(enterprise_id, device_session_id)
+        without the freshness check (CLOSED never comes back); a live one only while fresh.
+        `view_fields`: the view's `ACTIVITY_FIELDS` when the caller read them already."""
+        if view_fields is not None:
+            state, checked_out = model.activity(view_fields)
+        else:
+            state, checked_out = await self.store.state(enterprise_id, device_session_id)
         if state not in ("ACTIVE", "LOCKED") or not checked_out:
             return False
         self.freshness.check()
         return True
 
-    async def may_refresh(self, enterprise_id: str, device_session_id: str, client_id: str) -> bool:
-        """ACTIVE (not LOCKED) and the client is granted; fails closed while not fresh."""
-        view = await self.store.load(enterprise_id, device_session_id)
+    async def may_refresh(
+        self, enterprise_id: str, device_session_id: str, client_id: str, view_fields: dict[str, str] | None = None
+    ) -> bool:
+        """ACTIVE (not LOCKED) and the client is granted; fails closed while not fresh.
+        `view_fields` are the view's stored fields when the caller read them already."""
+        if view_fields is not None:
+            view = model.from_fields(view_fields)
+        else:
+            view = await self.store.load(enterprise_id, device_session_id)
         if view is None or view.state == "CLOSED":
             return False
         self.freshness.check()

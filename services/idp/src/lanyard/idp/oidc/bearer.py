@@ -3,15 +3,16 @@
 Signature, `typ` (`at+jwt` only: an ID, logout or refresh token presented as an access token
 fails here, RFC 9068 §2.1 / RFC 8725 §3.11), issuer, audience and expiry come from the JWT; then
 one Redis read of the grant's state (revoked by the revocation endpoint, a code replay, refresh
-reuse, logout or check-in) and, for device-session tokens, `DeviceSessions.is_active` (a CLOSED
-session's tokens are dead even before the revocation reached us). Constant cost per check.
+reuse, logout or check-in) and, for device-session tokens, of the session view's state in the
+same round trip, which `DeviceSessions.is_active` decides on (a CLOSED session's tokens are dead
+even before the revocation reached us). Constant cost per check.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+from lanyard.idp.devices.ports import ACTIVITY_FIELDS
 from lanyard.idp.oidc.jwt import ACCESS_TOKEN_TYP
 from lanyard.idp.oidc.service import OidcProvider
 from lanyard.runtime.tokens import InvalidToken
@@ -31,20 +32,12 @@ async def check_access_token(
         raise InvalidToken("not one of our access tokens")
     dsid = claims.get("dsid")
     if isinstance(dsid, str):
-        # Two independent reads: in parallel, so a check costs one round trip of waiting.
-        values, live = await asyncio.gather(
-            provider.store.grant_fields(eid, gid, "state", *fields),
-            provider.ports.device_sessions.is_active(eid, dsid),
-            return_exceptions=True,
-        )
+        # The grant and the device session's view in one round trip (same Redis, same hash tag).
+        values, view = await provider.store.grant_fields_and_view(eid, gid, ("state", *fields), dsid, ACTIVITY_FIELDS)
     else:
-        values, live = await provider.store.grant_fields(eid, gid, "state", *fields), True
-    if isinstance(values, BaseException):
-        raise values
+        values, view = await provider.store.grant_fields(eid, gid, "state", *fields), None
     if values[0] != "active":
         raise InvalidToken("revoked")  # a revoked grant is the answer even when the session view is stale
-    if isinstance(live, BaseException):
-        raise live
-    if not live:
+    if isinstance(dsid, str) and not await provider.ports.device_sessions.is_active(eid, dsid, view):
         raise InvalidToken("device session ended")
     return claims, values[1:]

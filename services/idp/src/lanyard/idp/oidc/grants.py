@@ -10,6 +10,11 @@ grant), including its access tokens, because every check reads the grant's state
 Checks that must not have side effects (client binding, scope, device-session state) run
 before the rotation, so a wrong client or a momentarily unavailable session view never burns a
 valid refresh token.
+
+A refresh costs two Redis round trips: one script reads the token, its grant and the device
+session's view; the rotation script re-checks token and grant atomically and rotates. The
+device-session rule stays in Python (`DeviceSessions.may_refresh`) between the two, which is why
+they are not one script.
 """
 
 from __future__ import annotations
@@ -186,10 +191,12 @@ async def refresh_token(provider: OidcProvider, eid: str, ac: AuthenticatedClien
         raise invalid_request("refresh_token is required")
     if len(token) > 128:
         raise invalid_grant("unknown refresh token")
-    found = await provider.store.read_refresh(eid, token)
+    # The token, its grant and its device session's view in one round trip; the rotation below
+    # is the second (it re-checks the token and grant state atomically).
+    found = await provider.store.read_refresh_and_view(eid, token)
     if found is None:
         raise invalid_grant("unknown or expired refresh token")
-    rt, grant = found
+    rt, grant, view = found
     if rt.get("client_id") != ac.client.client_id or grant.client_id != ac.client.client_id:
         raise invalid_grant("the refresh token was issued to another client")
     if rt.get("state") != "current":
@@ -206,7 +213,7 @@ async def refresh_token(provider: OidcProvider, eid: str, ac: AuthenticatedClien
         scope = asked
     if grant.dsid:
         try:
-            allowed = await provider.ports.device_sessions.may_refresh(eid, grant.dsid, grant.client_id)
+            allowed = await provider.ports.device_sessions.may_refresh(eid, grant.dsid, grant.client_id, view)
         except TemporarilyUnavailable:
             raise temporarily_unavailable("device sessions cannot be verified right now; retry") from None
         if not allowed:

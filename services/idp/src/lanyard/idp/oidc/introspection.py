@@ -1,7 +1,8 @@
 """Token introspection (RFC 7662), for authenticated (confidential) clients only.
 
-The hot path: for an access token, signature and claims locally, then one Redis read of the
-grant state and, for device-session tokens, one `DeviceSessions.is_active` read; cost does not
+The hot path: for an access token, signature and claims locally (remembered per token for the
+key cache's few seconds), then one Redis round trip for the grant state and, for device-session
+tokens, the session view's state that `DeviceSessions.is_active` decides on; cost does not
 depend on how many sessions are live. Anything that is not a live token of this enterprise —
 unknown, expired, revoked, another enterprise's, a closed device session's, or a stale session
 view (fail closed) — is `{"active": false}`. Access tokens may be introspected by any

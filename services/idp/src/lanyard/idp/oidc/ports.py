@@ -50,9 +50,23 @@ class GrantStore(Protocol):
 
     async def grant_fields(self, eid: str, gid: str, *fields: str) -> list[str | None]: ...
 
+    async def grant_fields_and_view(
+        self, eid: str, gid: str, fields: tuple[str, ...], dsid: str, view_fields: tuple[str, ...]
+    ) -> tuple[list[str | None], dict[str, str | None] | None]:
+        """`grant_fields` plus some fields of the device session's view in the same read (None
+        when the store cannot read the view)."""
+        ...
+
     async def get_grant(self, eid: str, gid: str) -> Grant | None: ...
 
     async def read_refresh(self, eid: str, refresh_token: str) -> tuple[dict[str, str], Grant] | None: ...
+
+    async def read_refresh_and_view(
+        self, eid: str, refresh_token: str
+    ) -> tuple[dict[str, str], Grant, dict[str, str] | None] | None:
+        """`read_refresh` plus the grant's device-session view fields in the same read (None
+        when the grant has no device session or the store cannot read the view)."""
+        ...
 
     async def rotate_refresh(self, eid: str, old: str, new: str, grant: Grant, ttl_s: int) -> str: ...
 
