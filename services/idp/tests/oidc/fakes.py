@@ -11,7 +11,7 @@ from typing import Any
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from lanyard.contracts import Event
-from lanyard.idp.devices.domain import DeviceLogin, DeviceSsoError, TemporarilyUnavailable
+from lanyard.idp.devices.domain import DeviceLogin, DeviceSsoError, SessionLocked, TemporarilyUnavailable
 from lanyard.idp.directory.domain import BrowserSession, Client, Enterprise, OrgSettings, User
 
 
@@ -146,6 +146,8 @@ class FakeDeviceSessions:
     async def may_refresh(self, enterprise_id: str, device_session_id: str, client_id: str) -> bool:
         if self.stale:
             raise TemporarilyUnavailable()
+        if self.state.get(device_session_id) == "LOCKED":
+            raise SessionLocked()
         return self.state.get(device_session_id) == "ACTIVE"
 
 

@@ -189,8 +189,8 @@ async def test_T11_refresh_after_device_checkin(world):
     p = world.auth_params("pub")
     p["state"] = [s for s in world.verifiers][-2]
     tokens = (await world.redeem(code, {**p, "redirect_uri": world.pub_redirects[0]}, "pub")).json()
-    world.devices.state["ds1"] = "LOCKED"
-    assert_token_error(await world.refresh(tokens["refresh_token"], "pub"), "invalid_grant")
+    world.devices.state["ds1"] = "LOCKED"  # until a face verification: not dead, retry
+    assert_token_error(await world.refresh(tokens["refresh_token"], "pub"), "temporarily_unavailable", 503)
     world.devices.state["ds1"] = "ACTIVE"
     world.devices.stale = True
     assert_token_error(await world.refresh(tokens["refresh_token"], "pub"), "temporarily_unavailable", 503)

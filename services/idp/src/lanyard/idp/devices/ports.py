@@ -17,6 +17,7 @@ from lanyard.idp.devices.domain import (
     Fact,
     Outcome,
     RevokedSession,
+    SessionLocked,
     SessionView,
     TemporarilyUnavailable,
 )
@@ -41,7 +42,8 @@ class DeviceSessions(Protocol):
 
     async def may_refresh(self, enterprise_id: str, device_session_id: str, client_id: str) -> bool:
         """True when refresh is allowed: ACTIVE (not LOCKED, not CLOSED) and the client is granted.
-        Raises TemporarilyUnavailable when the read model may be stale."""
+        Raises TemporarilyUnavailable when the read model may be stale, SessionLocked while only a
+        face verification on the device stands between the session and a refresh."""
         ...
 
 
@@ -149,6 +151,7 @@ __all__ = [
     "OrgSettingsView",
     "Publisher",
     "RevokedSession",
+    "SessionLocked",
     "SessionRevoker",
     "TemporarilyUnavailable",
 ]

@@ -127,11 +127,14 @@ class DeviceSessionService:
         return True
 
     async def may_refresh(self, enterprise_id: str, device_session_id: str, client_id: str) -> bool:
-        """ACTIVE (not LOCKED) and the client is granted; fails closed while not fresh."""
+        """ACTIVE (not LOCKED) and the client is granted; fails closed while not fresh; raises
+        SessionLocked while a face verification would make it true."""
         view = await self.store.load(enterprise_id, device_session_id)
         if view is None or view.state == "CLOSED":
             return False
         self.freshness.check()
+        if model.locked_until_face(view, client_id):
+            raise model.SessionLocked()
         return model.may_refresh(view, client_id)
 
     # ------------------------------------------------------------------------ internals

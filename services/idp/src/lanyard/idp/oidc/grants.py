@@ -27,7 +27,7 @@ from lanyard.contracts.events import (
     TokensIssuedPayload,
     TokensRefreshed,
 )
-from lanyard.idp.devices.ports import TemporarilyUnavailable
+from lanyard.idp.devices.ports import SessionLocked, TemporarilyUnavailable
 from lanyard.idp.directory.ports import ADMIN_SCOPE, admin_roles
 from lanyard.idp.oidc.domain import Grant, released_claims
 from lanyard.idp.oidc.errors import (
@@ -209,6 +209,12 @@ async def refresh_token(provider: OidcProvider, eid: str, ac: AuthenticatedClien
             allowed = await provider.ports.device_sessions.may_refresh(eid, grant.dsid, grant.client_id)
         except TemporarilyUnavailable:
             raise temporarily_unavailable("device sessions cannot be verified right now; retry") from None
+        except SessionLocked:
+            # A LOCKED session mints nothing (DESIGN §2), but its refresh token is not dead: a face
+            # verification unlocks it. invalid_grant (RFC 6749 §5.2: "invalid, expired, revoked")
+            # would be false and makes apps (AppAuth among them) drop their tokens — a sign-out
+            # until the next SSO; 503 temporarily_unavailable is what they keep tokens and retry on.
+            raise temporarily_unavailable("the device session is locked until a face verification; retry") from None
         if not allowed:
             raise invalid_grant("the device session does not allow refresh")
     new = secrets.token_urlsafe(32)
