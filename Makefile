@@ -71,7 +71,7 @@ dlq-redrive:  ## send a dead-letter topic's records back to their source: make d
 	@test -n "$(TOPIC)" || { echo "usage: make dlq-redrive TOPIC=<topic>.dlq [ARGS=--dry-run]"; exit 2; }
 	@$(UV) run --no-sync lanyard ops dlq-redrive $(TOPIC) --bootstrap $(BOOTSTRAP) $(ARGS)
 
-bench: setup  ## every benchmark (~30 min); needs wrk and node/npm for the token-endpoint peer
+bench: setup  ## every benchmark (~45 min on a quiet machine), then the README rows (bench.report); needs wrk and node/npm for the token-endpoint peer
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(UV) run --no-sync python -m bench
 

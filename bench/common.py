@@ -14,6 +14,7 @@ import platform
 import statistics
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +67,9 @@ def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
         "commit": commit.stdout.strip() or None, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # The machine is shared (other work runs on the same two cores): the load when the
+        # result was written says how contended the run was.
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }  # fmt: skip
 
 
@@ -105,6 +109,69 @@ def cpu_seconds(pid: int) -> float:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def pids_with(fragment: str) -> list[int]:
+    """Processes whose command line contains `fragment` (the broker, Redis and the gateway are
+    started by scripts, so their pids are found by the scratch path or port they run with)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if fragment in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+    return found
+
+
+def components(stack: Any, kafka: str, redis: str, scratch: Path) -> dict[str, list[int]]:
+    """Every process of the running stack by component: each service, the broker, Redis, the
+    gateway (nginx master; cpu_seconds adds its workers)."""
+    out: dict[str, list[int]] = {name: [proc.pid] for name, proc in stack.processes.items()}
+    out["kafka"] = pids_with(f"-Dkafka.logs.dir={scratch}")
+    out["redis"] = pids_with(f"redis-server {redis.split('//', 1)[-1].split('/', 1)[0]}")
+    out["gateway"] = pids_with(f"nginx: master process /usr/sbin/nginx -p {scratch}")
+    return out
+
+
+def cpu_by_component(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each component (see `components`)."""
+    return {name: sum(cpu_seconds(p) for p in group) for name, group in pids.items()}
+
+
+def per_flow(before: dict[str, float], after: dict[str, float], flows: int) -> dict[str, float | None]:
+    """CPU ms each component spent per flow between two `cpu_by_component` readings."""
+    return {k: (round(1000 * (after[k] - before[k]) / flows, 2) if flows else None) for k in before}
+
+
+class RssWatch:
+    """Samples each service's largest process RSS every `interval_s` in a thread, so the memory
+    target is checked throughout a run, not only at its end: `peaks()` → service → max MB."""
+
+    def __init__(self, pids: dict[str, int], interval_s: float = 0.5) -> None:
+        self._pids, self._interval = pids, interval_s
+        self._peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, pid in self._pids.items():
+                largest = service_rss(pid)["largest_mb"]
+                if largest is not None:
+                    self._peaks[name] = max(self._peaks.get(name, 0.0), largest)
+            self._stop.wait(self._interval)
+
+    def peaks(self) -> dict[str, float]:
+        """The largest RSS (MB) seen so far per service."""
+        return dict(self._peaks)
+
+    def __enter__(self) -> RssWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def write(name: str, result: dict[str, Any]) -> Path:

@@ -85,13 +85,18 @@ def run_wrk(script: str, url: str, connections: int, seconds: int, env: dict[str
     if not checks:
         raise RuntimeError(f"wrk printed no body checks for {script}:\n{out}")
     judged = json.loads(checks.group(1))
-    errors = judged["bad_status"] + judged["bad_body"] + (int(non2xx.group(1)) if non2xx else 0)
+    # Connect/read/write errors and timeouts get no response() call, so the body checks never
+    # see them: they are failures too.
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    socket_errors = sum(int(g) for g in sockets.groups()) if sockets else 0
+    errors = judged["bad_status"] + judged["bad_body"] + socket_errors
     return {
         "requests_per_second": round(rps) if errors == 0 else None,
         "measured_requests_per_second": round(rps),
         "answers_checked": judged["ok"] + judged["bad_status"] + judged["bad_body"],
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
         "bad_bodies": judged["bad_body"],
+        "socket_errors": socket_errors,
         "errors": errors,
         "latency_p50_ms": ms(p50),
         "latency_p99_ms": ms(p99),
@@ -227,6 +232,18 @@ def ratios(lanyard: dict, peer: dict) -> dict:
 PEER_STORES = ("memory", "redis")
 
 
+def variants(specs: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """`--variant granian:LANYARD_IDP_HTTP_SERVER=granian` → ("lanyard_idp_granian", {...}): the
+    same Lanyard measurement again, in the same run, with the stack started with that environment
+    (an A/B on the same machine at the same load)."""
+    out = []
+    for spec in specs:
+        name, _, assignments = spec.partition(":")
+        env = dict(a.split("=", 1) for a in assignments.split(",") if a)
+        out.append((f"lanyard_idp_{name}", env))
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: apt-get install wrk")
@@ -255,24 +272,29 @@ def main(args: argparse.Namespace) -> int:
             finally:
                 proc.terminate()
                 proc.wait(10)
-        with local_stack(kafka, redis, infra / "stack") as stack:
-            issuer, client, refresh, access = asyncio.run(lanyard_tokens(stack, minted))
-            results["lanyard_idp"] = measure(
-                "lanyard",
-                f"{issuer}/token",
-                f"{issuer}/introspect",
-                client,
-                refresh,
-                access,
-                args,
-                scratch,
-                stack.processes["idp"].pid,
-            )
+        for name, env in [("lanyard_idp", {}), *variants(args.variant)]:
+            with local_stack(kafka, redis, infra / f"stack-{name}", **env) as stack:
+                issuer, client, refresh, access = asyncio.run(lanyard_tokens(stack, minted))
+                results[name] = measure(
+                    name,
+                    f"{issuer}/token",
+                    f"{issuer}/introspect",
+                    client,
+                    refresh,
+                    access,
+                    args,
+                    scratch,
+                    stack.processes["idp"].pid,
+                )
+                results[name]["environment"] = env
     for store in () if args.no_peer else PEER_STORES:
         results[f"lanyard_over_peer_{store}"] = ratios(results["lanyard_idp"], results[f"node_oidc_provider_9_{store}"])
     results["targets"] = {"refresh_throughput_ratio": 1.2, "introspection_throughput_ratio": 1.5,
                           "cpu_per_request_ratio_at_most": 1.0}  # fmt: skip
-    runs = {k: v for k, v in results.items() if k == "lanyard_idp" or k.startswith("node_oidc_provider_9_")}
+    for name, _env in variants(args.variant):
+        results[f"{name}_over_lanyard_idp"] = ratios(results[name], results["lanyard_idp"])
+    runs = {k: v for k, v in results.items() if k.startswith(("lanyard_idp", "node_oidc_provider_9_"))}
+    runs = {k: v for k, v in runs.items() if "_over_" not in k}
     errors = sum(run[endpoint]["errors"] for run in runs.values() for endpoint in ("refresh", "introspection"))
     results["errors"] = errors
     path = write("token_endpoints", results)
@@ -290,4 +312,11 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=10, help="seconds of the same load before measuring, discarded")
     parser.add_argument("--no-peer", action="store_true", help="measure only Lanyard")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VAL[,KEY=VAL]",
+        help="measure Lanyard again with this environment for the stack (A/B in one run)",
+    )
     raise SystemExit(main(parser.parse_args()))

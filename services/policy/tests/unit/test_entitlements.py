@@ -264,13 +264,23 @@ class RecordingEntitlements:
         self.calls.append(("checkin", [event.payload.device_session_id]))
 
 
-async def test_a_batch_is_split_into_runs_of_one_enterprise_in_order():
+async def test_a_batch_is_split_by_enterprise_each_in_order():
     recorder = RecordingEntitlements()
     store = FakeReadModel()
     handlers = PolicyHandlers(store, recorder)
     other = checked_out("b1").model_copy(update={"enterprise_id": "e2"})
     batch = [checked_out("a1"), checked_out("a2"), other, checked_in("a1"), checked_out("a3")]
     await handlers.on_device_sessions([(event, None) for event in batch])
-    assert recorder.calls == [("run", ["a1", "a2"]), ("run", ["b1"]), ("checkin", ["a1"]), ("run", ["a3"])]
+    # e1's events in their order (its checkin splits its runs); e2's run after them.
+    assert recorder.calls == [("run", ["a1", "a2"]), ("checkin", ["a1"]), ("run", ["a3"]), ("run", ["b1"])]
     # Every checkout's device report is kept for readiness, per enterprise, in one write each.
     assert {e: len(r) for e, r in store.device_reports.items()} == {"e1": 3, "e2": 1}
+
+
+async def test_interleaved_checkouts_of_several_enterprises_make_one_run_each():
+    recorder = RecordingEntitlements()
+    handlers = PolicyHandlers(FakeReadModel(), recorder)
+    other = [checked_out(f"b{i}").model_copy(update={"enterprise_id": "e2"}) for i in (1, 2)]
+    batch = [checked_out("a1"), other[0], checked_out("a2"), other[1]]
+    await handlers.on_device_sessions([(event, None) for event in batch])
+    assert recorder.calls == [("run", ["a1", "a2"]), ("run", ["b1", "b2"])]

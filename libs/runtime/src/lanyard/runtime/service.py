@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,7 @@ from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from uvicorn.config import STARTUP_FAILURE
 
 from lanyard.runtime.consumer import consumer_state, subscriber_ready
 from lanyard.runtime.health import Check
@@ -109,9 +112,13 @@ async def until_up(what: str, call: Callable[[], Awaitable[Any]], first_s: float
 
 
 def serve(app: Any, settings: ServiceSettings) -> None:
-    """Run one service under uvicorn with Lanyard's logging (the body of every `__main__`)."""
+    """Run one service under uvicorn with Lanyard's logging (the body of every `__main__`).
+
+    The loop's default executor (asyncio.to_thread) gets `settings.blocking_threads` threads:
+    it bounds memory-hungry blocking work such as argon2id hashes (64 MiB each while they run).
+    Set here, in the service process, not in the lifespan: tests run apps on their own loop."""
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.http_host,
         port=settings.http_port,
@@ -121,3 +128,14 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         forwarded_allow_ips="127.0.0.1",
         timeout_graceful_shutdown=10,
     )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        executor = ThreadPoolExecutor(max_workers=settings.blocking_threads, thread_name_prefix="lanyard-blocking")
+        asyncio.get_running_loop().set_default_executor(executor)
+        await server.serve()
+
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(main())
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)  # as uvicorn.run does: the lifespan or the bind failed

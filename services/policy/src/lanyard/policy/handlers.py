@@ -5,8 +5,9 @@ Two subscriptions (see app.py):
 - `on_device_session` (lanyard.device-sessions.v1): checked_out → evaluate and publish granted or
   denied; checked_in → revoked. Idempotent through the session record: a decided session is
   not decided again, and a closed one (tombstone) never again gets a grant.
-  `on_device_sessions` takes a partition's fetched batch: consecutive checkouts of one enterprise
-  are decided as one run (one lock, one read, one write), everything else in order as above.
+  `on_device_sessions` takes a partition's fetched batch, split by enterprise: each enterprise's
+  consecutive checkouts are decided as one run (one lock, one read, one write), everything else
+  in order as above.
 - `on_config` (lanyard.policy-config.v1, lanyard.directory.v1, lanyard.app-profiles.v1):
   project the event into Redis (an upsert: idempotent), then re-evaluate the live sessions it
   may affect — one user's for a user change, the whole enterprise's otherwise. A redelivery
@@ -84,20 +85,31 @@ class PolicyHandlers:
             await self._entitlements.on_checked_in(event)
 
     async def on_device_sessions(self, items: Sequence[tuple[Event, Any]]) -> None:
-        """A partition's batch, in order (the runtime's batch handler)."""
+        """A partition's batch (the runtime's batch handler), one enterprise after another.
+
+        Each enterprise's events keep their order; different enterprises' events share nothing
+        (their sessions, seats and locks are their own), so a partition's batch is split by
+        enterprise first. Interleaved checkouts of several enterprises (a partition carries
+        many) thus still make one run each — one lock, one read, one write — instead of a
+        run of one per record."""
         await self._record_devices([event for event, _ in items])
-        run: list[ev.DeviceCheckedOut] = []
+        by_enterprise: dict[str, list[Event]] = {}
         for event, _record in items:
-            if isinstance(event, ev.DeviceCheckedOut) and (not run or run[0].enterprise_id == event.enterprise_id):
+            by_enterprise.setdefault(event.enterprise_id, []).append(event)
+        for events in by_enterprise.values():
+            await self._entitle_in_order(events)
+
+    async def _entitle_in_order(self, events: Sequence[Event]) -> None:
+        """One enterprise's events in order; consecutive checkouts as one run."""
+        run: list[ev.DeviceCheckedOut] = []
+        for event in events:
+            if isinstance(event, ev.DeviceCheckedOut):
                 run.append(event)
                 continue
             if run:
                 await self._entitlements.on_checked_out_many(run)
                 run = []
-            if isinstance(event, ev.DeviceCheckedOut):
-                run.append(event)
-            else:
-                await self._entitle(event)
+            await self._entitle(event)
         if run:
             await self._entitlements.on_checked_out_many(run)
 
