@@ -26,7 +26,10 @@ names=() pids=()
 
 start() {  # name command...: start in the background, every output line prefixed with the name
   local name=$1; shift
-  "$@" > >(sed -u "s/^/$(printf '%-8s' "$name")| /") 2>&1 &
+  # Ctrl-C signals the whole foreground process group. The prefixer ignores it and ends when its
+  # process closes the pipe: one that died with the Ctrl-C would drop every shutdown line and
+  # leave the process writing to a broken pipe while it stops.
+  "$@" > >(trap '' INT; exec sed -u "s/^/$(printf '%-8s' "$name")| /") 2>&1 &
   names+=("$name"); pids+=($!)
 }
 

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from lanyard.cli import apidocs
 from lanyard.cli.main import cli
 from lanyard.contracts import topics
-from lanyard.harness.admin import totp_now
+from lanyard.harness.admin import known_everywhere, totp_now
 from lanyard.harness.stack import Stack
 from lanyard.runtime.testing import consumer_lag, eventually, free_port
 
@@ -136,9 +136,26 @@ def test_cli_drives_checkout_sso_and_checkin_by_hand(demo):
     code, live = lanyard(demo, "admin", "sessions")
     assert code == 0 and session["device_session_id"] in {s["device_session_id"] for s in live}
     assert lanyard(demo, "locker", "heartbeat")[0] == 0
+    # The README's web sign-in: rover-demo's /login through the extension, no password typed.
+    rover_demo = demo["state"]["rover_demo_url"]
+    code, page = lanyard(demo, "locker", "browse", f"{rover_demo}/login")
+    assert code == 0 and page["status"] == 200 and page["url"] == f"{rover_demo}/", page
+    sid = tokens["id_token_claims"]["sid"]
+
+    def sign_in() -> dict[str, Any]:
+        found = httpx.get(f"{rover_demo}/api/sign-ins", timeout=10).json()["sign_ins"]
+        return next(s for s in found if s["sid"] == sid)
+
+    assert sign_in()["username"] == "dr.oliver" and sign_in()["logged_out_at"] is None
 
     code, closed = lanyard(demo, "locker", "checkin")
     assert code == 0 and closed["state"] == "CLOSED" and closed["closed_reason"] == "user"
+
+    async def logged_out() -> bool:
+        return sign_in()["logged_out_at"] is not None
+
+    asyncio.run(eventually(logged_out, 30, 0.1, what="rover-demo received the back-channel logout"))
+    assert "back-channel logout" in sign_in()["logout_reason"]
     code, missing = lanyard(demo, "locker", "sso", "rover")
     assert code == 4 and missing["error"] == "missing_state", "no checkout left on the device"
 
@@ -190,6 +207,28 @@ def test_cli_admin_users_profiles_and_audit(demo, kafka_bootstrap):
     assert code == 0 and verdict["ok"] is True and verdict["records"] > 0 and verdict["chain"]["ok"], verdict
 
 
+STORY = [
+    "readiness (policy service)",
+    "MDM enrols a shared iPhone",
+    "checkout: nurse.jane, password + TOTP",
+    "entitlement granted (policy → session)",
+    "face verification (signed by the device key)",
+    "SSO into Epic Rover (authorize + token)",
+    "SSO into rover-demo (web view, authlib)",
+    "inactivity lock (session timer)",
+    "while LOCKED: Rover asks again",
+    "face unlock",
+    "SSO into Rover after the unlock",
+    "checkin (Locker app)",
+    "→ Rover's access token: introspection",
+    "→ Rover's refresh token",
+    "→ rover-demo: its own introspection",
+    "→ rover-demo: back-channel logout",
+    "after checkin: Rover asks for SSO",
+]
+"""`make demo`'s timeline, step by step (what a user watching it sees)."""
+
+
 def test_make_demo_plays_the_whole_story(demo):
     """`make demo` is `lanyard demo play`: run it as a process, as make does."""
     env = {**os.environ, **demo["env"]}
@@ -204,6 +243,7 @@ def test_make_demo_plays_the_whole_story(demo):
     failed = [s for s in timeline["steps"] if not s["ok"]]
     assert done.returncode == 0 and timeline["ok"] and not failed, (failed, done.stderr.decode()[-2000:])
     steps = {s["step"]: s for s in timeline["steps"]}
+    assert list(steps) == STORY, "every step of the story, in order, each with its effect observed"
     assert "LOCKED" in steps["inactivity lock (session timer)"]["observed"]
     assert steps["→ rover-demo: back-channel logout"]["latency_ms"] is not None
     assert "inactive" in steps["→ rover-demo: its own introspection"]["observed"]
@@ -227,3 +267,191 @@ def test_gateway_serves_openapi_and_the_apple_association(demo, stack):
     assert "apple-app-site-association" in profile["PayloadDescription"]
     # The extension the profile installs is the app the host's association file vouches for.
     assert aasa.json() == {"authsrv": {"apps": [f"{sso['TeamIdentifier']}.{sso['ExtensionIdentifier']}"]}}
+
+
+def test_cli_admin_bootstrap_login_force_checkin_and_enrolment_display(demo, stack):
+    new_id = f"hosp-{uuid.uuid4().hex[:6]}"
+    boss = {**demo["env"], "LANYARD_BOOTSTRAP_PASSWORD": "a-long-bootstrap-passphrase"}
+    made = CliRunner(env=boss).invoke(
+        cli, ["admin", "bootstrap", "--enterprise-id", new_id, "--name", "New", "--superadmin", "boss", "--json"]
+    )
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["issuer"] == f"{stack.base_url}/e/{new_id}"
+    again = CliRunner(env=boss).invoke(
+        cli, ["admin", "bootstrap", "--enterprise-id", new_id, "--name", "New", "--superadmin", "boss", "--json"]
+    )
+    assert again.exit_code == 1 and json.loads(again.stdout)["error"] == "enterprise_exists"
+
+    as_boss = {**demo["env"], "LANYARD_ADMIN_PASSWORD": "a-long-bootstrap-passphrase"}
+    login = CliRunner(env=as_boss).invoke(cli, ["admin", "login", "-e", new_id, "--admin", "boss", "--json"])
+    assert login.exit_code == 0, login.output
+    token = json.loads(login.stdout)["access_token"]
+
+    async def known() -> None:  # the policy service hears of a new enterprise from the IdP's event
+        async with httpx.AsyncClient(timeout=10) as http:
+            await known_everywhere(stack.base_url, http, new_id, token)
+
+    asyncio.run(known())
+    code, report = lanyard(demo, "admin", "readiness", "-e", new_id, "--token", token)
+    assert code == 1 and report["ready"] is False, "a bare enterprise is not ready: exit 1 with the table"
+    assert {c["check"] for c in report["checks"] if c["status"] == "fail"} >= {"Single Sign On licensed"}
+
+    # Force checkin: an admin ends someone's live device session; the Locker sees it closed.
+    device = str(demo["file"].parent / "forced-device.json")
+    assert lanyard(demo, "locker", "enrol", "--device-file", device)[0] == 0
+    code, session = lanyard(demo, "locker", "checkout", "--device-file", device, "--user", "dr.oliver")
+    assert code == 0, session
+    code, closed = lanyard(demo, "admin", "force-checkin", session["device_session_id"])
+    assert code == 0 and closed["state"] == "CLOSED" and closed["closed_reason"] == "admin", closed
+    code, seen = lanyard(demo, "locker", "status", "--device-file", device)
+    assert code == 0 and seen["state"] == "CLOSED" and seen["closed_reason"] == "admin"
+    live = {s["device_session_id"] for s in lanyard(demo, "admin", "sessions")[1]}
+    assert session["device_session_id"] not in live
+
+    # TOTP enrolment for people: the otpauth URI and a QR code an authenticator app can scan.
+    shown = CliRunner(env=demo["env"]).invoke(cli, ["admin", "users", "add", "nurse.qr"])
+    assert shown.exit_code == 0, shown.output
+    assert "otpauth://totp/" in shown.stdout and "█" in shown.stdout, "the QR code is drawn in the terminal"
+    code, again = lanyard(demo, "admin", "users", "totp", "nurse.qr")
+    assert code == 0 and again["otpauth_uri"].startswith("otpauth://totp/") and again["totp_secret"]
+
+    # Credentials: generated once at creation, rotated on demand; the template shows what it pre-fills.
+    code, template = lanyard(demo, "admin", "app-profiles", "template", "epic-rover")
+    assert code == 0 and "com.epic.rover.oidc://callback" in template["redirect_uris"]
+    code, profile = lanyard(demo, "admin", "app-profiles", "add", "--template", "epic-rover")
+    assert code == 0 and profile["client_secret"]
+    code, rotated = lanyard(
+        demo, "admin", "app-profiles", "credentials", profile["client_id"], "--rotate", "--grace", "60"
+    )
+    assert code == 0 and rotated["client_secret"] not in (None, profile["client_secret"])
+    assert rotated["previous_secret_valid_until"] > time.time(), "the old secret works for the grace period"
+    code, twice = lanyard(demo, "admin", "app-profiles", "credentials", profile["client_id"])
+    assert code == 1 and twice["error"] == "credentials_already_issued", "shown once; after that only rotated"
+
+
+def test_cli_admin_groups_policies_and_licences(demo):
+    assert lanyard(demo, "admin", "users", "add", "nurse.lee")[0] == 0
+    code, why = lanyard(demo, "admin", "why-not", "nurse.lee")
+    assert code == 0 and why["allowed"] is False and why["reason"] == "no_policy", why
+
+    code, group = lanyard(demo, "admin", "groups", "add", "Night shift", "--description", "22:00-07:00")
+    assert code == 0 and group["group_id"].startswith("grp_")
+    code, members = lanyard(demo, "admin", "groups", "members", "Night shift", "--add", "nurse.lee")
+    assert code == 0 and [m["username"] for m in members["members"]] == ["nurse.lee"]
+    code, listed = lanyard(demo, "admin", "groups", "list")
+    night = next(g for g in listed if g["name"] == "Night shift")
+    assert night["members"] == 1 and night["description"] == "22:00-07:00"
+
+    # A policy through the group: the "why not" names it.
+    code, made = lanyard(
+        demo, "admin", "policies", "set", "night", "--name", "Night shift", "--no-sso", "--group", "Night shift"
+    )
+    assert code == 0 and made["groups"] == [group["group_id"]] and made["applied"] is True, made
+    code, why = lanyard(demo, "admin", "why-not", "nurse.lee")
+    assert why["reason"] == "policy_sso_disabled" and "night" in why["detail"], why
+    # One option changed; the rest of the policy stays as it was.
+    code, changed = lanyard(demo, "admin", "policies", "set", "night", "--sso", "--auth-mode", "face")
+    assert code == 0, changed
+    code, shown = lanyard(demo, "admin", "policies", "show", "night")
+    assert (shown["name"], shown["sso_enabled"], shown["auth_mode"], shown["groups"]) == (
+        "Night shift", True, "face", [group["group_id"]]
+    )  # fmt: skip
+    code, why = lanyard(demo, "admin", "why-not", "nurse.lee")
+    assert why["reason"] != "policy_sso_disabled", why
+    code, refused = lanyard(demo, "admin", "policies", "set", "brand-new")
+    assert code == 1 and refused["error"] == "invalid_request" and "name" in refused["error_description"]
+    assert lanyard(demo, "admin", "policies", "delete", "night")[0] == 0
+    assert "night" not in {p["policy_id"] for p in lanyard(demo, "admin", "policies", "list")[1]}
+    code, gone = lanyard(demo, "admin", "groups", "delete", "Night shift")
+    assert code == 0 and gone["deleted"] == group["group_id"]
+
+    # Licences: the SSO licence gone fails readiness (exit 1); loaded again, it passes.
+    code, before = lanyard(demo, "admin", "licences", "list")
+    sso = next(item for item in before["licences"] if item["kind"] == "sso")
+    code, more = lanyard(demo, "admin", "licences", "set", "apa", "--seats", "7")
+    assert code == 0 and more["seats"] == 7
+    assert lanyard(demo, "admin", "licences", "delete", "sso")[0] == 0
+    code, report = lanyard(demo, "admin", "readiness")
+    assert code == 1 and "Single Sign On licensed" in {c["check"] for c in report["checks"] if c["status"] == "fail"}
+    code, back = lanyard(demo, "admin", "licences", "set", "sso", "--seats", str(sso["seats"]), "--days", "365")
+    assert code == 0 and back["seats"] == sso["seats"], back
+    code, report = lanyard(demo, "admin", "readiness")
+    assert code == 0 and report["ready"] is True, report
+
+
+def _key_differences(example: Any, real: Any, where: str = "") -> list[str]:
+    """Where an example's keys differ from a real answer's (dicts compared both ways, lists by
+    their first items)."""
+    if isinstance(example, dict) and isinstance(real, dict):
+        problems = [] if set(example) == set(real) else [f"{where or '.'}: {sorted(example)} vs {sorted(real)}"]
+        for key in set(example) & set(real):
+            problems += _key_differences(example[key], real[key], f"{where}.{key}")
+        return problems
+    if isinstance(example, list) and isinstance(real, list) and example and real:
+        return _key_differences(example[0], real[0], f"{where}[0]")
+    return []
+
+
+def test_openapi_examples_have_the_shape_of_real_answers(demo, stack):
+    """The examples in the served documents are what the services answer (the same members),
+    for the main admin reads, and their request examples are accepted as they stand."""
+    state = demo["state"]
+    token = lanyard(demo, "admin", "login")[1]["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    eid = state["enterprise_id"]
+    jane, rover = state["users"]["nurse.jane"]["user_id"], state["apps"]["rover"]["client_id"]
+    device = str(demo["file"].parent / "shape-device.json")
+    assert lanyard(demo, "locker", "enrol", "--device-file", device)[0] == 0
+    assert lanyard(demo, "locker", "checkout", "--device-file", device, "--user", "dr.oliver")[0] == 0
+    asked = {
+        "policy": {
+            "/policy/e/{enterprise_id}/user-policies": {},
+            "/policy/e/{enterprise_id}/user-policies/{item_id}": {"item_id": "ward-4b-face"},
+            "/policy/e/{enterprise_id}/licences": {},
+            "/policy/e/{enterprise_id}/org-settings": {},
+            "/policy/e/{enterprise_id}/cloud-connection": {},
+            "/policy/e/{enterprise_id}/readiness": {},
+            "/policy/e/{enterprise_id}/seats": {},
+            "/policy/e/{enterprise_id}/readiness/users/{user_id}": {"user_id": jane, "?client_id": rover},
+            "/policy/e/{enterprise_id}/locker-options": {},
+        },
+        "session": {"/session/e/{enterprise_id}/device-sessions": {}, "/session/e/{enterprise_id}/devices": {}},
+        "idp": {
+            "/e/{enterprise_id}/admin/users": {},
+            "/e/{enterprise_id}/admin/users/{user_id}": {"user_id": jane},
+            "/e/{enterprise_id}/admin/groups": {},
+            "/e/{enterprise_id}/admin/app-profiles": {},
+            "/e/{enterprise_id}/admin/app-profiles/{client_id}": {"client_id": rover},
+            "/e/{enterprise_id}/admin/app-profiles/{client_id}/metadata": {"client_id": rover},
+        },
+        "audit": {
+            "/audit/e/{enterprise_id}/records": {"?type": "session.device_checked_in.v1"},
+            "/audit/e/{enterprise_id}/verification": {},
+        },
+    }
+    problems = []
+    for service, paths in asked.items():
+        doc = httpx.get(f"{stack.base_url}/_openapi/{service}.json", timeout=10).json()
+        for path, params in paths.items():
+            example = doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["example"]
+            url = path.replace("{enterprise_id}", eid)
+            for name, value in params.items():
+                url = url if name.startswith("?") else url.replace("{" + name + "}", value)
+            query = {k[1:]: v for k, v in params.items() if k.startswith("?")}
+            real = httpx.get(stack.base_url + url, params=query, headers=headers, timeout=10)
+            assert real.status_code == 200, (url, real.text)
+            problems += [f"{service} GET {path} {p}" for p in _key_differences(example, real.json())]
+    assert not problems, problems
+
+    policy_doc = httpx.get(f"{stack.base_url}/_openapi/policy.json", timeout=10).json()
+    for path, item_id in (("/user-policies/{item_id}", "example-policy"), ("/licences/{item_id}", "sso")):
+        put = policy_doc["paths"]["/policy/e/{enterprise_id}" + path]["put"]
+        body = put["requestBody"]["content"]["application/json"]["example"]
+        if item_id == "sso":  # the example's window, moved to include today, so readiness stays green
+            body = {**body, "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2036-01-01T00:00:00Z"}
+        url = f"{stack.base_url}/policy/e/{eid}{path.replace('{item_id}', item_id)}"
+        answer = httpx.put(url, json=body, headers=headers, timeout=10)
+        assert answer.status_code == 200, (path, answer.text)
+        assert not _key_differences(put["responses"]["200"]["content"]["application/json"]["example"], answer.json())
+    httpx.delete(f"{stack.base_url}/policy/e/{eid}/user-policies/example-policy", headers=headers, timeout=10)
+    assert lanyard(demo, "locker", "checkin", "--device-file", device)[0] == 0

@@ -31,11 +31,13 @@ def admin() -> None:
     """Administer an enterprise through its admin APIs."""
 
 
-def _session(f: Any) -> Any:
+def admin_command(f: Any) -> Any:
+    """The options of every signed-in admin command: --json, the target and the credentials."""
     return json_option(admin_options(f))
 
 
-async def _enterprise(http: httpx.AsyncClient, kwargs: dict[str, Any]) -> Enterprise:
+async def signed_in(http: httpx.AsyncClient, kwargs: dict[str, Any]) -> Enterprise:
+    """The admin's session for the target those options name (taking them out of `kwargs`)."""
     t = target(kwargs.pop("gateway"), kwargs.pop("enterprise"))
     return await admin_session(http, t, kwargs.pop("token"), kwargs.pop("admin_user"), kwargs.pop("admin_totp"))
 
@@ -81,17 +83,17 @@ async def bootstrap_cmd(out: Out, gateway: str | None, enterprise: str | None, n
         text = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
         error = "enterprise_exists" if done.returncode == 1 else "invalid_request"
         raise Refused(error, text[-1] if text else f"bootstrap exited {done.returncode}")
-    issuer = f"{(gateway or 'http://127.0.0.1:8480').rstrip('/')}/e/{new_id}"
+    issuer = target(gateway, new_id).issuer
     out.emit({"enterprise_id": new_id, "superadmin": superadmin, "issuer": issuer})
 
 
 @admin.command()
-@_session
+@admin_command
 @runs
 async def login(out: Out, **kw: Any) -> None:
     """Sign in and print an admin bearer token (for LANYARD_ADMIN_TOKEN)."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
     data = {"access_token": ent.admin_token, "token_type": "Bearer", "enterprise_id": ent.enterprise_id}
     out.emit(data, lambda c: c.print(ent.admin_token))
 
@@ -105,19 +107,19 @@ def users() -> None:
 
 
 @users.command(name="list")
-@_session
+@admin_command
 @runs
 async def users_list(out: Out, **kw: Any) -> None:
     """Every user of the enterprise."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         found = (await ent.call("GET", f"/e/{ent.enterprise_id}/admin/users"))["users"]
     columns = ["username", "user_id", "display_name", "roles", "groups", "status", "totp_enrolled", "badge_id"]
     out.emit(found, lambda c: c.print(rows(found, columns)))
 
 
 @users.command(name="add")
-@_session
+@admin_command
 @click.argument("username")
 @click.option("--display-name", help="Shown to the user (default: from the username).")
 @click.option("--email")
@@ -148,7 +150,7 @@ async def users_add(
     if roles:
         attrs["roles"] = list(roles)
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         person = await ent.add_user(username, password=password, totp=not no_totp, groups=groups, **attrs)
     data = {
         "user_id": person.user_id,
@@ -171,25 +173,25 @@ def _show_enrolment(out: Out, data: dict[str, Any]) -> None:
 
 
 @users.command(name="show")
-@_session
+@admin_command
 @click.argument("user")
 @runs
 async def users_show(out: Out, user: str, **kw: Any) -> None:
     """One user."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         found = await resolve_user(ent, user)
     out.emit(found)
 
 
 @users.command(name="totp")
-@_session
+@admin_command
 @click.argument("user")
 @runs
 async def users_totp(out: Out, user: str, **kw: Any) -> None:
     """(Re-)enrol TOTP for a user: the new secret as an otpauth URI and a QR code (shown once)."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         found = await resolve_user(ent, user)
         enrolment = await ent.call("POST", f"/e/{ent.enterprise_id}/admin/users/{found['user_id']}/totp")
     data = {"user_id": found["user_id"], "username": found["username"], **enrolment}
@@ -198,13 +200,13 @@ async def users_totp(out: Out, user: str, **kw: Any) -> None:
 
 
 @users.command(name="delete")
-@_session
+@admin_command
 @click.argument("user")
 @runs
 async def users_delete(out: Out, user: str, **kw: Any) -> None:
     """Delete a user (their live sessions are revoked by the policy service)."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         found = await resolve_user(ent, user)
         await ent.call("DELETE", f"/e/{ent.enterprise_id}/admin/users/{found['user_id']}")
     out.emit({"deleted": found["user_id"], "username": found["username"]})
@@ -222,30 +224,30 @@ PROFILE_COLUMNS = ["client_id", "profile_name", "display_name", "client_type", "
 
 
 @app_profiles.command(name="list")
-@_session
+@admin_command
 @runs
 async def profiles_list(out: Out, **kw: Any) -> None:
     """Every app profile."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         found = (await ent.call("GET", f"/e/{ent.enterprise_id}/admin/app-profiles"))["app_profiles"]
     out.emit(found, lambda c: c.print(rows(found, PROFILE_COLUMNS)))
 
 
 @app_profiles.command(name="template")
-@_session
+@admin_command
 @click.argument("name", default="epic-rover")
 @runs
 async def profiles_template(out: Out, name: str, **kw: Any) -> None:
     """What a template pre-fills (epic-rover)."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         found = await ent.call("GET", f"/e/{ent.enterprise_id}/admin/app-profiles/templates/{name}")
     out.emit(found)
 
 
 @app_profiles.command(name="add")
-@_session
+@admin_command
 @click.option("--template", help="Start from a template (epic-rover).")
 @click.option("--name", help="Application profile name (admins see it).")
 @click.option("--display-name", help="User-friendly name (users see it).")
@@ -283,7 +285,7 @@ async def profiles_add(
     if not template and not (name and redirect_uris):
         raise click.UsageError("give --template, or --name and at least one --redirect-uri")
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         path = f"/e/{ent.enterprise_id}/admin/app-profiles"
         params = {"template": template} if template else None
         profile = await ent.call("POST", path, params=params, json=body or None)
@@ -304,33 +306,37 @@ async def profiles_add(
 
 
 @app_profiles.command(name="credentials")
-@_session
+@admin_command
 @click.argument("client_id")
-@click.option("--rotate", is_flag=True, help="Rotate the secret (the old one stops working at once).")
+@click.option("--rotate", is_flag=True, help="Rotate the secret (the old one stops working at once, or after --grace).")
+@click.option("--grace", "grace_s", type=int, help="With --rotate: seconds the previous secret keeps working.")
 @runs
-async def profiles_credentials(out: Out, client_id: str, rotate: bool, **kw: Any) -> None:
+async def profiles_credentials(out: Out, client_id: str, rotate: bool, grace_s: int | None, **kw: Any) -> None:
     """Generate client credentials (once), or rotate the secret."""
+    if grace_s is not None and not rotate:
+        raise click.UsageError("--grace goes with --rotate")
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         path = f"/e/{ent.enterprise_id}/admin/app-profiles/{client_id}/credentials"
-        found = await ent.call("POST", path + ("/rotate" if rotate else ""))
+        body = {"grace_period_s": grace_s} if grace_s is not None else None
+        found = await ent.call("POST", path + ("/rotate" if rotate else ""), json=body)
     out.emit(found)
 
 
 @app_profiles.command(name="metadata")
-@_session
+@admin_command
 @click.argument("client_id")
 @runs
 async def profiles_metadata(out: Out, client_id: str, **kw: Any) -> None:
     """View and copy IdP metadata: the issuer, its discovery URL and every endpoint."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         found = await ent.call("GET", f"/e/{ent.enterprise_id}/admin/app-profiles/{client_id}/metadata")
     out.emit(found)
 
 
 @admin.command()
-@_session
+@admin_command
 @click.argument("client_id")
 @click.option("--user", "users_", multiple=True, help="A username or user id (repeatable).")
 @click.option("--group", "groups", multiple=True, help="A group id (repeatable).")
@@ -338,20 +344,20 @@ async def profiles_metadata(out: Out, client_id: str, **kw: Any) -> None:
 async def deploy(out: Out, client_id: str, users_: tuple[str, ...], groups: tuple[str, ...], **kw: Any) -> None:
     """Deploy an app to users and groups (replaces the app's deployment)."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         ids = [(await resolve_user(ent, u))["user_id"] for u in users_]
         found = await ent.policy("PUT", f"/app-deployments/{client_id}", {"users": ids, "groups": list(groups)})
     out.emit(found)
 
 
 @admin.command()
-@_session
+@admin_command
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to a file.")
 @runs
 async def mobileconfig(out: Out, output: str | None, **kw: Any) -> None:
     """The MDM's SSO-extension profile (.mobileconfig, type Redirect, the issuer's URL)."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         response = await ent.raw("GET", f"/e/{ent.enterprise_id}/admin/sso-extension.mobileconfig")
         if response.status_code >= 300:
             raise ApiError(response)
@@ -368,13 +374,13 @@ async def mobileconfig(out: Out, output: str | None, **kw: Any) -> None:
 
 
 @admin.command()
-@_session
+@admin_command
 @runs
 async def readiness(out: Out, **kw: Any) -> None:
     """The seed's integration-readiness table: each prerequisite, Required or Optional, pass or
     fail, where to fix it. Exits 1 when a Required check fails."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         report = await ent.policy("GET", "/readiness")
 
     def human(c: Console) -> None:
@@ -393,14 +399,14 @@ async def readiness(out: Out, **kw: Any) -> None:
 
 
 @admin.command(name="why-not")
-@_session
+@admin_command
 @click.argument("user")
 @click.option("--client", "client_id", help="Ask about one app (a client id).")
 @runs
 async def why_not(out: Out, user: str, client_id: str | None, **kw: Any) -> None:
     """Why a user can (or cannot) use SSO, or one app, on a checked-out device."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         found = await resolve_user(ent, user)
         path = f"/readiness/users/{found['user_id']}" + (f"?client_id={client_id}" if client_id else "")
         answer = await ent.policy("GET", path)
@@ -423,24 +429,24 @@ SESSION_COLUMNS = ["device_session_id", "device_id", "user_id", "state", "auth_m
 
 
 @admin.command()
-@_session
+@admin_command
 @runs
 async def sessions(out: Out, **kw: Any) -> None:
     """Live device sessions (session service admin API)."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         found = (await ent.call("GET", f"/session/e/{ent.enterprise_id}/device-sessions"))["device_sessions"]
     out.emit(found, lambda c: c.print(rows(found, SESSION_COLUMNS, title="Live device sessions")))
 
 
 @admin.command(name="force-checkin")
-@_session
+@admin_command
 @click.argument("handle")
 @runs
 async def force_checkin(out: Out, handle: str, **kw: Any) -> None:
     """Check a device session in as an admin (its OIDC sessions are revoked at once)."""
     async with httpx.AsyncClient(timeout=15) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         found = await ent.call("POST", f"/session/e/{ent.enterprise_id}/device-sessions/{handle}/force-checkin")
     out.emit(found)
 
@@ -449,7 +455,7 @@ async def force_checkin(out: Out, handle: str, **kw: Any) -> None:
 
 
 @admin.command(name="audit-verify")
-@_session
+@admin_command
 @click.option("--db", type=click.Path(dir_okay=False), help="Also verify the whole chain in this audit log file.")
 @runs
 async def audit_verify(out: Out, db: str | None, **kw: Any) -> None:
@@ -458,7 +464,7 @@ async def audit_verify(out: Out, db: str | None, **kw: Any) -> None:
     and ask for sequence and offset gaps. With --db (on the audit host) the whole chain, every
     enterprise, from the checkpoint, as `python -m lanyard.audit verify` does."""
     async with httpx.AsyncClient(timeout=60) as http:
-        ent = await _enterprise(http, kw)
+        ent = await signed_in(http, kw)
         response = await ent.raw("GET", f"/audit/e/{ent.enterprise_id}/export", params={"format": "jsonl"})
         if response.status_code >= 300:
             raise ApiError(response)

@@ -50,7 +50,8 @@ def verify_file(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {"ok": False, "reason": f"no audit log at {path}"}
     try:
-        verdict = verify_log(log, settings.checkpoint_verifier())
+        # One read snapshot: the audit service may be appending while this reads the live file.
+        verdict = log.consistent(lambda snapshot: verify_log(snapshot, settings.checkpoint_verifier()))
     finally:
         log.close()
     return {

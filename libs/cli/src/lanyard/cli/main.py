@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from lanyard.cli import admin_config  # noqa: F401 - registers admin's groups, policies and licences commands
 from lanyard.cli.admin import admin
 from lanyard.cli.demo import demo
 from lanyard.cli.locker import locker

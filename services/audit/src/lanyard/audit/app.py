@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from lanyard.audit.adapters.observability import MetricsObserver
 from lanyard.audit.adapters.sqlite_store import SqliteAuditStore
 from lanyard.audit.api import api_router
+from lanyard.audit.api_examples import EXAMPLES
 from lanyard.audit.handlers import AuditHandlers
 from lanyard.audit.ports import AuditStore
 from lanyard.audit.settings import AuditSettings
@@ -23,6 +24,7 @@ from lanyard.contracts.topics import TOPICS
 from lanyard.runtime.consumer import current_record, subscribe
 from lanyard.runtime.errors import install_error_handlers
 from lanyard.runtime.health import health_router
+from lanyard.runtime.openapi import document
 from lanyard.runtime.service import ServiceRuntime
 from lanyard.runtime.tokens import HttpJwks, KnownEnterprises, TokenVerifier
 
@@ -84,4 +86,5 @@ def create_app(settings: AuditSettings | None = None, **overrides: Any) -> FastA
     app.include_router(
         api_router(store_of, verifier_of, settings.max_page, settings.export_batch, settings.checkpoint_verifier())
     )
+    document(app, EXAMPLES)
     return app

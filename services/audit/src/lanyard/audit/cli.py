@@ -56,7 +56,8 @@ def verify(settings: AuditSettings, db: Path | None) -> int:
     if log is None:
         return 2
     try:
-        verdict = verify_log(log, settings.checkpoint_verifier())
+        # One read snapshot: the service may be appending to the live file meanwhile.
+        verdict = log.consistent(lambda snapshot: verify_log(snapshot, settings.checkpoint_verifier()))
     finally:
         log.close()
     if verdict.ok:

@@ -40,6 +40,7 @@ from lanyard.idp.devices.backchannel import BackchannelWorker
 from lanyard.idp.devices.handlers import DeviceEventHandler
 from lanyard.idp.devices.service import ChangeNotifier, DeviceSessionService
 from lanyard.idp.directory.api import api_router, install_error_handlers
+from lanyard.idp.directory.api_examples import EXAMPLES
 from lanyard.idp.directory.authn import Authenticator, Passwords, TokenIssuer
 from lanyard.idp.directory.domain import LockoutPolicy
 from lanyard.idp.directory.handlers import OrgSettingsHandler
@@ -57,6 +58,7 @@ from lanyard.runtime.consumer import consumer_state, subscribe
 from lanyard.runtime.health import health_router
 from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.loops import BackgroundLoops
+from lanyard.runtime.openapi import document
 from lanyard.runtime.proofs import RedisReplayCache
 from lanyard.runtime.service import ServiceRuntime
 
@@ -243,4 +245,5 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
     app.include_router(api_router())
     app.include_router(webapp_router())
     app.include_router(services_router())
+    document(app, EXAMPLES)
     return app

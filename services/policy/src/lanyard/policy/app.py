@@ -19,6 +19,7 @@ from lanyard.contracts import topics
 from lanyard.policy.adapters.redis_cloud import RedisCloudSecrets
 from lanyard.policy.adapters.redis_store import RedisReadModel
 from lanyard.policy.api import api_router
+from lanyard.policy.api_examples import EXAMPLES
 from lanyard.policy.domain import utcnow
 from lanyard.policy.handlers import PolicyHandlers
 from lanyard.policy.locker_api import locker_router
@@ -29,6 +30,7 @@ from lanyard.runtime.errors import install_error_handlers
 from lanyard.runtime.health import health_router
 from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.logging import get_logger
+from lanyard.runtime.openapi import document
 from lanyard.runtime.service import ServiceRuntime
 from lanyard.runtime.tokens import SERVICES_JWKS_PATH, HttpJwks, KnownEnterprises, TokenVerifier
 
@@ -129,4 +131,5 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
     app.include_router(health_router("policy", runtime.checks()))
     app.include_router(api_router())
     app.include_router(locker_router())
+    document(app, EXAMPLES)
     return app

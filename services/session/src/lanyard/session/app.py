@@ -22,6 +22,7 @@ from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.kafka import ensure_topics
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.loops import BackgroundLoops
+from lanyard.runtime.openapi import document
 from lanyard.runtime.service import ServiceRuntime
 from lanyard.runtime.tokens import HttpJwks, TokenVerifier
 from lanyard.session.adapters.clock import SystemClock
@@ -29,6 +30,7 @@ from lanyard.session.adapters.kafka_history import KafkaHistory
 from lanyard.session.adapters.proofs import DeviceProofVerifier, SignedFaceResultVerifier
 from lanyard.session.adapters.redis_store import RedisProjectionMarker, RedisSessionStore
 from lanyard.session.api import api_router, install_error_handlers
+from lanyard.session.api_examples import EXAMPLES
 from lanyard.session.handlers import SessionHandlers
 from lanyard.session.rebuild import Rebuild
 from lanyard.session.service import SessionService
@@ -128,4 +130,5 @@ def create_app(settings: SessionSettings | None = None, **overrides: Any) -> Fas
         checks["state"] = marker.complete
     app.include_router(health_router("session", checks))
     app.include_router(api_router())
+    document(app, EXAMPLES)
     return app
