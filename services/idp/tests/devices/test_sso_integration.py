@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lanyard.idp.devices.domain import DeviceSsoError, sid_for
+from lanyard.idp.devices.domain import DeviceSsoError, SessionLocked, sid_for
 from lanyard.runtime.testing import eventually
 
 pytestmark = pytest.mark.integration
@@ -104,19 +104,22 @@ async def test_every_refusal_of_authenticate(kafka_bootstrap, redis_client, kit,
         err = await _refused(app, ghost)
         assert (err.error, err.action) == ("login_required", "checkout")
 
-        # Locked: face verification needed; refresh refused; tokens stay valid.
+        # Locked: face verification needed; refresh refused until then (not for good); tokens stay valid.
         await _publish(app, d.locked())
         await eventually(lambda: _is(app, d, "LOCKED"), 10)
         err = await _refused(app, d)
         assert (err.error, err.action) == ("interaction_required", "face_verification")
         sessions = app.state.devices.sessions
         assert await sessions.is_active(d.eid, d.dsid)
-        assert not await sessions.may_refresh(d.eid, d.dsid, "rover")
+        with pytest.raises(SessionLocked):
+            await sessions.may_refresh(d.eid, d.dsid, "rover")
+        assert not await sessions.may_refresh(d.eid, d.dsid, "epic-other")  # never granted: refused, not locked
 
         # Face verification unlocks.
         await _publish(app, d.face_verified())
         await eventually(lambda: _is(app, d, "ACTIVE"), 10)
         assert (await _auth(app, d)).user_id == d.user_id
+        assert await sessions.may_refresh(d.eid, d.dsid, "rover")
 
         # Checked in: a new checkout is needed.
         await _publish(app, d.checked_in())

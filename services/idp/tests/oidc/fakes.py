@@ -11,7 +11,7 @@ from typing import Any
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from lanyard.contracts import Event
-from lanyard.idp.devices.domain import DeviceLogin, DeviceSsoError, TemporarilyUnavailable
+from lanyard.idp.devices.domain import DeviceLogin, DeviceSsoError, SessionLocked, TemporarilyUnavailable
 from lanyard.idp.directory.domain import BrowserSession, Client, Enterprise, OrgSettings, User
 
 
@@ -150,6 +150,8 @@ class FakeDeviceSessions:
     ) -> bool:
         if self.stale:
             raise TemporarilyUnavailable()
+        if self.state.get(device_session_id) == "LOCKED":
+            raise SessionLocked()
         return self.state.get(device_session_id) == "ACTIVE"
 
 

@@ -69,6 +69,11 @@ class OidcConfig(BaseSettings):
     access_token_ttl_s: int = 300
     id_token_ttl_s: int = 300
     refresh_token_ttl_s: int = 12 * 3600
+    # How long after its rotation a refresh token may be presented again as the retry of an answer
+    # the app never got (only while its successor is unused; the successor then dies). Bounded
+    # like Okta's rotation grace (≤ 60 s): long enough for a broker restart, short for a thief,
+    # who is still caught once both parties refresh. 0 makes every second use reuse.
+    refresh_retry_grace_s: float = 60.0
     interaction_ttl_s: int = 600
     id_token_alg: str = "RS256"
     # ES256 signs ~4x faster than RS256 here (0.19 ms vs 0.81 ms); RFC 9068 only requires RS256

@@ -6,6 +6,11 @@ Violations (each a list; the soak passes only when all are empty):
   during the churn, or at the final re-check after every fault (restarts, rebuilds);
 - `not_refused_at_end`: the final re-check found a refresh answered other than 400 (a 503 is
   failing closed, not revoked) or any other check accepting;
+- `refused_while_live`: a refresh, SSO (or its code redemption) or introspection of a live session
+  (checked out, checkin not yet sent; the churn never locks a session itself) refused with a 4xx
+  or, for introspection, answered inactive outside a fault (where failing closed is the design).
+  An app told `invalid_grant` discards its tokens: a sign-out mid-shift. Only "retry" answers
+  pass: a 5xx or `temporarily_unavailable` / `server_error`;
 - `open_while_cut`: an SSO or refresh granted while the broker was cut, later than the IdP's
   staleness bound after the cut began (it must fail closed);
 - `logouts_missing`: a checked-in session whose apps were never told (back-channel logout);
@@ -30,7 +35,7 @@ from typing import Any
 
 from lanyard.harness.device import Device, introspect, refresh
 from lanyard.harness.rp import LogoutReceiver
-from lanyard.harness.soak.churn import Churn
+from lanyard.harness.soak.churn import UNAVAILABLE, Churn
 from lanyard.harness.soak.faults import Injected
 from lanyard.harness.soak.ledger import CHECKS, Ledger
 from lanyard.runtime.testing import TopicProbe, eventually
@@ -96,6 +101,7 @@ async def check(
         verdict.add("resurrected", r)
     _revocation_bounds(checked_in, verdict)
     _fail_closed(ledger, faults, max_staleness_s, verdict)
+    _live_refusals(ledger, faults, max_staleness_s, verdict)
 
     wanted = {sid for t in checked_in for sid in t.sids}
     with contextlib.suppress(AssertionError):  # what is still missing after the bound is reported
@@ -146,6 +152,22 @@ def _fail_closed(ledger: Ledger, faults: list[Injected], max_staleness_s: float,
         for at, what, n in ledger.successes:
             if closed_from < at < f.restored:
                 verdict.add("open_while_cut", {"what": what, "trace": n, "s_after_cut": round(at - f.at, 2)})
+
+
+def _live_refusals(ledger: Ledger, faults: list[Injected], max_staleness_s: float, verdict: Verdict) -> None:
+    windows = [(f.at, f.at + float(f.details.get("ready_s", f.restored - f.at)) + max_staleness_s) for f in faults]
+    for r in ledger.refusals:
+        if not r.live or r.status >= 500 or r.error in UNAVAILABLE:
+            continue
+        if r.what == "introspect" and r.status == 200 and any(a <= r.at <= b for a, b in windows):
+            continue  # inactive while the IdP cannot show it is caught up: failing closed
+        verdict.add(
+            "refused_while_live",
+            {"what": r.what, "trace": r.trace, "status": r.status, "error": r.error, "description": r.description},
+        )
+    verdict.measures["refusals_of_live_sessions"] = dict(
+        Counter(f"{r.what}: {r.status} {r.error}" for r in ledger.refusals if r.live)
+    )
 
 
 async def _final_recheck(churn: Churn, devices: dict[str, Device], checked_in: list, verdict: Verdict) -> None:

@@ -129,13 +129,29 @@ class Churn:
         return trace
 
     async def sso(self, device: Device, app: App, trace: Trace) -> Grant | None:
+        """SSO into `app`, the code redeemed and the new access token introspected (a resource
+        server's first question); any refusal is written down with its OAuth error."""
         auth = await device.sso(app)
         if not auth.code:
+            error, description = auth.params.get("error"), auth.params.get("error_description")
+            self.ledger.refused("sso", trace, auth.status, error, description)
             return None
-        tokens = await redeem(self.http, self.ent.issuer, app, auth)
+        try:
+            tokens = await redeem(self.http, self.ent.issuer, app, auth)
+        except ApiError as refused:
+            self.ledger.refused("sso", trace, refused.status, refused.error, refused.description)
+            return None
         self.ledger.succeeded("sso", trace)
         sid = unverified_claims(tokens["id_token"])["sid"]
-        return Grant(app.client_id, sid, [tokens["access_token"]], [tokens["refresh_token"]])
+        grant = Grant(app.client_id, sid, [tokens["access_token"]], [tokens["refresh_token"]])
+        try:
+            active = (await introspect(self.http, self.ent.issuer, app, tokens["access_token"]))["active"]
+        except ApiError as refused:  # the tokens are the app's now: keep them, note the refusal
+            self.ledger.refused("introspect", trace, refused.status, refused.error, refused.description)
+        else:
+            if not active:
+                self.ledger.refused("introspect", trace, 200, "inactive", "a fresh access token introspected inactive")
+        return grant
 
     def app(self, client_id: str) -> App:
         return next(a for a in self.apps if a.client_id == client_id)
@@ -143,7 +159,8 @@ class Churn:
     async def refresh(self, grant: Grant, trace: Trace) -> bool:
         response = await refresh(self.http, self.ent.issuer, self.app(grant.app), grant.refresh_tokens[-1])
         if response.status_code != 200:
-            self.ledger.error(f"refresh: {response.status_code}")
+            refused = ApiError(response)  # the OAuth error and its description, never the tokens
+            self.ledger.refused("refresh", trace, response.status_code, refused.error, refused.description)
             return False
         self.keep(grant, response.json(), trace)
         trace.refreshes += 1

@@ -55,6 +55,22 @@ class Trace:
         return None
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """One refusal as the client saw it: the HTTP status and the OAuth `error` and
+    `error_description` (RFC 6749 §5.2 for the token endpoint, §4.1.2.1 for an authorization
+    redirect, which carries no status of its own: `status` is then that of the redirect)."""
+
+    at: float
+    what: str
+    trace: int
+    live: bool
+    """The session was checked out and its checkin not yet sent."""
+    status: int
+    error: str | None
+    description: str | None
+
+
 @dataclass
 class Ledger:
     """Everything observed in one soak."""
@@ -68,12 +84,21 @@ class Ledger:
     """A token that worked again after it had been seen refused (always a violation)."""
     errors: dict[str, int] = field(default_factory=dict)
     """Client-side refusals that were retried (counts by what and status)."""
+    refusals: list[Refusal] = field(default_factory=list)
+    """Every refresh, SSO and introspection the IdP refused (never the tokens themselves)."""
 
     def note(self, what: str, detail: str = "") -> None:
         self.log.append((time.time(), what, detail))
 
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
+
+    def refused(self, what: str, trace: Trace, status: int, error: str | None, description: str | None) -> None:
+        """The IdP refused `what` for `trace`'s session; whether the session was live then is
+        decided now (checked out, its checkin not yet sent)."""
+        live = bool(trace.checkout_at) and not trace.checkin_sent
+        self.refusals.append(Refusal(time.time(), what, trace.n, live, status, error, description))
+        self.error(f"{what}: {status}" + (f" {error}" if error else ""))
 
     def succeeded(self, what: str, trace: Trace) -> None:
         self.successes.append((time.time(), what, trace.n))

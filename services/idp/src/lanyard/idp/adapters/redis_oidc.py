@@ -113,15 +113,28 @@ return {redis.call('HMGET', KEYS[1], unpack(g)), redis.call('HMGET', KEYS[2], un
 """
 
 _ROTATE = """
--- KEYS: old rt, new rt, grant, sid index, ds index (or ''); ARGV: new hash, client id, ttl
+-- KEYS: old rt, new rt, grant, sid index, ds index (or ''); ARGV: new hash, client id, ttl,
+-- now ms, retry grace ms, rt key prefix.
+-- A rotated token presented again is reuse (the family dies) unless it is the retry of a refresh
+-- whose answer was lost: within the grace of its first rotation and while the token it was
+-- rotated to has never been used. Then it rotates again and that unused successor is superseded.
 local s = redis.call('HGET', KEYS[1], 'state')
 if s == false then return 'unknown' end
 if s ~= 'current' then
-  redis.call('HSET', KEYS[3], 'state', 'revoked')
-  return 'reuse'
+  local r = redis.call('HMGET', KEYS[1], 'rotated_ms', 'successor')
+  local retry = s == 'rotated' and r[1] and r[2]
+    and tonumber(ARGV[4]) - tonumber(r[1]) <= tonumber(ARGV[5])
+    and redis.call('HGET', ARGV[6] .. r[2], 'state') == 'current'
+  -- The caller revokes the family (revoke_grant), which announces it: a grant already marked
+  -- revoked here would never be announced.
+  if not retry then return 'reuse' end
+  if redis.call('HGET', KEYS[3], 'state') ~= 'active' then return 'revoked' end
+  redis.call('HSET', ARGV[6] .. r[2], 'state', 'superseded')
+else
+  if redis.call('HGET', KEYS[3], 'state') ~= 'active' then return 'revoked' end
+  redis.call('HSET', KEYS[1], 'state', 'rotated', 'rotated_ms', ARGV[4])
 end
-if redis.call('HGET', KEYS[3], 'state') ~= 'active' then return 'revoked' end
-redis.call('HSET', KEYS[1], 'state', 'rotated')
+redis.call('HSET', KEYS[1], 'successor', ARGV[1])
 redis.call('HSET', KEYS[2], 'gid', string.match(KEYS[3], 'grant:(.*)$'), 'client_id', ARGV[2], 'state', 'current')
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('HSET', KEYS[3], 'rt', ARGV[1])
@@ -310,9 +323,10 @@ class OidcStore:
             return None
         return rt, Grant.from_fields(rt["gid"], grant_fields), _pairs(out[2])
 
-    async def rotate_refresh(self, eid: str, old: str, new: str, grant: Grant, ttl_s: int) -> str:
+    async def rotate_refresh(self, eid: str, old: str, new: str, grant: Grant, ttl_s: int, grace_s: float) -> str:
         """'ok' (old rotated, new current), 'reuse' (old was already rotated: the family is now
-        revoked), 'revoked' (grant no longer active) or 'unknown'."""
+        revoked), 'revoked' (grant no longer active) or 'unknown'. A rotated `old` within
+        `grace_s` of its rotation whose successor was never used is a retry: 'ok', rotated again."""
         keys = [
             self._k(eid, "rt", token_hash(old)),
             self._k(eid, "rt", token_hash(new)),
@@ -320,7 +334,9 @@ class OidcStore:
             self._k(eid, "sid", grant.sid),
             self._k(eid, "ds", grant.dsid) if grant.dsid else "",
         ]
-        return str(await self._rotate(keys=keys, args=[token_hash(new), grant.client_id, ttl_s]))
+        now_ms, grace_ms = int(time.time() * 1000), int(grace_s * 1000)
+        args = [token_hash(new), grant.client_id, ttl_s, now_ms, grace_ms, self._k(eid, "rt", "")]
+        return str(await self._rotate(keys=keys, args=args))
 
     # ------------------------------------------------------------------------------ revocation
 

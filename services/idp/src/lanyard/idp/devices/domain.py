@@ -344,6 +344,12 @@ def may_refresh(view: SessionView | None, client_id: str) -> bool:
     return view is not None and view.state == "ACTIVE" and view.granted and client_id in view.apps
 
 
+def locked_until_face(view: SessionView | None, client_id: str) -> bool:
+    """Refresh would be allowed but for an inactivity (or admin) lock: a face verification on the
+    device makes the same refresh token work again."""
+    return view is not None and view.state == "LOCKED" and view.granted and client_id in view.apps
+
+
 def is_active(view: SessionView | None) -> bool:
     """Issued tokens stay valid while the session is ACTIVE or LOCKED."""
     return view is not None and view.state in ("ACTIVE", "LOCKED") and view.checked_out
@@ -375,6 +381,10 @@ class DeviceSsoError(Exception):
         self.error = error
         self.description = description
         self.action = action
+
+
+class SessionLocked(Exception):
+    """Refresh refused for now: the device session is LOCKED (`locked_until_face`)."""
 
 
 class TemporarilyUnavailable(Exception):

@@ -18,6 +18,7 @@ from lanyard.idp.devices.domain import (
     Fact,
     Outcome,
     RevokedSession,
+    SessionLocked,
     SessionView,
     TemporarilyUnavailable,
 )
@@ -50,7 +51,8 @@ class DeviceSessions(Protocol):
         """True when refresh is allowed: ACTIVE (not LOCKED, not CLOSED) and the client is granted.
         `view_fields`: the session view as the caller already read it (in the same round trip as
         its grant), else it is read here. Raises TemporarilyUnavailable when the read model may be
-        stale."""
+        stale, SessionLocked while only a face verification on the device stands between the
+        session and a refresh."""
         ...
 
 
@@ -163,6 +165,7 @@ __all__ = [
     "OrgSettingsView",
     "Publisher",
     "RevokedSession",
+    "SessionLocked",
     "SessionRevoker",
     "TemporarilyUnavailable",
 ]

@@ -135,7 +135,8 @@ class DeviceSessionService:
     async def may_refresh(
         self, enterprise_id: str, device_session_id: str, client_id: str, view_fields: dict[str, str] | None = None
     ) -> bool:
-        """ACTIVE (not LOCKED) and the client is granted; fails closed while not fresh.
+        """ACTIVE (not LOCKED) and the client is granted; fails closed while not fresh; raises
+        SessionLocked while a face verification would make it true.
         `view_fields` are the view's stored fields when the caller read them already."""
         if view_fields is not None:
             view = model.from_fields(view_fields)
@@ -144,6 +145,8 @@ class DeviceSessionService:
         if view is None or view.state == "CLOSED":
             return False
         self.freshness.check()
+        if model.locked_until_face(view, client_id):
+            raise model.SessionLocked()
         return model.may_refresh(view, client_id)
 
     # ------------------------------------------------------------------------ internals

@@ -32,7 +32,7 @@ from lanyard.contracts.events import (
     TokensIssuedPayload,
     TokensRefreshed,
 )
-from lanyard.idp.devices.ports import TemporarilyUnavailable
+from lanyard.idp.devices.ports import SessionLocked, TemporarilyUnavailable
 from lanyard.idp.directory.ports import ADMIN_SCOPE, admin_roles
 from lanyard.idp.oidc.domain import Grant, released_claims
 from lanyard.idp.oidc.errors import (
@@ -199,7 +199,7 @@ async def refresh_token(provider: OidcProvider, eid: str, ac: AuthenticatedClien
     rt, grant, view = found
     if rt.get("client_id") != ac.client.client_id or grant.client_id != ac.client.client_id:
         raise invalid_grant("the refresh token was issued to another client")
-    if rt.get("state") != "current":
+    if rt.get("state") not in ("current", "rotated"):  # superseded: its retry was answered again
         await revoke_grant(provider, eid, grant.gid, "refresh_reuse")
         log.warning("refresh_reuse", enterprise_id=eid, gid=grant.gid, client_id=grant.client_id)
         raise invalid_grant("refresh token reuse: the token family is revoked")
@@ -216,10 +216,23 @@ async def refresh_token(provider: OidcProvider, eid: str, ac: AuthenticatedClien
             allowed = await provider.ports.device_sessions.may_refresh(eid, grant.dsid, grant.client_id, view)
         except TemporarilyUnavailable:
             raise temporarily_unavailable("device sessions cannot be verified right now; retry") from None
+        except SessionLocked:
+            # A LOCKED session mints nothing (DESIGN §2), but its refresh token is not dead: a face
+            # verification unlocks it. invalid_grant (RFC 6749 §5.2: "invalid, expired, revoked")
+            # would be false and makes apps (AppAuth among them) drop their tokens — a sign-out
+            # until the next SSO; 503 temporarily_unavailable is what they keep tokens and retry on.
+            raise temporarily_unavailable("the device session is locked until a face verification; retry") from None
         if not allowed:
             raise invalid_grant("the device session does not allow refresh")
     new = secrets.token_urlsafe(32)
-    outcome = await provider.store.rotate_refresh(eid, token, new, grant, provider.config.refresh_token_ttl_s)
+    # A rotated token is reuse (RFC 9700 §4.14.2) unless it is a retry: the rotation is stored
+    # before the answer (which waits for the broker), so a timed-out or 503 answer leaves the app
+    # holding only the old token. Refusing that retry with invalid_grant signed a clinician out
+    # mid-shift (the soak: a broker restart). The store decides atomically (adapters/redis_oidc).
+    config = provider.config
+    outcome = await provider.store.rotate_refresh(
+        eid, token, new, grant, config.refresh_token_ttl_s, config.refresh_retry_grace_s
+    )
     if outcome == "reuse":
         await revoke_grant(provider, eid, grant.gid, "refresh_reuse")
         raise invalid_grant("refresh token reuse: the token family is revoked")
