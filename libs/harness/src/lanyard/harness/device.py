@@ -3,6 +3,7 @@ SSO extension (completing apps' authorization requests with the device session).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
@@ -137,7 +138,10 @@ class Device:
         A TOTP code is single-use (RFC 6238 §5.2): when the person's current code was already
         spent (a checkout on another device within the same 30 s), a user waits for the next
         one. The IdP accepts the next step's code too (±1 step), so with `next_code_if_spent`
-        a refusal of a code made from the person's secret is retried once with the next code."""
+        a refusal of a code made from the person's secret is retried with the next code; when
+        that one was spent too (a third checkout within the step), it waits for the step to turn
+        (≤ 30 s) and sends the code after it. A success clears the failures those refusals
+        counted, so this never walks a person into the lockout."""
         try:
             assertion = await self.sign_in(person, totp=totp, badge=badge, with_totp=with_totp)
         except ApiError as refused:
@@ -145,8 +149,13 @@ class Device:
                 raise
             if refused.error != "invalid_grant":
                 raise
-            following = totp_now(person.totp_secret, time.time() + 30)
-            assertion = await self.sign_in(person, totp=following, badge=badge)
+            try:
+                assertion = await self.sign_in(person, totp=totp_now(person.totp_secret, time.time() + 30), badge=badge)
+            except ApiError as again:
+                if again.error != "invalid_grant":
+                    raise
+                await asyncio.sleep(30 - time.time() % 30 + 0.5)  # the step turns: a new next code
+                assertion = await self.sign_in(person, totp=totp_now(person.totp_secret, time.time() + 30), badge=badge)
         body: dict[str, Any] = {"assertion": assertion}
         if self.locker_version is not None:
             body["locker_version"] = self.locker_version
