@@ -27,7 +27,6 @@ import contextlib
 import random
 import tempfile
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,9 +34,10 @@ import httpx
 
 from bench.common import percentiles, write
 from lanyard.contracts import ALL_TOPICS
-from lanyard.harness.admin import ApiError, App, Enterprise, Person, open_enterprise
+from lanyard.harness.admin import ApiError, App, Enterprise, open_enterprise
 from lanyard.harness.device import Device, introspect, redeem, refresh
 from lanyard.harness.rp import LogoutReceiver, logout_receiver, unverified_claims
+from lanyard.harness.soak.churn import People, retrying
 from lanyard.harness.stack import local_stack
 from lanyard.runtime.testing import TopicProbe, eventually, kill_redis, local_kafka, local_redis, restart_redis
 
@@ -71,41 +71,6 @@ class Run:
         self.errors[what] = self.errors.get(what, 0) + 1
 
 
-class People:
-    """Clinicians to sign in with: a TOTP step is single use, so each one signs in at most once
-    per 30 s step."""
-
-    def __init__(self, people: list[Person]) -> None:
-        self._people = deque(people)
-        self._step: dict[str, int] = {}
-
-    async def take(self) -> Person:
-        while True:
-            step = int(time.time() // 30)
-            for _ in range(len(self._people)):
-                person = self._people[0]
-                self._people.rotate(-1)
-                if self._step.get(person.username, -1) < step:
-                    self._step[person.username] = step
-                    return person
-            await asyncio.sleep(0.2)
-
-
-async def retrying(what: str, run: Run, call, deadline: float, pause_s: float = 0.05):
-    """Call until it returns something truthy (a Locker app or an RP retrying), bounded."""
-    while True:
-        try:
-            result = await call()
-            if result:
-                return result
-        except (httpx.HTTPError, ApiError, KeyError, ValueError) as exc:
-            status = exc.response.status_code if isinstance(exc, ApiError) else type(exc).__name__
-            run.error(f"{what}: {status}")
-        if time.time() > deadline:
-            raise TimeoutError(f"{what} did not succeed in time")
-        await asyncio.sleep(pause_s)
-
-
 async def cycle(http, ent: Enterprise, people: People, device: Device, app: App, run: Run, bound_s: float) -> None:
     deadline = time.time() + bound_s
 
@@ -118,13 +83,13 @@ async def cycle(http, ent: Enterprise, people: People, device: Device, app: App,
             raise
         return True
 
-    await retrying("checkout", run, check_out, deadline)
+    await retrying("checkout", run, check_out, deadline, pause_s=0.05)
 
     async def sso():
         auth = await device.sso(app)
         return await redeem(http, ent.issuer, app, auth) if auth.code else None
 
-    tokens = await retrying("sso", run, sso, deadline)
+    tokens = await retrying("sso", run, sso, deadline, pause_s=0.05)
     sample = Sample(unverified_claims(tokens["id_token"])["sid"], tokens["access_token"], tokens["refresh_token"], 0)
     sample.sent = time.time()
 

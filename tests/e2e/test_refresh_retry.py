@@ -14,20 +14,33 @@ from lanyard.runtime.testing import eventually
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
-async def test_retried_refresh_after_a_lost_answer_keeps_the_clinician_signed_in(stack, http):
+async def checked_out(stack, http, username: str, **policy):  # type: ignore[no-untyped-def]
+    """A ready enterprise with one confidential app, `username` checked out on an enrolled
+    device under `policy`; (enterprise, app, person, device)."""
     ent = await open_enterprise(stack.base_url, stack.env, http)
-    nurse = await ent.add_user("nurse.retry")
+    nurse = await ent.add_user(username)
     charts = await ent.add_app(name="Charts", client_type="confidential", redirect_uri="https://charts.example/cb")
-    await ent.make_ready([nurse], [charts])
+    await ent.make_ready([nurse], [charts], **policy)
     device = Device(stack.base_url, ent.enterprise_id, http)
     await ent.enrol_device(device.device_id, device.public_jwk)
     await device.check_out(nurse)
+    return ent, charts, nurse, device
+
+
+async def sso_tokens(http, ent, charts, device, what: str):  # type: ignore[no-untyped-def]
+    """The token answer of one SSO into `charts` (waiting, bounded, for the entitlement)."""
 
     async def sso_code():
         attempt = await device.sso(charts)
         return attempt if attempt.code else None
 
-    tokens = await redeem(http, ent.issuer, charts, await eventually(sso_code, 10, what="SSO after checkout"))
+    return await redeem(http, ent.issuer, charts, await eventually(sso_code, 10, what=what))
+
+
+async def test_retried_refresh_after_a_lost_answer_keeps_the_clinician_signed_in(stack, http):
+    ent, charts, _, device = await checked_out(stack, http, "nurse.retry")
+
+    tokens = await sso_tokens(http, ent, charts, device, "SSO after checkout")
     first = await refresh(http, ent.issuer, charts, tokens["refresh_token"])
     assert first.status_code == 200, first.text  # answered, but the app never reads it (lost)
 
@@ -50,19 +63,9 @@ async def test_retried_refresh_after_a_lost_answer_keeps_the_clinician_signed_in
 
 
 async def test_the_token_of_a_lost_answer_turning_up_after_the_retry_revokes_the_family(stack, http):
-    ent = await open_enterprise(stack.base_url, stack.env, http)
-    nurse = await ent.add_user("nurse.theft")
-    charts = await ent.add_app(name="Charts", client_type="confidential", redirect_uri="https://charts.example/cb")
-    await ent.make_ready([nurse], [charts])
-    device = Device(stack.base_url, ent.enterprise_id, http)
-    await ent.enrol_device(device.device_id, device.public_jwk)
-    await device.check_out(nurse)
+    ent, charts, _, device = await checked_out(stack, http, "nurse.theft")
 
-    async def sso_code():
-        attempt = await device.sso(charts)
-        return attempt if attempt.code else None
-
-    tokens = await redeem(http, ent.issuer, charts, await eventually(sso_code, 10, what="SSO after checkout"))
+    tokens = await sso_tokens(http, ent, charts, device, "SSO after checkout")
     lost = (await refresh(http, ent.issuer, charts, tokens["refresh_token"])).json()
     retried = (await refresh(http, ent.issuer, charts, tokens["refresh_token"])).json()
     stolen = await refresh(http, ent.issuer, charts, lost["refresh_token"])  # someone else had the lost answer
@@ -74,13 +77,9 @@ async def test_the_token_of_a_lost_answer_turning_up_after_the_retry_revokes_the
 async def test_refresh_while_locked_says_retry_and_the_same_token_works_after_face_unlock(stack, http):
     """DESIGN §2: a LOCKED session mints nothing until a face verification; its refresh token is
     not dead, so the answer is 503 temporarily_unavailable (retry), never invalid_grant."""
-    ent = await open_enterprise(stack.base_url, stack.env, http)
-    nurse = await ent.add_user("nurse.locked")
-    charts = await ent.add_app(name="Charts", client_type="confidential", redirect_uri="https://charts.example/cb")
-    await ent.make_ready([nurse], [charts], auth_mode="face", inactivity_timeout_s=4, face_recency_s=600)
-    device = Device(stack.base_url, ent.enterprise_id, http)
-    await ent.enrol_device(device.device_id, device.public_jwk)
-    await device.check_out(nurse)
+    ent, charts, nurse, device = await checked_out(
+        stack, http, "nurse.locked", auth_mode="face", inactivity_timeout_s=4, face_recency_s=600
+    )
 
     async def face_allowed():
         return (await device.session())["face_allowed"]
@@ -88,11 +87,7 @@ async def test_refresh_while_locked_says_retry_and_the_same_token_works_after_fa
     await eventually(face_allowed, 10, what="face authentication allowed")
     await device.verify_face(nurse)
 
-    async def sso_code():
-        attempt = await device.sso(charts)
-        return attempt if attempt.code else None
-
-    tokens = await redeem(http, ent.issuer, charts, await eventually(sso_code, 10, what="SSO after the face"))
+    tokens = await sso_tokens(http, ent, charts, device, "SSO after the face")
     fresh = await refresh(http, ent.issuer, charts, tokens["refresh_token"])
     assert fresh.status_code == 200, fresh.text  # right after SSO
     token = fresh.json()["refresh_token"]

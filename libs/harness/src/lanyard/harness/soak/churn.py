@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -49,8 +49,14 @@ class People:
             await asyncio.sleep(0.2)
 
 
+class ErrorCounter(Protocol):
+    """Where a refused attempt is counted (the soak's ledger, a benchmark's run)."""
+
+    def error(self, what: str) -> None: ...
+
+
 async def retrying(
-    what: str, ledger: Ledger, call: Callable[[], Awaitable[T | None]], deadline: float, pause_s: float = 0.1
+    what: str, ledger: ErrorCounter, call: Callable[[], Awaitable[T | None]], deadline: float, pause_s: float = 0.1
 ) -> T:
     """Call until it returns something truthy (a Locker app or an app retrying), bounded."""
     while True:
