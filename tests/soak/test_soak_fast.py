@@ -19,9 +19,9 @@ from lanyard.harness.soak.run import Plan, soak
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 FAST = Plan(
-    minutes=0.4,
-    workers=4,
-    people=40,
+    minutes=0.5,
+    workers=24,
+    people=200,
     faults=[
         "kill:idp-after-checkin",
         "kafka-kill",

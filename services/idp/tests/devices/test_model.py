@@ -173,6 +173,14 @@ def test_after_wait_turns_waiting_into_refusals():
     assert model.after_wait(Allow()) == Allow()
 
 
+def test_a_session_not_seen_while_the_view_is_behind_is_retried_not_sent_to_checkout():
+    # Finding 9 of docs/reliability.md: the IdP's consumer restarting or behind after a fault.
+    behind = model.after_wait(Wait("device session not known yet"), caught_up=False)
+    assert (behind.error, behind.action) == ("temporarily_unavailable", None)
+    assert model.after_wait(Wait("entitlement not known yet"), caught_up=False).error == "temporarily_unavailable"
+    assert model.after_wait(Allow(), caught_up=False) == Allow()
+
+
 def test_refresh_and_activity_rules():
     active = apply_all(None, [OUT, grant()])
     locked = apply(active, Locked(2)).view

@@ -84,9 +84,9 @@ class Churn:
     bound_s: float = 180.0
     face_share: float = 0.3
 
-    async def worker(self, device: Device, until: float, rng: random.Random) -> None:
-        """Cycle until `until` (a cycle started is finished)."""
-        while time.time() < until:
+    async def worker(self, device: Device, busy: Callable[[], bool], rng: random.Random) -> None:
+        """Cycle while `busy()` says so (a cycle started is finished)."""
+        while busy():
             try:
                 await self.cycle(device, rng)
             except (TimeoutError, ApiError, httpx.HTTPError) as exc:

@@ -1,6 +1,7 @@
 """One soak: a private broker and Redis (the faults kill them), every service and the gateway, an
 enterprise with two confidential apps that register a back-channel logout URI, `workers`
-devices churning for `minutes` while the faults run one after the other, then the checker.
+devices churning for `minutes` (and on until the last fault recovered) while the faults run one
+after the other, then the checker.
 
 Per fault: `restored_s` (fault → the broken part back), `first_sso_s` (fault → the first
 checkout + SSO that succeeded after it), `ready_s` (fault → every service ready again).
@@ -133,7 +134,13 @@ async def soak(plan: Plan, scratch: Path) -> dict[str, Any]:
                 until = time.time() + plan.minutes * 60
                 rng = random.Random(plan.seed)  # noqa: S311 - the churn's choices, not secrets
                 faults = asyncio.create_task(faults_in_turn(plan, churn, recovery, target, injected))
-                workers = [asyncio.create_task(churn.worker(d, until, random.Random(rng.random()))) for d in churners]  # noqa: S311
+
+                def busy() -> bool:
+                    # Churn for the plan's minutes and on until the last fault recovered, so every
+                    # fault hits a stack under load (the faults' recovery can outlast the minutes).
+                    return time.time() < until or not faults.done()
+
+                workers = [asyncio.create_task(churn.worker(d, busy, random.Random(rng.random()))) for d in churners]  # noqa: S311
                 await faults
                 await asyncio.gather(*workers)
                 await churn.finish(devices)

@@ -104,6 +104,12 @@ class FreshnessMonitor:
         if not self.fresh:
             raise TemporarilyUnavailable("device-session view may be stale; retry shortly")
 
+    def caught_up_to(self, at: float) -> bool:
+        """Whether every partition's watermark (as of the last tick) is at or after `at`
+        (seconds): every record the broker held then is in the read model."""
+        at_ms = at * 1000
+        return self.fresh and all(self.watermarks.get(p, 0) >= at_ms for p in self._expected)
+
     # ----------------------------------------------------------------------- the loop
 
     async def start(self) -> None:

@@ -330,11 +330,21 @@ def _refuse_closed(view: SessionView) -> Refuse:
     return Refuse("login_required", "device session has ended", "checkout")
 
 
-def after_wait(decision: Decision) -> Refuse | Allow:
-    """The answer when the wait bound has passed and the decision is still `Wait`."""
+def after_wait(decision: Decision, caught_up: bool = True) -> Refuse | Allow:
+    """The answer when the wait bound has passed and the decision is still `Wait`.
+
+    `caught_up`: whether the view holds every record the broker held when the request came in.
+    The session service answers a checkout only after the broker acknowledged it, so a handle a
+    device presents was on the broker before its request: a view caught up to that moment that
+    still does not know the handle never will (send the clinician to check out). A view that is
+    not caught up that far (its consumer restarting or behind after a fault) cannot tell a real
+    session from a made-up one, so it refuses only for now: telling the extension to check out
+    again would sign a clinician out of a session that is about to appear."""
     if isinstance(decision, Wait):
         if decision.why.startswith("entitlement"):
             return Refuse("temporarily_unavailable", "entitlement not known yet; retry")
+        if not caught_up:
+            return Refuse("temporarily_unavailable", "device session not seen yet; retry")
         return Refuse("login_required", "unknown device session", "checkout")
     return decision
 

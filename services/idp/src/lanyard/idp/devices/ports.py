@@ -131,6 +131,11 @@ class Freshness(Protocol):
         """Raise TemporarilyUnavailable unless fresh."""
         ...
 
+    def caught_up_to(self, at: float) -> bool:
+        """Whether every record the broker held at wall-clock time `at` has been applied (every
+        partition's watermark is at or after it)."""
+        ...
+
 
 class LogoutQueue(BackchannelLogouts, Protocol):
     """The durable queue the back-channel worker drains (`adapters.redis_backchannel`)."""

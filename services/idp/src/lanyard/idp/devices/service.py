@@ -90,6 +90,8 @@ class DeviceSessionService:
     ) -> DeviceLogin:
         """A DeviceLogin for this client on this device session, or DeviceSsoError /
         TemporarilyUnavailable (see the module docstring)."""
+        # Wall-clock, as the freshness watermarks are: the moment the handle was already on the broker.
+        asked_at = time.time()
         self.freshness.check()
         if not isinstance(handle, str) or not model.HANDLE_RE.match(handle):
             raise DeviceSsoError("invalid_request", "malformed device-session handle")
@@ -103,7 +105,7 @@ class DeviceSessionService:
             # handle reveals nothing about its session.
             await self._verify_proof(enterprise_id, handle, proof, method, url, view.device_jkt)
         self.freshness.check()
-        final = model.after_wait(decision)
+        final = model.after_wait(decision, caught_up=await self._caught_up_to(asked_at, decision))
         if isinstance(final, model.Refuse):
             raise DeviceSsoError(final.error, final.description, final.action)
         assert view is not None and view.user_id is not None and view.device_id is not None
@@ -150,6 +152,19 @@ class DeviceSessionService:
         return model.may_refresh(view, client_id)
 
     # ------------------------------------------------------------------------ internals
+
+    async def _caught_up_to(self, asked_at: float, decision: model.Decision) -> bool:
+        """For a session still not known after the wait: whether the view is caught up to the
+        request's arrival. The watermarks move every freshness tick; a consumer that is caught up
+        passes `asked_at` within a tick or two, so wait that long (bounded) before deciding."""
+        if not isinstance(decision, model.Wait) or decision.why.startswith("entitlement"):
+            return True
+        deadline = time.monotonic() + self._settings.catch_up_wait_s
+        while not self.freshness.caught_up_to(asked_at):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(self._settings.grant_poll_s)
+        return True
 
     async def _decidable(
         self, enterprise_id: str, handle: str, client_id: str
