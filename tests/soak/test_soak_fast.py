@@ -1,5 +1,5 @@
-"""The fast subset of the soak (issue 17) in `make test`: a few devices churning through the
-gateway while one fault of each kind hits the stack — kill -9 of the IdP right after a checkin
+"""The fast subset of the soak (issue 17) in `make test`: 24 devices and 200 clinicians churning
+through the gateway (≈ 130–210 sessions in 3.5–6 min on two cores) while one fault of each kind hits the stack — kill -9 of the IdP right after a checkin
 is answered, the broker killed and restarted, Redis killed (AOF replay),
 the session service's Redis flushed (it rebuilds from Kafka), the relying party down, the broker cut
 off — then the checker: every checked-in session refused by every check, nothing resurrected,
@@ -44,4 +44,5 @@ async def test_churn_under_one_fault_of_each_kind_loses_no_revocation(tmp_path):
     report = json.dumps(outcome, indent=1)
     assert not [f for f in outcome["faults"] if "not_recovered" in f], report
     assert outcome["verdict"]["ok"], report
-    assert outcome["verdict"]["sessions"]["checked_in"] >= len(FAST.faults), report
+    # The churn keeps going until the last fault recovered; on a slow machine fewer cycles fit.
+    assert outcome["verdict"]["sessions"]["checked_in"] >= 100, report
