@@ -1,5 +1,6 @@
 """The fast subset of the soak (issue 17) in `make test`: 24 devices and 200 clinicians churning
-through the gateway (≈ 130–210 sessions in 3.5–6 min on two cores) while one fault of each kind hits the stack — kill -9 of the IdP right after a checkin
+through the gateway (≈ 130–210 sessions in 3.5–6 min on two cores) while one fault of each
+kind hits the stack — kill -9 of the IdP right after a checkin
 is answered, the broker killed and restarted, Redis killed (AOF replay),
 the session service's Redis flushed (it rebuilds from Kafka), the relying party down, the broker cut
 off — then the checker: every checked-in session refused by every check, nothing resurrected,

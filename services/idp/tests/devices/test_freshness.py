@@ -184,9 +184,10 @@ async def test_a_checkout_the_consumer_has_not_reached_is_retried_then_served(ka
 
         async def served() -> bool:
             try:
-                return (await sessions.authenticate(d.eid, "rover", d.dsid, d.proof(), "GET", d.url)).user_id == d.user_id
+                login = await sessions.authenticate(d.eid, "rover", d.dsid, d.proof(), "GET", d.url)
             except DeviceSsoError:
                 return False
+            return login.user_id == d.user_id
 
         await eventually(served, 15, what="SSO served once the consumer reached the checkout")
 
