@@ -154,10 +154,6 @@ def _fail_closed(ledger: Ledger, faults: list[Injected], max_staleness_s: float,
                 verdict.add("open_while_cut", {"what": what, "trace": n, "s_after_cut": round(at - f.at, 2)})
 
 
-NOT_SEEN_YET = "unknown device session"
-"""The IdP's description of an SSO for a device session it has not seen (yet)."""
-
-
 def _live_refusals(ledger: Ledger, faults: list[Injected], max_staleness_s: float, verdict: Verdict) -> None:
     windows = [(f.at, f.at + float(f.details.get("ready_s", f.restored - f.at)) + max_staleness_s) for f in faults]
     for r in ledger.refusals:
@@ -166,11 +162,6 @@ def _live_refusals(ledger: Ledger, faults: list[Injected], max_staleness_s: floa
         in_fault = any(a <= r.at <= b for a, b in windows)
         if r.what == "introspect" and r.status == 200 and in_fault:
             continue  # inactive while the IdP cannot show it is caught up: failing closed
-        if r.what == "sso" and r.description == NOT_SEEN_YET and in_fault:
-            # The IdP's consumer was down when the checkout was published, so past its wait bound
-            # it has never seen the session: it fails closed. Open product finding (reliability.md):
-            # that answer should say "retry", not login_required.
-            continue
         verdict.add(
             "refused_while_live",
             {"what": r.what, "trace": r.trace, "status": r.status, "error": r.error, "description": r.description},

@@ -104,6 +104,16 @@ class FreshnessMonitor:
         if not self.fresh:
             raise TemporarilyUnavailable("device-session view may be stale; retry shortly")
 
+    @property
+    def caught_up_at(self) -> float | None:
+        """The oldest partition's watermark (s) as of the last tick; None while one has none or
+        this instance holds a record. A moment after it, a record the broker then held may not
+        be applied yet: device SSO asks whether this passed the request's arrival (`after_wait`).
+        Watermarks of other instances are their clocks: the rule assumes clocks in step."""
+        if self.holding or any(p not in self.watermarks for p in self._expected):
+            return None
+        return min(self.watermarks[p] for p in self._expected) / 1000
+
     # ----------------------------------------------------------------------- the loop
 
     async def start(self) -> None:

@@ -330,11 +330,22 @@ def _refuse_closed(view: SessionView) -> Refuse:
     return Refuse("login_required", "device session has ended", "checkout")
 
 
-def after_wait(decision: Decision) -> Refuse | Allow:
-    """The answer when the wait bound has passed and the decision is still `Wait`."""
+def after_wait(decision: Decision, caught_up: bool) -> Refuse | Allow:
+    """The answer when the wait bound has passed and the decision is still `Wait`.
+
+    `caught_up`: the device consumer was shown caught up at a moment after the SSO request
+    arrived (and before the view was read). The extension holds a handle only once the session
+    service's checkout was acknowledged by the broker, so that checkout was on the broker before
+    the request: a view read after such a moment has it. A session not seen then was never
+    checked out: `login_required`, check out again. Not caught up (the consumer down, restarting
+    or lagging), the IdP cannot tell an unknown handle from a checkout it has not applied yet:
+    it mints nothing and answers `temporarily_unavailable`, which the extension retries —
+    sending the clinician to check out again would be wrong (docs/reliability.md, finding 9)."""
     if isinstance(decision, Wait):
         if decision.why.startswith("entitlement"):
             return Refuse("temporarily_unavailable", "entitlement not known yet; retry")
+        if not caught_up:
+            return Refuse("temporarily_unavailable", "device session not known yet; retry")
         return Refuse("login_required", "unknown device session", "checkout")
     return decision
 

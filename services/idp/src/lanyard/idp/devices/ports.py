@@ -131,6 +131,12 @@ class Freshness(Protocol):
         """Raise TemporarilyUnavailable unless fresh."""
         ...
 
+    @property
+    def caught_up_at(self) -> float | None:
+        """Wall-clock seconds up to which every partition the view is made of was shown caught
+        up (everything the broker held then is applied), or None while some never was."""
+        ...
+
 
 class LogoutQueue(BackchannelLogouts, Protocol):
     """The durable queue the back-channel worker drains (`adapters.redis_backchannel`)."""
