@@ -1,12 +1,14 @@
 """Poison on every topic against the real services (issue 17). The runtime's own tests prove the
 dead-letter mechanics on a test topic (libs/runtime/tests/integration/test_kafka.py) and the
 re-drive command (libs/cli/tests/test_redrive.py); this proves them where it matters: records
-that are not JSON, of the wrong shape, or oversized, published to each of the six topics the
-services consume, land in `<topic>.dlq` with the reason and their exact source position; a record
-of a type no consumer knows is skipped, not dead-lettered (consumers are tolerant readers:
-producers add types first, DESIGN §3); the partition keeps moving (a valid record published
-right after the poison, on the same partition, reaches the audit log); and a checkin whose
-events sit behind poison on the device's partition still revokes the session."""
+that are not JSON, of the wrong shape, oversized, or valid events keyed otherwise than their
+event's key (or not at all: a record out of its subject's partition loses its order), published
+to each of the six topics the services consume, land in `<topic>.dlq` with the reason and their
+exact source position; a record of a type no consumer knows is skipped, not dead-lettered
+(consumers are tolerant readers: producers add types first, DESIGN §3); the partition keeps
+moving (a valid record published right after the poison, on the same partition, reaches the
+audit log); and a checkin whose events sit behind poison on the device's partition still
+revokes the session."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from lanyard.contracts import TOPICS, decode_event, topics
+from lanyard.contracts import TOPICS, Topic, decode_event, topics
 from lanyard.harness.admin import open_enterprise
 from lanyard.harness.device import Device, introspect, redeem, refresh
 from lanyard.harness.rp import unverified_claims
@@ -37,23 +39,42 @@ SENTINEL = {  # per topic: a valid event of a harmless kind (about things that d
 }
 
 
-def sentinel(kind: str, enterprise_id: str) -> tuple[bytes, bytes, str]:
-    """(value, key, event_id) of a golden sample moved into the test's enterprise."""
+def sentinel(kind: str, enterprise_id: str, device_id: str | None = None) -> tuple[bytes, bytes, str]:
+    """(value, key, event_id) of a golden sample moved into the test's enterprise (and, for a
+    device's event, to `device_id`), with the key its producer would give it."""
     event = json.loads((GOLDEN / f"{kind}.json").read_text())
     event.update(event_id=str(uuid.uuid4()), enterprise_id=enterprise_id)
+    if device_id is not None:
+        event["subject"]["device_id"] = event["payload"]["device_id"] = device_id
     value = json.dumps(event).encode()
-    return value, decode_event(value).key().encode(), event["event_id"]
+    return value, decode_event(value).record_key(), event["event_id"]
 
 
-def poison(enterprise_id: str) -> dict[str, bytes]:
+def poison(
+    topic: Topic, enterprise_id: str, key: bytes, device_id: str | None
+) -> dict[str, tuple[bytes, bytes | None]]:
+    """What → (value, key) of records no consumer can apply, each sent on the partition of `key`
+    but the keyless one: a wrongly keyed record is a valid event of another subject under `key`
+    on the device topic (so it sits right ahead of the device's checkin), and a valid event
+    under another subject's key elsewhere. A compacted topic's broker refuses a keyless record
+    itself, so only the others get one."""
+    kind = SENTINEL[topic.name]
     unknown = json.loads((GOLDEN / "session.checkout_refused.v1.json").read_text())
     unknown.update(event_id=str(uuid.uuid4()), enterprise_id=enterprise_id, type="session.device_teleported.v1")
+    if device_id is not None:
+        wrong_key = (sentinel(kind, enterprise_id, "another-device")[0], key)
+    else:
+        wrong_key = (sentinel(kind, enterprise_id)[0], f"{enterprise_id}:not-its-subject".encode())
     return {
-        "not json": b"\xff{not json " + enterprise_id.encode(),
-        "wrong shape": json.dumps({"type": "session.device_checked_in.v1", "enterprise_id": enterprise_id}).encode(),
-        "oversized": json.dumps({"enterprise_id": enterprise_id, "x": "0" * 1_000_000}).encode(),
-        "unknown type": json.dumps(unknown).encode(),
-    }
+        "not json": (b"\xff{not json " + enterprise_id.encode(), key),
+        "wrong shape": (
+            json.dumps({"type": "session.device_checked_in.v1", "enterprise_id": enterprise_id}).encode(),
+            key,
+        ),
+        "oversized": (json.dumps({"enterprise_id": enterprise_id, "x": "0" * 1_000_000}).encode(), key),
+        "unknown type": (json.dumps(unknown).encode(), key),
+        "wrong key": wrong_key,
+    } | ({"no key": (sentinel(kind, enterprise_id, device_id)[0], None)} if topic.cleanup == "delete" else {})
 
 
 async def test_poison_on_every_topic_is_dead_lettered_the_partition_moves_on_and_checkin_revokes(
@@ -85,11 +106,11 @@ async def test_poison_on_every_topic_is_dead_lettered_the_partition_moves_on_and
     sentinels: dict[str, str] = {}  # event_id → topic
     try:
         for topic in TOPICS:
-            value, key, event_id = sentinel(SENTINEL[topic.name], e)
-            if topic is topics.DEVICE_SESSIONS:
-                key = f"{e}:{device.device_id}".encode()  # ahead of this device's checkin
-            for what, bad in poison(e).items():
-                meta = await producer.send_and_wait(topic.name, bad, key=key)
+            # On the device topic, about this device: on its partition, ahead of its checkin.
+            device_id = device.device_id if topic is topics.DEVICE_SESSIONS else None
+            value, key, event_id = sentinel(SENTINEL[topic.name], e, device_id)
+            for what, (bad, bad_key) in poison(topic, e, key, device_id).items():
+                meta = await producer.send_and_wait(topic.name, bad, key=bad_key)
                 sent[f"{topic.name}:{meta.partition}:{meta.offset}"] = (topic.name, what)
             await producer.send_and_wait(topic.name, value, key=key)
             sentinels[event_id] = topic.name
@@ -111,7 +132,8 @@ async def test_poison_on_every_topic_is_dead_lettered_the_partition_moves_on_and
         for pos in expected:
             topic, what = sent[pos]
             for headers in copies()[pos]:
-                assert headers[DLQ_REASON].startswith("undecodable"), (topic, what, headers)
+                cause = "wrong key" if what in ("wrong key", "no key") else "undecodable"
+                assert headers[DLQ_REASON].startswith(cause), (topic, what, headers)
             assert any(h[DLQ_GROUP].startswith("lanyard-audit") for h in copies()[pos]), (topic, what)
         skipped = {pos for pos, (_, what) in sent.items() if what == "unknown type"}
         assert not skipped & set(copies()), "a record of an unknown type is skipped, not dead-lettered"

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from lanyard.cli.ops import REDRIVEN_FROM, redrive
-from lanyard.contracts import topics
+from lanyard.contracts import decode_event, topics
 from lanyard.runtime.consumer import DLQ_GROUP, DLQ_REASON, DLQ_SOURCE
 from lanyard.runtime.testing import TopicProbe, eventually
 
@@ -24,7 +24,8 @@ async def test_redrive_sends_a_dead_letter_back_once(kafka_bootstrap):
     # A valid event of an enterprise nobody knows: harmless to any consumer that reads it later.
     event = json.loads(GOLDEN.read_text())
     event.update(event_id=str(uuid.uuid4()), enterprise_id=f"redrive-{uuid.uuid4().hex[:8]}")
-    value, key = json.dumps(event).encode(), f"{event['enterprise_id']}:x".encode()
+    value = json.dumps(event).encode()
+    key = decode_event(value).record_key()  # keyed as its producer would: consumers accept it back
     failing_group = f"test-group-{uuid.uuid4().hex[:8]}"  # only our record carries it
     source, dlq = topics.OIDC_EVENTS, topics.OIDC_EVENTS.dlq
     probe = await TopicProbe(kafka_bootstrap, source).start()

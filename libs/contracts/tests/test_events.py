@@ -63,6 +63,30 @@ def test_keys_are_scoped_by_enterprise_and_route_one_device_to_one_partition():
     assert a.key() == b.key() == "st-mungos:device_id-1"
 
 
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.json")), ids=lambda p: p.stem)
+def test_the_key_a_producer_sends_is_the_key_the_consumer_accepts(path):
+    event = decode_event(path.read_bytes())
+    assert event.record_key() == event.key().encode()
+    assert decode_event(event.to_json()).wrong_key(event.record_key()) is None
+
+
+def test_a_record_keyed_otherwise_or_not_at_all_is_told_why_without_the_key():
+    checkin = decode_event((GOLDEN / "session.device_checked_in.v1.json").read_bytes())
+    refused = decode_event((GOLDEN / "session.checkout_refused.v1.json").read_bytes())
+    assert refused.key() == checkin.key()  # keyed by the device on one topic
+    for key in (b"st-mungos:device_id-2", b"device_id-1", b"other:device_id-1", b"", checkin.key().upper().encode()):
+        reason = checkin.wrong_key(key)
+        assert (
+            reason == "wrong key: session.device_checked_in.v1 record is not keyed by its enterprise id and device_id"
+        )
+    assert checkin.wrong_key(None) == (
+        "wrong key: session.device_checked_in.v1 record has no key (expected enterprise id and device_id)"
+    )
+    failed = decode_event((GOLDEN / "oidc.authentication_failed.v1.json").read_bytes())
+    reason = failed.wrong_key(b"x")
+    assert reason is not None and failed.payload.username not in reason  # a username is personal data
+
+
 def test_headers_carry_type_and_correlation_id_for_console_tools():
     event = decode_event((GOLDEN / "oidc.tokens_issued.v1.json").read_bytes())
     assert event.headers() == {"lanyard-type": "oidc.tokens_issued.v1", "lanyard-correlation-id": "corr-1"}

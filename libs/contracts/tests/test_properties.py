@@ -66,6 +66,7 @@ def test_a_mutated_event_is_refused_as_poison_or_round_trips(kind, data):
     if event is not None:
         again = decode_event(event.to_json())
         assert again == event and again.key() == event.key()
+        assert again.wrong_key(event.record_key()) is None  # what the producer keyed it by, the consumer accepts
         assert type(event) is BY_TYPE[event.type]
 
 

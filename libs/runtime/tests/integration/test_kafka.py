@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from lanyard.contracts import ALL_TOPICS, Subject, Topic
+from lanyard.contracts import ALL_TOPICS, Event, Subject, Topic
 from lanyard.contracts.events import DeviceCheckedIn, DeviceCheckedInPayload
 from lanyard.runtime.consumer import (
     DLQ_REASON,
@@ -38,6 +38,11 @@ def checkin(n: int, enterprise: str = "ent-test") -> DeviceCheckedIn:
             device_session_id=f"ds{n}", device_id=f"d{n}", user_id=f"u{n}", sequence=2, reason="user"
         ),
     )
+
+
+async def send(broker, topic: Topic, event: Event) -> None:
+    """Publish `event` to a scratch topic keyed as every producer keys it (`Event.record_key`)."""
+    await broker.publish(event.to_json(), topic=topic.name, key=event.record_key())
 
 
 async def scratch_topic(bootstrap: str) -> Topic:
@@ -150,7 +155,7 @@ async def test_offset_is_committed_only_after_the_handler_succeeds(kafka_bootstr
     try:
         await EventPublisher(broker).publish(checkin(3).model_copy())  # to the registry topic, not ours
         sent = checkin(4)
-        await broker.publish(sent.to_json(), topic=topic.name, key=b"k")
+        await send(broker, topic, sent)
         await asyncio.wait_for(entered.wait(), 20)
         # The handler is still running: nothing may be committed yet.
         assert await committed(kafka_bootstrap, group, topic) in (None, -1)
@@ -176,7 +181,7 @@ async def test_an_uncommitted_message_is_redelivered_to_the_next_consumer_of_the
     subscribe(first, topic, group, never_finishes)
     await first.start()
     sent = checkin(5)
-    await first.publish(sent.to_json(), topic=topic.name, key=b"k")
+    await send(first, topic, sent)
     await asyncio.wait_for(first_seen.wait(), 20)
     await first.stop()  # dies with the handler unfinished: no commit
 
@@ -213,8 +218,8 @@ async def test_poison_message_goes_to_the_dead_letter_topic_and_the_partition_mo
     await dlq.start()
     try:
         await broker.publish(b"{not json", topic=topic.name, key=b"garbage")
-        await broker.publish(checkin(6).to_json(), topic=topic.name, key=b"k")
-        await broker.publish(checkin(7).to_json(), topic=topic.name, key=b"k")
+        await send(broker, topic, checkin(6))
+        await send(broker, topic, checkin(7))
         await eventually(lambda: handled == ["d7"], 20, what="the record after the poison one")
         assert attempts.count("d6") == 1  # refused: dead-lettered at once, never retried
         dead = []
@@ -230,6 +235,49 @@ async def test_poison_message_goes_to_the_dead_letter_topic_and_the_partition_mo
         assert reasons[1] == "refused: cannot apply: device unknown"
         assert dict(dead[1].headers)[DLQ_SOURCE].decode() == f"{topic.name}:0:1"
         assert await eventually(lambda: committed(kafka_bootstrap, group, topic), 10) == 3
+    finally:
+        await dlq.stop()
+        await broker.stop()
+
+
+async def test_a_record_keyed_otherwise_than_its_event_is_dead_lettered_and_never_handled(kafka_bootstrap):
+    """Issue 17: keyed elsewhere, a checkin can sit in another partition than its checkout and be
+    applied first; the consumer refuses it as poison instead of applying it out of order."""
+    topic = await scratch_topic(kafka_bootstrap)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    handled = []
+
+    async def handler(event):
+        handled.append(event.payload.device_id)
+
+    broker = create_broker(kafka_bootstrap, "test-wrong-key")
+    subscribe(broker, topic, group, handler)
+    dlq = AIOKafkaConsumer(topic.dlq.name, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+    await broker.start()
+    await dlq.start()
+    try:
+        other = checkin(2)
+        await broker.publish(checkin(1).to_json(), topic=topic.name, key=other.record_key())  # another session's
+        await broker.publish(checkin(1).to_json(), topic=topic.name, key=b"d1")  # no enterprise in it
+        await broker.publish(checkin(1).to_json(), topic=topic.name)  # no key at all
+        await send(broker, topic, checkin(3))
+        await eventually(lambda: handled == ["d3"], 20, what="the record after the wrongly keyed ones")
+        dead = []
+
+        async def fetch():
+            batch = await dlq.getmany(timeout_ms=500)
+            dead.extend(r for rs in batch.values() for r in rs)
+            return len(dead) >= 3
+
+        await eventually(fetch, 20, what="three dead letters")
+        reasons = [dict(r.headers)[DLQ_REASON].decode() for r in dead]
+        assert reasons[:2] == ["wrong key: session.device_checked_in.v1 record is not keyed by its enterprise id"
+                               " and device_id"] * 2  # fmt: skip
+        assert reasons[2].startswith("wrong key: session.device_checked_in.v1 record has no key")
+        assert not any(v in r for r in reasons for v in ("d1", "d2", "ent-test"))  # no key echoed
+        assert [dict(r.headers)[DLQ_SOURCE].decode() for r in dead] == [f"{topic.name}:0:{n}" for n in range(3)]
+        assert handled == ["d3"]
+        assert await eventually(lambda: _at(kafka_bootstrap, group, topic, 4), 10)
     finally:
         await dlq.stop()
         await broker.stop()
@@ -251,7 +299,7 @@ async def test_unknown_event_types_from_newer_producers_are_skipped(kafka_bootst
             datetime.now(UTC).isoformat().encode()
         )
         await broker.publish(future, topic=topic.name, key=b"k")
-        await broker.publish(checkin(8).to_json(), topic=topic.name, key=b"k")
+        await send(broker, topic, checkin(8))
         await eventually(lambda: handled, 20)
         assert [e.payload.device_id for e in handled] == ["d8"]
         assert await eventually(lambda: committed(kafka_bootstrap, group, topic), 10) == 2
@@ -277,7 +325,7 @@ async def test_a_batch_handler_gets_a_partition_s_records_together_and_falls_bac
     publisher = create_broker(kafka_bootstrap, "test-batch-pub")
     await publisher.start()
     for n in (1, 2):  # published before the consumer starts, so its first fetch holds them all
-        await publisher.publish(checkin(n).to_json(), topic=topic.name, key=b"k")
+        await send(publisher, topic, checkin(n))
     broker = create_broker(kafka_bootstrap, "test-batch")
     subscribe(broker, topic, group, handler, batch_handler=batch_handler, retry=RetryPolicy(0.01))
     await broker.start()
@@ -287,7 +335,7 @@ async def test_a_batch_handler_gets_a_partition_s_records_together_and_falls_bac
 
         await broker.stop()
         for n in (3, 4, 5):
-            await publisher.publish(checkin(n).to_json(), topic=topic.name, key=b"k")
+            await send(publisher, topic, checkin(n))
         broker = create_broker(kafka_bootstrap, "test-batch")
         subscribe(broker, topic, group, handler, batch_handler=batch_handler, retry=RetryPolicy(0.01))
         await broker.start()
@@ -338,7 +386,7 @@ async def test_a_dependency_down_longer_than_any_retry_budget_holds_the_partitio
     await broker.start()
     try:
         for n in (1, 2, 3):
-            await broker.publish(checkin(n).to_json(), topic=topic.name, key=b"k")
+            await send(broker, topic, checkin(n))
         await eventually(lambda: state.holding, 20, what="the first record held")
         await asyncio.sleep(2.5)  # the outage lasts: far beyond the old three attempts (~0.35 s)
         assert state.holding and applied == [] and failures["d1"] > 3
@@ -376,7 +424,7 @@ async def test_a_long_hold_is_fetched_again_so_the_member_keeps_its_group(kafka_
     await broker.start()
     try:
         sent = checkin(9)
-        await broker.publish(sent.to_json(), topic=topic.name, key=b"k")
+        await send(broker, topic, sent)
         await eventually(lambda: successes, 30, what="applied once the dependency is back")
         assert await eventually(lambda: _at(kafka_bootstrap, group, topic, 1), 10)
         await asyncio.sleep(1)  # a member that had left would read it again from offset 0 now
@@ -412,7 +460,7 @@ async def test_a_record_just_under_the_request_size_is_dead_lettered_with_a_copy
             await producer.send_and_wait(topic.name, huge, key=b"k")
         finally:
             await producer.stop()
-        await broker.publish(checkin(10).to_json(), topic=topic.name, key=b"k")
+        await send(broker, topic, checkin(10))
         await eventually(lambda: handled == ["d10"], 30, what="the record after the oversized one")
         assert await eventually(lambda: _at(kafka_bootstrap, group, topic, 2), 10)
         batch = await dlq.getmany(timeout_ms=10_000)

@@ -167,18 +167,23 @@ def test_decide(facts, client, expected):
 
 
 def test_after_wait_turns_waiting_into_refusals():
-    assert model.after_wait(Wait("entitlement not known yet")).error == "temporarily_unavailable"
-    unknown = model.after_wait(Wait("device session not known yet"))
-    assert (unknown.error, unknown.action) == ("login_required", "checkout")
-    assert model.after_wait(Allow()) == Allow()
+    for caught_up in (True, False):
+        assert model.after_wait(Wait("entitlement not known yet"), caught_up).error == "temporarily_unavailable"
+        assert model.after_wait(Allow(), caught_up) == Allow()
+    # Shown caught up since the request arrived: a session not seen was never checked out.
+    unknown = model.after_wait(Wait("device session not known yet"), caught_up=True)
+    assert (unknown.error, unknown.description, unknown.action) == (
+        "login_required",
+        "unknown device session",
+        "checkout",
+    )
 
 
-def test_a_session_not_seen_while_the_view_is_behind_is_retried_not_sent_to_checkout():
-    # Finding 9 of docs/reliability.md: the IdP's consumer restarting or behind after a fault.
+def test_a_session_not_seen_while_the_consumer_is_behind_is_a_retry_not_a_new_checkout():
+    """Finding 9: the checkout may be on the broker, not yet applied; never send the clinician
+    to check out again for that, and mint nothing."""
     behind = model.after_wait(Wait("device session not known yet"), caught_up=False)
-    assert (behind.error, behind.action) == ("temporarily_unavailable", None)
-    assert model.after_wait(Wait("entitlement not known yet"), caught_up=False).error == "temporarily_unavailable"
-    assert model.after_wait(Allow(), caught_up=False) == Allow()
+    assert behind.error == "temporarily_unavailable" and behind.action is None
 
 
 def test_refresh_and_activity_rules():

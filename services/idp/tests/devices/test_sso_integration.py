@@ -69,7 +69,9 @@ async def _granted(app, d) -> bool:
 
 async def test_every_refusal_of_authenticate(kafka_bootstrap, redis_client, kit, keys):
     ports = kit.Ports(keys=keys)
-    async with kit.running_idp(ports) as app:
+    # The production wait bound: an idle consumer shows itself caught up about every fetch wait
+    # (0.5 s), which an unknown handle's answer needs (below).
+    async with kit.running_idp(ports, kit.fast_settings(grant_wait_s=2.0)) as app:
         d = kit.Device.new()
         await _publish(app, d.checked_out(), d.granted("rover"))
         await eventually(lambda: _granted(app, d), 10)
@@ -99,10 +101,13 @@ async def test_every_refusal_of_authenticate(kafka_bootstrap, redis_client, kit,
         # The client is not in the grant.
         assert (await _refused(app, d, "not-deployed")).error == "access_denied"
 
-        # Unknown handle: waits for the bound, then asks for a checkout.
+        # Unknown handle: once the consumer is shown caught up since the request (no checkout of
+        # it can be in flight), asks for a checkout — without waiting out the bound.
         ghost = kit.Device.new(d.eid)
+        asked = time.monotonic()
         err = await _refused(app, ghost)
-        assert (err.error, err.action) == ("login_required", "checkout")
+        assert (err.error, err.description, err.action) == ("login_required", "unknown device session", "checkout")
+        assert time.monotonic() - asked < 2.0
 
         # Locked: face verification needed; refresh refused until then (not for good); tokens stay valid.
         await _publish(app, d.locked())
@@ -130,6 +135,40 @@ async def test_every_refusal_of_authenticate(kafka_bootstrap, redis_client, kit,
 
 async def _is(app, d, state: str) -> bool:
     return await _state(app, d) == state
+
+
+async def test_a_checkout_the_held_consumer_has_not_applied_is_a_retry_then_signs_in(
+    kafka_bootstrap, redis_client, kit, keys
+):
+    """Finding 9: with the device consumer held (paused: as when it is down or restarting), the
+    view is still within its staleness bound, yet a checkout published meanwhile is not in it.
+    The IdP cannot show it caught up since the SSO arrived: a retry, never "check out again";
+    once the consumer moves on, the same SSO signs in."""
+    ports = kit.Ports(keys=keys)
+    async with kit.running_idp(ports, kit.fast_settings(max_staleness_s=30.0)) as app:
+        devices = app.state.devices
+        consumer = devices.subscriber.consumer
+        d = kit.Device.new()
+        held = list(consumer.assignment())
+        consumer.pause(*held)
+        try:
+            await _publish(app, d.checked_out(), d.granted("rover"))
+            assert devices.freshness.fresh  # not the stale-view refusal: the view vouches for itself
+            err = await _refused(app, d)
+            assert (err.error, err.action) == ("temporarily_unavailable", None)
+            assert await devices.store.load(d.eid, d.dsid) is None  # nothing applied: nothing minted
+        finally:
+            consumer.resume(*held)
+        login = await eventually(lambda: _auth_or_none(app, d), 15, what="the same SSO signs in")
+        assert (login.user_id, login.device_session_id) == (d.user_id, d.dsid)
+
+
+async def _auth_or_none(app, d):
+    try:
+        return await _auth(app, d)
+    except DeviceSsoError as err:
+        assert err.error == "temporarily_unavailable", err  # only ever a retry meanwhile
+        return None
 
 
 async def test_face_mode_needs_a_recent_face_verification(kafka_bootstrap, redis_client, kit, keys):

@@ -59,11 +59,33 @@ class Event(Model, Generic[P]):
     payload: P
 
     def key(self) -> str:
-        """The partition key: one enterprise's record of one thing always lands in one partition."""
+        """The partition key: one enterprise's record of one thing always lands in one partition.
+
+        The rule producers key by and consumers check (`record_key`, `wrong_key`): it reads only
+        the event, so a record decoded from the wire has the key its producer computed. A type's
+        `key_field` therefore never changes (that would move its subjects to other partitions)."""
         value = getattr(self.subject, self.key_field, None) or getattr(self.payload, self.key_field, None)
         if value is None:
             value = self.subject.user_id or self.event_id
         return f"{self.enterprise_id}:{value}"
+
+    def record_key(self) -> bytes:
+        """The Kafka record key every producer sends: `key()` in UTF-8."""
+        return self.key().encode()
+
+    def wrong_key(self, record_key: bytes | None) -> str | None:
+        """Why a record carrying this event cannot be applied under `record_key`, or None if it can.
+
+        A record whose key is not its event's key sits in another partition than the subject's
+        other events, so its order against them (a checkin before its checkout) is not kept:
+        consumers treat it as poison. Every producer sets the key, so a keyless record is one too.
+        The reason names the event type and the key's field, never a key's value (a key may be a
+        username)."""
+        if record_key is None:
+            return f"wrong key: {self.type} record has no key (expected enterprise id and {self.key_field})"
+        if record_key != self.record_key():
+            return f"wrong key: {self.type} record is not keyed by its enterprise id and {self.key_field}"
+        return None
 
     def headers(self) -> dict[str, str]:
         """Kafka headers readable by console tools."""

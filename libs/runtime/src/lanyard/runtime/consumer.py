@@ -9,8 +9,10 @@
 **The failure rule: two kinds of failure, never mixed.**
 
 1. *Poison* — a record that can never succeed: it does not decode (any error while decoding: no
-   I/O is involved, so it fails the same way every time), it does not validate, or its handler
-   refuses it by raising `RecordRefused`. It goes to `<topic>.dlq` at once (no retries) and the
+   I/O is involved, so it fails the same way every time), it does not validate, its Kafka key is
+   not its event's key (`Event.wrong_key`: keyed elsewhere, it sits in another partition than its
+   subject's other events, so per-key order — a checkout before its checkin — is lost), or its
+   handler refuses it by raising `RecordRefused`. It goes to `<topic>.dlq` at once (no retries) and the
    partition moves on.
 2. *Everything else* — Redis or the broker away (ConnectionError, TimeoutError, KafkaError), a
    peer failing, and also **any exception a handler did not classify**. It is retried in place
@@ -297,7 +299,7 @@ def subscribe(
         await until_done(info, "dead-letter write", lambda: _dead_letter(broker, topic, info, group_id, reason))
 
     async def prepare(record: Any) -> tuple[Event, RecordInfo] | None:
-        """Decode one record; None when it was skipped (unknown type) or dead-lettered (undecodable)."""
+        """Decode one record; None when it was skipped (unknown type) or dead-lettered (undecodable, wrong key)."""
         topic = by_name[record.topic]
         info = RecordInfo(
             record.topic, record.partition, record.offset, record.key, record.value or b"",
@@ -308,13 +310,18 @@ def subscribe(
                 max(0.0, time.time() - record.timestamp / 1000)
             )
         try:
-            return decode_event(info.value), info
+            event = decode_event(info.value)
         except UnknownEventType as unknown:
             log.info("skipped event of unknown type", topic=topic.name, type=str(unknown))
             metrics.CONSUMED.labels(topic.name, group_id, "skipped").inc()
+            return None
         except Exception as invalid:  # decoding does no I/O: whatever fails here fails every time
             await dead_letter(info, f"undecodable: {_describe(invalid)}")
-        return None
+            return None
+        if (wrong := event.wrong_key(info.key)) is not None:
+            await dead_letter(info, wrong)  # out of its subject's partition: its order is lost
+            return None
+        return event, info
 
     async def deliver(event: Event, info: RecordInfo) -> None:
         """The per-record path: the handler until it succeeds, or the dead-letter topic if refused."""

@@ -54,7 +54,7 @@ class EventPublisher:
         await self._broker.publish(
             event.to_json(),
             topic=event.topic.name,
-            key=event.key().encode(),
+            key=event.record_key(),
             headers=event.headers(),
             correlation_id=event.correlation_id or event.event_id,
         )

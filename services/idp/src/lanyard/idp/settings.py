@@ -108,12 +108,6 @@ class DeviceSettings(BaseSettings):
 
     grant_wait_s: float = Field(default=2.0, ge=0, description="how long SSO waits for a checkout or grant in flight")
     grant_poll_s: float = Field(default=0.05, gt=0, description="Redis poll interval while waiting (multi-instance)")
-    catch_up_wait_s: float = Field(
-        default=1.0,
-        ge=0,
-        description="after grant_wait_s, how long an SSO for a session not known waits for the view to catch up "
-        "to the request before answering (login_required if caught up, else temporarily_unavailable)",
-    )
     poll_ms: int = Field(
         default=1, ge=1, le=100, description="idle poll of the device-session consumer (revocation latency)"
     )

@@ -104,11 +104,15 @@ class FreshnessMonitor:
         if not self.fresh:
             raise TemporarilyUnavailable("device-session view may be stale; retry shortly")
 
-    def caught_up_to(self, at: float) -> bool:
-        """Whether every partition's watermark (as of the last tick) is at or after `at`
-        (seconds): every record the broker held then is in the read model."""
-        at_ms = at * 1000
-        return self.fresh and all(self.watermarks.get(p, 0) >= at_ms for p in self._expected)
+    @property
+    def caught_up_at(self) -> float | None:
+        """The oldest partition's watermark (s) as of the last tick; None while one has none or
+        this instance holds a record. A moment after it, a record the broker then held may not
+        be applied yet: device SSO asks whether this passed the request's arrival (`after_wait`).
+        Watermarks of other instances are their clocks: the rule assumes clocks in step."""
+        if self.holding or any(p not in self.watermarks for p in self._expected):
+            return None
+        return min(self.watermarks[p] for p in self._expected) / 1000
 
     # ----------------------------------------------------------------------- the loop
 

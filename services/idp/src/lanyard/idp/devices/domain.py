@@ -330,21 +330,22 @@ def _refuse_closed(view: SessionView) -> Refuse:
     return Refuse("login_required", "device session has ended", "checkout")
 
 
-def after_wait(decision: Decision, caught_up: bool = True) -> Refuse | Allow:
+def after_wait(decision: Decision, caught_up: bool) -> Refuse | Allow:
     """The answer when the wait bound has passed and the decision is still `Wait`.
 
-    `caught_up`: whether the view holds every record the broker held when the request came in.
-    The session service answers a checkout only after the broker acknowledged it, so a handle a
-    device presents was on the broker before its request: a view caught up to that moment that
-    still does not know the handle never will (send the clinician to check out). A view that is
-    not caught up that far (its consumer restarting or behind after a fault) cannot tell a real
-    session from a made-up one, so it refuses only for now: telling the extension to check out
-    again would sign a clinician out of a session that is about to appear."""
+    `caught_up`: the device consumer was shown caught up at a moment after the SSO request
+    arrived (and before the view was read). The extension holds a handle only once the session
+    service's checkout was acknowledged by the broker, so that checkout was on the broker before
+    the request: a view read after such a moment has it. A session not seen then was never
+    checked out: `login_required`, check out again. Not caught up (the consumer down, restarting
+    or lagging), the IdP cannot tell an unknown handle from a checkout it has not applied yet:
+    it mints nothing and answers `temporarily_unavailable`, which the extension retries —
+    sending the clinician to check out again would be wrong (docs/reliability.md, finding 9)."""
     if isinstance(decision, Wait):
         if decision.why.startswith("entitlement"):
             return Refuse("temporarily_unavailable", "entitlement not known yet; retry")
         if not caught_up:
-            return Refuse("temporarily_unavailable", "device session not seen yet; retry")
+            return Refuse("temporarily_unavailable", "device session not known yet; retry")
         return Refuse("login_required", "unknown device session", "checkout")
     return decision
 

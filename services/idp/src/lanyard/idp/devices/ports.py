@@ -131,9 +131,10 @@ class Freshness(Protocol):
         """Raise TemporarilyUnavailable unless fresh."""
         ...
 
-    def caught_up_to(self, at: float) -> bool:
-        """Whether every record the broker held at wall-clock time `at` has been applied (every
-        partition's watermark is at or after it)."""
+    @property
+    def caught_up_at(self) -> float | None:
+        """Wall-clock seconds up to which every partition the view is made of was shown caught
+        up (everything the broker held then is applied), or None while some never was."""
         ...
 
 

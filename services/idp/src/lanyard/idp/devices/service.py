@@ -90,8 +90,6 @@ class DeviceSessionService:
     ) -> DeviceLogin:
         """A DeviceLogin for this client on this device session, or DeviceSsoError /
         TemporarilyUnavailable (see the module docstring)."""
-        # Wall-clock, as the freshness watermarks are: the moment the handle was already on the broker.
-        asked_at = time.time()
         self.freshness.check()
         if not isinstance(handle, str) or not model.HANDLE_RE.match(handle):
             raise DeviceSsoError("invalid_request", "malformed device-session handle")
@@ -99,13 +97,13 @@ class DeviceSessionService:
             raise DeviceSsoError("invalid_request", "device proof missing")
         if self.org_settings is None or not (await self.org_settings.get(enterprise_id)).password_autofill_and_sso:
             raise DeviceSsoError("access_denied", "single sign-on is turned off for this organisation")
-        view, decision = await self._decidable(enterprise_id, handle, client_id)
+        view, decision, caught_up = await self._decidable(enterprise_id, handle, client_id)
         if view is not None and view.device_jkt is not None:
             # The proof comes before any session-specific answer: without the device key, a
             # handle reveals nothing about its session.
             await self._verify_proof(enterprise_id, handle, proof, method, url, view.device_jkt)
         self.freshness.check()
-        final = model.after_wait(decision, caught_up=await self._caught_up_to(asked_at, decision))
+        final = model.after_wait(decision, caught_up)
         if isinstance(final, model.Refuse):
             raise DeviceSsoError(final.error, final.description, final.action)
         assert view is not None and view.user_id is not None and view.device_id is not None
@@ -153,32 +151,27 @@ class DeviceSessionService:
 
     # ------------------------------------------------------------------------ internals
 
-    async def _caught_up_to(self, asked_at: float, decision: model.Decision) -> bool:
-        """For a session still not known after the wait: whether the view is caught up to the
-        request's arrival. The watermarks move every freshness tick; a consumer that is caught up
-        passes `asked_at` within a tick or two, so wait that long (bounded) before deciding."""
-        if not isinstance(decision, model.Wait) or decision.why.startswith("entitlement"):
-            return True
-        deadline = time.monotonic() + self._settings.catch_up_wait_s
-        while not self.freshness.caught_up_to(asked_at):
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(self._settings.grant_poll_s)
-        return True
-
     async def _decidable(
         self, enterprise_id: str, handle: str, client_id: str
-    ) -> tuple[model.SessionView | None, model.Decision]:
-        """The view once the decision no longer waits for an event in flight, or at the bound."""
+    ) -> tuple[model.SessionView | None, model.Decision, bool]:
+        """The view once the decision no longer waits for an event in flight, or at the bound,
+        and whether the consumer was shown caught up after the request arrived and before that
+        view was read (`model.after_wait`: an unknown handle is then truly unknown)."""
+        asked_at = self._clock()
         deadline = time.monotonic() + self._settings.grant_wait_s
         async with self.notifier.watching(enterprise_id, handle):
             while True:
                 changed = self.notifier.renew(enterprise_id, handle)
+                # Read before the view: what it vouches for is then in the view read next.
+                at = self.freshness.caught_up_at
+                caught_up = at is not None and at >= asked_at
                 view = await self.store.load(enterprise_id, handle)
                 decision = model.decide(view, client_id, self._clock())
                 remaining = deadline - time.monotonic()
                 if not isinstance(decision, model.Wait) or remaining <= 0:
-                    return view, decision
+                    return view, decision, caught_up
+                if view is None and caught_up:
+                    return view, decision, caught_up  # never checked out: nothing in flight to wait for
                 try:
                     await asyncio.wait_for(changed.wait(), min(self._settings.grant_poll_s, remaining))
                 except TimeoutError:
