@@ -14,14 +14,17 @@ pytestmark = pytest.mark.integration
 CHECKED_IN = "session.device_checked_in.v1"
 
 
-async def granted(h, inst, dsid, device_id, **kw):
-    """Publish a grant as policy does and wait until the service stored it."""
+def grant_event(eid, dsid, device_id, **kw) -> ev.EntitlementGranted:
+    """A grant as policy publishes it."""
     payload = {"device_session_id": dsid, "device_id": device_id, "user_id": "u-1", "version": 1,
                "apps": ["rover"], "auth_mode": "passcode", "inactivity_timeout_s": 600, "max_session_s": 3600,
                "face_allowed": False, "policy_id": "p-1", **kw}  # fmt: skip
-    await h.publish(
-        ev.EntitlementGranted(enterprise_id=h.eid, producer="policy", payload=ev.EntitlementGrantedPayload(**payload))
-    )
+    return ev.EntitlementGranted(enterprise_id=eid, producer="policy", payload=ev.EntitlementGrantedPayload(**payload))
+
+
+async def granted(h, inst, dsid, device_id, **kw):
+    """Publish a grant as policy does and wait until the service stored it."""
+    await h.publish(grant_event(h.eid, dsid, device_id, **kw))
 
     async def stored():
         s = await inst.service.store.get_session(h.eid, dsid)
@@ -133,3 +136,31 @@ async def test_an_intact_redis_is_not_rebuilt_and_a_lost_one_is_not_ready(harnes
     await redis_client.flushdb()
     ready = await again.client.get("/health/ready")
     assert ready.status_code == 503 and ready.json()["checks"]["state"] is False
+
+
+async def test_the_rebuild_skips_a_record_the_live_consumer_refused_as_wrongly_keyed(kafka_bootstrap):
+    """A grant keyed as another device's is dead-lettered by the live consumer; the rebuild's
+    history read must not apply it either (it would grant a session the live path never did)."""
+    import time
+    import uuid
+
+    from aiokafka import AIOKafkaProducer
+
+    from lanyard.contracts import topics
+    from lanyard.session.adapters.kafka_history import KafkaHistory
+
+    since = time.time() - 1
+    eid = f"e-{uuid.uuid4().hex[:8]}"
+
+    right, wrong = grant_event(eid, "ds-right", "dev-right"), grant_event(eid, "ds-wrong", "dev-wrong")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.ENTITLEMENTS.name, wrong.to_json(), key=right.record_key())
+        await producer.send_and_wait(topics.ENTITLEMENTS.name, right.to_json(), key=right.record_key())
+    finally:
+        await producer.stop()
+    history = KafkaHistory(kafka_bootstrap)
+    read = [e.event_id async for e in history.read(topics.ENTITLEMENTS.name, since=since) if e.enterprise_id == eid]
+    assert read == [right.event_id]
+    assert history.wrongly_keyed >= 1

@@ -5,7 +5,9 @@ when the read started, so a rebuild reads a fixed snapshot while producers go on
 first offset at a given time, for topics of which only recent records matter). Records of
 one partition come in order (the device-sessions topic is keyed by device, so one device's
 history is ordered); partitions are read one after another. Records that do not decode (a
-type this version does not know, a malformed one) are skipped and counted.
+type this version does not know, a malformed one) are skipped and counted, and so are records
+keyed otherwise than their event (`Event.wrong_key`): the live consumer dead-lettered them, so
+the rebuild must not apply what the live path refused.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class KafkaHistory:
         self._bootstrap = bootstrap_servers
         self._fetch_timeout_ms = fetch_timeout_ms
         self.undecodable = 0
+        self.wrongly_keyed = 0
 
     async def read(self, topic: str, since: float | None = None) -> AsyncIterator[Event]:
         """Every record of `topic` up to its end offsets at the start of the read, decoded; with
@@ -68,6 +71,9 @@ class KafkaHistory:
                             event = decode_event(record.value)
                         except Exception:
                             self.undecodable += 1
+                            continue
+                        if event.wrong_key(record.key) is not None:
+                            self.wrongly_keyed += 1
                             continue
                         yield event
         finally:
