@@ -4,8 +4,11 @@ publish and consume in a group, commit after the effect, retry, and dead-letteri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -50,6 +53,28 @@ async def scratch_topic(bootstrap: str) -> Topic:
     topic = Topic(f"test.{uuid.uuid4().hex[:12]}", "device id", 1, "delete", 3_600_000, "test")
     await ensure_topics(bootstrap, [topic, topic.dlq])
     return topic
+
+
+@contextlib.asynccontextmanager
+async def dead_letter_rig(bootstrap: str, client_id: str, **dlq_options) -> AsyncIterator[SimpleNamespace]:
+    """A scratch topic consumed by a group whose handler notes each device id (`handled`), and a
+    reader of the topic's dead-letter topic (`dlq`), all started; stopped on exit."""
+    topic = await scratch_topic(bootstrap)
+    rig = SimpleNamespace(topic=topic, group=f"g-{uuid.uuid4().hex[:8]}", handled=[])
+
+    async def handler(event):
+        rig.handled.append(event.payload.device_id)
+
+    rig.broker = create_broker(bootstrap, client_id)
+    subscribe(rig.broker, topic, rig.group, handler)
+    rig.dlq = AIOKafkaConsumer(topic.dlq.name, bootstrap_servers=bootstrap, auto_offset_reset="earliest", **dlq_options)
+    await rig.broker.start()
+    await rig.dlq.start()
+    try:
+        yield rig
+    finally:
+        await rig.dlq.stop()
+        await rig.broker.stop()
 
 
 async def committed(bootstrap: str, group: str, topic: Topic) -> int | None:
@@ -243,29 +268,18 @@ async def test_poison_message_goes_to_the_dead_letter_topic_and_the_partition_mo
 async def test_a_record_keyed_otherwise_than_its_event_is_dead_lettered_and_never_handled(kafka_bootstrap):
     """Issue 17: keyed elsewhere, a checkin can sit in another partition than its checkout and be
     applied first; the consumer refuses it as poison instead of applying it out of order."""
-    topic = await scratch_topic(kafka_bootstrap)
-    group = f"g-{uuid.uuid4().hex[:8]}"
-    handled = []
-
-    async def handler(event):
-        handled.append(event.payload.device_id)
-
-    broker = create_broker(kafka_bootstrap, "test-wrong-key")
-    subscribe(broker, topic, group, handler)
-    dlq = AIOKafkaConsumer(topic.dlq.name, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
-    await broker.start()
-    await dlq.start()
-    try:
+    async with dead_letter_rig(kafka_bootstrap, "test-wrong-key") as rig:
+        topic, broker = rig.topic, rig.broker
         other = checkin(2)
         await broker.publish(checkin(1).to_json(), topic=topic.name, key=other.record_key())  # another session's
         await broker.publish(checkin(1).to_json(), topic=topic.name, key=b"d1")  # no enterprise in it
         await broker.publish(checkin(1).to_json(), topic=topic.name)  # no key at all
         await send(broker, topic, checkin(3))
-        await eventually(lambda: handled == ["d3"], 20, what="the record after the wrongly keyed ones")
+        await eventually(lambda: rig.handled == ["d3"], 20, what="the record after the wrongly keyed ones")
         dead = []
 
         async def fetch():
-            batch = await dlq.getmany(timeout_ms=500)
+            batch = await rig.dlq.getmany(timeout_ms=500)
             dead.extend(r for rs in batch.values() for r in rs)
             return len(dead) >= 3
 
@@ -276,11 +290,8 @@ async def test_a_record_keyed_otherwise_than_its_event_is_dead_lettered_and_neve
         assert reasons[2].startswith("wrong key: session.device_checked_in.v1 record has no key")
         assert not any(v in r for r in reasons for v in ("d1", "d2", "ent-test"))  # no key echoed
         assert [dict(r.headers)[DLQ_SOURCE].decode() for r in dead] == [f"{topic.name}:0:{n}" for n in range(3)]
-        assert handled == ["d3"]
-        assert await eventually(lambda: _at(kafka_bootstrap, group, topic, 4), 10)
-    finally:
-        await dlq.stop()
-        await broker.stop()
+        assert rig.handled == ["d3"]
+        assert await eventually(lambda: _at(kafka_bootstrap, rig.group, topic, 4), 10)
 
 
 async def test_unknown_event_types_from_newer_producers_are_skipped(kafka_bootstrap):
@@ -437,21 +448,8 @@ async def test_a_long_hold_is_fetched_again_so_the_member_keeps_its_group(kafka_
 async def test_a_record_just_under_the_request_size_is_dead_lettered_with_a_copy_that_fits(kafka_bootstrap):
     """Issue 11: a 1,048,424-byte record fits the producer, its dead-letter copy with the added
     headers did not, and every consumer group retried it forever. Now the copy is cut to fit."""
-    topic = await scratch_topic(kafka_bootstrap)
-    group = f"g-{uuid.uuid4().hex[:8]}"
-    handled = []
-
-    async def handler(event):
-        handled.append(event.payload.device_id)
-
-    broker = create_broker(kafka_bootstrap, "test-oversized")
-    subscribe(broker, topic, group, handler)
-    dlq = AIOKafkaConsumer(
-        topic.dlq.name, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", fetch_max_bytes=4 * 2**20
-    )
-    await broker.start()
-    await dlq.start()
-    try:
+    async with dead_letter_rig(kafka_bootstrap, "test-oversized", fetch_max_bytes=4 * 2**20) as rig:
+        topic = rig.topic
         huge = b"[" + b"0," * (1_048_424 // 2 - 1) + b"0"  # not an event: undecodable, so poison
         assert len(huge) == 1_048_424
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True)
@@ -460,15 +458,12 @@ async def test_a_record_just_under_the_request_size_is_dead_lettered_with_a_copy
             await producer.send_and_wait(topic.name, huge, key=b"k")
         finally:
             await producer.stop()
-        await send(broker, topic, checkin(10))
-        await eventually(lambda: handled == ["d10"], 30, what="the record after the oversized one")
-        assert await eventually(lambda: _at(kafka_bootstrap, group, topic, 2), 10)
-        batch = await dlq.getmany(timeout_ms=10_000)
+        await send(rig.broker, topic, checkin(10))
+        await eventually(lambda: rig.handled == ["d10"], 30, what="the record after the oversized one")
+        assert await eventually(lambda: _at(kafka_bootstrap, rig.group, topic, 2), 10)
+        batch = await rig.dlq.getmany(timeout_ms=10_000)
         [copy] = [r for rs in batch.values() for r in rs]
         headers = {k: v.decode() for k, v in copy.headers}
         assert headers[DLQ_SOURCE] == f"{topic.name}:0:0" and headers[DLQ_REASON].startswith("undecodable")
         assert headers[DLQ_TRUNCATED] == "1048424" and len(copy.value) < 1_048_424
         assert huge.startswith(copy.value)
-    finally:
-        await dlq.stop()
-        await broker.stop()
