@@ -147,7 +147,7 @@ async def test_the_rebuild_skips_a_record_the_live_consumer_refused_as_wrongly_k
     from aiokafka import AIOKafkaProducer
 
     from lanyard.contracts import topics
-    from lanyard.session.adapters.kafka_history import KafkaHistory
+    from lanyard.runtime.rebuild import KafkaHistory
 
     since = time.time() - 1
     eid = f"e-{uuid.uuid4().hex[:8]}"
@@ -160,7 +160,7 @@ async def test_the_rebuild_skips_a_record_the_live_consumer_refused_as_wrongly_k
         await producer.send_and_wait(topics.ENTITLEMENTS.name, right.to_json(), key=right.record_key())
     finally:
         await producer.stop()
-    history = KafkaHistory(kafka_bootstrap)
+    history = KafkaHistory(kafka_bootstrap, "lanyard-session-rebuild")
     read = [e.event_id async for e in history.read(topics.ENTITLEMENTS.name, since=since) if e.enterprise_id == eid]
     assert read == [right.event_id]
     assert history.wrongly_keyed >= 1

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 import pytest
 
 from lanyard.contracts import events as ev
+from lanyard.runtime.rebuild import RebuildTimeout
 from lanyard.session.domain import State
 from lanyard.session.projection import Projection
-from lanyard.session.rebuild import SOURCES, Rebuild, RebuildTimeout
+from lanyard.session.rebuild import SOURCES, Rebuild
 
 
 def grant_event(session, version=1, **kw):

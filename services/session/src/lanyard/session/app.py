@@ -23,12 +23,12 @@ from lanyard.runtime.kafka import ensure_topics
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.loops import BackgroundLoops
 from lanyard.runtime.openapi import document
+from lanyard.runtime.rebuild import KafkaHistory, RedisProjectionMarker
 from lanyard.runtime.service import ServiceRuntime
 from lanyard.runtime.tokens import HttpJwks, TokenVerifier
 from lanyard.session.adapters.clock import SystemClock
-from lanyard.session.adapters.kafka_history import KafkaHistory
 from lanyard.session.adapters.proofs import DeviceProofVerifier, SignedFaceResultVerifier
-from lanyard.session.adapters.redis_store import RedisProjectionMarker, RedisSessionStore
+from lanyard.session.adapters.redis_store import RedisSessionStore
 from lanyard.session.api import api_router, install_error_handlers
 from lanyard.session.api_examples import EXAMPLES
 from lanyard.session.handlers import SessionHandlers
@@ -82,11 +82,11 @@ def create_app(settings: SessionSettings | None = None, **overrides: Any) -> Fas
         background = BackgroundWork(service, settings)
         runtime.on_start.append(background.start)
         runtime.on_stop.append(background.stop)
-    marker = RedisProjectionMarker(runtime.redis)
+    marker = RedisProjectionMarker(runtime.redis, "session")
     rebuild = Rebuild(
         store=service.store,
         marker=marker,
-        history=overrides.get("history") or KafkaHistory(settings.kafka_bootstrap_servers),
+        history=overrides.get("history") or KafkaHistory(settings.kafka_bootstrap_servers, "lanyard-session-rebuild"),
         clock=clock,
         default_max_session_s=settings.default_max_session_s,
         timeout_s=settings.rebuild_timeout_s,

@@ -1,12 +1,18 @@
-"""The interfaces the session service's use cases depend on; adapters implement them."""
+"""The interfaces the session service's use cases depend on; adapters implement them.
+
+`History` and `ProjectionMarker` (the rebuild from Kafka) are the runtime's, shared with the
+policy service, and named here with the rest.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lanyard.contracts import Event
+from lanyard.runtime.rebuild import History as History
+from lanyard.runtime.rebuild import ProjectionMarker as ProjectionMarker
 from lanyard.session.domain import Device, DeviceSession, LockerOptions, OrgSettings, TimerKind
 
 
@@ -180,27 +186,3 @@ class FaceResultVerifier(Protocol):
     """Verifies a signed face result from the device; the face matching itself is the provider's."""
 
     def verify(self, result: str, *, expected_jkt: str) -> FaceResult: ...
-
-
-class ProjectionMarker(Protocol):
-    """Whether the store's state is complete (rebuilt or built live), and who may rebuild it."""
-
-    async def complete(self) -> bool: ...
-
-    async def acquire(self, owner: str, ttl_s: float) -> bool:
-        """Take the rebuild lock for `ttl_s` (one holder at a time); False when another holds it."""
-        ...
-
-    async def mark_complete(self, summary: Mapping[str, Any]) -> None: ...
-
-    async def release(self, owner: str) -> None:
-        """Give the lock back if `owner` still holds it."""
-        ...
-
-
-class History(Protocol):
-    """The records of a topic from its earliest offset up to its end when the read started."""
-
-    def read(self, topic: str, since: float | None = None) -> AsyncIterator[Event]:
-        """In order per partition; with `since` (epoch seconds), only records from that time on."""
-        ...

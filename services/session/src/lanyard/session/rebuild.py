@@ -1,7 +1,8 @@
 """Rebuilding the session service's Redis state from Kafka when Redis lost it (DESIGN §4).
 
 At startup, before the HTTP API and the consumers serve, `Rebuild.run` looks for the marker the
-service writes once its state is complete. A Redis that lost its data lost the marker too:
+service writes once its state is complete (`lanyard.runtime.rebuild`: marker, lock, bound and
+history read, shared with the policy service). A Redis that lost its data lost the marker too:
 then one instance (holding a lock; others wait for the marker, with a bound) reads
 `lanyard.device-sessions.v1`, `lanyard.entitlements.v1`, `lanyard.policy-config.v1` and
 `lanyard.oidc-events.v1` from their earliest offsets up to their ends at the start of the read,
@@ -22,13 +23,13 @@ revoked or denied is checked in by the live path once the broker is up (`Rebuild
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from lanyard.contracts import topics
 from lanyard.runtime.logging import get_logger
+from lanyard.runtime.rebuild import rebuild_once
 from lanyard.session.ports import Clock, History, ProjectionMarker, SessionStore
 from lanyard.session.projection import Key, Projection, Rebuilt
 from lanyard.session.service import SessionError
@@ -37,10 +38,6 @@ log = get_logger("lanyard.session.rebuild")
 
 SOURCES = (topics.DEVICE_SESSIONS, topics.ENTITLEMENTS, topics.POLICY_CONFIG, topics.OIDC_EVENTS)
 """What the state is folded from; order does not matter (the fold joins them at the end)."""
-
-
-class RebuildTimeout(RuntimeError):
-    """The rebuild (or the wait for another instance's rebuild) took longer than its bound."""
 
 
 @dataclass(frozen=True)
@@ -79,35 +76,17 @@ class Rebuild:
         self._timeout_s = timeout_s
         self._activity_lookback_s = activity_lookback_s
         self._wait_poll_s = wait_poll_s
-        self._owner = secrets.token_hex(8)
         self.report: RebuildReport | None = None
         self.ended: list[Key] = []
 
     async def run(self) -> RebuildReport | None:
         """Rebuild if the state is incomplete; None when it was complete (or another instance
         rebuilt it). Raises `RebuildTimeout` past the bound, so startup fails loudly."""
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await self._run()
-        except TimeoutError:
-            log.error("rebuild from Kafka did not finish in time; refusing to start", timeout_s=self._timeout_s)
-            raise RebuildTimeout(f"rebuild from Kafka did not finish within {self._timeout_s}s") from None
+        return await rebuild_once(
+            self._marker, self._rebuild, timeout_s=self._timeout_s, wait_poll_s=self._wait_poll_s, what="session"
+        )
 
-    async def _run(self) -> RebuildReport | None:
-        while not await self._marker.complete():
-            # The lock outlives the bound a little, so a holder that is still working keeps it.
-            if await self._marker.acquire(self._owner, self._timeout_s + 5):
-                try:
-                    if await self._marker.complete():  # finished by another between our two looks
-                        return None
-                    return await self._rebuild()
-                finally:
-                    await self._marker.release(self._owner)
-            log.info("rebuild: another instance is rebuilding; waiting for it")
-            await asyncio.sleep(self._wait_poll_s)
-        return None
-
-    async def _rebuild(self) -> RebuildReport:
+    async def _rebuild(self) -> tuple[RebuildReport, dict[str, Any]]:
         log.warning("session state incomplete (Redis lost it?): rebuilding from Kafka")
         started = asyncio.get_running_loop().time()
         projection = Projection(self._default_max_session_s)
@@ -131,11 +110,10 @@ class Rebuild:
             skipped=state.skipped,
             seconds=round(seconds, 3),
         )
-        await self._marker.mark_complete({"rebuilt_at": self._clock.now(), **report.__dict__})
         self.report = report
         self.ended = state.ended
         log.info("rebuilt session state from Kafka", **report.__dict__)
-        return report
+        return report, {"rebuilt_at": self._clock.now(), **report.__dict__}
 
     async def settle(self, check_in: Callable[[str, str], Awaitable[Any]]) -> None:
         """Check in the live sessions whose entitlement the topics show ended, through the live

@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -334,33 +333,3 @@ class RedisSessionStore:
         if not isinstance(challenge, str) or not 16 <= len(challenge) <= 128:
             return None
         return await self._redis.getdel(f"session:{enterprise_id}:face-challenge:{challenge}")
-
-
-PROJECTION_MARKER = "session:projection"
-PROJECTION_LOCK = "session:projection:lock"
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-class RedisProjectionMarker:
-    """`ProjectionMarker` on Redis: the marker says the state is complete; the lock (SET NX with
-    an expiry) lets one instance rebuild while others wait, and a crashed holder's lock lapses."""
-
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        self._release = redis.register_script(_RELEASE)
-
-    async def complete(self) -> bool:
-        return bool(await self._redis.exists(PROJECTION_MARKER))
-
-    async def acquire(self, owner: str, ttl_s: float) -> bool:
-        return bool(await self._redis.set(PROJECTION_LOCK, owner, nx=True, px=max(int(ttl_s * 1000), 1)))
-
-    async def mark_complete(self, summary: Mapping[str, Any]) -> None:
-        await self._redis.set(PROJECTION_MARKER, json.dumps(dict(summary), separators=(",", ":")))
-
-    async def release(self, owner: str) -> None:
-        await self._release(keys=[PROJECTION_LOCK], args=[owner])
