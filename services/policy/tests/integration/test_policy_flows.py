@@ -20,9 +20,12 @@ import pytest_asyncio
 
 from lanyard.contracts import events as ev
 from lanyard.contracts import topics
+from lanyard.policy.adapters.redis_store import LICENCE_CHECKS
 from lanyard.policy.app import create_app
 from lanyard.policy.settings import PolicySettings
 from lanyard.runtime.kafka import EventPublisher
+from lanyard.runtime.rebuild import RedisProjectionMarker
+from lanyard.runtime.redis import create_redis
 from lanyard.runtime.testing import TopicProbe, eventually
 from lanyard.runtime.tokens import TestIssuer
 
@@ -909,3 +912,78 @@ async def test_retried_posts_replay_the_first_answer(world):
     assert made.status_code == 200 and retry.json() == made.json()  # not "code already used"
     fresh = await world.client.post(url, json=trust, headers=services)
     assert fresh.json()["error"] == "invalid_provisioning_code"  # without the key, the code is spent
+
+
+# ------------------------------------------------------------------------ rebuild from Kafka
+
+
+async def _projection(app, e: str) -> dict:
+    """Everything the live path keeps for an enterprise, in a form two stores can be compared in
+    (hash order differs between them)."""
+    store, redis = app.state.policy.store, app.state.runtime.redis
+    snap = await store.snapshot(e)
+    return {
+        "config": (
+            set(snap.policies),
+            set(snap.deployments),
+            set(snap.licences),
+            snap.org,
+            snap.cloud_state,
+            snap.app_profiles,
+            snap.known_groups,
+        ),
+        "cloud": await store.cloud(e),
+        "users": dict(await store.all_users(e)),
+        "created_at": await store.created_at(e),
+        "sessions": sorted(await store.live_sessions(e), key=lambda s: s.device_session_id),
+        "seats": (dict(await store.seat_holders(e)), dict(await store.seat_holders(e, "apa"))),
+        "devices": sorted(await store.devices(e), key=lambda d: d.device_id),
+        "licence_check": await redis.zscore(LICENCE_CHECKS, e),
+    }
+
+
+async def test_a_lost_projection_is_rebuilt_from_kafka_as_the_live_path_left_it(world):
+    ent = await Ent.open(world)
+    await ent.configure()
+    await ent.licence(seats=2)
+    await ent.licence("apa-1", kind="apa", seats=5)
+    await ent.put("/user-policies/p-nurses", {"name": "N", "sso_enabled": True, "auth_mode": "face",
+                                              "groups": ["nurses"]})  # fmt: skip
+    await ent.user("bob")
+    await ent.user("carol")
+    alice = await ent.checkout("alice")
+    assert (await ent.wait("entitlement.granted.v1", device_session_id=alice)).payload.face_allowed is True
+    bob = await ent.checkout("bob")
+    await ent.wait("entitlement.granted.v1", device_session_id=bob)
+    carol = await ent.checkout("carol")
+    assert (await ent.wait("entitlement.denied.v1", device_session_id=carol)).payload.reason == "sso_seats_exceeded"
+    await ent.checkin(bob, user_id="bob")
+    await ent.wait("entitlement.revoked.v1", device_session_id=bob)
+    live = world.app.state.policy.store
+    await eventually(lambda: live.is_closed(ent.id, bob), what="bob's checkin applied")
+    before = await _projection(world.app, ent.id)
+    assert (
+        before["seats"] == ({"alice": 1}, {"alice": 1}) and len(before["sessions"]) == 2
+    )  # alice granted, carol ended
+
+    # A second instance on an empty Redis database: what a flushed Redis leaves.
+    url = world.redis_url.rsplit("/", 1)[0] + "/15"
+    empty = create_redis(url)
+    await empty.flushdb()
+    settings = PolicySettings(redis_url=url, consumer_group=f"policy-it-{uuid.uuid4().hex[:6]}", public_base_url=BASE)
+    other = create_app(settings, jwks=world.issuer.static_jwks(), clock=world.clock)
+    try:
+        assert not await RedisProjectionMarker(empty, "policy").complete()
+        report = await other.state.rebuild.run()
+        assert report is not None and report.enterprises >= 1 and report.granted >= 1, report
+        rebuilt = other.state.policy.store
+        assert await _projection(other, ent.id) == before
+        assert await rebuilt.is_closed(ent.id, bob), "a checked-in session keeps its tombstone: never granted again"
+        # The next checkout is decided against the same seats: one of two SSO seats is free.
+        view = await rebuilt.checkout_view(ent.id, [("carol", "ds-next")])
+        assert (view.seats.in_use, view.seats.apa_in_use) == (1, 1), view.seats
+        assert await other.state.rebuild.run() is None, "the marker says complete: no second rebuild"
+    finally:
+        await other.state.runtime.redis.aclose()
+        await empty.flushdb()
+        await empty.aclose()

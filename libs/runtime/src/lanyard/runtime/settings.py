@@ -107,3 +107,14 @@ class ServiceSettings(BaseSettings):
     def group_id(self) -> str:
         """The Kafka consumer group of this service."""
         return self.consumer_group or f"lanyard-{self.service_name}"
+
+
+class RebuildingServiceSettings(ServiceSettings):
+    """Settings of a service whose Redis state is rebuilt from Kafka when lost (`runtime.rebuild`)."""
+
+    rebuild_on_start: bool = Field(
+        default=True, description="rebuild the state from Kafka at startup when Redis lost it (no marker)"
+    )
+    rebuild_timeout_s: float = Field(
+        default=120.0, gt=0, description="startup fails when the rebuild (or the wait for another's) takes longer"
+    )

@@ -3,13 +3,17 @@
 Overrides a test (or a benchmark) may pass: `broker`, `redis` (to ServiceRuntime), `jwks` (a
 `JwksSource`, e.g. `StaticJwks` of a `TestIssuer`; it serves the services realm's keys too unless
 `services_jwks` is given), `clock` (a callable returning an aware
-datetime; drives licence validity, code expiry and readiness).
+datetime; drives licence validity, code expiry and readiness), `history` (for the rebuild).
+
+Startup order: the rebuild from Kafka when Redis lost the projection (`rebuild.Rebuild`), then
+the consumers and the licence clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,20 +21,23 @@ from fastapi import FastAPI
 
 from lanyard.contracts import topics
 from lanyard.policy.adapters.redis_cloud import RedisCloudSecrets
-from lanyard.policy.adapters.redis_store import RedisReadModel
+from lanyard.policy.adapters.redis_store import CLOSED_TTL_S, RedisReadModel
 from lanyard.policy.api import api_router
 from lanyard.policy.api_examples import EXAMPLES
 from lanyard.policy.domain import utcnow
 from lanyard.policy.handlers import PolicyHandlers
 from lanyard.policy.locker_api import locker_router
+from lanyard.policy.rebuild import Rebuild
 from lanyard.policy.service import CloudConnection, ConfigCommands, Entitlements, LockerOptionsCommands, Readiness
 from lanyard.policy.settings import PolicySettings
 from lanyard.runtime.consumer import subscribe
 from lanyard.runtime.errors import install_error_handlers
 from lanyard.runtime.health import health_router
 from lanyard.runtime.idempotency import Idempotency
+from lanyard.runtime.kafka import ensure_topics
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.openapi import document
+from lanyard.runtime.rebuild import KafkaHistory, RedisProjectionMarker
 from lanyard.runtime.service import ServiceRuntime
 from lanyard.runtime.tokens import SERVICES_JWKS_PATH, HttpJwks, KnownEnterprises, TokenVerifier
 
@@ -104,8 +111,34 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
     runtime.on_start.append(start_ticker)
     runtime.on_stop.append(stop_ticker)
 
-    app = FastAPI(title="Lanyard policy", lifespan=runtime.lifespan)
+    marker = RedisProjectionMarker(runtime.redis, "policy")
+    rebuild = Rebuild(
+        store=store,
+        marker=marker,
+        history=overrides.get("history") or KafkaHistory(settings.kafka_bootstrap_servers, "lanyard-policy-rebuild"),
+        clock=clock,
+        closed_ttl_s=CLOSED_TTL_S,
+        schedule_licences=entitlements.schedule_licences,
+        timeout_s=settings.rebuild_timeout_s,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before the consumers start: nothing is decided while the projection is rebuilt.
+        if settings.rebuild_on_start:
+            try:
+                if settings.create_topics:
+                    await ensure_topics(settings.kafka_bootstrap_servers)
+                await rebuild.run()
+            except BaseException:
+                await runtime.redis.aclose()
+                raise
+        async with runtime.lifespan(app):
+            yield
+
+    app = FastAPI(title="Lanyard policy", lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.rebuild = rebuild
     # Key sets are looked up only for enterprises the read model knows (its directory, app-profile
     # or configuration events): a made-up enterprise id in a URL costs no fetch and no memory.
     app.state.verifier = TokenVerifier(settings.public_base_url, jwks, known=KnownEnterprises(store.known))
@@ -128,7 +161,12 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
     )
     install_error_handlers(app)
 
-    app.include_router(health_router("policy", runtime.checks()))
+    checks = runtime.checks()
+    if settings.rebuild_on_start:
+        # A Redis that loses the projection while the service runs loses the marker too: not
+        # ready until a restart rebuilt it, rather than decide checkouts against nothing.
+        checks["state"] = marker.complete
+    app.include_router(health_router("policy", checks))
     app.include_router(api_router())
     app.include_router(locker_router())
     document(app, EXAMPLES)

@@ -8,10 +8,10 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from lanyard.runtime.settings import ServiceSettings
+from lanyard.runtime.settings import RebuildingServiceSettings
 
 
-class PolicySettings(ServiceSettings):
+class PolicySettings(RebuildingServiceSettings):
     """Everything the policy service reads from its environment."""
 
     model_config = SettingsConfigDict(env_prefix="LANYARD_POLICY_", extra="ignore", frozen=True)

@@ -7,10 +7,10 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from lanyard.runtime.settings import ServiceSettings
+from lanyard.runtime.settings import RebuildingServiceSettings
 
 
-class SessionSettings(ServiceSettings):
+class SessionSettings(RebuildingServiceSettings):
     """Everything the session service reads from its environment."""
 
     model_config = SettingsConfigDict(env_prefix="LANYARD_SESSION_", extra="ignore", frozen=True)
@@ -29,12 +29,6 @@ class SessionSettings(ServiceSettings):
         default=1.0, ge=0, description="SSO activity closer than this to activity already applied moves no deadline"
     )
     run_background: bool = Field(default=True, description="run the timer loop and the outbox relay")
-    rebuild_on_start: bool = Field(
-        default=True, description="rebuild the state from Kafka at startup when Redis lost it (no marker)"
-    )
-    rebuild_timeout_s: float = Field(
-        default=120.0, gt=0, description="startup fails when the rebuild (or the wait for another's) takes longer"
-    )
     rebuild_activity_lookback_s: float = Field(
         default=24 * 3600, gt=0, description="how far back the rebuild reads SSO activity (lanyard.oidc-events.v1)"
     )

@@ -8,8 +8,8 @@ recovery it is measured by (fault → first successful checkout + SSO; → every
 |                      | can have observed it                                                   |
 | kafka-kill           | SIGKILL of the broker, started again on the same data                  |
 | redis-kill           | SIGKILL of Redis, started again on the same data (AOF replay)          |
-| redis-flush:<svc>    | one service's Redis database flushed, the service restarted (the       |
-|                      | session service rebuilds from Kafka at start; see REBUILT_FROM_KAFKA)  |
+| redis-flush:<svc>    | one service's Redis database flushed, the service restarted (session   |
+|                      | and policy rebuild from Kafka at start; see REBUILT_FROM_KAFKA)        |
 | rp-down              | the relying party's back-channel logout endpoint answers 503 a while   |
 | broker-cut           | the broker frozen (SIGSTOP) for a while: every connection to it hangs, |
 |                      | as when the network to it is cut; then SIGCONT                         |
@@ -95,11 +95,10 @@ async def _freeze_broker(target: Target) -> None:
         _kill_pid(pid, signal.SIGCONT)
 
 
-REBUILT_FROM_KAFKA = ("session",)
+REBUILT_FROM_KAFKA = ("session", "policy")
 """The services whose Redis database is a read model they rebuild from Kafka on their own at
 start (DESIGN §3). The IdP's database also holds what never travels on Kafka (password hashes,
-refresh tokens): its loss is a restore from backup, not a rebuild. The policy service's view is
-rebuilt only by hand (docs/operations.md, an offset reset): see docs/reliability.md."""
+refresh tokens): its loss is a restore from backup, not a rebuild."""
 
 
 async def _flush_redis(target: Target, service: str) -> None:

@@ -557,6 +557,27 @@ class RedisReadModel:
         self._queue_seats(pipe, enterprise_id, [user_id])
         return self._build_seats([user_id], await pipe.execute())
 
+    async def restore_sessions(
+        self, enterprise_id: str, sessions: Sequence[LiveSession], closed: Mapping[str, int]
+    ) -> None:
+        """Write rebuilt sessions, their seats and the tombstones (`closed`: id → seconds left) in
+        one transaction. For a store that lost them: seat counts are set, not added to."""
+        e = enterprise_id
+        seats: dict[str, dict[str, int]] = {"seats": {}, "apa-seats": {}}
+        pipe = self._r.pipeline(transaction=True)
+        for s in sessions:
+            pipe.hset(k(e, "sessions"), s.device_session_id, session_to_json(s))
+            pipe.sadd(k(e, "user-sessions", s.user_id), s.device_session_id)
+            for kind in _seat_changes(None, s)[0]:
+                seats[kind][s.user_id] = seats[kind].get(s.user_id, 0) + 1
+        for kind, held in seats.items():
+            pipe.delete(k(e, kind))
+            if held:
+                pipe.hset(k(e, kind), mapping=held)
+        for dsid, ttl_s in closed.items():
+            pipe.set(k(e, "closed", dsid), "1", ex=ttl_s)
+        await pipe.execute()
+
     # ------------------------------------------------------------------------ licence clock
 
     async def schedule_licence_check(self, enterprise_id: str, at: datetime | None) -> None:
