@@ -23,6 +23,13 @@ async def test_health_and_readiness(kafka_bootstrap, redis_client):
 
             await eventually(ready, 30, what="readiness")
             body = (await client.get("/health/ready")).json()
-            assert body["checks"] == {"redis": True, "kafka": True, "consumers": True, "handlers": True}
+            checks = {"redis": True, "kafka": True, "consumers": True, "handlers": True, "state": True}
+            assert body["checks"] == checks
             metrics = await client.get("/metrics")
             assert "lanyard_events_consumed_total" in metrics.text
+
+            # A Redis that loses the projection while the service runs loses its marker too:
+            # not ready (a restart rebuilds it from Kafka) rather than decide against nothing.
+            await redis_client.flushdb()
+            gone = await client.get("/health/ready")
+            assert gone.status_code == 503 and gone.json()["checks"]["state"] is False

@@ -14,16 +14,24 @@ their handlers are idempotent, so a record read by both is applied once in effec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
 from lanyard.contracts import Event, decode_event
+from lanyard.runtime.kafka import ensure_topics
 from lanyard.runtime.logging import get_logger
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from lanyard.runtime.service import ServiceRuntime
+    from lanyard.runtime.settings import RebuildingServiceSettings
 
 log = get_logger("lanyard.runtime.rebuild")
 T = TypeVar("T")
@@ -92,6 +100,29 @@ async def rebuild_once(
     except TimeoutError:
         log.error("rebuild from Kafka did not finish in time; refusing to start", what=what, timeout_s=timeout_s)
         raise RebuildTimeout(f"rebuild from Kafka did not finish within {timeout_s}s") from None
+
+
+def rebuilding_lifespan(
+    runtime: ServiceRuntime, settings: RebuildingServiceSettings, rebuild: Callable[[], Awaitable[Any]]
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """The service's lifespan: `rebuild` (when `rebuild_on_start`, after creating missing topics)
+    before `runtime.lifespan` starts the consumers and loops, so nothing is decided or published
+    on a state still being rebuilt. A failed rebuild closes the Redis client and fails startup."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.rebuild_on_start:
+            try:
+                if settings.create_topics:
+                    await ensure_topics(settings.kafka_bootstrap_servers)
+                await rebuild()
+            except BaseException:
+                await runtime.redis.aclose()
+                raise
+        async with runtime.lifespan(app):
+            yield
+
+    return lifespan
 
 
 _RELEASE = """

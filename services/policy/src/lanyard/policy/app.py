@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,10 +33,9 @@ from lanyard.runtime.consumer import subscribe
 from lanyard.runtime.errors import install_error_handlers
 from lanyard.runtime.health import health_router
 from lanyard.runtime.idempotency import Idempotency
-from lanyard.runtime.kafka import ensure_topics
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.openapi import document
-from lanyard.runtime.rebuild import KafkaHistory, RedisProjectionMarker
+from lanyard.runtime.rebuild import KafkaHistory, RedisProjectionMarker, rebuilding_lifespan
 from lanyard.runtime.service import ServiceRuntime
 from lanyard.runtime.tokens import SERVICES_JWKS_PATH, HttpJwks, KnownEnterprises, TokenVerifier
 
@@ -122,21 +120,7 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
         timeout_s=settings.rebuild_timeout_s,
     )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Before the consumers start: nothing is decided while the projection is rebuilt.
-        if settings.rebuild_on_start:
-            try:
-                if settings.create_topics:
-                    await ensure_topics(settings.kafka_bootstrap_servers)
-                await rebuild.run()
-            except BaseException:
-                await runtime.redis.aclose()
-                raise
-        async with runtime.lifespan(app):
-            yield
-
-    app = FastAPI(title="Lanyard policy", lifespan=lifespan)
+    app = FastAPI(title="Lanyard policy", lifespan=rebuilding_lifespan(runtime, settings, rebuild.run))
     app.state.runtime = runtime
     app.state.rebuild = rebuild
     # Key sets are looked up only for enterprises the read model knows (its directory, app-profile

@@ -9,8 +9,6 @@ runtime (broker, consumers, loops); the HTTP API serves only after both.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -19,11 +17,10 @@ from lanyard.contracts import topics
 from lanyard.runtime.consumer import subscribe
 from lanyard.runtime.health import health_router
 from lanyard.runtime.idempotency import Idempotency
-from lanyard.runtime.kafka import ensure_topics
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.loops import BackgroundLoops
 from lanyard.runtime.openapi import document
-from lanyard.runtime.rebuild import KafkaHistory, RedisProjectionMarker
+from lanyard.runtime.rebuild import KafkaHistory, RedisProjectionMarker, rebuilding_lifespan
 from lanyard.runtime.service import ServiceRuntime
 from lanyard.runtime.tokens import HttpJwks, TokenVerifier
 from lanyard.session.adapters.clock import SystemClock
@@ -101,20 +98,7 @@ def create_app(settings: SessionSettings | None = None, **overrides: Any) -> Fas
     if isinstance(jwks, HttpJwks):
         runtime.on_stop.append(jwks.aclose)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.rebuild_on_start:
-            try:
-                if settings.create_topics:
-                    await ensure_topics(settings.kafka_bootstrap_servers)
-                await rebuild.run()
-            except BaseException:
-                await runtime.redis.aclose()
-                raise
-        async with runtime.lifespan(app):
-            yield
-
-    app = FastAPI(title="Lanyard session", lifespan=lifespan)
+    app = FastAPI(title="Lanyard session", lifespan=rebuilding_lifespan(runtime, settings, rebuild.run))
     app.state.runtime = runtime
     app.state.rebuild = rebuild
     app.state.service = service
