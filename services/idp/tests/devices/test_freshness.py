@@ -147,3 +147,33 @@ async def test_lag_that_does_not_drain_or_a_stuck_handler_makes_the_view_stale(r
     consumer.parts = {}
     now[0] += 6
     assert not await monitor.tick()
+
+
+async def test_a_batch_being_applied_never_vouches_for_its_own_records(redis_client):
+    """The finding-10 hole: a batch is fetched before it is handed to the handler, so capping
+    the watermark at the handover vouched for the batch's own records while they were still
+    being applied (an SSO for a checkout in that batch was told "unknown device session")."""
+    from aiokafka import TopicPartition
+
+    from lanyard.contracts import Topic
+
+    topic = Topic("t.v1", "k", 1, "delete", None, "test")
+    tp = TopicPartition("t.v1", 0)
+    start = time.time() - 1.0  # the handover below happens now, a second after these moments
+    now = [start]
+    consumer = _Consumer({tp: (5, 5, start * 1000)})
+    state = ConsumerState("g-cap")
+    monitor = FreshnessMonitor(
+        redis_client, "g-cap", [topic], lambda: consumer, 5.0, clock=lambda: now[0], state=lambda: state
+    )
+    assert await monitor.tick()
+    # A checkout is created at +0.2 s, the device asks at +0.3 s, the consumer fetches the
+    # checkout at +0.4 s and is still applying it when the monitor looks at +0.5 s.
+    created_ms, asked_at = (start + 0.2) * 1000, start + 0.3
+    consumer.parts[tp] = (6, 6, (start + 0.4) * 1000)
+    now[0] = start + 0.5
+    with state.busy(created_ms):
+        await monitor.tick()
+        assert monitor.caught_up_at is not None and monitor.caught_up_at < asked_at
+    await monitor.tick()
+    assert monitor.caught_up_at >= asked_at, "applied: the fetch at +0.4 s now vouches for it"

@@ -149,8 +149,11 @@ class Hold:
 class ConsumerState:
     """What one subscription is doing right now, for readiness and the IdP's freshness.
 
-    - `busy_since_ms()`: wall-clock start (ms) of the oldest fetched batch not yet fully handled
-      (retries included), None when idle. Nothing fetched after that moment is known applied.
+    - `busy_since_ms()`: for the batches fetched and not yet fully handled (retries included),
+      the earliest of their handover times and their records' own timestamps (ms); None when
+      idle. No record created at or after that moment is known applied — and neither is any
+      record of a batch in hand, which is why the records' timestamps count, not only the
+      handover: a batch is fetched before it is handed over, so its records are older than it.
     - `holds`: the partitions whose current record keeps failing (being retried).
     """
 
@@ -171,10 +174,12 @@ class ConsumerState:
         return min(self._busy.values(), default=None)
 
     @contextlib.contextmanager
-    def busy(self) -> Iterator[None]:
-        """Mark a batch as being handled for as long as the block runs."""
+    def busy(self, oldest_record_ms: float | None = None) -> Iterator[None]:
+        """Mark a batch as being handled for as long as the block runs; `oldest_record_ms` is
+        the timestamp of its oldest record (see `busy_since_ms`)."""
         token = object()
-        self._busy[token] = time.time() * 1000
+        now_ms = time.time() * 1000
+        self._busy[token] = now_ms if oldest_record_ms is None else min(now_ms, oldest_record_ms)
         try:
             yield
         finally:
@@ -371,7 +376,10 @@ def subscribe(
         partitions: dict[tuple[str, int], list[Any]] = {}
         for record in msg.raw_message:
             partitions.setdefault((record.topic, record.partition), []).append(record)
-        with state.busy():
+        # Capped at the oldest record's own time: a watermark must never vouch for a record
+        # still being applied (the IdP's freshness answers "unknown device session" on it).
+        stamps = [r.timestamp for r in msg.raw_message if isinstance(r.timestamp, int) and r.timestamp >= 0]
+        with state.busy(min(stamps, default=None)):
             if len(partitions) == 1:
                 await handle_partition(next(iter(partitions.values())))
                 return
