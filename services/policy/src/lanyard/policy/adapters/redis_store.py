@@ -85,6 +85,12 @@ local nxt = math.max(current, issued) + 1
 redis.call('set', KEYS[2], nxt)
 return {nxt, current}
 """
+# KEYS: a seat hash; ARGV: user id. One seat given back, never below zero (the field goes at 0).
+_RELEASE_SEAT = """
+local n = redis.call('hincrby', KEYS[1], ARGV[1], -1)
+if n <= 0 then redis.call('hdel', KEYS[1], ARGV[1]) end
+return n
+"""
 _SET_EARLIER = """
 local cur = redis.call('get', KEYS[1])
 if (not cur) or ARGV[1] < cur then redis.call('set', KEYS[1], ARGV[1]) return 1 end
@@ -487,11 +493,10 @@ class RedisReadModel:
     async def save_sessions(
         self, enterprise_id: str, changes: Sequence[tuple[LiveSession | None, LiveSession, bytes | None]]
     ) -> None:
-        """`save_session` for several sessions in one transaction (seats taken inside it; seats
-        given back afterwards, each never below zero)."""
+        """`save_session` for several sessions in one transaction, seats taken and given back
+        inside it (a seat never below zero)."""
         e = enterprise_id
         pipe = self._r.pipeline(transaction=True)
-        releases: list[tuple[str, str]] = []
         for before, after, pending in changes:
             pipe.hset(k(e, "sessions"), after.device_session_id, session_to_json(after))
             if pending is not None:
@@ -500,20 +505,14 @@ class RedisReadModel:
             taken, released = _seat_changes(before, after)
             for kind in taken:
                 pipe.hincrby(k(e, kind), after.user_id, 1)
-            releases += [(after.user_id, kind) for kind in released]
+            for kind in released:  # in the same transaction: a crash cannot keep a seat
+                pipe.eval(_RELEASE_SEAT, 1, k(e, kind), after.user_id)
         await pipe.execute()
-        for user_id, kind in releases:
-            await self._release_seat(e, user_id, kind)
 
     async def clear_pending(self, enterprise_id: str, *device_session_ids: str) -> None:
         """These announcements were acknowledged."""
         if device_session_ids:
             await self._r.hdel(k(enterprise_id, "pending"), *device_session_ids)
-
-    async def _release_seat(self, e: str, user_id: str, kind: str) -> None:
-        left = await self._r.hincrby(k(e, kind), user_id, -1)
-        if left <= 0:
-            await self._r.hdel(k(e, kind), user_id)
 
     async def close_session(self, enterprise_id: str, device_session_id: str, before: LiveSession | None) -> None:
         """Forget a checked-in session and leave a tombstone so it is never granted again."""
@@ -523,10 +522,11 @@ class RedisReadModel:
         pipe.hdel(k(e, "sessions"), device_session_id)
         if before is not None:
             pipe.srem(k(e, "user-sessions", before.user_id), device_session_id)
-        await pipe.execute()
-        if before is not None:
+            # With the tombstone, in one transaction: a Redis lost between the two kept the seat
+            # for good, since a retried checkin finds the tombstone and does nothing.
             for kind in _seat_changes(before, None)[1]:
-                await self._release_seat(e, before.user_id, kind)
+                pipe.eval(_RELEASE_SEAT, 1, k(e, kind), before.user_id)
+        await pipe.execute()
 
     async def live_sessions(self, enterprise_id: str, user_id: str | None = None) -> list[LiveSession]:
         """Tracked sessions of the enterprise, or of one user."""
