@@ -137,12 +137,12 @@ class RedisOutbox:
                 found.append(decode_event(raw))
             except Exception:  # written by this service: cannot happen, and must not stop the relay
                 log.error("undecodable outbox entry dropped", event_id=event_id)
-                await self._drop(event_id)
+                await self._drop(event_id, None)
         return found
 
     async def done(self, event: Event) -> None:
         """The broker acknowledged `event`: forget it."""
-        await self.done_many([event])
+        await self._drop(event.event_id, event)
 
     async def done_many(self, events: Sequence[Event]) -> None:
         """The broker acknowledged every one of `events`: forget them, in one transaction."""
@@ -158,11 +158,13 @@ class RedisOutbox:
                     pipe.zrem(self.keys.subject_key(event.enterprise_id, subject), event.event_id)
             await pipe.execute()
 
-    async def _drop(self, event_id: str) -> None:
-        """Forget an entry that does not decode (no subject to unindex)."""
+    async def _drop(self, event_id: str, event: Event | None) -> None:
+        subject = self.keys.subject_of(event) if event is not None else None
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hdel(self.keys.events_key, event_id)
             pipe.zrem(self.keys.due_key, event_id)
+            if event is not None and subject:
+                pipe.zrem(self.keys.subject_key(event.enterprise_id, subject), event_id)
             await pipe.execute()
 
     async def later(self, events: Sequence[Event], due: float) -> None:
