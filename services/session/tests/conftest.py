@@ -166,10 +166,6 @@ class InMemoryStore:
     async def outbox_done(self, event):
         self.outbox.pop(event.event_id, None)
 
-    async def outbox_done_many(self, events):
-        for event in events:
-            self.outbox.pop(event.event_id, None)
-
     async def outbox_later(self, events, due):
         for i, e in enumerate(events):
             if e.event_id in self.outbox:

@@ -19,10 +19,9 @@ that stage into it):
 
 The relay claims due events by pushing their due time a lease ahead (one Lua step), so with
 several instances each event is handed to one of them and a claim lost in a crash comes due
-again after the lease. It publishes the events of one Kafka key in due order, each after the
-previous one's ack (their order is their subject's), different keys concurrently, and forgets
-what was acknowledged in one write; on a failure it puts that key's event and the rest of that
-key back a little later, so a broker outage costs one retry interval once it ends, not a lease.
+again after the lease. It publishes in due order and stops at the first failure, putting that
+event and the rest back a little later: events of one subject keep their order, and a broker
+outage costs one retry interval once it ends, not a lease.
 """
 
 from __future__ import annotations
@@ -60,8 +59,6 @@ class OutboxStore(Protocol):
     async def claim_outbox(self, now: float, lease_s: float, limit: int) -> list[Event]: ...
 
     async def outbox_done(self, event: Event) -> None: ...
-
-    async def outbox_done_many(self, events: Sequence[Event]) -> None: ...
 
     async def outbox_later(self, events: Sequence[Event], due: float) -> None: ...
 
@@ -144,20 +141,6 @@ class RedisOutbox:
         """The broker acknowledged `event`: forget it."""
         await self._drop(event.event_id, event)
 
-    async def done_many(self, events: Sequence[Event]) -> None:
-        """The broker acknowledged every one of `events`: forget them, in one transaction."""
-        if not events:
-            return
-        async with self._redis.pipeline(transaction=True) as pipe:
-            ids = [e.event_id for e in events]
-            pipe.hdel(self.keys.events_key, *ids)
-            pipe.zrem(self.keys.due_key, *ids)
-            for event in events:
-                subject = self.keys.subject_of(event)
-                if subject:
-                    pipe.zrem(self.keys.subject_key(event.enterprise_id, subject), event.event_id)
-            await pipe.execute()
-
     async def _drop(self, event_id: str, event: Event | None) -> None:
         subject = self.keys.subject_of(event) if event is not None else None
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -199,9 +182,6 @@ class RedisOutbox:
     async def outbox_done(self, event: Event) -> None:
         await self.done(event)
 
-    async def outbox_done_many(self, events: Sequence[Event]) -> None:
-        await self.done_many(events)
-
     async def outbox_later(self, events: Sequence[Event], due: float) -> None:
         await self.later(events, due)
 
@@ -229,38 +209,17 @@ async def relay_once(
 ) -> int:
     """Publish every due event (see the module docstring); returns how many were acknowledged.
 
-    Events of one Kafka key (one subject: its partition, its order) are published one after
-    another, each after the previous one's ack; different keys go concurrently, so a batch costs
-    about one broker round trip and its acknowledged events are forgotten in one write. On a
-    failure, that key's event and those after it are put back at `now + retry_s` (the other
-    keys' go on), and the first error is raised once the batch is done."""
+    On the first failure the event and those after it are put back at `now + retry_s` and the
+    error is raised."""
     events = await store.claim_outbox(now, lease_s, limit)
-    by_key: dict[bytes, list[Event]] = {}
-    for event in events:
-        by_key.setdefault(event.record_key(), []).append(event)
-    acknowledged: list[Event] = []
-    failures: list[BaseException] = []
-
-    async def in_order(run: list[Event]) -> None:
-        for i, event in enumerate(run):
-            try:
-                await asyncio.wait_for(publisher.publish(event), timeout_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures.append(exc)
-                with contextlib.suppress(Exception):  # if this fails too, the lease brings them back
-                    await store.outbox_later(run[i:], now + retry_s)
-                return
-            acknowledged.append(event)
-
-    try:
-        await asyncio.gather(*(in_order(run) for run in by_key.values()))
-    finally:
-        # What the broker acknowledged is forgotten even when the round is cancelled (a stop):
-        # otherwise it would be published again after its lease (harmless, consumers dedupe).
-        if acknowledged:
-            await store.outbox_done_many(acknowledged)
-    if failures:
-        raise failures[0]
-    return len(acknowledged)
+    for i, event in enumerate(events):
+        try:
+            await asyncio.wait_for(publisher.publish(event), timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            with contextlib.suppress(Exception):  # if this fails too, the lease brings them back
+                await store.outbox_later(events[i:], now + retry_s)
+            raise
+        await store.outbox_done(event)
+    return len(events)

@@ -290,9 +290,6 @@ class RedisSessionStore:
     async def outbox_done(self, event: Event) -> None:
         await self.outbox.done(event)
 
-    async def outbox_done_many(self, events: Sequence[Event]) -> None:
-        await self.outbox.done_many(events)
-
     async def outbox_later(self, events: Sequence[Event], due: float) -> None:
         await self.outbox.later(events, due)
 
