@@ -402,6 +402,23 @@ async def test_user_checkin_is_idempotent(world):
     assert await world.store.list_live("ent-1") == []
 
 
+async def test_a_checkin_of_a_session_the_store_lost_meanwhile_is_a_retry_not_done(world):
+    """Found by the soak (redis-flush:session): a checkin authenticated against the session, the
+    store flushed, then the change found nothing and answered 200 "checked in" — with no event
+    on the broker, so the clinician's apps stayed signed in. Now it is a 503 to retry (the
+    restarted service rebuilds the session from Kafka and the retry checks it in)."""
+    s = await world.checkout()
+    lost = dict(world.store.sessions)
+    world.store.sessions.clear()
+    with pytest.raises(SessionError) as err:
+        await world.service.check_in(s, "user")
+    assert err.value.status == 503 and err.value.code == "temporarily_unavailable"
+    assert "session.device_checked_in.v1" not in world.publisher.types()
+    world.store.sessions.update(lost)  # rebuilt
+    closed = await world.service.check_in(s, "user")
+    assert closed.state is State.CLOSED and world.publisher.types()[-1] == "session.device_checked_in.v1"
+
+
 async def test_admin_force_checkin(world):
     s = await world.checkout()
     await world.service.force_check_in("ent-1", s.device_session_id, "admin-7")

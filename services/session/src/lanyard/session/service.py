@@ -505,7 +505,15 @@ class SessionService:
             lambda s: self._change(domain.check_in(s, now, reason), actor),
         )
         await self._settle(session.enterprise_id, session.device_id)
-        return change.sessions[0] if change else await self.view_session(session)
+        if change is not None:
+            return change.sessions[0]
+        latest = await self.store.get_session(session.enterprise_id, session.device_session_id)
+        if latest is None:
+            # The session was read a moment ago and is gone now: the store lost it (a Redis
+            # flushed under us; the restart rebuilds it from Kafka). Saying "checked in" here
+            # would leave the clinician's apps signed in with nothing on the broker (soak).
+            raise SessionError(503, "temporarily_unavailable", "the session's state is being restored; retry")
+        return latest
 
     async def force_check_in(self, enterprise_id: str, device_session_id: str, actor: str) -> DeviceSession:
         """An admin ends a session."""
