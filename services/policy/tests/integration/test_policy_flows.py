@@ -987,3 +987,58 @@ async def test_a_lost_projection_is_rebuilt_from_kafka_as_the_live_path_left_it(
         await other.state.runtime.redis.aclose()
         await empty.flushdb()
         await empty.aclose()
+
+
+async def _committed_at_the_ends(bootstrap: str, group: str, names: list[str]) -> bool:
+    """Whether `group` committed every partition of `names` at its end offset."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        described = await admin.describe_topics(names)
+        parts = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+        ends = await consumer.end_offsets(parts)
+        committed = await admin.list_consumer_group_offsets(group)
+        # A partition with no record has nothing to commit: the group may never commit it.
+        return bool(parts) and all((committed[tp].offset if tp in committed else 0) >= ends[tp] for tp in parts)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def test_configuration_read_again_behind_a_commit_regresses_nothing_and_revokes_nothing(world, kafka_bootstrap):
+    """Finding 11 of docs/reliability.md: a consumer that resumes behind its last commit (a
+    commit refused while the broker was cut) reads older records of items again. Applied, they
+    put an item back to an older state — a disabled user, trust "code issued" — and re-evaluated
+    live sessions against it: a soak run saw 7 live sessions revoked. A second instance on the
+    same Redis in a new consumer group reads every configuration record from the start."""
+    ent = await Ent.open(world)
+    await ent.configure(cloud=True)
+    await ent.user("alice", status="disabled")
+    await ent.user("alice")
+    await ent.connect_cloud()
+    dsid = await _granted_session(ent)
+    group = f"policy-it-{uuid.uuid4().hex[:6]}"
+    settings = PolicySettings(consumer_group=group, public_base_url=BASE)
+    other = create_app(settings, jwks=world.issuer.static_jwks(), clock=world.clock)
+    names = [t.name for t in (topics.POLICY_CONFIG, topics.DIRECTORY, topics.APP_PROFILES)]
+    async with other.router.lifespan_context(other):
+        await eventually(
+            lambda: _committed_at_the_ends(kafka_bootstrap, f"{group}.config", names), 60,
+            what="the second instance read all configuration",
+        )  # fmt: skip
+    store = world.app.state.policy.store
+    assert (await store.cloud(ent.id))["state"] == "established"
+    assert (await store.get_item(ent.id, "users", "alice"))["status"] == "active"
+    # One record more for alice's partition of the entitlements topic, so the probe has read
+    # past anything the second instance could have published for her.
+    await ent.put("/user-policies/p-nurses", {"name": "Nurses", "sso_enabled": True, "users": ["bob"]})
+    await ent.wait("entitlement.revoked.v1", device_session_id=dsid)
+    assert [(e.type, e.payload.reason if e.type.endswith("revoked.v1") else "") for e in ent.events(dsid)] == [
+        ("entitlement.granted.v1", ""),
+        ("entitlement.revoked.v1", "policy_changed"),
+    ], "nothing revoked the session before the change that should"

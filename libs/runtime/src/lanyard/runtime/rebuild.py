@@ -64,6 +64,10 @@ class History(Protocol):
         """In order per partition; with `since` (epoch seconds), only records from that time on."""
         ...
 
+    def read_positioned(self, topic: str, since: float | None = None) -> AsyncIterator[tuple[int, Event]]:
+        """As `read`, each event with its record's offset in its partition."""
+        ...
+
 
 async def rebuild_once(
     marker: ProjectionMarker,
@@ -178,6 +182,11 @@ class KafkaHistory:
     async def read(self, topic: str, since: float | None = None) -> AsyncIterator[Event]:
         """Every record of `topic` up to its end offsets at the start of the read, decoded; with
         `since` (seconds since the epoch), only records from that broker timestamp on."""
+        async for _, event in self.read_positioned(topic, since):
+            yield event
+
+    async def read_positioned(self, topic: str, since: float | None = None) -> AsyncIterator[tuple[int, Event]]:
+        """As `read`, each event with its record's offset (what orders one item's records)."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             group_id=None,
@@ -219,6 +228,6 @@ class KafkaHistory:
                         if event.wrong_key(record.key) is not None:
                             self.wrongly_keyed += 1
                             continue
-                        yield event
+                        yield record.offset, event
         finally:
             await consumer.stop()

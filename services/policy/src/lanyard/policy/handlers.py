@@ -9,9 +9,10 @@ Two subscriptions (see app.py):
   consecutive checkouts are decided as one run (one lock, one read, one write), everything else
   in order as above.
 - `on_config` (lanyard.policy-config.v1, lanyard.directory.v1, lanyard.app-profiles.v1):
-  project the event into Redis (an upsert: idempotent), then re-evaluate the live sessions it
-  may affect — one user's for a user change, the whole enterprise's otherwise. A redelivery
-  re-evaluates to the same outcome and publishes nothing. Locker options change no
+  project the event into Redis (an upsert: idempotent; a record older than the one its item
+  last got is refused, so a consumer re-reading behind its commit never regresses an item), then
+  re-evaluate the live sessions it may affect — one user's for a user change, the whole
+  enterprise's otherwise. A redelivery re-evaluates to the same outcome and publishes nothing. Locker options change no
   entitlement: they are projected only.
 
 Every checkout, and every checkout the session service refused, also records what the device's
@@ -28,6 +29,7 @@ from lanyard.contracts import events as ev
 from lanyard.policy.domain import REVOCATION_BY_TRIGGER, DeviceReport
 from lanyard.policy.ports import ReadModel
 from lanyard.policy.service import Entitlements
+from lanyard.runtime.consumer import current_record
 
 _TRIGGER: dict[type[Event], str] = {
     ev.UserPolicyUpserted: "user_policy",
@@ -115,11 +117,14 @@ class PolicyHandlers:
 
     async def on_config(self, event: Event) -> None:
         """Project a configuration or directory event, then re-evaluate what it may change."""
+        record = current_record()
+        offset = record.offset if record is not None else None
         if isinstance(event, _PROJECTED_ONLY):
-            await self._store.apply(event)
+            await self._store.apply(event, offset)
             return
         trigger = _TRIGGER.get(type(event))
-        if trigger is None or not await self._store.apply(event):
+        # An older record of the item than the projection holds (a re-read) re-evaluates nothing.
+        if trigger is None or not await self._store.apply(event, offset):
             return
         reason = REVOCATION_BY_TRIGGER[trigger]
         if isinstance(event, ev.UserUpserted | ev.UserDeleted):

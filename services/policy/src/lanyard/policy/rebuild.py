@@ -105,9 +105,11 @@ class Rebuild:
 
         config_events = 0
         for topic in CONFIG_SOURCES:
-            async for event in self._history.read(topic.name):
+            async for offset, event in self._history.read_positioned(topic.name):
                 if await is_lost(event.enterprise_id):
-                    await self._store.apply(event)
+                    # With its offset, so the live consumer that resumes behind it (at its
+                    # last commit) finds every item newer than what it re-reads.
+                    await self._store.apply(event, offset)
                     config_events += 1
         fold = SessionFold(self._closed_ttl_s)
         for topic in SESSION_SOURCES:

@@ -19,6 +19,8 @@ enterprise lives in one Redis Cluster slot and MULTI works across its keys):
     policy:{e}:devices                     hash device_id → JSON of its Locker's last report
     policy:{e}:created_at                  ISO time of the earliest config event seen
     policy:{e}:applied:{event_id}          marker (1 h) that an event was projected
+    policy:{e}:versions                    hash topic:record key → offset of the last record applied
+                                           to that item (kept for deletions too)
     policy:{e}:sessions                    hash device_session_id → JSON LiveSession
     policy:{e}:user-sessions:{user_id}     set of that user's tracked sessions
     policy:{e}:seats                       hash user_id → live granted sessions (a seat each user)
@@ -39,6 +41,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from lanyard.contracts import Event
 from lanyard.contracts import events as ev
@@ -259,13 +262,45 @@ class RedisReadModel:
 
     # -------------------------------------------------------------------- config projection
 
-    async def apply(self, event: Event) -> bool:
+    async def apply(self, event: Event, offset: int | None = None) -> bool:
         """Project one consumed event; idempotent (an upsert rewrites the same value).
+
+        `offset` is the record's offset in its partition. One item's records always share a
+        partition (they share a key), so the offset orders them: a record older than the one
+        last applied to its item changes nothing and returns False. That is what a consumer
+        resuming behind its last commit (a commit refused while the broker was cut) or a
+        rebuild followed by the live consumer re-reads, and re-applying it would put an item
+        back to an older state (trust "code issued" again) and re-evaluate live sessions against
+        it. The record last applied itself is applied again and returns True, so a crash
+        between projecting and re-evaluating still re-evaluates. Without an offset (no record
+        behind the event) the event is applied unconditionally.
 
         Returns True when the event changes configuration (the caller then re-evaluates).
         """
+        versions, item = k(event.enterprise_id, "versions"), f"{event.topic.name}:{event.key()}"
+        async with self._r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    if offset is not None:
+                        await pipe.watch(versions)
+                        last = await pipe.hget(versions, item)
+                        if last is not None and int(last) > offset:
+                            await pipe.reset()
+                            return False
+                    pipe.multi()
+                    if not self._queue_apply(pipe, event):
+                        await pipe.reset()
+                        return False
+                    if offset is not None:
+                        pipe.hset(versions, item, offset)
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue  # another item of the enterprise was applied meanwhile: read again
+
+    def _queue_apply(self, pipe: Any, event: Event) -> bool:
+        """Queue the writes projecting `event`; False for an event this projection ignores."""
         e, p = event.enterprise_id, event.payload
-        pipe = self._r.pipeline(transaction=True)
         match event:
             case ev.UserPolicyUpserted():
                 pipe.hset(k(e, "policies"), p.policy_id, p.model_dump_json())
@@ -304,7 +339,6 @@ class RedisReadModel:
         if event.topic is ev.topics.POLICY_CONFIG:
             pipe.eval(_SET_EARLIER, 1, k(e, "created_at"), _iso(event.occurred_at))
         pipe.set(k(e, "applied", event.event_id), "1", ex=APPLIED_TTL_S)
-        await pipe.execute()
         return True
 
     async def was_applied(self, enterprise_id: str, event_id: str) -> bool:
