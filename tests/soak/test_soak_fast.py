@@ -2,14 +2,12 @@
 through the gateway (≈ 130–210 sessions in 3.5–6 min on two cores) while one fault of each
 kind hits the stack — kill -9 of the IdP right after a checkin
 is answered, the broker killed and restarted, Redis killed (AOF replay),
-the session service's Redis flushed (it rebuilds from Kafka), the relying party down, the broker cut
-off — then the checker: every checked-in session refused by every check, nothing resurrected,
+the session and the policy services' Redis flushed (each rebuilds from Kafka), the relying party
+down, the broker cut off — then the checker: every checked-in session refused by every check, nothing resurrected,
 fail closed during the cut, every event audited exactly once, every app told, no seat left.
 
 The stack runs on a broker and a Redis of its own (the faults kill them). `make soak` is the long
-run with every fault (`python -m lanyard.harness.soak`). `redis-flush:policy` is not in this subset
-while docs/reliability.md finding 11 is open (a flushed policy service can revoke live sessions
-while it re-applies older configuration events after its rebuild)."""
+run with every fault (`python -m lanyard.harness.soak`)."""
 
 from __future__ import annotations
 
@@ -30,6 +28,7 @@ FAST = Plan(
         "kafka-kill",
         "redis-kill",
         "redis-flush:session",
+        "redis-flush:policy",
         "rp-down",
         "broker-cut",
     ],
