@@ -7,7 +7,7 @@ from fastapi import Depends, FastAPI, Query
 from pydantic import BaseModel, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from lanyard.runtime.errors import describe_validation, install_error_handlers
+from lanyard.runtime.errors import StateLost, describe_validation, install_error_handlers
 from lanyard.runtime.text import FreeText
 from lanyard.runtime.tokens import TestIssuer, TokenVerifier, require_roles
 
@@ -41,6 +41,10 @@ def app() -> FastAPI:
     @application.get("/redis-down")
     async def redis_down() -> dict:
         raise RedisConnectionError(f"Error 111 connecting to 127.0.0.1:6379 {SECRET}")
+
+    @application.get("/state-lost")
+    async def state_lost() -> dict:
+        raise StateLost(SECRET)
 
     @application.get("/broker-down")
     async def broker_down() -> dict:
@@ -106,7 +110,7 @@ async def test_404_405_and_500_answer_in_the_shape_and_say_nothing_of_the_cause(
 async def test_a_dependency_down_is_503_to_retry_not_a_500(http):
     """Found by the soak (issue 17): Redis killed under load made the IdP's introspection and
     sign-in answer 500 server_error; a client reads that as a bug, not as "retry"."""
-    for path in ("/redis-down", "/broker-down"):
+    for path in ("/redis-down", "/broker-down", "/state-lost"):
         r = await http.get(path)
         assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable", path
         assert r.headers["retry-after"] == "1" and SECRET not in r.text and "6379" not in r.text
@@ -117,7 +121,7 @@ async def test_a_dependency_down_is_answered_without_handing_the_server_a_traceb
     for it: a Redis restart under load wrote hundreds of them. A dependency down is expected."""
     transport = httpx.ASGITransport(app=app(), raise_app_exceptions=True)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        for path in ("/redis-down", "/broker-down"):
+        for path in ("/redis-down", "/broker-down", "/state-lost"):
             r = await client.get(path)
             assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable", path
         with pytest.raises(RuntimeError):  # a real bug still reaches the server's log

@@ -45,7 +45,15 @@ CODES = {
 }
 """The `error` code of a status when whoever raised it named none."""
 
+
+class StateLost(Exception):
+    """A service's Redis state is known lost (its completeness marker is gone: flushed, or a
+    fresh database) and not rebuilt yet: answering from it would answer from nothing. Retried
+    like a dependency that is down; the restart rebuilds the state from Kafka."""
+
+
 UNAVAILABLE: tuple[type[BaseException], ...] = (
+    StateLost,
     RedisConnectionError,
     RedisTimeoutError,
     KafkaConnectionError,

@@ -49,7 +49,8 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
     settings = settings or PolicySettings()
     runtime = ServiceRuntime.from_settings(settings, **overrides)
     clock = overrides.get("clock") or utcnow
-    store = RedisReadModel(runtime.redis)
+    marker = RedisProjectionMarker(runtime.redis, "policy")
+    store = RedisReadModel(runtime.redis, complete_key=marker.key if settings.rebuild_on_start else None)
     entitlements = Entitlements(store, runtime.publisher, clock)
     commands = ConfigCommands(store, runtime.publisher, settings.apply_wait_s)
     handlers = PolicyHandlers(store, entitlements)
@@ -109,7 +110,6 @@ def create_app(settings: PolicySettings | None = None, **overrides: Any) -> Fast
     runtime.on_start.append(start_ticker)
     runtime.on_stop.append(stop_ticker)
 
-    marker = RedisProjectionMarker(runtime.redis, "policy")
     rebuild = Rebuild(
         store=store,
         marker=marker,

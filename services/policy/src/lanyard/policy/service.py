@@ -246,8 +246,9 @@ class Entitlements:
         return done
 
     async def schedule_licences(self, enterprise_id: str) -> None:
-        """Remember the next licence boundary of the enterprise."""
-        snapshot = await self._store.snapshot(enterprise_id)
+        """Remember the next licence boundary of the enterprise (also during the rebuild: the
+        check it schedules is itself a decision, refused while the projection is incomplete)."""
+        snapshot = await self._store.snapshot(enterprise_id, complete=False)
         await self._store.schedule_licence_check(
             enterprise_id, domain.next_licence_boundary(snapshot.licences, self._clock())
         )

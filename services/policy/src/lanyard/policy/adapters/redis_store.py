@@ -60,6 +60,7 @@ from lanyard.policy.domain import (
     UserPolicy,
 )
 from lanyard.policy.ports import CheckoutView, SeatKind
+from lanyard.runtime.errors import StateLost
 
 APPLIED_TTL_S = 3600
 CLOSED_TTL_S = 8 * 24 * 3600
@@ -221,8 +222,14 @@ def _org(raw: str | None) -> OrgSettings:
 class RedisReadModel:
     """Implements `ports.ReadModel` on one asyncio Redis client (decoded strings)."""
 
-    def __init__(self, redis: Redis, lock_ttl_ms: int = 10_000, lock_wait_s: float = 15.0) -> None:
+    def __init__(
+        self, redis: Redis, lock_ttl_ms: int = 10_000, lock_wait_s: float = 15.0, complete_key: str | None = None
+    ) -> None:
+        """`complete_key`: the rebuild's completeness marker; when given, every configuration
+        read requires it (`StateLost` without it), so nothing is decided against a projection
+        Redis lost while the service ran (a flush: the marker goes with everything else)."""
         self._r = redis
+        self._complete_key = complete_key
         self._lock_ttl_ms = lock_ttl_ms
         self._lock_wait_s = lock_wait_s
         self._local_locks: dict[str, asyncio.Lock] = {}
@@ -345,16 +352,23 @@ class RedisReadModel:
         """True once the projection applied the event (read-your-writes for the admin API)."""
         return bool(await self._r.exists(k(enterprise_id, "applied", event_id)))
 
-    def _queue_snapshot(self, pipe: Any, e: str) -> None:
+    def _queue_snapshot(self, pipe: Any, e: str, complete: bool = True) -> None:
         for kind in ("policies", "deployments", "licences", "apps"):
             pipe.hgetall(k(e, kind))
         pipe.get(k(e, "org"))
         pipe.hget(k(e, "cloud"), "state")
         pipe.smembers(k(e, "groups"))
+        if self._complete_key and complete:
+            pipe.exists(self._complete_key)
+        else:
+            pipe.echo("1")
 
-    @staticmethod
-    def _build_snapshot(values: Sequence[Any]) -> Snapshot:
-        policies, deployments, licences, apps, org, cloud_state, groups = values
+    def _build_snapshot(self, values: Sequence[Any]) -> Snapshot:
+        policies, deployments, licences, apps, org, cloud_state, groups, complete = values
+        if not int(complete):
+            # Found by the soak (redis-flush:policy): the service went on deciding checkouts
+            # against the emptied projection and denied a clinician (`unknown_user`).
+            raise StateLost("the policy projection is lost and not rebuilt yet")
         return Snapshot(
             policies=tuple(_policy(json.loads(v)) for v in policies.values()),
             deployments=tuple(
@@ -368,10 +382,11 @@ class RedisReadModel:
             known_groups=frozenset(groups),
         )
 
-    async def snapshot(self, enterprise_id: str) -> Snapshot:
-        """The enterprise's configuration, read atomically."""
+    async def snapshot(self, enterprise_id: str, complete: bool = True) -> Snapshot:
+        """The enterprise's configuration, read atomically; `complete=False` reads it also while
+        the projection is being rebuilt (what only schedules work, decides nothing)."""
         pipe = self._r.pipeline(transaction=True)
-        self._queue_snapshot(pipe, enterprise_id)
+        self._queue_snapshot(pipe, enterprise_id, complete)
         return self._build_snapshot(await pipe.execute())
 
     async def known(self, enterprise_id: str) -> bool:
@@ -481,12 +496,12 @@ class RedisReadModel:
         for dsid in dsids:
             pipe.exists(k(e, "closed", dsid))
         values = await pipe.execute()
-        found, snapshot = values[0], values[1:8]
-        sessions, pending, closed = values[12], values[13], values[14:]
+        found, snapshot = values[0], values[1:9]
+        sessions, pending, closed = values[13], values[14], values[15:]
         return CheckoutView(
             users={user: _user(raw) for user, raw in zip(users, found, strict=True)},
             snapshot=self._build_snapshot(snapshot),
-            seats=self._build_seats(users, values[8:12]),
+            seats=self._build_seats(users, values[9:13]),
             existing={d: session_from_json(raw) for d, raw in zip(dsids, sessions, strict=True) if raw},
             pending={
                 d: raw.encode() if isinstance(raw, str) else raw for d, raw in zip(dsids, pending, strict=True) if raw
