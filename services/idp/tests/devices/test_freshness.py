@@ -99,11 +99,13 @@ async def test_lag_that_does_not_drain_or_a_stuck_handler_makes_the_view_stale(r
     topic = Topic("t.v1", "k", 2, "delete", None, "test")
     now = [1_000_000.0]
     tp0, tp1 = TopicPartition("t.v1", 0), TopicPartition("t.v1", 1)
-    consumer = _Consumer({tp0: (5, 5, now[0] * 1000), tp1: (7, 7, now[0] * 1000)})
+    consumer = _Consumer({tp0: (5, 5, (now[0] - 1) * 1000), tp1: (7, 7, (now[0] - 1) * 1000)})
     state = ConsumerState("g-unit")
     monitor = FreshnessMonitor(
         redis_client, "g-unit", [topic], lambda: consumer, 5.0, clock=lambda: now[0], state=lambda: state
     )
+    assert not await monitor.tick(), "one poll seen: nothing vouched for yet"
+    consumer.parts = {tp: (p, h, now[0] * 1000) for tp, (p, h, _) in consumer.parts.items()}
     assert await monitor.tick()
 
     # Partition 1 falls behind and stays behind although fetches keep succeeding.
@@ -131,8 +133,10 @@ async def test_lag_that_does_not_drain_or_a_stuck_handler_makes_the_view_stale(r
 
     # A batch whose handling hangs: the watermarks stop at its start.
     now[0] = time.time()
-    consumer.parts = {tp: (p, h, now[0] * 1000) for tp, (p, h, _) in consumer.parts.items()}
-    assert await monitor.tick()
+    for moment in (now[0] - 0.5, now[0]):
+        consumer.parts = {tp: (p, h, moment * 1000) for tp, (p, h, _) in consumer.parts.items()}
+        await monitor.tick()
+    assert monitor.fresh
     with state.busy():
         for _ in range(7):
             now[0] += 1
@@ -161,11 +165,13 @@ async def test_a_batch_being_applied_never_vouches_for_its_own_records(redis_cli
     tp = TopicPartition("t.v1", 0)
     start = time.time() - 1.0  # the handover below happens now, a second after these moments
     now = [start]
-    consumer = _Consumer({tp: (5, 5, start * 1000)})
+    consumer = _Consumer({tp: (5, 5, (start - 0.1) * 1000)})
     state = ConsumerState("g-cap")
     monitor = FreshnessMonitor(
         redis_client, "g-cap", [topic], lambda: consumer, 5.0, clock=lambda: now[0], state=lambda: state
     )
+    await monitor.tick()
+    consumer.parts[tp] = (5, 5, start * 1000)
     assert await monitor.tick()
     # A checkout is created at +0.2 s, the device asks at +0.3 s, the consumer fetches the
     # checkout at +0.4 s and is still applying it when the monitor looks at +0.5 s.
@@ -176,4 +182,43 @@ async def test_a_batch_being_applied_never_vouches_for_its_own_records(redis_cli
         await monitor.tick()
         assert monitor.caught_up_at is not None and monitor.caught_up_at < asked_at
     await monitor.tick()
-    assert monitor.caught_up_at >= asked_at, "applied: the fetch at +0.4 s now vouches for it"
+    assert monitor.caught_up_at < asked_at, "the +0.4 s response vouches from before its request"
+    consumer.parts[tp] = (6, 6, (start + 0.6) * 1000)
+    await monitor.tick()
+    assert monitor.caught_up_at >= asked_at, "applied, and a later response vouches for it"
+
+
+async def test_a_response_vouches_from_before_its_request_not_from_its_arrival(redis_client):
+    """Found by `make soak` (finding 10): a checkout acknowledged while a fetch was in flight is
+    not below the high-water mark that fetch brings back, but the response's arrival time
+    claimed it, and a broker cut right after kept that claim for the whole bound: the SSO of
+    the new session was told "unknown device session"."""
+    from aiokafka import TopicPartition
+
+    from lanyard.contracts import Topic
+
+    topic = Topic("t.v1", "k", 1, "delete", None, "test")
+    tp = TopicPartition("t.v1", 0)
+    start = time.time() - 1.0
+    now = [start]
+    consumer = _Consumer({tp: (5, 5, start * 1000)})
+    monitor = FreshnessMonitor(redis_client, "g-flight", [topic], lambda: consumer, 5.0, clock=lambda: now[0])
+    await monitor.tick()
+    # A fetch sent at +0.1 s; the checkout (offset 5) acknowledged at +0.2 s; the device asks at
+    # +0.3 s; the fetch's answer, computed before the checkout (high-water 5), arrives at +0.4 s.
+    asked_at = start + 0.3
+    consumer.parts[tp] = (5, 5, (start + 0.4) * 1000)
+    now[0] = start + 0.5
+    await monitor.tick()
+    assert monitor.caught_up_at is not None and monitor.caught_up_at < asked_at
+    # The broker is cut: no response arrives, and nothing ever vouches for the request.
+    for _ in range(3):
+        now[0] += 1
+        await monitor.tick()
+        assert monitor.caught_up_at < asked_at
+    # Back: the next response has the checkout; applied, the one after vouches for it.
+    consumer.parts[tp] = (6, 6, now[0] * 1000)
+    await monitor.tick()
+    consumer.parts[tp] = (6, 6, (now[0] + 0.5) * 1000)
+    await monitor.tick()
+    assert monitor.caught_up_at >= asked_at

@@ -25,6 +25,16 @@ as applied; the window is faststream's in-memory parsing of the batch (no I/O), 
 
 aiokafka 0.14's consumer offers `assignment()`, `position(tp)`, `highwater(tp)` and
 `last_poll_timestamp(tp)` (ms, updated by every successful fetch response, empty or not).
+
+**A response vouches from before its request was sent, not from its arrival.** aiokafka stamps
+`last_poll_timestamp` when a response is *received*; the high-water mark in it was computed by
+the broker earlier, while the fetch was in flight. A checkout acknowledged in between is not
+below that mark, yet the arrival time claimed it (found by the soak: a checkout acknowledged
+just before a broker cut, its SSO told "unknown device session" — the last responses before
+the cut vouched for it for the whole staleness bound). aiokafka keeps one fetch in flight per
+broker and sends the next after handling the previous response, so a response's request left
+no earlier than the previous response arrived: a partition's watermark is the poll time this
+monitor saw *before* the latest one (at start, nothing is vouched for until a second poll).
 """
 
 from __future__ import annotations
@@ -83,6 +93,8 @@ class FreshnessMonitor:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.watermarks: dict[str, int] = {}
+        self._polls: dict[str, tuple[float, float | None]] = {}
+        """Partition → (the latest poll time seen, the one seen before it: what it vouches from)."""
         self.stale_partitions: list[str] = list(self._expected)
 
     # ---------------------------------------------------------------- what callers use
@@ -191,8 +203,18 @@ class FreshnessMonitor:
                 position = await asyncio.wait_for(consumer.position(tp), 0.05)
             except (TimeoutError, AssertionError, KafkaError):  # unassigned meanwhile, or no position yet
                 continue
-            if position < highwater:
+            partition = f"{tp.topic}:{tp.partition}"
+            vouched = self._vouched_from(partition, polled)
+            if vouched is None or position < highwater:
                 continue
-            wm = polled if busy_since is None else min(polled, busy_since)
-            out[f"{tp.topic}:{tp.partition}"] = int(wm)
+            wm = vouched if busy_since is None else min(vouched, busy_since)
+            out[partition] = int(wm)
         return out
+
+    def _vouched_from(self, partition: str, polled: float) -> float | None:
+        """The moment the latest response of `partition` vouches from (module docstring)."""
+        latest, before = self._polls.get(partition, (None, None))
+        if latest != polled:
+            before = latest
+            self._polls[partition] = (polled, before)
+        return before
