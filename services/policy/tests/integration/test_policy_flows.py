@@ -26,7 +26,7 @@ from lanyard.policy.settings import PolicySettings
 from lanyard.runtime.kafka import EventPublisher
 from lanyard.runtime.rebuild import RedisProjectionMarker
 from lanyard.runtime.redis import create_redis
-from lanyard.runtime.testing import TopicProbe, eventually
+from lanyard.runtime.testing import TopicProbe, consumer_lag, eventually
 from lanyard.runtime.tokens import TestIssuer
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -989,27 +989,6 @@ async def test_a_lost_projection_is_rebuilt_from_kafka_as_the_live_path_left_it(
         await empty.aclose()
 
 
-async def _committed_at_the_ends(bootstrap: str, group: str, names: list[str]) -> bool:
-    """Whether `group` committed every partition of `names` at its end offset."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        described = await admin.describe_topics(names)
-        parts = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
-        ends = await consumer.end_offsets(parts)
-        committed = await admin.list_consumer_group_offsets(group)
-        # A partition with no record has nothing to commit: the group may never commit it.
-        return bool(parts) and all((committed[tp].offset if tp in committed else 0) >= ends[tp] for tp in parts)
-    finally:
-        await consumer.stop()
-        await admin.close()
-
-
 async def test_configuration_read_again_behind_a_commit_regresses_nothing_and_revokes_nothing(world, kafka_bootstrap):
     """Finding 11 of docs/reliability.md: a consumer that resumes behind its last commit (a
     commit refused while the broker was cut) reads older records of items again. Applied, they
@@ -1027,10 +1006,11 @@ async def test_configuration_read_again_behind_a_commit_regresses_nothing_and_re
     other = create_app(settings, jwks=world.issuer.static_jwks(), clock=world.clock)
     names = [t.name for t in (topics.POLICY_CONFIG, topics.DIRECTORY, topics.APP_PROFILES)]
     async with other.router.lifespan_context(other):
-        await eventually(
-            lambda: _committed_at_the_ends(kafka_bootstrap, f"{group}.config", names), 60,
-            what="the second instance read all configuration",
-        )  # fmt: skip
+
+        async def read_everything() -> bool:
+            return await consumer_lag(kafka_bootstrap, f"{group}.config", names) == 0
+
+        await eventually(read_everything, 60, what="the second instance read all configuration")
     store = world.app.state.policy.store
     assert (await store.cloud(ent.id))["state"] == "established"
     assert (await store.get_item(ent.id, "users", "alice"))["status"] == "active"

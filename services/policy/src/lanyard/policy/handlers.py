@@ -12,8 +12,8 @@ Two subscriptions (see app.py):
   project the event into Redis (an upsert: idempotent; a record older than the one its item
   last got is refused, so a consumer re-reading behind its commit never regresses an item), then
   re-evaluate the live sessions it may affect — one user's for a user change, the whole
-  enterprise's otherwise. A redelivery re-evaluates to the same outcome and publishes nothing. Locker options change no
-  entitlement: they are projected only.
+  enterprise's otherwise. A redelivery re-evaluates to the same outcome and publishes nothing.
+  Locker options change no entitlement: they are projected only.
 
 Every checkout, and every checkout the session service refused, also records what the device's
 Locker app reported (its release, whether its SSO extension is installed) for the readiness table.
