@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 
 from lanyard.contracts import Event, decode_event
 from lanyard.runtime.logging import get_logger
+from lanyard.runtime.redis import LuaScript
 
 log = get_logger("lanyard.outbox")
 
@@ -113,7 +114,7 @@ class RedisOutbox:
         self._redis = redis
         self.keys = keys
         self._grace = grace_s
-        self._claim = redis.register_script(_CLAIM)
+        self._claim = LuaScript(redis, _CLAIM)
 
     def stage(self, pipe: Any, events: Sequence[Event | None]) -> None:
         """See `OutboxKeys.stage`."""

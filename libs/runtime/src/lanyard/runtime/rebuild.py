@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from lanyard.contracts import Event, decode_event
 from lanyard.runtime.kafka import ensure_topics
 from lanyard.runtime.logging import get_logger
+from lanyard.runtime.redis import LuaScript
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -144,7 +145,7 @@ class RedisProjectionMarker:
         self._redis = redis
         self.key = f"{service}:projection"
         self.lock_key = f"{service}:projection:lock"
-        self._release = redis.register_script(_RELEASE)
+        self._release = LuaScript(redis, _RELEASE)
 
     async def complete(self) -> bool:
         return bool(await self._redis.exists(self.key))

@@ -52,6 +52,7 @@ from lanyard.contracts import Topic
 from lanyard.idp.devices.domain import TemporarilyUnavailable
 from lanyard.runtime.consumer import ConsumerState
 from lanyard.runtime.logging import get_logger
+from lanyard.runtime.redis import LuaScript
 
 log = get_logger("lanyard.idp.adapters.freshness")
 
@@ -87,7 +88,7 @@ class FreshnessMonitor:
         self._max_staleness_ms = int(max_staleness_s * 1000)
         self._tick_s = tick_s
         self._clock = clock
-        self._merge = redis.register_script(_MERGE)
+        self._merge = LuaScript(redis, _MERGE)
         self._fresh = False
         self._state = state
         self._task: asyncio.Task[None] | None = None

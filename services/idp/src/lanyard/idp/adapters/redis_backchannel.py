@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 
 from lanyard.idp.devices.ports import Clients, Delivery, RevokedSession
 from lanyard.runtime.logging import get_logger
+from lanyard.runtime.redis import LuaScript
 
 log = get_logger("lanyard.idp.devices.backchannel")
 
@@ -122,12 +123,12 @@ class BackchannelQueue:
         self._redis = redis
         self.clients = clients
         self._clock = clock
-        self._enqueue = redis.register_script(_ENQUEUE)
-        self._claim = redis.register_script(_CLAIM)
-        self._retry = redis.register_script(_RETRY)
-        self._release = redis.register_script(_RELEASE)
-        self._outcome = redis.register_script(_OUTCOME)
-        self._settle = redis.register_script(_SETTLE)
+        self._enqueue = LuaScript(redis, _ENQUEUE)
+        self._claim = LuaScript(redis, _CLAIM)
+        self._retry = LuaScript(redis, _RETRY)
+        self._release = LuaScript(redis, _RELEASE)
+        self._outcome = LuaScript(redis, _OUTCOME)
+        self._settle = LuaScript(redis, _SETTLE)
         self.on_enqueue: Callable[[], None] | None = None
 
     async def enqueue(

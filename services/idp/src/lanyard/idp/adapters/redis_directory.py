@@ -26,6 +26,7 @@ from lanyard.idp.adapters.codec import (
 from lanyard.idp.adapters.outbox import ENTERPRISES, stage
 from lanyard.idp.directory.domain import Enterprise, FailureState, Group, LockoutPolicy, User
 from lanyard.idp.directory.ports import Conflict
+from lanyard.runtime.redis import LuaScript
 
 
 def _k(eid: str, *parts: str) -> str:
@@ -63,7 +64,7 @@ class RedisDirectory:
 
     def __init__(self, redis: Redis) -> None:
         self._r = redis
-        self._consume = redis.register_script(_CONSUME_STEP)
+        self._consume = LuaScript(redis, _CONSUME_STEP)
 
     async def get(self, enterprise_id: str, user_id: str) -> User | None:
         raw = await self._r.get(_k(enterprise_id, "user", user_id))

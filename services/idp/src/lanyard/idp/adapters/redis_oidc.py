@@ -32,6 +32,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from lanyard.idp.oidc.domain import Grant, RevokedGrant
+from lanyard.runtime.redis import LuaScript
 
 _CREATE = """
 -- KEYS: grant, sid index, ds index (or ''), code, revoked-sid, revoked-ds (or '')
@@ -196,14 +197,14 @@ class OidcStore:
         self._r = redis
         self._replay = config_replay_window_s
         self._device_view_key = device_view_key
-        self._create = redis.register_script(_CREATE)
-        self._consume = redis.register_script(_CONSUME)
-        self._activate = redis.register_script(_ACTIVATE)
-        self._read_refresh = redis.register_script(_READ_REFRESH)
-        self._rotate = redis.register_script(_ROTATE)
-        self._grant_and_view = redis.register_script(_GRANT_AND_VIEW)
-        self._revoke_grant = redis.register_script(_REVOKE_GRANT)
-        self._revoke_index = redis.register_script(_REVOKE_INDEX)
+        self._create = LuaScript(redis, _CREATE)
+        self._consume = LuaScript(redis, _CONSUME)
+        self._activate = LuaScript(redis, _ACTIVATE)
+        self._read_refresh = LuaScript(redis, _READ_REFRESH)
+        self._rotate = LuaScript(redis, _ROTATE)
+        self._grant_and_view = LuaScript(redis, _GRANT_AND_VIEW)
+        self._revoke_grant = LuaScript(redis, _REVOKE_GRANT)
+        self._revoke_index = LuaScript(redis, _REVOKE_INDEX)
 
     @staticmethod
     def prefix(eid: str) -> str:

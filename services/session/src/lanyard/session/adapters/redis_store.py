@@ -27,6 +27,7 @@ from redis.exceptions import WatchError
 
 from lanyard.contracts import Event
 from lanyard.runtime.outbox import OutboxKeys, RedisOutbox
+from lanyard.runtime.redis import LuaScript
 from lanyard.session.domain import (
     TIMER_KINDS,
     Device,
@@ -89,7 +90,7 @@ class RedisSessionStore:
     def __init__(self, redis: Redis, clock: Clock, outbox_grace_s: float = 5.0) -> None:
         self._redis = redis
         self._clock = clock
-        self._claim = redis.register_script(_CLAIM)
+        self._claim = LuaScript(redis, _CLAIM)
         self.outbox = RedisOutbox(redis, OutboxKeys("session", _device_of, clock.now), outbox_grace_s)
 
     # ---------------------------------------------------------------- keys
