@@ -60,6 +60,7 @@ from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.loops import BackgroundLoops
 from lanyard.runtime.openapi import document
 from lanyard.runtime.proofs import RedisReplayCache
+from lanyard.runtime.routing import ServiceAPI
 from lanyard.runtime.service import ServiceRuntime
 
 DEVICE_TOPICS = [topics.DEVICE_SESSIONS, topics.ENTITLEMENTS]
@@ -226,7 +227,7 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
     runtime.on_stop += [worker.stop, freshness.stop]
     devices = Devices(device_settings, store, sessions, handler, freshness, logouts, worker, subscriber)
 
-    app = FastAPI(title="Lanyard idp", lifespan=runtime.lifespan)
+    app = ServiceAPI(title="Lanyard idp", lifespan=runtime.lifespan)
     app.state.runtime = runtime
     app.state.directory_side = directory
     app.state.devices = devices
@@ -238,6 +239,7 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
     install_error_handlers(app)
     app.include_router(login_router())
     app.include_router(oidc.router)
+    app.serve_directly(oidc.router.routes)  # token, introspection, authorize: the hot paths
 
     async def device_sessions_fresh() -> bool:
         # Not ready while the device-session view may be stale: SSO and refresh fail closed then.
