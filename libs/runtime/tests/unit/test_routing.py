@@ -29,7 +29,11 @@ def build() -> ServiceAPI:
     async def broken(request: Request) -> Response:
         raise ValueError("a bug, with a secret inside")
 
+    async def named(request: Request) -> Response:
+        return JSONResponse(dict(request.path_params))
+
     router.add_route("/e/{item_id}/echo", echo, methods=["POST"])
+    router.add_route("/e/{item_id}/named/{name}", named, methods=["GET"])
     router.add_route("/e/{item_id}/refused", refused, methods=["POST"])
     router.add_route("/e/{item_id}/down", down, methods=["POST"])
     router.add_route("/e/{item_id}/broken", broken, methods=["POST"])
@@ -55,6 +59,14 @@ async def test_a_direct_route_answers_with_its_path_parameters_and_body():
         answer = await http.post("/e/abc/echo", content=b"grant_type=x")
     assert answer.status_code == 200
     assert answer.json() == {"id": "abc", "body": "grant_type=x", "app": "ServiceAPI"}
+
+
+async def test_a_route_ending_in_a_parameter_is_matched_too():
+    app = build()
+    async with client(app) as http:
+        answer = await http.get("/e/abc/named/xyz")
+    assert answer.json() == {"item_id": "abc", "name": "xyz"}
+    assert app.middleware_stack is None
 
 
 async def test_routes_outside_the_lane_and_refused_methods_take_the_full_stack():

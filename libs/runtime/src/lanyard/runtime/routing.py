@@ -35,7 +35,7 @@ class ServiceAPI(FastAPI):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._direct: list[Route] = []
+        self._direct: list[tuple[str, Route]] = []
         self._direct_prefixes: tuple[str, ...] = ()
 
     def serve_directly(self, routes: Iterable[BaseRoute]) -> None:
@@ -43,12 +43,13 @@ class ServiceAPI(FastAPI):
 
         Only plain Starlette `Route`s with a static first path segment are taken: the lane
         checks that prefix before any regular expression, so other requests pay one
-        `str.startswith`."""
+        `str.startswith`; a route's regular expression runs only when the path ends with the
+        route's literal tail (what follows its last parameter)."""
         if self.user_middleware:  # the lane would step around them
             raise RuntimeError("serve_directly is for applications without their own middleware")
         taken = [r for r in routes if type(r) is Route]
-        self._direct.extend(taken)
-        self._direct_prefixes = tuple({"/" + r.path.split("/")[1] + "/" for r in self._direct})
+        self._direct.extend((r.path.rpartition("}")[2], r) for r in taken)
+        self._direct_prefixes = tuple({"/" + r.path.split("/")[1] + "/" for _, r in self._direct})
 
     def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
         """Refused once routes are served directly: those requests would not pass through it."""
@@ -58,7 +59,10 @@ class ServiceAPI(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._direct and scope["path"].startswith(self._direct_prefixes):
-            for route in self._direct:
+            path = scope["path"]
+            for tail, route in self._direct:
+                if not path.endswith(tail):
+                    continue
                 match, child = route.matches(scope)
                 if match is Match.FULL:
                     scope.update(child)
