@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -111,7 +114,66 @@ async def until_up(what: str, call: Callable[[], Awaitable[Any]], first_s: float
         pause = min(most_s, pause * 2)
 
 
-def serve(app: Any, settings: ServiceSettings) -> None:
+def serve_instances(create_app: Callable[[Any], Any], settings: ServiceSettings) -> None:
+    """Run `settings.instances` processes of one service on its host and port (the body of every `__main__`).
+
+    One instance (the default) is `serve(create_app(settings), settings)` in this process. With
+    more, this process forks them before anything connects, each builds its own application
+    from a copy of the settings whose `consumer_instance` is suffixed with its number (static
+    members of one group must differ), and all listen on the port with SO_REUSEPORT. This
+    process only supervises: SIGTERM and SIGINT are passed on, and when one instance exits the
+    others are stopped and this process exits with the first failure's status, so the service's
+    own supervisor sees one unit that either runs whole or not at all."""
+    if settings.instances == 1:
+        serve(create_app(settings), settings)
+        return
+    children: list[int] = []
+    for number in range(1, settings.instances + 1):
+        member = f"{settings.consumer_instance}-{number}" if settings.consumer_instance else None
+        instance = settings.model_copy(update={"consumer_instance": member})
+        pid = os.fork()
+        if pid == 0:  # the instance: serve, then leave without running the supervisor's cleanup
+            status = 0
+            try:
+                serve(create_app(instance), instance, reuse_port=True)
+            except SystemExit as exc:
+                status = exc.code if isinstance(exc.code, int) else 1
+            finally:
+                os._exit(status)
+        children.append(pid)
+    _supervise(children)
+
+
+def _supervise(children: list[int]) -> None:
+    """Pass stop signals to the instances; when one exits, stop the rest; exit with the first failure."""
+    stopping = False
+
+    def stop_all(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    failure = 0
+    running = set(children)
+    while running:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        running.discard(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0 and not failure and not stopping:
+            failure = code if code > 0 else 1  # killed by a signal: a failure all the same
+        if not stopping:  # one instance gone on its own: the unit is not whole, stop the others
+            stop_all(signal.SIGTERM, None)
+    sys.exit(failure)
+
+
+def serve(app: Any, settings: ServiceSettings, reuse_port: bool = False) -> None:
     """Run one service under uvicorn with Lanyard's logging (the body of every `__main__`).
 
     The loop's default executor (asyncio.to_thread) gets `settings.blocking_threads` threads:
@@ -129,13 +191,24 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
+    sockets = [_reuse_port_socket(settings.http_host, settings.http_port)] if reuse_port else None
 
     async def main() -> None:
         executor = ThreadPoolExecutor(max_workers=settings.blocking_threads, thread_name_prefix="lanyard-blocking")
         asyncio.get_running_loop().set_default_executor(executor)
-        await server.serve()
+        await server.serve(sockets=sockets)
 
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
         runner.run(main())
     if not server.started:
         sys.exit(STARTUP_FAILURE)  # as uvicorn.run does: the lifespan or the bind failed
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket that other instances of the service may bind too (SO_REUSEPORT)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    return sock

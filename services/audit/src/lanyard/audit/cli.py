@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prune":
         return prune(settings, args.db, args.before)
     from lanyard.audit.app import create_app
-    from lanyard.runtime.service import serve
+    from lanyard.runtime.service import serve_instances
 
-    serve(create_app(settings), settings)
+    serve_instances(create_app, settings)
     return 0
 
 

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(profile.decode())
         return 0
     from lanyard.idp.app import create_app
-    from lanyard.runtime.service import serve
+    from lanyard.runtime.service import serve_instances
 
-    serve(create_app(settings), settings)
+    serve_instances(create_app, settings)
     return 0
