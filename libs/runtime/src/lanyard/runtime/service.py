@@ -114,21 +114,23 @@ async def until_up(what: str, call: Callable[[], Awaitable[Any]], first_s: float
         pause = min(most_s, pause * 2)
 
 
-def serve_instances(create_app: Callable[[Any], Any], settings: ServiceSettings) -> None:
-    """Run `settings.instances` processes of one service on its host and port (the body of every `__main__`).
+def serve_instances(create_app: Callable[[Any], Any], settings: ServiceSettings, instances: int) -> None:
+    """Run `instances` processes of one service on its host and port.
 
-    One instance (the default) is `serve(create_app(settings), settings)` in this process. With
+    For a service built to run as several instances (its read models shared in Redis, its
+    consumers members of one group, nothing held in one process that another must see). One
+    instance is `serve(create_app(settings), settings)` in this process. With
     more, this process forks them before anything connects, each builds its own application
     from a copy of the settings whose `consumer_instance` is suffixed with its number (static
     members of one group must differ), and all listen on the port with SO_REUSEPORT. This
     process only supervises: SIGTERM and SIGINT are passed on, and when one instance exits the
     others are stopped and this process exits with the first failure's status, so the service's
     own supervisor sees one unit that either runs whole or not at all."""
-    if settings.instances == 1:
+    if instances == 1:
         serve(create_app(settings), settings)
         return
     children: list[int] = []
-    for number in range(1, settings.instances + 1):
+    for number in range(1, instances + 1):
         member = f"{settings.consumer_instance}-{number}" if settings.consumer_instance else None
         instance = settings.model_copy(update={"consumer_instance": member})
         pid = os.fork()

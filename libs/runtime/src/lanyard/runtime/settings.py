@@ -32,15 +32,6 @@ class ServiceSettings(BaseSettings):
     redis_url: str = Field(default_factory=lambda: _env("REDIS_URL", DEFAULT_REDIS))
     http_host: str = "127.0.0.1"
     http_port: int = 8100
-    instances: int = Field(
-        default=1,
-        ge=1,
-        le=16,
-        description="processes serving this service on one host and port (SO_REUSEPORT: the kernel spreads the "
-        "connections): each is a full instance, with its own consumers in the service's group and its own "
-        "consumer_instance (suffixed -1, -2, …). For a GIL-bound hot path on a machine with idle cores; every "
-        "instance answers /metrics for itself",
-    )
     blocking_threads: int = Field(
         default=1,
         ge=1,

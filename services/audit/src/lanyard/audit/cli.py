@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prune":
         return prune(settings, args.db, args.before)
     from lanyard.audit.app import create_app
-    from lanyard.runtime.service import serve_instances
+    from lanyard.runtime.service import serve
 
-    serve_instances(create_app, settings)
+    serve(create_app(settings), settings)
     return 0
 
 

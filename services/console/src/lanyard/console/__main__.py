@@ -2,8 +2,8 @@
 
 from lanyard.console.app import create_app
 from lanyard.console.settings import ConsoleSettings
-from lanyard.runtime.service import serve_instances
+from lanyard.runtime.service import serve
 
 if __name__ == "__main__":
     settings = ConsoleSettings()
-    serve_instances(create_app, settings)
+    serve(create_app(settings), settings)

@@ -130,5 +130,5 @@ def main(argv: list[str] | None = None) -> int:
     from lanyard.idp.app import create_app
     from lanyard.runtime.service import serve_instances
 
-    serve_instances(create_app, settings)
+    serve_instances(create_app, settings, settings.instances)
     return 0

@@ -25,6 +25,15 @@ class IdpSettings(ServiceSettings):
     service_name: ClassVar[str] = "idp"
 
     http_port: int = 8101
+    instances: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="IdP processes on this host and port (SO_REUSEPORT: the kernel spreads the connections). Each "
+        "is a full instance: its own consumers in the group (consumer_instance suffixed -1, -2, …), the read "
+        "models, freshness watermarks and back-channel queue shared in Redis. For the GIL-bound token endpoints "
+        "on a machine with idle cores; each instance answers /metrics for itself",
+    )
 
     # Keys. Retired keys stay in the JWKS until every token they signed has expired, so this must
     # be at least the longest lifetime of any JWT the IdP signs (ID, access, logout, admin tokens).

@@ -52,8 +52,8 @@ def main(argv: list[str]) -> int:
     if args.command == "readiness":
         return asyncio.run(readiness(args.enterprise, PolicySettings(), sys.stdout))
     from lanyard.policy.app import create_app
-    from lanyard.runtime.service import serve_instances
+    from lanyard.runtime.service import serve
 
     settings = PolicySettings()
-    serve_instances(create_app, settings)
+    serve(create_app(settings), settings)
     return 0
