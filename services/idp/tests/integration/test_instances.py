@@ -73,7 +73,7 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-async def test_two_instances_serve_one_port_as_two_group_members_and_stop_together(kafka_bootstrap, redis_url, tmp_path):
+async def test_two_instances_share_the_port_join_the_group_and_stop_together(kafka_bootstrap, redis_url, tmp_path):
     proc, base, group, log = start(kafka_bootstrap, redis_url, tmp_path)
     try:
 
