@@ -63,6 +63,10 @@ async def group_members(bootstrap: str, group: str) -> list[str]:
     return [m["member_id"] for m in members]
 
 
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -93,7 +97,7 @@ async def test_two_instances_share_the_port_join_the_group_and_stop_together(kaf
         instances = children(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-        assert all(not Path(f"/proc/{pid}").exists() for pid in instances)
+        assert not any(alive(pid) for pid in instances)
     finally:
         stop(proc)
 
@@ -109,6 +113,6 @@ async def test_an_instance_that_dies_takes_the_unit_down_with_a_failure(kafka_bo
         first, second = children(proc.pid)
         os.kill(first, signal.SIGKILL)
         assert proc.wait(timeout=30) != 0, "the supervisor must report the lost instance"
-        assert not Path(f"/proc/{second}").exists(), "the other instance is stopped and reaped with the unit"
+        assert not alive(second), "the other instance is stopped and reaped with the unit"
     finally:
         stop(proc)
