@@ -47,25 +47,40 @@ def reproduce(r: dict[str, Any] | None, default: str) -> str:
 
 
 def token_rows(r: dict[str, Any] | None) -> Iterator[Row]:
+    """One row per endpoint and peer store for the IdP as deployed by default, then the same for
+    each same-run variant that is a product setting (`LANYARD_…` environment only; a variant that
+    points at another checkout is an A/B for docs/performance.md, not a configuration)."""
     how = reproduce(r, "uv run python -m bench.token_endpoints")
     for endpoint, label, target in (("refresh", "refresh grants/s", 1.2), ("introspection", "introspections/s", 1.5)):
         if r is None:
             yield (label, f"≥ {target}× peer", "not run / failed run", "", "", "", how)
             continue
-        ours = r["lanyard_idp"][endpoint]
-        for store in ("memory", "redis"):
-            peer = r[f"node_oidc_provider_9_{store}"][endpoint]
-            ratio = r[f"lanyard_over_peer_{store}"][endpoint]
-            yield (
-                f"{label} (peer store: {store})",
-                f"≥ {target}× peer, CPU/request ≤ peer",
-                f"{ours['requests_per_second']}/s, {ours['server_cpu_ms_per_request']} ms CPU",
-                f"{peer['requests_per_second']}/s, {peer['server_cpu_ms_per_request']} ms CPU",
-                f"{ratio['throughput_ratio']}× (CPU {ratio['cpu_per_request_ratio']}×)",
-                f"throughput {verdict(ratio['throughput_ratio'], target)}; "
-                f"CPU {verdict(ratio['cpu_per_request_ratio'], 1.0, higher_is_better=False)}",
-                how,
-            )
+        for name, setting in configurations(r):
+            ours, env = r[name][endpoint], r[name].get("environment") or {}
+            variant = ",".join(f"{key}={value}" for key, value in env.items())
+            run_with = f"{how} with `--variant {name.removeprefix('lanyard_idp_')}:{variant}`" if env else how
+            for store in ("memory", "redis"):
+                peer = r[f"node_oidc_provider_9_{store}"][endpoint]
+                throughput = round(ours["requests_per_second"] / peer["requests_per_second"], 2)
+                cpu = round(ours["server_cpu_ms_per_request"] / peer["server_cpu_ms_per_request"], 2)
+                yield (
+                    f"{label}{setting} (peer store: {store})",
+                    f"≥ {target}× peer, CPU/request ≤ peer",
+                    f"{ours['requests_per_second']}/s, {ours['server_cpu_ms_per_request']} ms CPU",
+                    f"{peer['requests_per_second']}/s, {peer['server_cpu_ms_per_request']} ms CPU",
+                    f"{throughput}× (CPU {cpu}×)",
+                    f"throughput {verdict(throughput, target)}; CPU {verdict(cpu, 1.0, higher_is_better=False)}",
+                    run_with,
+                )
+
+
+def configurations(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """("lanyard_idp", "") and, for each product-setting variant, its key and a label suffix."""
+    yield "lanyard_idp", ""
+    for name, run in r.items():
+        env = run.get("environment") if isinstance(run, dict) and name.startswith("lanyard_idp_") else None
+        if env and all(key.startswith("LANYARD_") for key in env):
+            yield name, ", " + ", ".join(f"`{key}={value}`" for key, value in env.items())
 
 
 def revocation_row(label: str, rev: dict[str, Any], how: str) -> Row:
