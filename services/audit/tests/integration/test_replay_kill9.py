@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from lanyard.audit.app import create_app
 from lanyard.audit.settings import AuditSettings
 from lanyard.harness.synthetic import generate_day
-from lanyard.runtime.testing import eventually, free_port
+from lanyard.runtime.testing import eventually, free_port, stop_process
 from lanyard.runtime.tokens import TestIssuer, TokenVerifier
 
 pytestmark = pytest.mark.integration
@@ -120,13 +120,7 @@ async def test_a_day_survives_kill_9_and_the_log_answers_correctly(kafka_bootstr
 
         await eventually(complete, 120, 0.05, what="the whole day written after the restart")
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
     # Nothing lost, nothing duplicated, each at the position the broker acknowledged, no gap reported.
     # (Other tests share the broker, so offset gaps are checked only against this day's offsets.)

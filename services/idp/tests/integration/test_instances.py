@@ -19,7 +19,7 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from lanyard.runtime.testing import eventually, free_port
+from lanyard.runtime.testing import eventually, free_port, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -67,16 +67,6 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 async def test_two_instances_share_the_port_join_the_group_and_stop_together(kafka_bootstrap, redis_url, tmp_path):
     proc, base, group, log = start(kafka_bootstrap, redis_url, tmp_path)
     try:
@@ -99,7 +89,7 @@ async def test_two_instances_share_the_port_join_the_group_and_stop_together(kaf
         assert proc.wait(timeout=30) == 0
         assert not any(alive(pid) for pid in instances)
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 async def _both(bootstrap: str, group: str) -> bool:
@@ -115,4 +105,4 @@ async def test_an_instance_that_dies_takes_the_unit_down_with_a_failure(kafka_bo
         assert proc.wait(timeout=30) != 0, "the supervisor must report the lost instance"
         assert not alive(second), "the other instance is stopped and reaped with the unit"
     finally:
-        stop(proc)
+        stop_process(proc)
