@@ -485,3 +485,20 @@ async def test_the_checkout_carries_the_locker_report_and_the_view_the_options(w
     assert view["locker_options"] == {"version": 2, "hide_password_autofill_prompt": True,
                                       "show_sso_status_at_checkout": True}  # fmt: skip
     assert view["locker_version"] == "4.3.0" and view["sso"]["status"] == "unavailable"  # org setting off by default
+
+
+def test_a_handle_never_starts_with_a_dash_so_a_command_line_cannot_read_it_as_an_option(monkeypatch):
+    from lanyard.session import service
+
+    drawn = iter(["-eAbC", "--x", "AbC-d"])
+    monkeypatch.setattr(service.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert service.new_handle() == "AbC-d"  # drawn again until the first character is not "-"
+
+
+def test_a_real_handle_carries_192_random_bits_url_safe():
+    from lanyard.session.service import new_handle
+
+    handles = {new_handle() for _ in range(2000)}
+    assert len(handles) == 2000
+    assert not any(h.startswith("-") for h in handles)  # 2,000 draws: ≈ 31 would have, before
+    assert all(len(h) == 32 and h.replace("-", "").replace("_", "").isalnum() for h in handles)

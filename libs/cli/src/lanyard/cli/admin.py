@@ -444,7 +444,10 @@ async def sessions(out: Out, **kw: Any) -> None:
 @click.argument("handle")
 @runs
 async def force_checkin(out: Out, handle: str, **kw: Any) -> None:
-    """Check a device session in as an admin (its OIDC sessions are revoked at once)."""
+    """Check a device session in as an admin (its OIDC sessions are revoked at once).
+
+    Handles never start with "-"; one made before that rule may, and goes after `--`
+    (`lanyard admin force-checkin -- -abc…`)."""
     async with httpx.AsyncClient(timeout=15) as http:
         ent = await signed_in(http, kw)
         found = await ent.call("POST", f"/session/e/{ent.enterprise_id}/device-sessions/{handle}/force-checkin")

@@ -129,6 +129,17 @@ def locker_options_from(p: ev.LockerOptionsChangedPayload) -> LockerOptions:
     )
 
 
+def new_handle() -> str:
+    """A device session's handle: 192 random bits, URL-safe, never starting with "-".
+
+    Admins paste handles into command lines (`lanyard admin force-checkin <handle>`), where a
+    leading "-" is read as an option (one handle in 64 did: `No such option`, exit 2)."""
+    handle = secrets.token_urlsafe(24)
+    while handle.startswith("-"):
+        handle = secrets.token_urlsafe(24)
+    return handle
+
+
 def _touched(session: DeviceSession | None) -> Change | None:
     return Change((session,)) if session else None
 
@@ -389,7 +400,7 @@ class SessionService:
             )
 
         now = self.clock.now()
-        dsid = secrets.token_urlsafe(24)  # 192 random bits: the handle
+        dsid = new_handle()
 
         def decide(previous: DeviceSession | None) -> Change:
             sessions: list[DeviceSession] = []
