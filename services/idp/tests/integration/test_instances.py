@@ -8,6 +8,7 @@ supervises the service restarts it whole.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -106,3 +107,19 @@ async def test_an_instance_that_dies_takes_the_unit_down_with_a_failure(kafka_bo
         assert not alive(second), "the other instance is stopped and reaped with the unit"
     finally:
         stop_process(proc)
+
+
+async def test_the_instances_stop_when_their_supervisor_is_killed(kafka_bootstrap, redis_url, tmp_path):
+    proc, _, _, _ = start(kafka_bootstrap, redis_url, tmp_path)
+    instances: list[int] = []
+    try:
+        await eventually(lambda: len(children(proc.pid)) == 2, 60, 0.1, what="two instances started")
+        instances = children(proc.pid)
+        proc.kill()  # SIGKILL: the supervisor passes nothing on
+        proc.wait(timeout=10)
+        await eventually(lambda: not any(alive(pid) for pid in instances), 30, 0.1, what="no orphaned instance")
+    finally:
+        stop_process(proc)
+        for pid in instances:  # a failed run must not leave orphans serving the port
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -35,6 +36,7 @@ from lanyard.runtime.redis import create_redis
 from lanyard.runtime.settings import ServiceSettings
 
 Hook = Callable[[], Awaitable[None]]
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -133,10 +135,12 @@ def serve_instances(create_app: Callable[[Any], Any], settings: ServiceSettings,
     for number in range(1, instances + 1):
         member = f"{settings.consumer_instance}-{number}" if settings.consumer_instance else None
         instance = settings.model_copy(update={"consumer_instance": member})
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:  # the instance: serve, then leave without running the supervisor's cleanup
             status = 0
             try:
+                _stop_with(supervisor)
                 serve(create_app(instance), instance, reuse_port=True)
             except SystemExit as exc:
                 status = exc.code if isinstance(exc.code, int) else 1
@@ -144,6 +148,18 @@ def serve_instances(create_app: Callable[[Any], Any], settings: ServiceSettings,
                 os._exit(status)
         children.append(pid)
     _supervise(children)
+
+
+def _stop_with(supervisor: int) -> None:
+    """Have the kernel send this process SIGTERM when its supervisor dies, however it dies.
+
+    A supervisor killed with SIGKILL cannot pass anything on; without this its instances would
+    keep serving the port as orphans, next to the unit a service manager starts in its place."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != supervisor:  # it died before the request took effect
+        sys.exit(1)
 
 
 def _supervise(children: list[int]) -> None:
