@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -125,26 +126,32 @@ def serve_instances(create_app: Callable[[Any], Any], settings: ServiceSettings,
     more, this process forks them before anything connects, each builds its own application
     from a copy of the settings whose `consumer_instance` is suffixed with its number (static
     members of one group must differ), and all listen on the port with SO_REUSEPORT. This
-    process only supervises: SIGTERM and SIGINT are passed on, and when one instance exits the
-    others are stopped and this process exits with the first failure's status, so the service's
-    own supervisor sees one unit that either runs whole or not at all."""
+    process only supervises: SIGTERM and SIGINT are passed on, and when one instance exits on
+    its own (even cleanly) the others are stopped and this process exits with a failure status
+    (that instance's, or 1), so the service's own supervisor sees one unit that either runs whole
+    or not at all."""
     if instances == 1:
         serve(create_app(settings), settings)
         return
     children: list[int] = []
+    supervisor = os.getpid()
     for number in range(1, instances + 1):
         member = f"{settings.consumer_instance}-{number}" if settings.consumer_instance else None
         instance = settings.model_copy(update={"consumer_instance": member})
-        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:  # the instance: serve, then leave without running the supervisor's cleanup
-            status = 0
+            status = 1
             try:
                 _stop_with(supervisor)
                 serve(create_app(instance), instance, reuse_port=True)
+                status = 0
             except SystemExit as exc:
                 status = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # a failed start: its traceback, then a failure status
+                traceback.print_exc()
             finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
                 os._exit(status)
         children.append(pid)
     _supervise(children)
@@ -163,7 +170,7 @@ def _stop_with(supervisor: int) -> None:
 
 
 def _supervise(children: list[int]) -> None:
-    """Pass stop signals to the instances; when one exits, stop the rest; exit with the first failure."""
+    """Pass stop signals to the instances; when one exits on its own, stop the rest and fail."""
     stopping = False
 
     def stop_all(signum: int, _frame: Any) -> None:
@@ -183,10 +190,9 @@ def _supervise(children: list[int]) -> None:
         except ChildProcessError:
             break
         running.discard(pid)
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0 and not failure and not stopping:
+        if not stopping:  # one instance gone on its own, even cleanly: the unit is not whole
+            code = os.waitstatus_to_exitcode(status)
             failure = code if code > 0 else 1  # killed by a signal: a failure all the same
-        if not stopping:  # one instance gone on its own: the unit is not whole, stop the others
             stop_all(signal.SIGTERM, None)
     sys.exit(failure)
 
