@@ -44,7 +44,7 @@ class FakeRevoker:
         self.clients[(eid, dsid)] = client_ids
         self.users[(eid, dsid)] = user_id
 
-    async def revoke_device_session(self, enterprise_id: str, device_session_id: str, reason: str):
+    async def revoke_device_session(self, enterprise_id: str, device_session_id: str, reason: str, alongside=None):
         if self.fail_times > 0:
             self.fail_times -= 1
             raise ConnectionError("oidc storage unavailable")
@@ -55,9 +55,12 @@ class FakeRevoker:
         if not clients:
             return []
         user = self.users[(enterprise_id, device_session_id)]
-        return [RevokedSession(sid_for(enterprise_id, device_session_id), user, clients)]
+        sessions = [RevokedSession(sid_for(enterprise_id, device_session_id), user, clients)]
+        if alongside is not None:
+            await alongside(sessions)
+        return sessions
 
-    async def revoke_sid(self, enterprise_id: str, sid: str, reason: str):
+    async def revoke_sid(self, enterprise_id: str, sid: str, reason: str, alongside=None):
         return None
 
 

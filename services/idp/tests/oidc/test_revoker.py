@@ -83,3 +83,39 @@ async def test_a_grant_revoked_earlier_by_another_cause_is_not_announced_again(w
     assert [s.client_ids for s in revoked] == [("pub",)]  # its apps are still told
     tokens = [e for e in world.publisher.events if e.type == "oidc.tokens_revoked.v1"]
     assert [e.payload.reason for e in tokens] == ["logout"]
+
+
+async def test_the_follow_up_runs_while_the_broker_refuses_the_announcements(world, monkeypatch):
+    # The caller's follow-up (queueing back-channel logouts) needs only the revoked grants, so
+    # it runs even when the announcements cannot be acknowledged; the call still raises, and
+    # its retry announces what the first attempt could not.
+    await device_tokens(world)
+
+    async def broker_down(event):
+        raise ConnectionError("broker unavailable")
+
+    monkeypatch.setattr(world.publisher, "publish", broker_down)
+    told: list[list[str]] = []
+
+    async def queue_logouts(sessions):
+        told.append([s.sid for s in sessions])
+
+    with pytest.raises(ConnectionError):
+        await world.oidc.revoker.revoke_device_session(world.eid, "ds1", "checked_in", queue_logouts)
+    assert told == [["sid-ds1"]]
+    monkeypatch.undo()
+    again = await world.oidc.revoker.revoke_device_session(world.eid, "ds1", "checked_in", queue_logouts)
+    assert [s.sid for s in again] == ["sid-ds1"] and told == [["sid-ds1"], ["sid-ds1"]]
+    assert world.publisher.types().count("oidc.session_revoked.v1") == 1
+
+
+async def test_a_failed_follow_up_fails_the_revocation_after_the_announcements(world):
+    await device_tokens(world)
+
+    async def queue_down(sessions):
+        raise ConnectionError("redis unavailable")
+
+    with pytest.raises(ConnectionError):
+        await world.oidc.revoker.revoke_device_session(world.eid, "ds1", "checked_in", queue_down)
+    # The announcements were not held back by the follow-up's failure.
+    assert world.publisher.types().count("oidc.tokens_revoked.v1") == 1

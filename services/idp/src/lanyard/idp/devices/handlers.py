@@ -4,8 +4,10 @@ Each event becomes a `model` fact applied to the read model (idempotent: the rul
 monotonic merge). When a fact closes a device session the IdP revokes in one hop, without
 waiting for anything else: (1) the CLOSED view is written — the flag refresh, introspection
 and new authorizations read; (2) the OIDC side revokes every grant of the session; (3) a
-back-channel logout is queued for each of its clients. The view keeps `revocation_done` unset
-until (2) and (3) succeeded, so a redelivered closing event finishes an interrupted revocation.
+back-channel logout is queued for each of its clients, while (2)'s announcements are still on
+their way to the broker (an app's logout does not wait for their acknowledgement). The view
+keeps `revocation_done` unset until (2) and (3) succeeded, so a redelivered closing event
+finishes an interrupted revocation.
 
 A fetched batch is applied together (`handle_batch`): the facts of all its sessions in one Redis
 transaction, then the revocations of the sessions it closed; the per-record path (`handle`) is
@@ -26,7 +28,7 @@ from collections.abc import Sequence
 from lanyard.contracts import Event
 from lanyard.contracts import events as ev
 from lanyard.idp.devices import domain as model
-from lanyard.idp.devices.ports import BackchannelLogouts, DeviceStore, SessionRevoker
+from lanyard.idp.devices.ports import BackchannelLogouts, DeviceStore, RevokedSession, SessionRevoker
 from lanyard.idp.devices.service import ChangeNotifier
 from lanyard.runtime.consumer import RecordInfo, RecordRefused
 from lanyard.runtime.logging import get_logger
@@ -136,8 +138,10 @@ class DeviceEventHandler:
 
     async def revoke(self, enterprise_id: str, device_session_id: str, reason: str) -> None:
         """End every OIDC session of a CLOSED device session and queue its back-channel logouts."""
-        revoked = await self.revoker.revoke_device_session(enterprise_id, device_session_id, reason)
-        await self.logouts.enqueue_revoked(enterprise_id, revoked, device_session_id)
+        async def queue_logouts(sessions: list[RevokedSession]) -> None:
+            await self.logouts.enqueue_revoked(enterprise_id, sessions, device_session_id)
+
+        revoked = await self.revoker.revoke_device_session(enterprise_id, device_session_id, reason, queue_logouts)
         log.info(
             "device session revoked",
             enterprise_id=enterprise_id,

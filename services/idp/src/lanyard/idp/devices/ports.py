@@ -7,7 +7,7 @@ The directory's ports it uses (`Clients`, `Keys`, `OrgSettingsView`, `Publisher`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,14 +56,25 @@ class DeviceSessions(Protocol):
         ...
 
 
+AfterRevoked = Callable[[list[RevokedSession]], Awaitable[None]]
+"""What a caller does with the sessions a revocation ended (queue their back-channel logouts)."""
+
+
 class SessionRevoker(Protocol):
-    """Implemented by the OIDC side: ends OIDC sessions and every grant and token in them."""
+    """Implemented by the OIDC side: ends OIDC sessions and every grant and token in them.
+
+    `alongside`, when given, runs with the revoked sessions as soon as the grants are revoked,
+    concurrently with the revocation's own announcements (`tokens_revoked`, `session_revoked`),
+    so an app's logout does not wait for the broker's acknowledgement of events it does not need.
+    The call returns when both are done and raises if either failed (each side is idempotent)."""
 
     async def revoke_device_session(
-        self, enterprise_id: str, device_session_id: str, reason: str
+        self, enterprise_id: str, device_session_id: str, reason: str, alongside: AfterRevoked | None = None
     ) -> list[RevokedSession]: ...
 
-    async def revoke_sid(self, enterprise_id: str, sid: str, reason: str) -> RevokedSession | None: ...
+    async def revoke_sid(
+        self, enterprise_id: str, sid: str, reason: str, alongside: AfterRevoked | None = None
+    ) -> RevokedSession | None: ...
 
 
 class BackchannelLogouts(Protocol):

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import secrets
+from functools import partial
 from html import escape
 from typing import Any
 
@@ -48,10 +49,9 @@ async def end_session(provider: OidcProvider, eid: str, sids: list[str], user_id
     revoker = OidcSessionRevoker(provider)
     for sid in dict.fromkeys(s for s in sids if s):
         await provider.ports.browser_sessions.end(eid, sid)
-        revoked = await revoker.revoke_sid(eid, sid, "logout")
+        revoked = await revoker.revoke_sid(eid, sid, "logout", partial(provider.ports.backchannel.enqueue_revoked, eid))
         if revoked is None:
             continue
-        await provider.ports.backchannel.enqueue_revoked(eid, [revoked])
         log.info("logged_out", enterprise_id=eid, sid=sid, clients=len(revoked.client_ids))
 
 

@@ -23,7 +23,7 @@ from collections import defaultdict
 from lanyard.contracts import Event
 from lanyard.contracts.events import SessionRevoked, SessionRevokedPayload
 from lanyard.contracts.ids import uuid7
-from lanyard.idp.devices.ports import RevokedSession
+from lanyard.idp.devices.ports import AfterRevoked, RevokedSession
 from lanyard.idp.oidc.domain import Grant, RevokedGrant
 from lanyard.idp.oidc.service import OidcProvider, log
 
@@ -39,23 +39,40 @@ class OidcSessionRevoker:
         return max(cfg.refresh_token_ttl_s, cfg.code_replay_window_s)
 
     async def revoke_device_session(
-        self, enterprise_id: str, device_session_id: str, reason: str
+        self, enterprise_id: str, device_session_id: str, reason: str, alongside: AfterRevoked | None = None
     ) -> list[RevokedSession]:
         """Revoke every grant of a device session; one RevokedSession per OIDC sid."""
         revoked = await self._p.store.revoke_device_session(enterprise_id, device_session_id, self._marker_ttl())
-        sessions = await self._publish(enterprise_id, revoked, reason, device_session_id, f"ds:{device_session_id}")
+        sessions, events = self._announcements(
+            enterprise_id, revoked, reason, device_session_id, f"ds:{device_session_id}"
+        )
+        await self._announce(events, sessions, alongside)
         log.info("device_session_revoked", enterprise_id=enterprise_id, dsid=device_session_id, grants=len(revoked))
         return sessions
 
-    async def revoke_sid(self, enterprise_id: str, sid: str, reason: str) -> RevokedSession | None:
+    async def revoke_sid(
+        self, enterprise_id: str, sid: str, reason: str, alongside: AfterRevoked | None = None
+    ) -> RevokedSession | None:
         """Revoke every grant of one OIDC session."""
         revoked = await self._p.store.revoke_sid(enterprise_id, sid, self._marker_ttl())
-        sessions = await self._publish(enterprise_id, revoked, reason, None, f"sid:{sid}")
+        sessions, events = self._announcements(enterprise_id, revoked, reason, None, f"sid:{sid}")
+        await self._announce(events, sessions, alongside)
         return sessions[0] if sessions else None
 
-    async def _publish(
+    async def _announce(self, events: list[Event], sessions: list[RevokedSession], alongside: AfterRevoked | None):
+        # The grants are revoked in Redis already; the announcements (acks=all) and the caller's
+        # follow-up need only that, not each other, so neither waits for the other.
+        steps = [self._p.ports.publisher.publish(e) for e in events]
+        if alongside is not None and sessions:
+            steps.append(alongside(sessions))
+        results = await asyncio.gather(*steps, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]  # the caller retries the whole revocation; every step is idempotent
+
+    def _announcements(
         self, eid: str, revoked: list[RevokedGrant], reason: str, dsid: str | None, cause: str
-    ) -> list[RevokedSession]:
+    ) -> tuple[list[RevokedSession], list[Event]]:
         by_sid: dict[str, list[Grant]] = defaultdict(list)
         first_ms: dict[str, int] = {}
         events: list[Event] = []
@@ -90,8 +107,7 @@ class OidcSessionRevoker:
             if sid in first_ms:
                 event = _stable(event, first_ms[sid], f"{eid}\x00{sid}\x00{cause}\x00session")
             events.append(event)
-        await asyncio.gather(*(self._p.ports.publisher.publish(e) for e in events))
-        return sessions
+        return sessions, events
 
 
 def _stable(event: Event, at_ms: int, seed: str) -> Event:
