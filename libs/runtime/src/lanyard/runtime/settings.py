@@ -97,7 +97,6 @@ class ServiceSettings(BaseSettings):
             options["group_instance_id"] = self.consumer_instance
         if self.consumer_batch_wait_ms:
             options.update(
-                poll_ms=self.consumer_batch_wait_ms,
                 fetch_max_wait_ms=self.consumer_batch_wait_ms,
                 fetch_min_bytes=self.consumer_batch_min_bytes,
             )

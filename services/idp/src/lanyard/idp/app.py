@@ -214,12 +214,7 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
         handler.handle,
         batch_handler=handler.handle_batch,
         retry=settings.retry_policy(),
-        **{
-            **settings.consumer_options(),
-            # Revocation latency runs through this consumer: a shorter idle poll cuts the wait a
-            # checkin can meet before its handler runs, for a few percent of a core when idle.
-            "poll_ms": device_settings.poll_ms,
-        },
+        **settings.consumer_options(),
     )
     consumer["subscriber"] = subscriber
     runtime.subscribers.append(subscriber)

@@ -117,9 +117,6 @@ class DeviceSettings(BaseSettings):
 
     grant_wait_s: float = Field(default=2.0, ge=0, description="how long SSO waits for a checkout or grant in flight")
     grant_poll_s: float = Field(default=0.05, gt=0, description="Redis poll interval while waiting (multi-instance)")
-    poll_ms: int = Field(
-        default=1, ge=1, le=100, description="idle poll of the device-session consumer (revocation latency)"
-    )
     max_staleness_s: float = Field(
         default=5.0, gt=0, description="refuse device SSO/refresh when the consumer cannot show freshness this long"
     )
