@@ -80,6 +80,7 @@ from lanyard.contracts import CORRELATION_HEADER, Event, Topic, UnknownEventType
 from lanyard.runtime import metrics
 from lanyard.runtime.kafka import MAX_REQUEST_BYTES
 from lanyard.runtime.logging import bind_correlation, get_logger
+from lanyard.runtime.settle import run_all
 
 log = get_logger("lanyard.consumer")
 
@@ -403,13 +404,9 @@ def subscribe(
         # still being applied (the IdP's freshness answers "unknown device session" on it).
         stamps = [r.timestamp for r in msg.raw_message if isinstance(r.timestamp, int) and r.timestamp >= 0]
         with state.busy(min(stamps, default=None)):
-            if len(partitions) == 1:
-                await handle_partition(next(iter(partitions.values())))
-                return
-            results = await asyncio.gather(*(handle_partition(r) for r in partitions.values()), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            raise failures[0]  # faststream rewinds every partition of the batch: nothing lost
+            # A failure is raised once every partition has finished; faststream then rewinds
+            # every partition of the batch: nothing lost.
+            await run_all(handle_partition(r) for r in partitions.values())
 
     subscriber(on_batch)
     return subscriber

@@ -33,6 +33,7 @@ from lanyard.policy import domain
 from lanyard.policy.domain import Denial, Grant, LiveSession, LockerOptions, RevocationReason, SupportedRelease
 from lanyard.policy.ports import Clock, CloudSecrets, EventSink, ReadModel
 from lanyard.runtime.logging import get_logger
+from lanyard.runtime.settle import raise_first_failure, settle
 
 PRODUCER = "policy"
 log = get_logger("lanyard.policy")
@@ -123,14 +124,12 @@ class Entitlements:
                     announcements.append(announcement)
             if changes:
                 await self._store.save_sessions(e, changes)
-        results = await asyncio.gather(*(self._sink.publish(a) for a in announcements), return_exceptions=True)
+        results = await settle(self._sink.publish(a) for a in announcements)
         acknowledged = [
             a.payload.device_session_id for a, r in zip(announcements, results, strict=True) if r is None
         ]  # fmt: skip
         await self._store.clear_pending(e, *acknowledged)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            raise failed[0]
+        raise_first_failure(results)
 
     async def on_checked_in(self, event: ev.DeviceCheckedIn) -> None:
         """Close the session for good; publish `revoked` (checked_in) if it held a grant."""
@@ -165,17 +164,13 @@ class Entitlements:
             ]
             # Publish concurrently (each still waits for its ack), then record exactly the ones the
             # broker acknowledged; a failure raises after that, so the retry redoes only the rest.
-            results = await asyncio.gather(
-                *(self._publish(e, s, d, reason, None) for s, d in todo), return_exceptions=True
-            )
+            results = await settle(self._publish(e, s, d, reason, None) for s, d in todo)
             for (session, decision), result in zip(todo, results, strict=True):
                 if not isinstance(result, BaseException):
                     await self._store.save_session(e, session, domain.after(session, decision))
-            failed = [r for r in results if isinstance(r, BaseException)]
             if todo:
                 log.info("re-evaluated live sessions", enterprise_id=e, changed=len(todo), reason=reason)
-            if failed:
-                raise failed[0]
+            raise_first_failure(results)
             return len(todo)
 
     async def _publish(

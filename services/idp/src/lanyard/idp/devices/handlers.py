@@ -22,7 +22,6 @@ keyed by enterprise, client and sid and remembers a delivered logout, so an app 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from lanyard.contracts import Event
@@ -32,6 +31,7 @@ from lanyard.idp.devices.ports import BackchannelLogouts, DeviceStore, RevokedSe
 from lanyard.idp.devices.service import ChangeNotifier
 from lanyard.runtime.consumer import RecordInfo, RecordRefused
 from lanyard.runtime.logging import get_logger
+from lanyard.runtime.settle import run_all
 
 log = get_logger("lanyard.idp.devices.handlers")
 
@@ -128,16 +128,11 @@ class DeviceEventHandler:
             for (eid, dsid), o in zip(sessions, outcomes, strict=True)
             if o.view.state == "CLOSED" and not o.view.revocation_done
         ]
-        if len(closing) == 1:
-            await closing[0]
-        elif closing:
-            results = await asyncio.gather(*closing, return_exceptions=True)
-            failed = [r for r in results if isinstance(r, BaseException)]
-            if failed:
-                raise failed[0]  # retried: each step of a revocation is idempotent
+        await run_all(closing)  # a failure is retried: each step of a revocation is idempotent
 
     async def revoke(self, enterprise_id: str, device_session_id: str, reason: str) -> None:
         """End every OIDC session of a CLOSED device session and queue its back-channel logouts."""
+
         async def queue_logouts(sessions: list[RevokedSession]) -> None:
             await self.logouts.enqueue_revoked(enterprise_id, sessions, device_session_id)
 

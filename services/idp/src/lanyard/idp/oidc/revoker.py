@@ -17,7 +17,6 @@ consumers, which deduplicate by event id, see each announcement once.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 
 from lanyard.contracts import Event
@@ -26,6 +25,7 @@ from lanyard.contracts.ids import uuid7
 from lanyard.idp.devices.ports import AfterRevoked, RevokedSession
 from lanyard.idp.oidc.domain import Grant, RevokedGrant
 from lanyard.idp.oidc.service import OidcProvider, log
+from lanyard.runtime.settle import run_all
 
 
 class OidcSessionRevoker:
@@ -65,10 +65,7 @@ class OidcSessionRevoker:
         steps = [self._p.ports.publisher.publish(e) for e in events]
         if alongside is not None and sessions:
             steps.append(alongside(sessions))
-        results = await asyncio.gather(*steps, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            raise failed[0]  # the caller retries the whole revocation; every step is idempotent
+        await run_all(steps)  # a failure: the caller retries the whole revocation; every step is idempotent
 
     def _announcements(
         self, eid: str, revoked: list[RevokedGrant], reason: str, dsid: str | None, cause: str
