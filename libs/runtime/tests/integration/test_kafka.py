@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from lanyard.runtime.consumer import (
     DLQ_REASON,
     DLQ_SOURCE,
     DLQ_TRUNCATED,
+    IDLE_WAIT_MS,
     RecordRefused,
     RetryPolicy,
     consumer_state,
@@ -353,6 +355,53 @@ async def test_a_batch_handler_gets_a_partition_s_records_together_and_falls_bac
         await eventually(lambda: one_by_one == ["d4", "d5"], 20, what="the fallback past the poison record")
         assert batches[-1] == [("d3", 2), ("d4", 3), ("d5", 4)]
         assert await eventually(lambda: _at(kafka_bootstrap, group, topic, 5), 10)
+    finally:
+        await broker.stop()
+        await publisher.stop()
+
+
+async def test_an_idle_subscription_waits_inside_the_fetch_and_never_sleeps_between_fetches(kafka_bootstrap):
+    """The IdP's device consumer is idle most of the time, and a checkin's first record arrives
+    at an idle consumer: it must not wait out a sleep, and waiting must not cost a core."""
+    topic = await scratch_topic(kafka_bootstrap)
+    handled: list[str] = []
+
+    async def handler(event):
+        handled.append(event.payload.device_id)
+
+    async def batch_handler(items):
+        handled.extend(event.payload.device_id for event, _ in items)
+
+    broker = create_broker(kafka_bootstrap, "test-idle")
+    subscriber = subscribe(broker, topic, f"g-{uuid.uuid4().hex[:8]}", handler, batch_handler=batch_handler)
+    publisher = create_broker(kafka_bootstrap, "test-idle-pub")
+    await publisher.start()
+    await broker.start()
+    try:
+        await send(publisher, topic, checkin(1))
+        await eventually(lambda: handled == ["d1"], 30, what="the first record")  # assigned and fetching
+
+        fetches: list[tuple[float, float, int]] = []  # (started, returned, records) per getmany
+        consumer = subscriber.consumer
+        real_getmany = consumer.getmany
+
+        async def counted_getmany(*args, **kwargs):
+            started = asyncio.get_running_loop().time()
+            fetched = await real_getmany(*args, **kwargs)
+            fetches.append((started, asyncio.get_running_loop().time(), sum(map(len, fetched.values()))))
+            return fetched
+
+        consumer.getmany = counted_getmany
+        await eventually(lambda: len(fetches) >= 3, 30, what="three idle fetches")
+        idle = [f for f in fetches[:3] if f[2] == 0]
+        assert len(idle) == 3
+        # Each empty fetch waited for records in the fetch itself (no busy polling) ...
+        assert all(returned - started >= IDLE_WAIT_MS / 2000 for started, returned, _ in idle)
+        # ... and the next one began at once: there is no sleep in which a record would wait.
+        assert all(later[0] - earlier[1] < 0.5 for earlier, later in itertools.pairwise(idle))
+
+        await send(publisher, topic, checkin(2))
+        await eventually(lambda: handled == ["d1", "d2"], 30, what="a record sent to the idle subscription")
     finally:
         await broker.stop()
         await publisher.stop()
