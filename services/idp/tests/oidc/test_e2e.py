@@ -145,9 +145,13 @@ def verify_id_token(idp: Running, token: str, nonce: str) -> dict[str, Any]:
 def test_e2e_authlib_client(idp):
     import warnings
 
+    from authlib.deprecate import AuthlibDeprecationWarning
+
     with warnings.catch_warnings():
-        # authlib 1.9 announces its httpx integration's move to httpx2 at import; it works as is
-        warnings.simplefilter("ignore")
+        # authlib 1.9 announces its httpx integration's move to httpx2 at import; it works as is.
+        # authlib.deprecate installs an "always" filter when first imported, ahead of any filter
+        # set before it, so ours is set after that import to take precedence.
+        warnings.simplefilter("ignore", AuthlibDeprecationWarning)
         from authlib.integrations.httpx_client import OAuth2Client
 
     meta = httpx.get(f"{idp.issuer}/.well-known/openid-configuration").json()
