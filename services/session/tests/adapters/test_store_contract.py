@@ -64,6 +64,21 @@ async def test_closing_clears_the_pointer_the_live_index_and_the_timers(store, c
     assert await store.claim_due_timers(clock.now() + 10**6, 30, 10) == []
 
 
+async def test_closing_a_session_the_device_no_longer_points_at_leaves_the_pointer_alone(store, clock):
+    await open_one(store, clock, dsid="ds-0001")
+    stray, _ = new_session(clock, dsid="ds-0002")  # a second live session of dev-1, as a rebuild may leave
+    assert await store.restore([], [stray], {}) == 1
+    assert await store.current_session_id("ent-1", "dev-1") == "ds-0001"
+
+    def check_in(s):
+        return Change((domain.check_in(s, clock.now(), "user").session,))
+
+    await store.mutate("ent-1", "ds-0002", check_in)
+    assert await store.current_session_id("ent-1", "dev-1") == "ds-0001"  # still the device's session
+    await store.mutate("ent-1", "ds-0001", check_in)
+    assert await store.current_session_id("ent-1", "dev-1") is None
+
+
 async def test_a_timer_is_claimed_once_and_comes_back_after_its_lease(store, clock):
     await open_one(store, clock)
     due = clock.now() + 3600

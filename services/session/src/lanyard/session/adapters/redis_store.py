@@ -50,6 +50,11 @@ redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
 
+_DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, member in ipairs(due) do
@@ -164,18 +169,15 @@ class RedisSessionStore:
                         self._schedule(pipe, session)
                         await pipe.execute()
                         return None
-                    pointers: dict[str, str | None] = {}
-                    for s in change.sessions:
-                        if not s.live:
-                            ckey = self._current_key(s.enterprise_id, s.device_id)
-                            await pipe.watch(ckey)
-                            pointers[ckey] = await pipe.get(ckey)
                     pipe.multi()
                     self._write(pipe, change)
                     for s in change.sessions:
-                        ckey = self._current_key(s.enterprise_id, s.device_id)
-                        if not s.live and pointers.get(ckey) == s.device_session_id:
-                            pipe.delete(ckey)
+                        if not s.live:
+                            # Decided inside the transaction, not read and watched before it: a
+                            # checkin is two round trips shorter (the checkin's event waits for
+                            # this), and a newer session of the device keeps its pointer either way.
+                            ckey = self._current_key(s.enterprise_id, s.device_id)
+                            pipe.eval(_DELETE_IF_EQUAL, 1, ckey, s.device_session_id)
                     await pipe.execute()
                     return change
                 except WatchError:
