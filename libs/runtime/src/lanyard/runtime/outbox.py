@@ -194,7 +194,8 @@ async def publish_staged(
     answer even when the broker stalls) before the next, and `clear` each after its ack. Raises
     on the first failure; what is left stays in the outbox for the relay."""
     for event in events:
-        await asyncio.wait_for(publisher.publish(event), timeout_s)
+        async with asyncio.timeout(timeout_s):  # bounds it in this task: wait_for adds one per call
+            await publisher.publish(event)
         await clear(event)
 
 
@@ -215,7 +216,8 @@ async def relay_once(
     events = await store.claim_outbox(now, lease_s, limit)
     for i, event in enumerate(events):
         try:
-            await asyncio.wait_for(publisher.publish(event), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await publisher.publish(event)
         except asyncio.CancelledError:
             raise
         except Exception:
