@@ -50,6 +50,8 @@ redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
 
+# Sent as EVAL inside MULTI, not through `LuaScript`'s EVALSHA: a NOSCRIPT there would fail this
+# one command while the rest of the transaction still applied (Redis does not roll back).
 _DELETE_IF_EQUAL = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
