@@ -54,6 +54,33 @@ async def test_a_batch_never_moves_a_view_backwards(redis_client, kit):
     assert not outcome.changed and outcome.view.state == "LOCKED"
 
 
+async def test_a_view_another_instance_changes_during_a_batch_is_read_again_not_overwritten(redis_client, kit):
+    """Two IdP instances apply facts of one session concurrently (its two topics): a checkin
+    written by the other instance between this batch's read and its write must survive — the
+    batch is applied again on the fresh view, never over it."""
+    store, other = SessionStore(redis_client), SessionStore(redis_client)
+    d, untouched = kit.Device.new(), kit.Device.new()
+    await store.apply(d.eid, d.dsid, _facts(d.checked_out())[0])
+    read_views, reads = store._read_views, []
+
+    async def read_then_other_instance_checks_in(**kwargs):
+        views = await read_views(**kwargs)
+        reads.append(len(views))
+        if len(reads) == 1:
+            await other.apply(d.eid, d.dsid, _facts(d.checked_in())[0])
+        return views
+
+    store._read_views = read_then_other_instance_checks_in
+    batch = [
+        (d.eid, d.dsid, _facts(d.granted("rover"))),
+        (untouched.eid, untouched.dsid, _facts(untouched.checked_out())),
+    ]
+    [closed, fresh] = await store.apply_many(batch)
+    assert reads == [2, 2]  # read, lost the race, read again
+    assert closed.view.state == "CLOSED" and (await store.load(d.eid, d.dsid)).state == "CLOSED"
+    assert fresh.view.state == "ACTIVE" and await store.load(untouched.eid, untouched.dsid) == fresh.view
+
+
 async def test_checkins_published_together_revoke_every_session_they_close(kafka_bootstrap, redis_client, kit, keys):
     ports = kit.Ports(keys=keys)
     devices = [kit.Device.new() for _ in range(8)]
