@@ -52,3 +52,37 @@ async def test_a_record_older_than_its_items_last_changes_nothing_and_deletions_
     assert await store.get_item("e-1", "users", "bob") is None
     assert await store.apply(user("disabled"), offset=12)
     assert (await store.get_item("e-1", "users", "bob"))["status"] == "disabled"
+
+
+async def test_saved_sessions_take_and_give_back_seats_in_one_step_never_below_zero(redis_client):
+    """The checkout run's write: records, announcements, each user's sessions and both seat
+    counts change together, and a seat given back twice never leaves a negative count."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from lanyard.policy.domain import Grant, LiveSession
+
+    store = RedisReadModel(redis_client)
+    face = Grant(("rover",), "face", 900, 43_200, True, 300, "p-1")
+    passcode = replace(face, face_allowed=False)
+    now = datetime.now(UTC)
+    alice = LiveSession("ds-a", "dev-a", "alice", ("pwd",), now)
+    bob = LiveSession("ds-b", "dev-b", "bob", ("pwd",), now)
+    alice_face = replace(alice, state="granted", version=1, grant=face)
+    bob_passcode = replace(bob, state="granted", version=1, grant=passcode)
+    await store.save_sessions("e-s", [(alice, alice_face, b'{"a":1}'), (bob, bob_passcode, None)])
+
+    view = await store.checkout_view("e-s", [("alice", "ds-a"), ("bob", "ds-b")])
+    assert view.existing == {"ds-a": alice_face, "ds-b": bob_passcode}
+    assert view.pending == {"ds-a": b'{"a":1}'}
+    assert view.seats.in_use == 2 and view.seats.holders == {"alice", "bob"}
+    assert view.seats.apa_in_use == 1 and view.seats.apa_holders == {"alice"}
+    assert [s.device_session_id for s in await store.live_sessions("e-s", "alice")] == ["ds-a"]
+
+    # Alice's grant ends (both her seats come back), then the same change is saved again.
+    ended = replace(alice_face, state="ended")
+    await store.save_sessions("e-s", [(alice_face, ended, None)])
+    await store.save_sessions("e-s", [(alice_face, ended, None)])
+    seats = (await store.checkout_view("e-s", [("alice", "ds-a")])).seats
+    assert (seats.in_use, seats.holders, seats.apa_in_use, seats.apa_holders) == (1, frozenset(), 0, frozenset())
+    assert await redis_client.hgetall("policy:{e-s}:seats") == {"bob": "1"}
