@@ -107,6 +107,7 @@ async def revocation_latency(
     receiver: LogoutReceiver,
     lean: bool = True,
     refresh_after_inactive: bool = True,
+    poll_after_answer: bool = True,
 ) -> dict[str, float]:
     """One revocation sample, in ms from the moment the checkin request is sent (not answered)
     until each effect holds for the session's tokens at `app` (confidential, back-channel logout
@@ -124,7 +125,14 @@ async def revocation_latency(
     its figure is an upper bound (never earlier than the truth) and the observer does not load
     the stack it measures with a rotation — an acknowledged `tokens_refreshed` event that the
     session service and audit then handle — every millisecond of the window. A refresh that
-    still succeeds then is reported as late as it is; `False` polls both from the start."""
+    still succeeds then is reported as late as it is; `False` polls both from the start.
+
+    `poll_after_answer`: the first poll is sent once Locker has answered the checkin. The IdP
+    acts on the checkin's event, which the broker acknowledges before Locker answers, so waiting
+    for the answer skips nothing but the polls that cannot see an effect yet — which, sent back
+    to back, took the IdP, nginx and this process's share of the two cores from the checkin's
+    own path. An effect that held before the first poll is reported at that poll's answer (an
+    upper bound, like the rest); `False` polls from the moment the checkin is sent."""
     _, device = pair
     tokens = await sso_flow(http, ent, device, app, retry_s=15)
     if not tokens:
@@ -176,6 +184,8 @@ async def revocation_latency(
         else:
             raise RuntimeError(f"refresh answered {status} during revocation, not a refusal")
 
+    if poll_after_answer:
+        await checkin
     while not {"introspection", "refresh", "logout"} <= seen.keys():
         if time.perf_counter() - started > 10:
             raise TimeoutError(f"10 s after checkin only these effects held: {sorted(seen)}")
