@@ -361,10 +361,11 @@ async def test_a_batch_handler_gets_a_partition_s_records_together_and_falls_bac
         await publisher.stop()
 
 
-async def test_an_idle_subscription_waits_inside_the_fetch_and_never_sleeps_between_fetches(kafka_bootstrap):
-    """The IdP's device consumer is idle most of the time, and a checkin's first record arrives
-    at an idle consumer: it must not wait out a sleep, and waiting must not cost a core."""
-    topic = await scratch_topic(kafka_bootstrap)
+@contextlib.asynccontextmanager
+async def device_ids_subscription(bootstrap: str, name: str) -> AsyncIterator[SimpleNamespace]:
+    """A started batch subscription on a scratch topic that records each handled checkin's
+    device id (`handled`), and a started publisher (`publisher`, `topic`, `subscriber`)."""
+    topic = await scratch_topic(bootstrap)
     handled: list[str] = []
 
     async def handler(event):
@@ -373,17 +374,27 @@ async def test_an_idle_subscription_waits_inside_the_fetch_and_never_sleeps_betw
     async def batch_handler(items):
         handled.extend(event.payload.device_id for event, _ in items)
 
-    broker = create_broker(kafka_bootstrap, "test-idle")
+    broker = create_broker(bootstrap, name)
     subscriber = subscribe(broker, topic, f"g-{uuid.uuid4().hex[:8]}", handler, batch_handler=batch_handler)
-    publisher = create_broker(kafka_bootstrap, "test-idle-pub")
+    publisher = create_broker(bootstrap, f"{name}-pub")
     await publisher.start()
     await broker.start()
     try:
-        await send(publisher, topic, checkin(1))
-        await eventually(lambda: handled == ["d1"], 30, what="the first record")  # assigned and fetching
+        yield SimpleNamespace(topic=topic, handled=handled, subscriber=subscriber, publisher=publisher)
+    finally:
+        await broker.stop()
+        await publisher.stop()
+
+
+async def test_an_idle_subscription_waits_inside_the_fetch_and_never_sleeps_between_fetches(kafka_bootstrap):
+    """The IdP's device consumer is idle most of the time, and a checkin's first record arrives
+    at an idle consumer: it must not wait out a sleep, and waiting must not cost a core."""
+    async with device_ids_subscription(kafka_bootstrap, "test-idle") as sub:
+        await send(sub.publisher, sub.topic, checkin(1))
+        await eventually(lambda: sub.handled == ["d1"], 30, what="the first record")  # assigned and fetching
 
         fetches: list[tuple[float, float, int]] = []  # (started, returned, records) per getmany
-        consumer = subscriber.consumer
+        consumer = sub.subscriber.consumer
         real_getmany = consumer.getmany
 
         async def counted_getmany(*args, **kwargs):
@@ -401,11 +412,8 @@ async def test_an_idle_subscription_waits_inside_the_fetch_and_never_sleeps_betw
         # ... and the next one began at once: there is no sleep in which a record would wait.
         assert all(later[0] - earlier[1] < 0.5 for earlier, later in itertools.pairwise(idle))
 
-        await send(publisher, topic, checkin(2))
-        await eventually(lambda: handled == ["d1", "d2"], 30, what="a record sent to the idle subscription")
-    finally:
-        await broker.stop()
-        await publisher.stop()
+        await send(sub.publisher, sub.topic, checkin(2))
+        await eventually(lambda: sub.handled == ["d1", "d2"], 30, what="a record sent to the idle subscription")
 
 
 async def test_records_are_decoded_once_against_their_contract_not_also_by_faststream(kafka_bootstrap, monkeypatch):
@@ -416,27 +424,10 @@ async def test_records_are_decoded_once_against_their_contract_not_also_by_fasts
         raise AssertionError("faststream's batch decoder ran")
 
     monkeypatch.setattr(AioKafkaBatchParser, "decode_batch", refuse)
-    topic = await scratch_topic(kafka_bootstrap)
-    handled: list[str] = []
-
-    async def handler(event):
-        handled.append(event.payload.device_id)
-
-    async def batch_handler(items):
-        handled.extend(event.payload.device_id for event, _ in items)
-
-    broker = create_broker(kafka_bootstrap, "test-decode")
-    subscribe(broker, topic, f"g-{uuid.uuid4().hex[:8]}", handler, batch_handler=batch_handler)
-    publisher = create_broker(kafka_bootstrap, "test-decode-pub")
-    await publisher.start()
-    await broker.start()
-    try:
+    async with device_ids_subscription(kafka_bootstrap, "test-decode") as sub:
         for n in (1, 2, 3):
-            await send(publisher, topic, checkin(n))
-        await eventually(lambda: sorted(handled) == ["d1", "d2", "d3"], 30, what="three records")
-    finally:
-        await broker.stop()
-        await publisher.stop()
+            await send(sub.publisher, sub.topic, checkin(n))
+        await eventually(lambda: sorted(sub.handled) == ["d1", "d2", "d3"], 30, what="three records")
 
 
 async def _at(bootstrap: str, group: str, topic: Topic, offset: int) -> bool:
