@@ -1,9 +1,13 @@
-"""The policy read model on the real Redis: what it refuses to answer from."""
+"""The policy read model on the real Redis: what it refuses to answer from, and what it writes."""
+
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
 from lanyard.contracts import events as ev
 from lanyard.policy.adapters.redis_store import RedisReadModel
+from lanyard.policy.domain import Grant, LiveSession
 from lanyard.runtime.errors import StateLost
 
 pytestmark = pytest.mark.integration
@@ -57,11 +61,6 @@ async def test_a_record_older_than_its_items_last_changes_nothing_and_deletions_
 async def test_saved_sessions_take_and_give_back_seats_in_one_step_never_below_zero(redis_client):
     """The checkout run's write: records, announcements, each user's sessions and both seat
     counts change together, and a seat given back twice never leaves a negative count."""
-    from dataclasses import replace
-    from datetime import UTC, datetime
-
-    from lanyard.policy.domain import Grant, LiveSession
-
     store = RedisReadModel(redis_client)
     face = Grant(("rover",), "face", 900, 43_200, True, 300, "p-1")
     passcode = replace(face, face_allowed=False)

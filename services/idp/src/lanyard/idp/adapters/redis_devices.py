@@ -104,9 +104,9 @@ class SessionStore:
                             for name, value in fields.items():
                                 args += (name, value)
                     pipe.multi()
-                    # EVAL, not EVALSHA: a NOSCRIPT inside MULTI would fail only this command
-                    # of a transaction that EXEC still reports as run.
-                    pipe.execute_command("EVAL", _WRITE_VIEWS, len(written), *written, *args)
+                    # EVAL, not LuaScript's EVALSHA: a NOSCRIPT inside MULTI would fail this one
+                    # command of a transaction that EXEC still applies.
+                    pipe.eval(_WRITE_VIEWS, len(written), *written, *args)
                     await pipe.execute()
                     return outcomes
                 except WatchError:

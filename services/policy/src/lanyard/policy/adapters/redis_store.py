@@ -90,22 +90,9 @@ local nxt = math.max(current, issued) + 1
 redis.call('set', KEYS[2], nxt)
 return {nxt, current}
 """
-# KEYS: a seat hash; ARGV: user id. One seat given back, never below zero (the field goes at 0).
-_RELEASE_SEAT = """
-local n = redis.call('hincrby', KEYS[1], ARGV[1], -1)
-if n <= 0 then redis.call('hdel', KEYS[1], ARGV[1]) end
-return n
-"""
-# KEYS: tombstones. 1 for each that exists, else 0, in the order of KEYS (one reply for a run).
-_CLOSED = """
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('EXISTS', key) end
-return out
-"""
-# KEYS: sessions, pending, seats, apa-seats; ARGV: the user-sessions key prefix, then six values
-# per session: its id, record, announcement ('' for none), user, and its change to each seat hash
-# ('1' takes one, '-1' gives one back, never below zero: the field goes at 0, '0' leaves it).
-_SAVE_SESSIONS = """
+# The seat rule of every script that changes seats: '1' takes one, '-1' gives one back, never
+# below zero (the field goes at 0), '0' leaves the count as it is.
+_SEAT_RULE = """
 local function seat(key, user, delta)
   if delta == '1' then
     redis.call('HINCRBY', key, user, 1)
@@ -113,6 +100,20 @@ local function seat(key, user, delta)
     if redis.call('HINCRBY', key, user, -1) <= 0 then redis.call('HDEL', key, user) end
   end
 end
+"""
+# KEYS: a seat hash; ARGV: user id. One seat given back.
+_RELEASE_SEAT = _SEAT_RULE + "seat(KEYS[1], ARGV[1], '-1')\nreturn 1\n"
+# KEYS: tombstones. 1 for each that exists, else 0, in the order of KEYS (one reply for a run).
+_CLOSED = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('EXISTS', key) end
+return out
+"""
+# KEYS: sessions, pending, seats, apa-seats; ARGV: the user-sessions key prefix, then six values
+# per session: its id, record, announcement ('' for none), user, and its change to each seat hash.
+_SAVE_SESSIONS = (
+    _SEAT_RULE
+    + """
 for i = 2, #ARGV, 6 do
   local dsid, user = ARGV[i], ARGV[i + 3]
   redis.call('HSET', KEYS[1], dsid, ARGV[i + 1])
@@ -123,6 +124,7 @@ for i = 2, #ARGV, 6 do
 end
 return (#ARGV - 1) / 6
 """
+)
 _SET_EARLIER = """
 local cur = redis.call('get', KEYS[1])
 if (not cur) or ARGV[1] < cur then redis.call('set', KEYS[1], ARGV[1]) return 1 end
@@ -522,8 +524,7 @@ class RedisReadModel:
         self._queue_seats(pipe, e, users)
         pipe.hmget(k(e, "sessions"), dsids)
         pipe.hmget(k(e, "pending"), dsids)
-        # EVAL, not EVALSHA: a NOSCRIPT inside MULTI would fail this command alone.
-        pipe.execute_command("EVAL", _CLOSED, len(dsids), *(k(e, "closed", dsid) for dsid in dsids))
+        pipe.eval(_CLOSED, len(dsids), *(k(e, "closed", dsid) for dsid in dsids))
         values = await pipe.execute()
         found, snapshot = values[0], values[1:9]
         sessions, pending, closed = values[13], values[14], values[15]
@@ -579,10 +580,9 @@ class RedisReadModel:
         args: list[str | bytes] = [k(e, "user-sessions", "")]
         for before, after, pending in changes:
             taken, released = _seat_changes(before, after)
-            delta = {key: "1" if key in taken else "-1" if key in released else "0" for key in SEAT_KEYS.values()}
-            args += (after.device_session_id, session_to_json(after), pending or "", after.user_id)
-            args += (delta["seats"], delta["apa-seats"])
-        keys = [k(e, "sessions"), k(e, "pending"), k(e, "seats"), k(e, "apa-seats")]
+            deltas = ("1" if key in taken else "-1" if key in released else "0" for key in SEAT_KEYS.values())
+            args += (after.device_session_id, session_to_json(after), pending or "", after.user_id, *deltas)
+        keys = [k(e, "sessions"), k(e, "pending"), *(k(e, key) for key in SEAT_KEYS.values())]
         await self._save_sessions(keys=keys, args=args)
 
     async def clear_pending(self, enterprise_id: str, *device_session_ids: str) -> None:
