@@ -346,7 +346,7 @@ def subscribe(
             tuple(record.headers or ()), record.timestamp,
         )  # fmt: skip
         if record.timestamp:
-            metrics.RECORD_AGE_SECONDS.labels(topic.name, group_id).observe(
+            metrics.labelled(metrics.RECORD_AGE_SECONDS, topic.name, group_id).observe(
                 max(0.0, time.time() - record.timestamp / 1000)
             )
         try:
@@ -372,7 +372,7 @@ def subscribe(
         async def attempt() -> None:
             started = time.perf_counter()
             await handler(event)
-            metrics.HANDLER_SECONDS.labels(topic.name).observe(time.perf_counter() - started)
+            metrics.labelled(metrics.HANDLER_SECONDS, topic.name).observe(time.perf_counter() - started)
 
         try:
             await until_done(info, f"handler of {event.type}", attempt)
@@ -380,7 +380,7 @@ def subscribe(
             log.warning("handler refused the record", topic=topic.name, type=event.type, event_id=event.event_id)
             await dead_letter(info, f"refused: {refused}"[:500])
             return
-        metrics.CONSUMED.labels(topic.name, group_id, "ok").inc()
+        metrics.labelled(metrics.CONSUMED, topic.name, group_id, "ok").inc()
 
     async def deliver_together(items: list[tuple[Event, RecordInfo]]) -> bool:
         """The batch path; False when the batch handler failed (the caller falls back)."""
@@ -396,8 +396,8 @@ def subscribe(
                 "batch handler failed; handling one by one", topic=topic, records=len(items), error=type(exc).__name__
             )
             return False
-        metrics.HANDLER_SECONDS.labels(topic).observe((time.perf_counter() - started) / len(items))
-        metrics.CONSUMED.labels(topic, group_id, "ok").inc(len(items))
+        metrics.labelled(metrics.HANDLER_SECONDS, topic).observe((time.perf_counter() - started) / len(items))
+        metrics.labelled(metrics.CONSUMED, topic, group_id, "ok").inc(len(items))
         return True
 
     async def handle_partition(records: Sequence[Any]) -> None:

@@ -58,7 +58,7 @@ class EventPublisher:
             headers=event.headers(),
             correlation_id=event.correlation_id or event.event_id,
         )
-        metrics.PUBLISHED.labels(event.topic.name).inc()
+        metrics.labelled(metrics.PUBLISHED, event.topic.name).inc()
 
     async def publish_all(self, events: Iterable[Event]) -> None:
         """Send several events in order, each acknowledged before the next."""

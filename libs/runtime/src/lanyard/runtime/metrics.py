@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any, TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+@functools.cache
+def labelled(metric: M, *values: str) -> Any:
+    """`metric.labels(*values)`, looked up once per label set.
+
+    `labels()` takes a lock and checks its arguments on every call; called per consumed record
+    it was 3-7 % of a consumer's CPU (py-spy, docs/performance.md). The label sets are few
+    (topics x groups), so the cache stays small."""
+    return metric.labels(*values)
+
 
 CONSUMED = Counter("lanyard_events_consumed_total", "Records consumed, by outcome", ["topic", "group", "outcome"])
 PUBLISHED = Counter("lanyard_events_published_total", "Events acknowledged by the broker", ["topic"])
