@@ -180,6 +180,7 @@ async def main(args: argparse.Namespace) -> None:
                 # Round-robin over the enterprises, so several enterprises' checkouts interleave.
                 per_enterprise = [checkouts(eid, ids) for eid, ids in users]
                 events = [e for group in zip_longest(*per_enterprise) for e in group if e is not None]
+                print(f"{level}: {n} checkouts being published", flush=True)
                 before = cpu_by_component(pids)
                 started = time.perf_counter()
                 publish_s = await inject(kafka, events)

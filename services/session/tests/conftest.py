@@ -99,6 +99,15 @@ class InMemoryStore:
                 del self.current[(s.enterprise_id, s.device_id)]
         return change
 
+    async def mutate_many(self, items):
+        # Atomic like the Redis store's: every decision runs before anything is written.
+        saved = (dict(self.sessions), dict(self.timers), dict(self.current), dict(self.outbox), dict(self.staged))
+        try:
+            return [await self.mutate(eid, dsid, decide) for eid, dsid, decide in items]
+        except BaseException:
+            self.sessions, self.timers, self.current, self.outbox, self.staged = saved
+            raise
+
     async def open(self, eid, device_id, decide):
         current = self.current.get((eid, device_id))
         previous = self.sessions.get((eid, current)) if current else None

@@ -200,3 +200,81 @@ async def test_locker_options_keep_the_highest_version_and_parked_events_wait_in
     [event] = await store.claim_outbox(clock.now() + 5, 30, 10)
     assert event.event_id == refused.event_id
     await store.outbox_done(event)
+
+
+def _grant(version):
+    def decide(s):
+        nxt = domain.apply_entitlement(s, Entitlement(version, "passcode", 60, 600, False))
+        return Change((nxt,)) if nxt else None
+
+    return decide
+
+
+async def test_many_mutations_decide_in_order_each_on_the_one_before(store, clock):
+    await open_one(store, clock, dsid="ds-a", device="dev-a")
+    await open_one(store, clock, dsid="ds-b", device="dev-b")
+
+    def check_in(s):
+        return Change((domain.check_in(s, clock.now(), "user").session,))
+
+    results = await store.mutate_many([
+        ("ent-1", "ds-a", _grant(2)),
+        ("ent-1", "ds-a", _grant(1)),  # older than the grant just decided: no change
+        ("ent-1", "ds-b", _grant(1)),
+        ("ent-1", "ds-b", check_in),  # decides on the granted session, not the stored one
+        ("ent-1", "missing", lambda s: pytest.fail("decide called for an unknown session")),
+    ])  # fmt: skip
+    assert [r is not None for r in results] == [True, False, True, True, False]
+    a, b = await store.get_session("ent-1", "ds-a"), await store.get_session("ent-1", "ds-b")
+    assert a.entitlement.version == 2 and a.state is State.ACTIVE
+    assert b.entitlement.version == 1 and b.state is State.CLOSED
+    assert [s.device_session_id for s in await store.list_live("ent-1")] == ["ds-a"]
+    assert await store.current_session_id("ent-1", "dev-a") == "ds-a"
+    assert await store.current_session_id("ent-1", "dev-b") is None
+    # ds-a's inactivity timer came from its grant; ds-b, closed, has none left.
+    refs = await store.claim_due_timers(clock.now() + 60, 30, 10)
+    assert [(r.device_session_id, r.kind) for r in refs] == [("ds-a", "inactivity")]
+
+
+async def test_many_mutations_write_nothing_when_one_decision_fails(store, clock):
+    await open_one(store, clock, dsid="ds-a", device="dev-a")
+
+    def refuse(s):
+        raise domain.InvalidTransition(s.state, "refuse")
+
+    with pytest.raises(domain.InvalidTransition):
+        await store.mutate_many([("ent-1", "ds-a", _grant(1)), ("ent-1", "ds-a", refuse)])
+    assert (await store.get_session("ent-1", "ds-a")).entitlement is None
+
+
+@pytest.mark.integration
+async def test_many_mutations_decide_again_when_another_instance_writes_a_session_meanwhile(
+    redis_client, redis_url, clock
+):
+    """Another instance checks a session in between this write's read and its MULTI: the batch
+    is decided again on what that instance wrote, never written over it."""
+    import redis
+
+    store = RedisSessionStore(redis_client, clock, outbox_grace_s=5.0)
+    await open_one(store, clock, dsid="ds-a", device="dev-a")
+    key = "session:ent-1:ds:ds-a"
+    other = redis.Redis.from_url(redis_url, decode_responses=True)
+    seen = []
+
+    def grant_while_other_checks_in(s):
+        seen.append(s.state)
+        if len(seen) == 1:
+            from lanyard.session.adapters.redis_store import session_from_json, session_to_json
+
+            closed = domain.check_in(session_from_json(other.get(key)), clock.now(), "user").session
+            other.set(key, session_to_json(closed))
+        return _grant(1)(s)
+
+    try:
+        [result] = await store.mutate_many([("ent-1", "ds-a", grant_while_other_checks_in)])
+    finally:
+        other.close()
+    assert seen == [State.ACTIVE, State.CLOSED]
+    assert result is None  # a CLOSED session ignores the grant
+    stored = await store.get_session("ent-1", "ds-a")
+    assert stored.state is State.CLOSED and stored.entitlement is None

@@ -181,3 +181,16 @@ async def test_other_event_types_change_nothing(world, handlers):
     await handlers.handle(world.publisher.events[-1])  # our own checked_out, read back
     assert len(world.publisher.events) == published
     assert (await world.session(s.device_session_id)).sequence == 1
+
+
+async def test_a_batch_applies_grants_together_and_everything_in_its_order(world, handlers):
+    a, b = await world.checkout(device_id="dev-a"), await world.checkout(device_id="dev-b")
+    batch = [granted(a, version=1), granted(b, version=1), revoked(a), granted(a, version=2), granted(b, version=3)]
+    await handlers.handle_batch([(event, None) for event in batch])
+    stored_a, stored_b = await world.session(a.device_session_id), await world.session(b.device_session_id)
+    # a's revocation came between its grants: it is checked in and the later grant is ignored.
+    assert stored_a.state is State.CLOSED and stored_a.entitlement.version == 1
+    assert stored_b.state is State.ACTIVE and stored_b.entitlement.version == 3
+    await handlers.handle_batch([(event, None) for event in batch])  # redelivered
+    checkins = [e for e in world.publisher.events if e.type == "session.device_checked_in.v1"]
+    assert [e.payload.device_session_id for e in checkins] == [a.device_session_id]

@@ -71,6 +71,7 @@ def create_app(settings: SessionSettings | None = None, **overrides: Any) -> Fas
             CONSUMES,
             settings.group_id,
             handlers.handle,
+            batch_handler=handlers.handle_batch,
             retry=settings.retry_policy(),
             **settings.consumer_options(),
         )

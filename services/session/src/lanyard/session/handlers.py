@@ -1,11 +1,15 @@
 """Handlers for the events the session service consumes.
 
-Each is idempotent: grants by entitlement version, checkins by the terminal CLOSED state,
-activity by taking the later time, org settings by overwriting with the latest record, Locker
-options by keeping the highest version.
+A fetched batch (`handle_batch`) stores each run of consecutive grants in one write and
+handles everything else one by one, in order. Each is idempotent: grants by entitlement
+version, checkins by the terminal CLOSED state, activity by taking the later time, org settings
+by overwriting with the latest record, Locker options by keeping the highest version.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from lanyard.contracts import Event
 from lanyard.contracts import events as ev
@@ -32,3 +36,18 @@ class SessionHandlers:
             await s.org_settings_changed(event)
         elif isinstance(event, ev.LockerOptionsChanged):
             await s.locker_options_changed(event)
+
+    async def handle_batch(self, items: Sequence[tuple[Event, Any]]) -> None:
+        """Apply one partition's fetched records in order (the runtime falls back to `handle`
+        record by record if this raises; every handler is idempotent, so that is safe)."""
+        grants: list[ev.EntitlementGranted] = []
+        for event, _ in items:
+            if isinstance(event, ev.EntitlementGranted):
+                grants.append(event)
+                continue
+            if grants:
+                await self._service.entitlements_granted(grants)
+                grants = []
+            await self.handle(event)
+        if grants:
+            await self._service.entitlements_granted(grants)

@@ -36,6 +36,10 @@ class Change:
     events: tuple[Event, ...] = ()
 
 
+Mutation = tuple[str, str, Callable[[DeviceSession], "Change | None"]]
+"""One item of `SessionStore.mutate_many`: enterprise id, device session id, the decision."""
+
+
 @dataclass(frozen=True)
 class TimerRef:
     """One timer of one session."""
@@ -81,6 +85,13 @@ class SessionStore(Protocol):
         `decide` said no change (its timers are rewritten from its state either way, so a claimed
         timer gets its real due time back). Exceptions from `decide` propagate; nothing is written.
         """
+        ...
+
+    async def mutate_many(self, items: Sequence[Mutation]) -> list[Change | None]:
+        """`mutate` for each (enterprise_id, device_session_id, decide), in order, in one atomic
+        write; an item on a session an earlier item changed decides on that change's result.
+        Returns each item's change (None as `mutate` would). Exceptions from a `decide`
+        propagate; nothing is written."""
         ...
 
     async def open(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -138,6 +139,17 @@ def new_handle() -> str:
     while handle.startswith("-"):
         handle = secrets.token_urlsafe(24)
     return handle
+
+
+def _grant_decision(event: ev.EntitlementGranted) -> Callable[[DeviceSession], Change | None]:
+    """The decision that stores a grant on its session (none when it changes nothing)."""
+    grant = entitlement_from(event.payload)
+
+    def decide(s: DeviceSession) -> Change | None:
+        nxt = domain.apply_entitlement(s, grant)
+        return Change((nxt,)) if nxt else None
+
+    return decide
 
 
 def _touched(session: DeviceSession | None) -> Change | None:
@@ -587,14 +599,12 @@ class SessionService:
 
     async def entitlement_granted(self, event: ev.EntitlementGranted) -> None:
         """Store the grant on its session (latest version wins; CLOSED sessions ignore it)."""
-        p = event.payload
-        grant = entitlement_from(p)
+        await self.store.mutate(event.enterprise_id, event.payload.device_session_id, _grant_decision(event))
 
-        def decide(s: DeviceSession) -> Change | None:
-            nxt = domain.apply_entitlement(s, grant)
-            return Change((nxt,)) if nxt else None
-
-        await self.store.mutate(event.enterprise_id, p.device_session_id, decide)
+    async def entitlements_granted(self, events: Sequence[ev.EntitlementGranted]) -> None:
+        """`entitlement_granted` for several grants, in order, in one write of the store."""
+        items = [(e.enterprise_id, e.payload.device_session_id, _grant_decision(e)) for e in events]
+        await self.store.mutate_many(items)
 
     async def entitlement_ended(self, event: ev.EntitlementRevoked | ev.EntitlementDenied) -> None:
         """A revoked or denied entitlement checks the session in (entitlement_revoked), keeping
