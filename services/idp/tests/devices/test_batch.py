@@ -4,6 +4,8 @@ session it closes (real Redis; the last test through the real broker)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from lanyard.idp.adapters.redis_devices import SessionStore
@@ -42,6 +44,16 @@ async def test_a_batch_gives_the_views_one_by_one_gives_and_a_redelivery_changes
     again = await store.apply_many(batch)
     assert not any(o.changed for o in again)
     assert [o.view for o in again] == [o.view for o in outcomes]
+
+
+async def test_a_view_is_stored_as_it_was_decided_whatever_its_text(redis_client, kit):
+    """Each view travels to Redis as one JSON argument: what is read back is what was decided,
+    for any user id an enterprise's directory holds."""
+    store = SessionStore(redis_client)
+    d = dataclasses.replace(kit.Device.new(), user_id='Zoë "Ω" \\ 看護師 🩺')
+    [outcome] = await store.apply_many([(d.eid, d.dsid, _facts(d.checked_out(), d.granted("rover", "épic")))])
+    assert outcome.view.user_id == d.user_id and outcome.view.apps == ("rover", "épic")
+    assert await store.load(d.eid, d.dsid) == outcome.view
 
 
 async def test_a_batch_never_moves_a_view_backwards(redis_client, kit):

@@ -10,6 +10,7 @@ applies a fetched batch with `apply_many`: one transaction for all the sessions 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
@@ -27,20 +28,26 @@ return out
 """
 
 _WRITE_VIEWS = """
--- KEYS: views to replace; ARGV: retention (s), then per key its field count and field/value pairs.
-local at = 2
-for _, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[at]) * 2
+-- KEYS: views to replace; ARGV: retention (s), then per key its fields as one JSON object.
+for i, key in ipairs(KEYS) do
+  local flat = {}
+  for name, value in pairs(cjson.decode(ARGV[i + 1])) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = value
+  end
   redis.call('DEL', key)
-  redis.call('HSET', key, unpack(ARGV, at + 1, at + n))
+  redis.call('HSET', key, unpack(flat))
   redis.call('EXPIRE', key, ARGV[1])
-  at = at + n + 1
 end
 return #KEYS
 """
 
 RETENTION_S = 8 * 24 * 3600
 """Kept a day beyond the topics' 7-day retention: a replayed late grant still meets its CLOSED view."""
+
+
+def _compact(fields: dict[str, str]) -> str:
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
 def session_key(enterprise_id: str, device_session_id: str) -> str:
@@ -98,11 +105,10 @@ class SessionStore:
                     args: list[str | int] = [RETENTION_S]
                     for key, outcome in zip(keys, outcomes, strict=True):
                         if outcome.changed:
-                            fields = model.to_fields(outcome.view)
                             written.append(key)
-                            args.append(len(fields))
-                            for name, value in fields.items():
-                                args += (name, value)
+                            # One argument per view: redis-py packs each argument on its own,
+                            # and 2 per field was most of the batch's write (py-spy).
+                            args.append(_compact(model.to_fields(outcome.view)))
                     pipe.multi()
                     # EVAL, not LuaScript's EVALSHA: a NOSCRIPT inside MULTI would fail this one
                     # command of a transaction that EXEC still applies.
