@@ -183,3 +183,94 @@ async def test_a_chain_check_while_the_writer_appends_sees_one_consistent_snapsh
     finally:
         await store.close()
     assert all(v.ok for v in verdicts), [v for v in verdicts if not v.ok][:1]
+
+
+STATE = {
+    "records": "SELECT * FROM records ORDER BY seq",
+    "record_clients": "SELECT * FROM record_clients ORDER BY seq, client_id",
+    "partition_offsets": "SELECT * FROM partition_offsets ORDER BY topic, partition",
+    "chain_head": "SELECT * FROM chain_head",
+    "session_sequences": "SELECT * FROM session_sequences ORDER BY enterprise_id, device_session_id",
+    "sequence_gaps": "SELECT * FROM sequence_gaps ORDER BY id",
+    "offset_gaps": "SELECT * FROM offset_gaps ORDER BY id",
+}
+
+
+def state(path):
+    with sqlite3.connect(path) as raw:
+        return {table: raw.execute(sql).fetchall() for table, sql in STATE.items()}
+
+
+def test_a_batch_with_redeliveries_duplicates_and_gaps_leaves_what_appending_one_by_one_leaves(tmp_path):
+    sessions, grants = "lanyard.device-sessions.v1", "lanyard.entitlements.v1"
+
+    def locked(sequence, dsid="ds-1"):
+        return json.loads(
+            ev.DeviceLocked(
+                enterprise_id="e1", producer="session",
+                payload=ev.DeviceLockedPayload(device_session_id=dsid, device_id="d", user_id="u", sequence=sequence),
+            ).to_json()
+        )  # fmt: skip
+
+    def granted(*apps, dsid="ds-1"):
+        payload = ev.EntitlementGrantedPayload(
+            device_session_id=dsid, device_id="d", user_id="u", version=1, apps=apps, auth_mode="passcode",
+            inactivity_timeout_s=300, max_session_s=3600, face_allowed=False, policy_id="p",
+        )  # fmt: skip
+        return json.loads(ev.EntitlementGranted(enterprise_id="e1", producer="policy", payload=payload).to_json())
+
+    def at(document, topic, partition, offset):
+        return entry_from_json(document, Position(topic, partition, offset))
+
+    earlier = [at(locked(1), sessions, 0, 0), at(locked(2), sessions, 0, 1), at(granted("a"), grants, 0, 0)]
+    four, seven = locked(4), locked(7)
+    batch = [
+        at(locked(3), sessions, 0, 1),  # offset already recorded: redelivered
+        at(four, sessions, 0, 2),  # written (sequence 2 -> 4: gap 3..3)
+        at(four, sessions, 0, 3),  # the same event at a later offset, in this batch: duplicate
+        at(locked(5), sessions, 0, 3),  # offset taken by the duplicate just now: redelivered
+        at(seven, sessions, 0, 7),  # written: sequence gap 5..6, offset gap 4..6
+        at(seven, sessions, 3, 0),  # another partition, the same event: duplicate
+        at(locked(6), sessions, 0, 5),  # behind this batch's offset 7: redelivered
+        at(granted("vocera", "epic-rover"), grants, 0, 1),  # written, with its two apps
+        at(json.loads(earlier[2].event_json), grants, 0, 2),  # recorded before this batch: duplicate
+        at(locked(2), sessions, 0, 8),  # a late sequence: written, no gap, the session's last stays 7
+        at(locked(3, dsid="ds-2"), sessions, 0, 9),  # a new session starting at 3: gap 1..2
+        at(locked(9), sessions, 0, 12),  # written: sequence gap 8..8, offset gap 10..11
+    ]
+
+    one_by_one = SqliteLog(tmp_path / "single.sqlite")
+    batched = SqliteLog(tmp_path / "batched.sqlite")
+    try:
+        for log in (one_by_one, batched):
+            assert [r.outcome for r in log.append_many(earlier)] == ["written"] * 3
+        singles = [one_by_one.append(entry) for entry in batch]
+        together = batched.append_many(batch)
+
+        assert [r.outcome for r in together] == [
+            "redelivered", "written", "duplicate", "redelivered", "written", "duplicate", "redelivered",
+            "written", "duplicate", "written", "written", "written",
+        ]  # fmt: skip
+        assert together == singles
+        gaps = [(r.sequence_gap, r.offset_gap) for r in together if r.outcome == "written"]
+        assert [(s.first_missing, s.last_missing, s.detected_at_seq) if s else None for s, _ in gaps] == [
+            (3, 3, 4), (5, 6, 5), None, None, (1, 2, 8), (8, 8, 9)
+        ]  # fmt: skip
+        assert [(o.first_missing, o.last_missing) if o else None for _, o in gaps] == [
+            None, (4, 6), None, None, None, (10, 11)
+        ]  # fmt: skip
+
+        stored = state(tmp_path / "batched.sqlite")
+        assert stored == state(tmp_path / "single.sqlite")
+        assert [row[0] for row in stored["records"]] == list(range(1, 10))
+        assert stored["chain_head"] == [(1, 9, together[-1].record.hash)]
+        assert stored["partition_offsets"] == [(sessions, 0, 12), (sessions, 3, 0), (grants, 0, 2)]
+        assert stored["session_sequences"] == [("e1", "ds-1", 9), ("e1", "ds-2", 3)]
+        assert stored["record_clients"] == [("e1", "a", 3), ("e1", "epic-rover", 6), ("e1", "vocera", 6)]
+        assert len(stored["sequence_gaps"]) == 4 and len(stored["offset_gaps"]) == 2
+        for log in (one_by_one, batched):
+            verdict = verify_log(log, None)
+            assert verdict.ok and verdict.count == 9, verdict
+    finally:
+        one_by_one.close()
+        batched.close()

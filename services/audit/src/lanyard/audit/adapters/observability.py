@@ -16,9 +16,18 @@ log = get_logger("lanyard.audit")
 class MetricsObserver:
     """Counts appends and gaps on /metrics; logs each gap (ids and numbers only)."""
 
+    def __init__(self) -> None:
+        # labels() validates and looks the child up under a lock on every call, and appends count
+        # every consumed record; each outcome's child is resolved once, on its first use, so
+        # /metrics shows only outcomes that happened, as before.
+        self._outcomes: dict[str, Counter] = {}
+
     def appended(self, result: AppendResult) -> None:
         """Count the outcome; report a gap."""
-        APPENDS.labels(result.outcome).inc()
+        counter = self._outcomes.get(result.outcome)
+        if counter is None:
+            counter = self._outcomes[result.outcome] = APPENDS.labels(result.outcome)
+        counter.inc()
         if (gap := result.sequence_gap) is not None:
             GAPS.labels("device_session_sequence").inc()
             log.warning(

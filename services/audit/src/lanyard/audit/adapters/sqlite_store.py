@@ -6,6 +6,10 @@ of those records are committed: the audit log would silently lose them. FULL syn
 every commit, so a record whose offset is committed is on disk. NORMAL is a setting for machines
 where the benchmark says FULL is too slow and losing the tail on power loss is acceptable.
 
+Appends: a batch (one partition's fetched records) is one transaction that reads the state the
+per-record rules consult (chain head, partition offsets, session sequences, known event ids) once
+and writes it once, leaving exactly what appending its records one by one would have left.
+
 Threads: every SQLite call runs off the event loop. Appends go to one writer thread that owns the
 only writing connection (appends are serial anyway, and one writer never waits on SQLite's lock);
 queries run on a small pool of reader threads, each with its own connection (WAL lets readers and
@@ -125,6 +129,36 @@ COLUMNS = (
 
 Synchronous = Literal["FULL", "NORMAL"]
 
+INSERT_RECORD = f"INSERT INTO records ({COLUMNS}) VALUES ({', '.join('?' * 18)})"  # noqa: S608 (constant columns)
+INSERT_CLIENT = "INSERT INTO record_clients (enterprise_id, client_id, seq) VALUES (?, ?, ?)"
+SET_HEAD = (
+    "INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+)
+SET_OFFSET = (
+    "INSERT INTO partition_offsets (topic, partition, last_offset) VALUES (?, ?, ?) "
+    "ON CONFLICT (topic, partition) DO UPDATE SET last_offset = excluded.last_offset"
+)
+SET_SEQUENCE = (
+    "INSERT INTO session_sequences (enterprise_id, device_session_id, last_sequence) VALUES (?, ?, ?) "
+    "ON CONFLICT DO UPDATE SET last_sequence = max(last_sequence, excluded.last_sequence)"
+)
+INSERT_SEQUENCE_GAP = (
+    "INSERT INTO sequence_gaps (enterprise_id, device_session_id, first_missing, last_missing, detected_at_seq) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+INSERT_OFFSET_GAP = (
+    "INSERT INTO offset_gaps (topic, partition, first_missing, last_missing, detected_at_seq) VALUES (?, ?, ?, ?, ?)"
+)
+KNOWN_IDS_CHUNK = 64
+"""Event ids looked up per query when a batch checks for duplicates. A short chunk repeats one of
+its ids to fill the list, so the statement text (and its prepared form) stays the same; padding
+with NULL would match nothing too, but SQLite handles a NULL in an IN list far more slowly."""
+KNOWN_IDS = f"SELECT event_id FROM records WHERE event_id IN ({', '.join('?' * KNOWN_IDS_CHUNK)})"  # noqa: S608
+KNOWN_ID = "SELECT 1 FROM records WHERE event_id = ?"
+KNOWN_IDS_ONE_BY_ONE = 4
+"""Below this many ids one indexed lookup each is cheaper than a padded list (single appends)."""
+
 
 def connect(path: Path, synchronous: Synchronous = "FULL", *, create: bool = True) -> sqlite3.Connection:
     """Open the file in WAL mode with the schema in place (autocommit: transactions are explicit)."""
@@ -164,6 +198,126 @@ def _record(row: sqlite3.Row | tuple[Any, ...], clients: tuple[str, ...] = ()) -
     return AuditRecord(seq=seq, entry=entry, prev_hash=prev_hash, hash=digest)
 
 
+class _Batch:
+    """One append transaction: `append`'s rules record by record, with the state they consult read
+    once per batch and kept here, and every write made once at the end.
+
+    The state is the chain head, each partition's last offset, each device session's last sequence
+    and which event ids are already recorded. The writer took the write lock with BEGIN IMMEDIATE,
+    so only this batch changes that state until it commits; keeping it in memory gives each record
+    the answer a query at its turn would have given, and the end state is the per-record one.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._c = conn
+        self._offsets: dict[tuple[str, int], int | None] = {}
+        self._moved: set[tuple[str, int]] = set()
+        self._sequences: dict[tuple[str, str], int] = {}
+        self._touched: set[tuple[str, str]] = set()
+        self._sequence_gaps: list[tuple[str, str, int, int, int]] = []
+
+    def append(self, entries: Sequence[Entry]) -> list[AppendResult]:
+        """Append `entries` in order; returns what happened to each."""
+        c = self._c
+        head = c.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+        seq, prev = head if head else (0, GENESIS_HASH)
+        offsets = self._offsets
+        known: set[str] | None = None  # looked up when the first record not redelivered needs it
+        results: list[AppendResult] = []
+        rows: list[tuple[Any, ...]] = []
+        clients: list[tuple[str, str, int]] = []
+        offset_gaps: list[tuple[str, int, int, int, int]] = []
+        for i, entry in enumerate(entries):
+            pos = entry.position
+            key = (pos.topic, pos.partition)
+            last_offset = offsets[key] if key in offsets else self._last_offset(key)
+            if last_offset is not None and pos.offset <= last_offset:
+                results.append(AppendResult("redelivered"))
+                continue
+            offsets[key] = pos.offset
+            self._moved.add(key)
+            if known is None:
+                known = self._known_event_ids(entries[i:])
+            if entry.event_id in known:
+                results.append(AppendResult("duplicate"))
+                continue
+            known.add(entry.event_id)
+            seq += 1
+            record = seal(entry, seq, prev)
+            prev = record.hash
+            rows.append(
+                (
+                    seq, entry.event_id, entry.type, entry.enterprise_id, entry.occurred_at, entry.producer,
+                    entry.actor, entry.user_id, entry.device_id, entry.device_session_id, entry.client_id,
+                    entry.sequence, pos.topic, pos.partition, pos.offset, entry.event_json, record.prev_hash,
+                    record.hash,
+                )
+            )  # fmt: skip
+            clients.extend((entry.enterprise_id, client, seq) for client in entry.clients)
+            seq_gap = self._sequence_gap(entry, seq)
+            off_gap = None
+            if (span := offset_gap(pos.topic, last_offset, pos.offset)) is not None:
+                off_gap = OffsetGap(pos.topic, pos.partition, span[0], span[1], seq)
+                offset_gaps.append((pos.topic, pos.partition, span[0], span[1], seq))
+            results.append(AppendResult("written", record, seq_gap, off_gap))
+        if rows:
+            c.executemany(INSERT_RECORD, rows)
+            c.executemany(INSERT_CLIENT, clients)
+            c.execute(SET_HEAD, (seq, prev))
+        if self._moved:
+            c.executemany(SET_OFFSET, [(*key, offsets[key]) for key in self._moved])
+        if self._touched:
+            c.executemany(SET_SEQUENCE, [(*key, self._sequences[key]) for key in self._touched])
+        # Gap rows in detection order: their ids order the gap report.
+        if self._sequence_gaps:
+            c.executemany(INSERT_SEQUENCE_GAP, self._sequence_gaps)
+        if offset_gaps:
+            c.executemany(INSERT_OFFSET_GAP, offset_gaps)
+        return results
+
+    def _last_offset(self, key: tuple[str, int]) -> int | None:
+        row = self._c.execute(
+            "SELECT last_offset FROM partition_offsets WHERE topic = ? AND partition = ?", key
+        ).fetchone()
+        self._offsets[key] = last = row[0] if row else None
+        return last
+
+    def _known_event_ids(self, entries: Sequence[Entry]) -> set[str]:
+        """Which of the entries' event ids the log already holds (the duplicates check, in bulk)."""
+        c = self._c
+        ids = list(dict.fromkeys(entry.event_id for entry in entries))
+        known: set[str] = set()
+        for start in range(0, len(ids), KNOWN_IDS_CHUNK):
+            chunk = ids[start : start + KNOWN_IDS_CHUNK]
+            if len(chunk) < KNOWN_IDS_ONE_BY_ONE:
+                known.update(i for i in chunk if c.execute(KNOWN_ID, (i,)).fetchone())
+                continue
+            chunk += chunk[-1:] * (KNOWN_IDS_CHUNK - len(chunk))
+            known.update(row[0] for row in c.execute(KNOWN_IDS, chunk))
+        return known
+
+    def _sequence_gap(self, entry: Entry, seq: int) -> SequenceGap | None:
+        if entry.sequence is None or entry.device_session_id is None:
+            return None
+        key = (entry.enterprise_id, entry.device_session_id)
+        sequences = self._sequences
+        if key in sequences:
+            last = sequences[key]
+        else:
+            row = self._c.execute(
+                "SELECT last_sequence FROM session_sequences WHERE enterprise_id = ? AND device_session_id = ?", key
+            ).fetchone()
+            last = row[0] if row else None
+        # What the per-record upsert (max of the stored and the new sequence) would have left.
+        sequences[key] = entry.sequence if last is None else max(last, entry.sequence)
+        self._touched.add(key)
+        span = sequence_gap(last, entry.sequence)
+        if span is None:
+            return None
+        self._sequence_gaps.append((*key, span[0], span[1], seq))
+        return SequenceGap(entry.enterprise_id, entry.device_session_id, span[0], span[1], seq)
+
+
 class SqliteLog:
     """Synchronous access to the log file: appends, queries, verification input and pruning."""
 
@@ -195,91 +349,13 @@ class SqliteLog:
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            results = [self._append_one(entry) for entry in entries]
+            results = _Batch(c).append(entries)
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
         return results
-
-    def _append_one(self, entry: Entry) -> AppendResult:
-        c = self._conn
-        pos = entry.position
-        row = c.execute(
-            "SELECT last_offset FROM partition_offsets WHERE topic = ? AND partition = ?",
-            (pos.topic, pos.partition),
-        ).fetchone()
-        last_offset = row[0] if row else None
-        if last_offset is not None and pos.offset <= last_offset:
-            return AppendResult("redelivered")
-        self._set_offset(pos)
-        if c.execute("SELECT 1 FROM records WHERE event_id = ?", (entry.event_id,)).fetchone():
-            return AppendResult("duplicate")
-        head = c.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone() or (0, GENESIS_HASH)
-        record = seal(entry, head[0] + 1, head[1])
-        self._insert(record)
-        seq_gap = self._sequence_gap(entry, record.seq)
-        off_gap = None
-        if (span := offset_gap(pos.topic, last_offset, pos.offset)) is not None:
-            off_gap = OffsetGap(pos.topic, pos.partition, span[0], span[1], record.seq)
-            c.execute(
-                "INSERT INTO offset_gaps (topic, partition, first_missing, last_missing, detected_at_seq) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (pos.topic, pos.partition, span[0], span[1], record.seq),
-            )
-        return AppendResult("written", record, seq_gap, off_gap)
-
-    def _set_offset(self, pos: Position) -> None:
-        self._conn.execute(
-            "INSERT INTO partition_offsets (topic, partition, last_offset) VALUES (?, ?, ?) "
-            "ON CONFLICT (topic, partition) DO UPDATE SET last_offset = excluded.last_offset",
-            (pos.topic, pos.partition, pos.offset),
-        )
-
-    def _insert(self, record: AuditRecord) -> None:
-        e, c = record.entry, self._conn
-        c.execute(
-            f"INSERT INTO records ({COLUMNS}) VALUES ({', '.join('?' * 18)})",  # noqa: S608 (constant columns)
-            (
-                record.seq, e.event_id, e.type, e.enterprise_id, e.occurred_at, e.producer, e.actor, e.user_id,
-                e.device_id, e.device_session_id, e.client_id, e.sequence, e.position.topic, e.position.partition,
-                e.position.offset, e.event_json, record.prev_hash, record.hash,
-            ),
-        )  # fmt: skip
-        c.executemany(
-            "INSERT INTO record_clients (enterprise_id, client_id, seq) VALUES (?, ?, ?)",
-            [(e.enterprise_id, client, record.seq) for client in e.clients],
-        )
-        c.execute(
-            "INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-            (record.seq, record.hash),
-        )
-
-    def _sequence_gap(self, entry: Entry, seq: int) -> SequenceGap | None:
-        if entry.sequence is None or entry.device_session_id is None:
-            return None
-        c = self._conn
-        key = (entry.enterprise_id, entry.device_session_id)
-        row = c.execute(
-            "SELECT last_sequence FROM session_sequences WHERE enterprise_id = ? AND device_session_id = ?", key
-        ).fetchone()
-        last = row[0] if row else None
-        c.execute(
-            "INSERT INTO session_sequences (enterprise_id, device_session_id, last_sequence) VALUES (?, ?, ?) "
-            "ON CONFLICT DO UPDATE SET last_sequence = max(last_sequence, excluded.last_sequence)",
-            (*key, entry.sequence),
-        )
-        span = sequence_gap(last, entry.sequence)
-        if span is None:
-            return None
-        c.execute(
-            "INSERT INTO sequence_gaps (enterprise_id, device_session_id, first_missing, last_missing, "
-            "detected_at_seq) VALUES (?, ?, ?, ?, ?)",
-            (*key, span[0], span[1], seq),
-        )
-        return SequenceGap(entry.enterprise_id, entry.device_session_id, span[0], span[1], seq)
 
     # ---------------------------------------------------------------------------------- reads
 
