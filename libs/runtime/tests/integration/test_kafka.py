@@ -159,6 +159,14 @@ async def test_publisher_sends_to_the_registered_topic_keyed_with_headers(kafka_
         assert len(records) == 1
         headers = {k: v.decode() for k, v in records[0].headers}
         assert headers["lanyard-type"] == "session.device_checked_in.v1"
+        assert records[0].value == event.to_json()
+        # The same record faststream's own publish makes: the same headers, key and value.
+        await broker.publish(
+            event.to_json(), topic=topic.name, key=event.record_key(), headers=event.headers(),
+            correlation_id=event.event_id,
+        )  # fmt: skip
+        again = [r for rs in (await reader.getmany(timeout_ms=10_000)).values() for r in rs if r.key == records[0].key]
+        assert [(r.value, r.headers) for r in again] == [(records[0].value, records[0].headers)]
     finally:
         await reader.stop()
         await broker.stop()
