@@ -194,3 +194,27 @@ async def test_a_batch_applies_grants_together_and_everything_in_its_order(world
     await handlers.handle_batch([(event, None) for event in batch])  # redelivered
     checkins = [e for e in world.publisher.events if e.type == "session.device_checked_in.v1"]
     assert [e.payload.device_session_id for e in checkins] == [a.device_session_id]
+
+
+async def test_a_batch_of_sso_activity_is_one_write_that_keeps_each_session_s_latest(world, handlers):
+    a, b = await world.checkout(device_id="dev-a"), await world.checkout(device_id="dev-b")
+    await handlers.handle_batch([(granted(a), None), (granted(b), None)])
+    world.clock.advance(10)
+    base = world.clock.now()
+    writes = []
+    real = world.store.mutate_many
+
+    async def counting(items):
+        writes.append(sorted({dsid for _, dsid, _ in items}))
+        return await real(items)
+
+    world.store.mutate_many = counting
+    burst = [refreshed(a, at(world, 0)), authorization(b, at(world, 0.5)), refreshed(a, at(world, 0.4))]
+    world.clock.advance(1)  # the records arrive a moment after the sign-ins
+    await handlers.handle_batch([(event, None) for event in burst])
+    # One write for the batch; a's second refresh is within the resolution of its first.
+    assert writes == [sorted([a.device_session_id, b.device_session_id])]
+    assert (await world.session(a.device_session_id)).last_activity_at == base
+    assert (await world.session(b.device_session_id)).last_activity_at == base + 0.5
+    await handlers.handle_batch([(event, None) for event in burst])  # redelivered: nothing to write
+    assert len(writes) == 1

@@ -1,14 +1,16 @@
 """Handlers for the events the session service consumes.
 
-A fetched batch (`handle_batch`) stores each run of consecutive grants in one write and
-handles everything else one by one, in order. Each is idempotent: grants by entitlement
-version, checkins by the terminal CLOSED state, activity by taking the later time, org settings
-by overwriting with the latest record, Locker options by keeping the highest version.
+A fetched batch (`handle_batch`) stores each run of grants, and each run of SSO activity, in
+one write, and handles everything else one by one, in order. Each is idempotent: grants by
+entitlement version, checkins by the terminal CLOSED state, activity by taking the later time,
+org settings by overwriting with the latest record, Locker options by keeping the highest
+version.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from lanyard.contracts import Event
@@ -41,13 +43,25 @@ class SessionHandlers:
         """Apply one partition's fetched records in order (the runtime falls back to `handle`
         record by record if this raises; every handler is idempotent, so that is safe)."""
         grants: list[ev.EntitlementGranted] = []
+        activity: list[tuple[str, str, datetime]] = []
         for event, _ in items:
             if isinstance(event, ev.EntitlementGranted):
                 grants.append(event)
                 continue
-            if grants:
-                await self._service.entitlements_granted(grants)
-                grants = []
+            if isinstance(event, ev.AuthorizationGranted | ev.TokensRefreshed):
+                if event.payload.device_session_id:
+                    activity.append((event.enterprise_id, event.payload.device_session_id, event.occurred_at))
+                continue
+            # Anything else may depend on what came before it (a revocation after a grant): the
+            # runs gathered so far are written first.
+            await self._flush(grants, activity)
             await self.handle(event)
+        await self._flush(grants, activity)
+
+    async def _flush(self, grants: list[ev.EntitlementGranted], activity: list[tuple[str, str, datetime]]) -> None:
         if grants:
             await self._service.entitlements_granted(grants)
+            grants.clear()
+        if activity:
+            await self._service.sso_activities(activity)
+            activity.clear()

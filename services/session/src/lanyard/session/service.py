@@ -38,6 +38,7 @@ from lanyard.session.ports import (
     FaceResultVerifier,
     InvalidFaceResult,
     InvalidProof,
+    Mutation,
     ProofVerifier,
     Publisher,
     SessionConflict,
@@ -633,19 +634,26 @@ class SessionService:
         cost one Redis update, not one each. (A session's events share a partition, so one
         instance sees them all; after a rebalance the new owner simply applies the first one.)
         """
-        key, when = (enterprise_id, device_session_id), at.timestamp()
-        applied = self._activity_applied.get(key)
-        if applied is not None and when < applied + self.settings.activity_resolution_s:
+        await self.sso_activities([(enterprise_id, device_session_id, at)])
+
+    async def sso_activities(self, activities: Sequence[tuple[str, str, datetime]]) -> None:
+        """`sso_activity` for several (enterprise_id, device_session_id, at), in one store write."""
+        now, resolution = self.clock.now(), self.settings.activity_resolution_s
+        applying: dict[tuple[str, str], float] = {}  # this call's, kept once written
+        items: list[Mutation] = []
+        for enterprise_id, device_session_id, at in activities:
+            key, when = (enterprise_id, device_session_id), at.timestamp()
+            applied = applying.get(key, self._activity_applied.get(key))
+            if applied is not None and when < applied + resolution:
+                continue
+            items.append((enterprise_id, device_session_id, lambda s, when=when: _touched(domain.touch(s, when, now))))
+            applying[key] = max(when, applied or when)
+        if not items:
             return
-        now = self.clock.now()
-        await self.store.mutate(
-            enterprise_id,
-            device_session_id,
-            lambda s: _touched(domain.touch(s, when, now)),
-        )
-        if len(self._activity_applied) >= ACTIVITY_MEMORY:
+        await self.store.mutate_many(items)
+        if len(self._activity_applied) + len(applying) > ACTIVITY_MEMORY:
             self._activity_applied.clear()
-        self._activity_applied[key] = max(when, applied or when)
+        self._activity_applied.update(applying)
 
     async def org_settings_changed(self, event: ev.OrgSettingsChanged) -> None:
         """Keep the enterprise's settings (the compacted topic's latest record wins)."""
