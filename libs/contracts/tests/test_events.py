@@ -37,6 +37,17 @@ def test_unknown_fields_are_ignored_so_producers_can_add_fields():
     assert decode_event(json.dumps(sample)).type == "session.device_checked_in.v1"
 
 
+def test_app_profile_id_token_alg_is_optional_and_round_trips():
+    # The golden sample predates the field: an older record decodes to "the IdP's default".
+    sample = json.loads((GOLDEN / "app_profile.upserted.v1.json").read_text())
+    assert "id_token_signed_response_alg" not in sample["payload"]
+    assert decode_event(json.dumps(sample)).payload.id_token_signed_response_alg is None
+    sample["payload"]["id_token_signed_response_alg"] = "ES256"
+    event = decode_event(json.dumps(sample))
+    assert event.payload.id_token_signed_response_alg == "ES256"
+    assert decode_event(event.to_json()) == event
+
+
 def test_unknown_type_is_told_apart_from_malformed_record():
     with pytest.raises(UnknownEventType):
         decode_event(b'{"type": "session.teleported.v9", "enterprise_id": "e"}')

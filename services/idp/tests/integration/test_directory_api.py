@@ -199,6 +199,40 @@ async def test_app_profiles_template_credentials_once_rotation_metadata(idp):
     assert secret.encode() not in wire and new.encode() not in wire
 
 
+async def test_app_profile_id_token_alg_registered_refused_and_reset(idp):
+    h = idp.auth(idp.root_token)
+    url = f"/e/{idp.eid}/admin/app-profiles"
+    body = {"profile_name": "ES RP", "display_name": "ES RP", "redirect_uris": ["https://es.example.org/cb"]}
+    plain = (await idp.http.post(url, json=body, headers=h)).json()
+    assert plain["id_token_signed_response_alg"] is None  # absent: the IdP default (RS256)
+    r = await idp.http.post(url, json={**body, "id_token_signed_response_alg": "ES256"}, headers=h)
+    assert r.status_code == 201, r.text
+    cid = r.json()["client_id"]
+    assert r.json()["id_token_signed_response_alg"] == "ES256"
+    assert (await idp.side.clients.get(idp.eid, cid)).id_token_signed_response_alg == "ES256"  # via the codec
+    event = await idp.probe.wait_for("app_profile.upserted.v1", client_id=cid)
+    assert event.payload.id_token_signed_response_alg == "ES256"
+
+    before = (await idp.http.get(url, headers=h)).json()["app_profiles"]
+    for bad in ("none", "HS256", "PS256", "es256", ""):
+        r = await idp.http.post(url, json={**body, "id_token_signed_response_alg": bad}, headers=h)
+        assert (r.status_code, r.json()["error"]) == (400, "invalid_client_metadata"), (bad, r.text)
+        assert "RS256, ES256" in r.json()["error_description"]
+        r = await idp.http.patch(f"{url}/{cid}", json={"id_token_signed_response_alg": bad}, headers=h)
+        assert (r.status_code, r.json()["error"]) == (400, "invalid_client_metadata"), (bad, r.text)
+    assert (await idp.http.get(url, headers=h)).json()["app_profiles"] == before  # nothing created or changed
+    assert (await idp.side.clients.get(idp.eid, cid)).id_token_signed_response_alg == "ES256"
+
+    # A PATCH leaving the field out keeps it; an explicit null returns the profile to the default.
+    r = await idp.http.patch(f"{url}/{cid}", json={"display_name": "ES RP 2"}, headers=h)
+    assert r.json()["id_token_signed_response_alg"] == "ES256"
+    r = await idp.http.patch(f"{url}/{cid}", json={"id_token_signed_response_alg": None}, headers=h)
+    assert r.status_code == 200 and r.json()["id_token_signed_response_alg"] is None
+    assert (await idp.side.clients.get(idp.eid, cid)).id_token_signed_response_alg is None
+    for c in (cid, plain["client_id"]):
+        assert (await idp.http.delete(f"{url}/{c}", headers=h)).status_code == 204
+
+
 async def test_key_rotation_publishes_next_before_use(idp):
     h = idp.auth(idp.root_token)
     before = await idp.side.keys.ring(idp.eid)

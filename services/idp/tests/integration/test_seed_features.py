@@ -92,6 +92,7 @@ async def test_web_app_login_registers_rp_supplied_credentials_stored_only_as_a_
         ({"client_id": "lanyard-console"}, 400, "invalid_client_id", "reserved"),
         ({"client_id": "cli_copycat"}, 400, "invalid_client_id", "reserved"),
         ({"redirect_uris": ["http://evil.example.org/cb"]}, 400, "invalid_redirect_uri", "loopback"),
+        ({"id_token_signed_response_alg": "HS256"}, 400, "invalid_client_metadata", "RS256, ES256"),
     ],
 )
 async def test_web_app_login_refusals_say_why_and_change_nothing(idp, change, status, error, words):

@@ -128,3 +128,63 @@ async def test_J9_verification_refetches_on_new_kid(world):
         assert (await world.introspect(fresh)).json()["active"] is True
     finally:
         world.keys.sets[world.eid].keys.remove(new)
+
+
+# Per-client ID-token alg (OIDC Dynamic Client Registration §2 `id_token_signed_response_alg`).
+
+
+def _header(token):
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+
+
+async def _verified_with_published_key(world, token, alg):
+    """The token's claims, verified with the JWKS entry its `kid` names, and only with `alg`."""
+    from joserfc.jwk import KeySet
+
+    published = (await world.http.get(world.url("/jwks"))).json()
+    kid = _header(token)["kid"]
+    (entry,) = [k for k in published["keys"] if k["kid"] == kid]
+    assert entry["kty"] == {"ES256": "EC", "RS256": "RSA"}[alg]
+    return jwt.decode(token, KeySet.import_key_set({"keys": [entry]}), algorithms=[alg]).claims
+
+
+def _register_alg(world, client_id, alg):
+    from dataclasses import replace
+
+    client = world.clients.items[(world.eid, client_id)]
+    world.clients.add(replace(client, id_token_signed_response_alg=alg))
+
+
+async def test_id_token_is_signed_with_the_alg_the_client_registered(world):
+    _register_alg(world, "conf", "ES256")
+    await world.login()
+    tokens = await world.tokens()
+    header = _header(tokens["id_token"])
+    assert (header["alg"], header["typ"]) == ("ES256", "JWT")
+    es_kid = (await world.keys.signing_key(world.eid, "ES256")).kid
+    assert header["kid"] == es_kid
+    claims = await _verified_with_published_key(world, tokens["id_token"], "ES256")
+    assert claims["aud"] == "conf" and claims["nonce"] == tokens["_params"]["nonce"]
+    # The hint we consume back is accepted whichever alg signed it (alg pinned per key type).
+    assert not await hint_rejected(world, tokens["id_token"])
+
+
+async def test_id_token_without_registration_is_the_idp_default_rs256(world):
+    await world.login()
+    pub = await world.tokens("pub")
+    header = _header(pub["id_token"])
+    assert header["alg"] == "RS256" and header["kid"] == (await world.keys.signing_key(world.eid, "RS256")).kid
+    assert (await _verified_with_published_key(world, pub["id_token"], "RS256"))["aud"] == "pub"
+
+
+async def test_id_token_on_refresh_keeps_the_clients_alg(world, monkeypatch):
+    provider = world.oidc.provider
+    monkeypatch.setattr(provider, "config", provider.config.model_copy(update={"id_token_on_refresh": True}))
+    _register_alg(world, "conf", "ES256")
+    await world.login()
+    tokens = await world.tokens()
+    r = await world.refresh(tokens["refresh_token"])
+    assert r.status_code == 200, r.text
+    refreshed = r.json()["id_token"]
+    assert _header(refreshed)["alg"] == "ES256"
+    await _verified_with_published_key(world, refreshed, "ES256")

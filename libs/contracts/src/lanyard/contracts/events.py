@@ -107,6 +107,11 @@ class AppProfileUpsertedPayload(Model):
     credentials_source: Literal["generated", "rp_supplied"] | None = Field(
         default=None, description="who chose the client id and secret: Lanyard, or the RP (Web App Login Configuration)"
     )
+    id_token_signed_response_alg: str | None = Field(
+        default=None,
+        description="the JWS alg of this client's ID tokens (OIDC Dynamic Client Registration §2); "
+        "None: the IdP's default (RS256)",
+    )
 
 
 class AppProfileUpserted(Event[AppProfileUpsertedPayload]):

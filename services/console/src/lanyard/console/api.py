@@ -129,6 +129,8 @@ def pages_router() -> APIRouter:
             "redirect_uris": lines(form.get("redirect_uris")),
             "post_logout_redirect_uris": lines(form.get("post_logout_redirect_uris")),
             "backchannel_logout_uri": form.get("backchannel_logout_uri", "").strip() or None,
+            # Empty is "RS256 (default)": null, so an update also returns a profile to the default.
+            "id_token_signed_response_alg": form.get("id_token_signed_response_alg") or None,
             "client_type": form.get("client_type", "public"),
             "enabled": "enabled" in form,
         }

@@ -83,6 +83,8 @@ def load_profile(raw: str) -> AppProfile:
         enabled=bool(c.get("enabled", True)),
         claims=tuple(c.get("claims", ())),
         require_pkce=bool(c.get("require_pkce", False)),
+        # Stored before the field existed: absent, which is the IdP's default alg.
+        id_token_signed_response_alg=c.get("id_token_signed_response_alg"),
     )
     return AppProfile(
         client=client,

@@ -118,6 +118,14 @@ AttributeName = Annotated[FreeText, Field(min_length=1, max_length=64)]
 AttributeValue = Annotated[FreeText, Field(max_length=1024)]
 Uri = Annotated[str, Field(min_length=1, max_length=2048)]
 ClaimName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+IdTokenAlg = Annotated[
+    str,
+    Field(
+        max_length=64,
+        description="RS256 or ES256 (OIDC Dynamic Client Registration §2); null: the IdP's default, RS256",
+    ),
+]
+"""Any string here: the profile rules refuse what is not supported with `invalid_client_metadata`."""
 
 
 class UserIn(Strict):
@@ -167,6 +175,7 @@ class ProfileIn(Strict):
     claims: list[ClaimName] = Field(default_factory=lambda: list(DEFAULT_CLAIMS), max_length=64)
     custom_claims: list[ClaimMappingIn] = Field(default_factory=list, max_length=64)
     backchannel_logout_uri: Uri | None = None
+    id_token_signed_response_alg: IdTokenAlg | None = None
     client_type: Literal["public", "confidential"] = "public"
     require_pkce: bool = False
     enabled: bool = True
@@ -180,9 +189,14 @@ class ProfilePatch(Strict):
     claims: list[ClaimName] | None = Field(default=None, max_length=64)
     custom_claims: list[ClaimMappingIn] | None = Field(default=None, max_length=64)
     backchannel_logout_uri: Uri | None = None
+    id_token_signed_response_alg: IdTokenAlg | None = None
     client_type: Literal["public", "confidential"] | None = None
     require_pkce: bool | None = None
     enabled: bool | None = None
+
+
+NULLABLE_ON_PATCH = frozenset({"backchannel_logout_uri", "id_token_signed_response_alg"})
+"""Profile fields a PATCH may set to null; any other null means "unchanged"."""
 
 
 class RotateIn(Strict):
@@ -223,6 +237,7 @@ def profile_out(p: AppProfile) -> dict[str, Any]:
         "redirect_uris": list(c.redirect_uris),
         "post_logout_redirect_uris": list(c.post_logout_redirect_uris),
         "backchannel_logout_uri": c.backchannel_logout_uri,
+        "id_token_signed_response_alg": c.id_token_signed_response_alg,
         "claims": list(c.claims),
         "custom_claims": [asdict(m) for m in c.custom_claims],
         "scopes": list(c.scopes),
@@ -442,6 +457,7 @@ def api_router() -> APIRouter:
                 redirect_uris=tuple(body.redirect_uris),
                 post_logout_redirect_uris=tuple(body.post_logout_redirect_uris),
                 backchannel_logout_uri=body.backchannel_logout_uri,
+                id_token_signed_response_alg=body.id_token_signed_response_alg,
                 custom_claims=tuple(ClaimMapping(m.claim, m.source) for m in body.custom_claims),
                 enabled=body.enabled,
                 claims=tuple(body.claims),
@@ -470,7 +486,8 @@ def api_router() -> APIRouter:
                 fields[key] = tuple(fields[key])
         if fields.get("custom_claims") is not None:
             fields["custom_claims"] = tuple(ClaimMapping(m["claim"], m["source"]) for m in fields["custom_claims"])
-        fields = {k: v for k, v in fields.items() if v is not None or k == "backchannel_logout_uri"}
+        # An explicit null clears what may be absent: no back-channel logout, the IdP's default alg.
+        fields = {k: v for k, v in fields.items() if v is not None or k in NULLABLE_ON_PATCH}
         client = replace(current.client, **fields)
         if current.credentials_source == "rp_supplied" and client.client_type != "confidential":
             raise Invalid("invalid_request", "a profile with RP-supplied credentials stays confidential")

@@ -75,6 +75,9 @@ class Client:
     claims: tuple[str, ...] = DEFAULT_CLAIMS
     require_pkce: bool = False
     """PKCE even though the client is confidential (the Epic Rover template: RFC 9700 §2.1.1)."""
+    id_token_signed_response_alg: str | None = None
+    """The alg its ID tokens are signed with (OIDC Dynamic Client Registration §2): one of
+    `SIGNING_ALGS`; None is the IdP's `id_token_alg` (RS256, OIDC Core's default)."""
 
     @property
     def is_public(self) -> bool:

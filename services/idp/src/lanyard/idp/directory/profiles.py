@@ -24,6 +24,7 @@ from lanyard.contracts.events import ClaimMapping as ClaimMappingModel
 from lanyard.idp.directory.domain import (
     DEFAULT_CLAIMS,
     PRODUCER,
+    SIGNING_ALGS,
     AppProfile,
     Client,
     Invalid,
@@ -70,6 +71,7 @@ EPIC_ROVER: dict[str, Any] = {
     "claims": list(DEFAULT_CLAIMS),
     "custom_claims": [],
     "backchannel_logout_uri": None,
+    "id_token_signed_response_alg": None,
     "enabled": True,
 }
 TEMPLATES: dict[str, dict[str, Any]] = {"epic-rover": EPIC_ROVER}
@@ -105,6 +107,20 @@ def check_uris(client: Client) -> None:
             raise Invalid("invalid_redirect_uri", f"backchannel_logout_uri: {bad.reason}") from None
 
 
+def check_signing_alg(client: Client) -> None:
+    """The ID-token alg a profile registers must be one the enterprise has a key for and
+    discovery advertises; raises Invalid("invalid_client_metadata") (RFC 7591 §3.2.2)."""
+    alg = client.id_token_signed_response_alg
+    # Exact match: JWS alg names are case-sensitive (RFC 7515 §4.1.1), and "none" or an HMAC alg
+    # would let anyone holding the client secret (or nobody at all) mint ID tokens.
+    if alg is not None and alg not in SIGNING_ALGS:
+        allowed = ", ".join(SIGNING_ALGS)
+        raise Invalid(
+            "invalid_client_metadata",
+            f"id_token_signed_response_alg: must be one of {allowed}, or absent for the IdP's default (RS256)",
+        )
+
+
 def metadata(public_base_url: str, eid: str, client_id: str) -> dict[str, str]:
     """ "View IdP metadata": the issuer, its discovery URL and every endpoint."""
     issuer = issuer_for(public_base_url, eid)
@@ -132,6 +148,7 @@ def profile_upserted(profile: AppProfile, actor: str) -> AppProfileUpserted:
         template=profile.template,
         require_pkce=c.pkce_required,
         credentials_source=profile.credentials_source or "generated",
+        id_token_signed_response_alg=c.id_token_signed_response_alg,
     )
     return AppProfileUpserted(
         enterprise_id=c.enterprise_id,
@@ -167,6 +184,7 @@ class ProfileService:
 
     async def save(self, profile: AppProfile, actor: str) -> AppProfile:
         check_uris(profile.client)
+        check_signing_alg(profile.client)
         event = profile_upserted(profile, actor)
         await self._store.save_profile(profile, event)
         await self._pub.publish(event)
@@ -198,6 +216,7 @@ class ProfileService:
         if weak:
             raise Invalid("weak_client_secret", f"the client secret is refused: {weak}")
         check_uris(c)
+        check_signing_alg(c)
         profile = replace(profile, has_secret=True, credentials_source="rp_supplied")
         event = profile_upserted(profile, actor)
         await self._store.create_profile(profile, secret, event)

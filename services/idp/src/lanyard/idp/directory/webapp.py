@@ -66,6 +66,7 @@ def webapp_router() -> APIRouter:
             redirect_uris=tuple(body.redirect_uris),
             post_logout_redirect_uris=tuple(body.post_logout_redirect_uris),
             backchannel_logout_uri=body.backchannel_logout_uri,
+            id_token_signed_response_alg=body.id_token_signed_response_alg,
             custom_claims=_claims(body.custom_claims),
             enabled=body.enabled,
             claims=tuple(body.claims),

@@ -33,7 +33,7 @@ from lanyard.contracts.events import (
     TokensRefreshed,
 )
 from lanyard.idp.devices.ports import SessionLocked, TemporarilyUnavailable
-from lanyard.idp.directory.ports import ADMIN_SCOPE, admin_roles
+from lanyard.idp.directory.ports import ADMIN_SCOPE, Client, admin_roles
 from lanyard.idp.oidc.domain import Grant, released_claims
 from lanyard.idp.oidc.errors import (
     invalid_grant,
@@ -97,7 +97,10 @@ async def _access_token(provider: OidcProvider, eid: str, grant: Grant, scope: t
     return token, cfg.access_token_ttl_s
 
 
-async def _id_token(provider: OidcProvider, eid: str, grant: Grant, access_token: str) -> str:
+async def _id_token(provider: OidcProvider, eid: str, grant: Grant, client: Client, access_token: str) -> str:
+    """The ID token for `client` (the one that authenticated at the token endpoint), signed with
+    the alg it registered (`id_token_signed_response_alg`) or the IdP's default; the signer picks
+    the enterprise's active key of that alg and names it in `kid`."""
     cfg = provider.config
     now = int(time.time())
     claims: dict[str, Any] = {
@@ -118,11 +121,11 @@ async def _id_token(provider: OidcProvider, eid: str, grant: Grant, access_token
     requested = grant.claims.get("id_token") if isinstance(grant.claims.get("id_token"), dict) else {}
     if requested:
         user = await provider.ports.users.get(eid, grant.user_id)
-        client = await provider.client(eid, grant.client_id)
-        if user is not None and client is not None:
+        if user is not None:
             for name, value in released_claims(user, client, (), requested).items():
                 claims.setdefault(name, value)
-    return await provider.keys.sign(eid, claims, alg=cfg.id_token_alg, typ=ID_TOKEN_TYP)
+    alg = client.id_token_signed_response_alg or cfg.id_token_alg
+    return await provider.keys.sign(eid, claims, alg=alg, typ=ID_TOKEN_TYP)
 
 
 async def _active_user(provider: OidcProvider, eid: str, user_id: str) -> None:
@@ -166,7 +169,7 @@ async def authorization_code(provider: OidcProvider, eid: str, ac: Authenticated
         raise invalid_grant("the authorization was revoked")
     await _active_user(provider, eid, grant.user_id)
     access, expires_in = await _access_token(provider, eid, grant, grant.scope)
-    id_token = await _id_token(provider, eid, grant, access)
+    id_token = await _id_token(provider, eid, grant, ac.client, access)
     refresh = secrets.token_urlsafe(32)
     if not await provider.store.activate_grant(eid, grant, refresh, provider.config.refresh_token_ttl_s):
         # A concurrent replay (or a check-in) revoked the grant after we consumed the code. We
@@ -247,7 +250,7 @@ async def refresh_token(provider: OidcProvider, eid: str, ac: AuthenticatedClien
         "scope": " ".join(scope),
     }
     if provider.config.id_token_on_refresh:
-        body["id_token"] = await _id_token(provider, eid, grant, access)
+        body["id_token"] = await _id_token(provider, eid, grant, ac.client, access)
     await _announce(provider, eid, grant, TokensRefreshed, "refresh_token")
     return body
 
