@@ -68,7 +68,9 @@ class FakeClients:
     def __init__(self) -> None:
         self.by_id: dict[tuple[str, str], Client] = {}
 
-    def add(self, eid: str, client_id: str, backchannel_logout_uri: str | None = None) -> Client:
+    def add(
+        self, eid: str, client_id: str, backchannel_logout_uri: str | None = None, id_token_alg: str | None = None
+    ) -> Client:
         client = Client(
             enterprise_id=eid,
             client_id=client_id,
@@ -77,6 +79,7 @@ class FakeClients:
             client_type="confidential" if backchannel_logout_uri else "public",
             redirect_uris=(f"com.example.{client_id}://cb",),
             backchannel_logout_uri=backchannel_logout_uri,
+            id_token_signed_response_alg=id_token_alg,
         )
         self.by_id[(eid, client_id)] = client
         return client
@@ -91,15 +94,18 @@ class FakeClients:
 class FakeKeys:
     def __init__(self) -> None:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "rs-test-1", "alg": "RS256", "use": "sig"})
+        self.ec_key = ECKey.generate_key("P-256", parameters={"kid": "ec-test-1", "alg": "ES256", "use": "sig"})
 
     async def signing_key(self, enterprise_id: str, alg: str = "RS256") -> Any:
-        return self.key
+        return self.ec_key if alg == "ES256" else self.key
 
     async def jwks(self, enterprise_id: str) -> dict[str, Any]:
-        return {"keys": [self.key.as_dict(private=False)]}
+        return {"keys": [self.key.as_dict(private=False), self.ec_key.as_dict(private=False)]}
 
     async def verification_keys(self, enterprise_id: str) -> Any:
-        return KeySet([RSAKey.import_key(self.key.as_dict(private=False))])
+        return KeySet(
+            [RSAKey.import_key(self.key.as_dict(private=False)), ECKey.import_key(self.ec_key.as_dict(private=False))]
+        )
 
 
 class FakeOrgSettings:

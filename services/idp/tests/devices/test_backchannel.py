@@ -63,6 +63,21 @@ async def test_delivered_token_is_a_valid_logout_token(redis_client, receiver, k
     assert done[0].enterprise_id == eid and await queue.pending() == 0
 
 
+async def test_a_client_that_registered_es256_gets_its_logout_token_signed_like_its_id_tokens(
+    redis_client, receiver, kit, keys
+):
+    ports = kit.Ports(keys=keys)
+    eid, sid = "ent-es", sid_for("ent-es", "ds-1")
+    ports.clients.add(eid, "rover", f"{receiver.base}/es", id_token_alg="ES256")
+    async with worker_on(redis_client, ports, kit) as (queue, _, publisher):
+        await queue.enqueue(eid, "rover", sid, "user-1", "ds-1")
+        await eventually(lambda: _events(publisher, "oidc.backchannel_logout_delivered.v1"), 10)
+    [(_, _, token)] = receiver.to("/es")
+    decoded = jwt.decode(token, await ports.keys.verification_keys(eid), algorithms=["ES256"])
+    assert decoded.header == {"alg": "ES256", "typ": "logout+jwt", "kid": keys.ec_key.kid}
+    assert decoded.claims["sid"] == sid and decoded.claims["aud"] == "rover"
+
+
 async def test_a_400_is_a_rejection_and_is_not_retried(redis_client, receiver, kit, keys):
     ports = kit.Ports(keys=keys)
     ports.clients.add("ent-b", "portal", f"{receiver.base}/bad")

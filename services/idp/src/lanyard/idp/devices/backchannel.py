@@ -151,7 +151,7 @@ class BackchannelWorker:
         """('delivered' | 'rejected' | 'retry', HTTP status, error) of one POST."""
         assert self._http is not None
         try:
-            token = await self.logout_token(d.enterprise_id, d.client_id, d.sid, d.user_id)
+            token = await self.logout_token(d.enterprise_id, d.client_id, d.sid, d.user_id, d.alg)
         except Exception as exc:  # no key yet, Redis blip: try again later
             return "retry", None, f"signing failed: {type(exc).__name__}"
         try:
@@ -172,8 +172,9 @@ class BackchannelWorker:
             return "retry", code, f"HTTP {code}"
         return "rejected", code, f"HTTP {code}"
 
-    async def logout_token(self, enterprise_id: str, client_id: str, sid: str, user_id: str) -> str:
-        """A logout token (BCL §2.4): typ logout+jwt, kid, RS256; never a nonce."""
+    async def logout_token(self, enterprise_id: str, client_id: str, sid: str, user_id: str, alg: str = "RS256") -> str:
+        """A logout token (BCL §2.4): typ logout+jwt, kid, signed like the client's ID tokens
+        (`alg`: RS256 unless it registered ES256); never a nonce."""
         now = int(self._clock())
         claims = {
             "iss": issuer_for(self._base, enterprise_id),
@@ -185,7 +186,7 @@ class BackchannelWorker:
             "sid": sid,
             "sub": user_id,
         }
-        return await self._signer.sign(enterprise_id, claims, alg="RS256", typ=LOGOUT_TYP)
+        return await self._signer.sign(enterprise_id, claims, alg=alg, typ=LOGOUT_TYP)
 
     def _event(self, d: Delivery, outcome: str, status: int | None, error: str | None) -> ev.Event:
         payload = ev.BackchannelLogoutPayload(

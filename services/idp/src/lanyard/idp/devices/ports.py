@@ -110,6 +110,10 @@ class Delivery:
     outcome: str | None
     status: int | None
     error: str | None
+    alg: str = "RS256"
+    """The logout token's algorithm: the client's ID token algorithm, fixed when the delivery is
+    queued (an RP validates a logout token as it validates ID tokens, BCL §2.6, `alg` included:
+    one signed otherwise is refused)."""
 
 
 class DeviceStore(Protocol):
