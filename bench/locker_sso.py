@@ -299,7 +299,10 @@ async def main(args: argparse.Namespace) -> None:
         async with httpx.AsyncClient(timeout=30, limits=limits) as http:
             ent = await open_enterprise(stack.base_url, stack.env, http)
             group = await ent.add_group("Clinicians")
-            app = await ent.add_app(name="Rover", client_type="public", redirect_uri="com.epic.rover.oidc://callback")
+            app = await ent.add_app(
+                name="Rover", client_type="public", redirect_uri="com.epic.rover.oidc://callback",
+                id_token_alg=args.id_token_alg,
+            )  # fmt: skip
             probe_app = await ent.add_app(
                 name="Resource server", client_type="confidential", redirect_uri="https://rs.example/cb"
             )
@@ -385,6 +388,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=15, help="length of the throughput run")
     parser.add_argument("--workers", type=int, default=16, help="concurrent flows in the throughput run")
     parser.add_argument("--background-rate", type=float, default=20, help="SSO flows/s during revocation samples")
+    parser.add_argument(
+        "--id-token-alg", choices=["RS256", "ES256"], default="RS256",
+        help="the ID token algorithm the measured app registers (RS256: what an app that registers none gets)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 

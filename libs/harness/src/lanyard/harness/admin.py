@@ -143,6 +143,7 @@ class Enterprise:
         redirect_uri: str = "com.example.app.oidc://callback",
         backchannel_logout_uri: str | None = None,
         name: str | None = None,
+        id_token_alg: str | None = None,
     ) -> App:
         """An OIDC app profile (optionally from a template, whose client type is the default) and
         its generated credentials. Without a template the app is public unless told otherwise."""
@@ -177,6 +178,8 @@ class Enterprise:
             }
         if backchannel_logout_uri:
             body["backchannel_logout_uri"] = backchannel_logout_uri
+        if id_token_alg:
+            body["id_token_signed_response_alg"] = id_token_alg
         profile = await self.call("POST", path, json=body)
         creds = await self.call("POST", f"{path}/{profile['client_id']}/credentials")
         return App(profile["client_id"], body["redirect_uris"][0], creds.get("client_secret"), backchannel_logout_uri)
