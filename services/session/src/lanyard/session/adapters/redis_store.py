@@ -153,36 +153,13 @@ class RedisSessionStore:
     async def mutate(
         self, enterprise_id: str, device_session_id: str, decide: Callable[[DeviceSession], Change | None]
     ) -> Change | None:
-        key = self._session_key(enterprise_id, device_session_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    if raw is None:
-                        pipe.multi()
-                        pipe.zrem(TIMERS, *(_timer_member(enterprise_id, device_session_id, k) for k in TIMER_KINDS))
-                        await pipe.execute()
-                        return None
-                    session = session_from_json(raw)
-                    change = decide(session)
-                    if change is None:
-                        pipe.multi()
-                        self._schedule(pipe, session)
-                        await pipe.execute()
-                        return None
-                    pipe.multi()
-                    self._write(pipe, change)
-                    self._release_pointers(pipe, change)
-                    await pipe.execute()
-                    return change
-                except WatchError:
-                    continue
+        # The same three round trips (WATCH, MGET of one key, MULTI/EXEC) as a list of one.
+        return (await self.mutate_many([(enterprise_id, device_session_id, decide)]))[0]
 
     async def mutate_many(self, items: Sequence[Mutation]) -> list[Change | None]:
-        # One WATCH, one MGET and one MULTI for the whole list, where `mutate` spends three round
-        # trips on each: a fetched batch of grants was 3 x its length in socket writes (py-spy,
-        # docs/performance.md). Any concurrent write to one of the sessions re-runs the lot.
+        # One WATCH, one MGET and one MULTI for the whole list, where a mutation per record spent
+        # three round trips on each: a fetched batch of grants was 3 x its length in socket
+        # writes (py-spy, docs/performance.md). Any concurrent write to one of them re-runs the lot.
         ids = {self._session_key(eid, dsid): (eid, dsid) for eid, dsid, _ in items}
         keys = list(ids)
         async with self._redis.pipeline(transaction=True) as pipe:
