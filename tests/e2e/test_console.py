@@ -129,6 +129,9 @@ async def test_sign_in_and_the_rover_profile_secret_is_shown_once(stack, browser
         assert "com.epic.rover.oidc://callback" in uris and "https://mobile.epic.com/rover/OIDC/redirect/" in uris
         # Epic's TS configure Rover with a client id and secret: a confidential profile.
         await page.get_by_label("Client type").select_option("confidential")
+        # An app that verifies ES256 may have its ID tokens signed so (RS256 is the default).
+        await page.get_by_text("Optional: claims, logout and ID-token signing").click()
+        await page.get_by_label("ID token signing algorithm").select_option("ES256")
         await page.get_by_role("button", name="Save").click()
         await page.get_by_role("button", name="Generate Client credentials").click()
 
@@ -156,6 +159,7 @@ async def test_sign_in_and_the_rover_profile_secret_is_shown_once(stack, browser
             "epic-rover",
             True,
         )
+        assert profile["id_token_signed_response_alg"] == "ES256"
 
         # The console answers with its security headers, and its cookie is locked down.
         response = await page.goto(f"/console/e/{ent.enterprise_id}/apps")
