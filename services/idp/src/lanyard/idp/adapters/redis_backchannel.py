@@ -149,7 +149,7 @@ class BackchannelQueue:
             "device_session_id": device_session_id or "",
             "created_ms": str(now_ms),
             "attempts": "0",
-            "alg": client.id_token_signed_response_alg or "RS256",
+            "alg": client.id_token_signed_response_alg or "",
         }
         args: list[Any] = [delivery_id, now_ms]
         for k, v in fields.items():
@@ -193,7 +193,7 @@ class BackchannelQueue:
                     outcome=f.get("outcome") or None,
                     status=int(f["status"]) if f.get("status") else None,
                     error=f.get("error") or None,
-                    alg=f.get("alg") or "RS256",  # queued before the field existed: RS256 as then
+                    alg=f.get("alg") or None,
                 )
             )
         return out

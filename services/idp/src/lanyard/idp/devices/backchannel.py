@@ -25,6 +25,7 @@ import httpx
 from lanyard.contracts import Subject
 from lanyard.contracts import events as ev
 from lanyard.idp.devices.ports import Delivery, Keys, LogoutQueue, Publisher
+from lanyard.idp.directory.ports import DEFAULT_ID_TOKEN_ALG
 from lanyard.idp.settings import DeviceSettings
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.signing import JwtSigner
@@ -172,9 +173,11 @@ class BackchannelWorker:
             return "retry", code, f"HTTP {code}"
         return "rejected", code, f"HTTP {code}"
 
-    async def logout_token(self, enterprise_id: str, client_id: str, sid: str, user_id: str, alg: str = "RS256") -> str:
-        """A logout token (BCL §2.4): typ logout+jwt, kid, signed like the client's ID tokens
-        (`alg`: RS256 unless it registered ES256); never a nonce."""
+    async def logout_token(
+        self, enterprise_id: str, client_id: str, sid: str, user_id: str, alg: str | None = None
+    ) -> str:
+        """A logout token (BCL §2.4): typ logout+jwt, kid, signed with the client's registered ID
+        token `alg` (None: the default, RS256); never a nonce."""
         now = int(self._clock())
         claims = {
             "iss": issuer_for(self._base, enterprise_id),
@@ -186,7 +189,7 @@ class BackchannelWorker:
             "sid": sid,
             "sub": user_id,
         }
-        return await self._signer.sign(enterprise_id, claims, alg=alg, typ=LOGOUT_TYP)
+        return await self._signer.sign(enterprise_id, claims, alg=alg or DEFAULT_ID_TOKEN_ALG, typ=LOGOUT_TYP)
 
     def _event(self, d: Delivery, outcome: str, status: int | None, error: str | None) -> ev.Event:
         payload = ev.BackchannelLogoutPayload(

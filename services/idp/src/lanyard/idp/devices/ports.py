@@ -110,10 +110,10 @@ class Delivery:
     outcome: str | None
     status: int | None
     error: str | None
-    alg: str = "RS256"
-    """The logout token's algorithm: the client's ID token algorithm, fixed when the delivery is
-    queued (an RP validates a logout token as it validates ID tokens, BCL §2.6, `alg` included:
-    one signed otherwise is refused)."""
+    alg: str | None = None
+    """The ID token algorithm the client registered when the delivery was queued (None: none, or
+    queued before the field existed); its logout token is signed with it (an RP validates a
+    logout token as it validates ID tokens, BCL §2.6, `alg` included)."""
 
 
 class DeviceStore(Protocol):

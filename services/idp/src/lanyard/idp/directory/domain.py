@@ -421,6 +421,8 @@ class FailureState:
 
 KeyStatus = Literal["next", "active", "retired"]
 SIGNING_ALGS: tuple[str, ...] = ("RS256", "ES256")
+DEFAULT_ID_TOKEN_ALG = "RS256"
+"""What a client that registers no `id_token_signed_response_alg` gets (OIDC Core §2, DCR §2)."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from lanyard.contracts.events import (
 from lanyard.contracts.events import ClaimMapping as ClaimMappingModel
 from lanyard.idp.directory.domain import (
     DEFAULT_CLAIMS,
+    DEFAULT_ID_TOKEN_ALG,
     PRODUCER,
     SIGNING_ALGS,
     AppProfile,
@@ -117,7 +118,8 @@ def check_signing_alg(client: Client) -> None:
         allowed = ", ".join(SIGNING_ALGS)
         raise Invalid(
             "invalid_client_metadata",
-            f"id_token_signed_response_alg: must be one of {allowed}, or absent for the IdP's default (RS256)",
+            f"id_token_signed_response_alg: must be one of {allowed}, "
+            f"or absent for the IdP's default ({DEFAULT_ID_TOKEN_ALG})",
         )
 
 
