@@ -39,15 +39,21 @@ class FakeRevoker:
         self.clients: dict[tuple[str, str], tuple[str, ...]] = {}
         self.users: dict[tuple[str, str], str] = {}
         self.fail_times = 0
+        self.revoked: set[tuple[str, str]] = set()  # the markers: revoked before
 
     def signed_in(self, eid: str, dsid: str, user_id: str, *client_ids: str) -> None:
         self.clients[(eid, dsid)] = client_ids
         self.users[(eid, dsid)] = user_id
 
-    async def revoke_device_session(self, enterprise_id: str, device_session_id: str, reason: str, alongside=None):
+    async def revoke_device_session(
+        self, enterprise_id: str, device_session_id: str, reason: str, alongside=None, first_only=False
+    ):
         if self.fail_times > 0:
             self.fail_times -= 1
             raise ConnectionError("oidc storage unavailable")
+        if first_only and (enterprise_id, device_session_id) in self.revoked:
+            return None
+        self.revoked.add((enterprise_id, device_session_id))
         self.calls.append((enterprise_id, device_session_id, reason))
         # Like the real revoker: a repeat returns the same sessions, so an interrupted caller
         # can still queue its logouts.

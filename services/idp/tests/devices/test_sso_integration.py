@@ -289,5 +289,19 @@ async def test_an_interrupted_revocation_is_finished_on_redelivery(kafka_bootstr
         await eventually(lambda: _revocation_done(app, d), 10)
 
 
+async def test_a_revocation_an_earlier_delivery_began_is_finished(kafka_bootstrap, redis_client, kit, keys):
+    # The grants were revoked (the marker is there) but the view never recorded the revocation
+    # done: the consumer died in between. The redelivered checkin finishes it.
+    ports = kit.Ports(keys=keys)
+    async with kit.running_idp(ports) as app:
+        d = kit.Device.new()
+        await _publish(app, d.checked_out(), d.granted("rover"))
+        await eventually(lambda: _granted(app, d), 10)
+        ports.revoker.revoked.add((d.eid, d.dsid))
+        await _publish(app, d.checked_in())
+        await eventually(lambda: _revocation_done(app, d), 10, what="revocation finished")
+        assert _calls(ports, d) == [(d.eid, d.dsid, "checked_in:user")]
+
+
 async def _revocation_done(app, d):
     return (await app.state.devices.store.load(d.eid, d.dsid)).revocation_done

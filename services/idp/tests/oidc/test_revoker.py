@@ -56,6 +56,27 @@ async def test_revoke_device_session_idempotent_and_blocks_late_codes(world):
     assert world.q(r)["error"] == "login_required"
 
 
+async def test_a_first_only_revocation_revokes_once_and_then_leaves_the_session_alone(world):
+    # The device consumer revokes a closing session's grants while it writes the CLOSED view
+    # (first_only); a redelivered checkin must then neither announce again nor queue logouts.
+    tokens = await device_tokens(world)
+    told: list[list[str]] = []
+
+    async def queue_logouts(sessions):
+        told.append([s.sid for s in sessions])
+
+    first = await world.oidc.revoker.revoke_device_session(world.eid, "ds1", "checked_in", queue_logouts, True)
+    assert [s.sid for s in first] == ["sid-ds1"] and told == [["sid-ds1"]]
+    assert (await world.introspect(tokens["access_token"])).json() == {"active": False}
+    again = await world.oidc.revoker.revoke_device_session(world.eid, "ds1", "checked_in", queue_logouts, True)
+    assert again is None and told == [["sid-ds1"]]
+    types = world.publisher.types()
+    assert types.count("oidc.tokens_revoked.v1") == 1 and types.count("oidc.session_revoked.v1") == 1
+    # A plain call still finishes a revocation (it announces under the same ids, as a retry does).
+    plain = await world.oidc.revoker.revoke_device_session(world.eid, "ds1", "checked_in", queue_logouts)
+    assert [s.sid for s in plain] == ["sid-ds1"] and told == [["sid-ds1"], ["sid-ds1"]]
+
+
 async def test_revoke_cost_independent_of_other_sessions(world, redis_client):
     # The revoker reads one index set; count the keys a revocation touches with MONITOR-free
     # evidence: other sessions' grants keep their state and TTLs untouched.

@@ -154,10 +154,12 @@ return {prev, redis.call('HGETALL', KEYS[1])}
 """
 
 _REVOKE_INDEX = """
--- KEYS: index set, revoked marker; ARGV: marker ttl, grant key prefix, cause, now ms.
+-- KEYS: index set, revoked marker; ARGV: marker ttl, grant key prefix, cause, now ms, first only.
 -- Marks every grant of the index revoked (a grant revoked here for the first time records the
 -- cause and time, so a retried revocation knows which announcements are its own); returns
--- {gid, previous state, fields} per grant.
+-- {gid, previous state, fields} per grant. With "first only" set and the marker already there
+-- (revoked before: every grant then was, and none has joined since), returns false untouched.
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return false end
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
 local out = {}
 for _, gid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -350,19 +352,28 @@ class OidcStore:
 
     async def revoke_sid(self, eid: str, sid: str, marker_ttl_s: int) -> list[RevokedGrant]:
         """Revoke every grant of an OIDC session; refuse new ones."""
-        return await self._revoke_index_of(
+        revoked = await self._revoke_index_of(
             eid, self._k(eid, "sid", sid), self._k(eid, "revoked-sid", sid), marker_ttl_s, f"sid:{sid}"
         )
+        return revoked or []  # never None without first_only
 
-    async def revoke_device_session(self, eid: str, dsid: str, marker_ttl_s: int) -> list[RevokedGrant]:
-        """Revoke every grant of a device session; refuse new ones."""
+    async def revoke_device_session(
+        self, eid: str, dsid: str, marker_ttl_s: int, first_only: bool = False
+    ) -> list[RevokedGrant] | None:
+        """Revoke every grant of a device session; refuse new ones. `first_only`: None, touching
+        nothing, when the device session was revoked before."""
         return await self._revoke_index_of(
-            eid, self._k(eid, "ds", dsid), self._k(eid, "revoked-ds", dsid), marker_ttl_s, f"ds:{dsid}"
+            eid, self._k(eid, "ds", dsid), self._k(eid, "revoked-ds", dsid), marker_ttl_s, f"ds:{dsid}", first_only
         )
 
-    async def _revoke_index_of(self, eid: str, index: str, marker: str, ttl: int, cause: str) -> list[RevokedGrant]:
+    async def _revoke_index_of(
+        self, eid: str, index: str, marker: str, ttl: int, cause: str, first_only: bool = False
+    ) -> list[RevokedGrant] | None:
         now_ms = int(time.time() * 1000)
-        out = await self._revoke_index(keys=[index, marker], args=[ttl, self._k(eid, "grant", ""), cause, now_ms])
+        args = [ttl, self._k(eid, "grant", ""), cause, now_ms, int(first_only)]
+        out = await self._revoke_index(keys=[index, marker], args=args)
+        if out is None:
+            return None
         found = []
         for gid, prev, flat in out:
             fields = _pairs(flat)

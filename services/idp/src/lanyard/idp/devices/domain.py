@@ -155,11 +155,29 @@ def _advance(view: SessionView, sequence: int, state: State) -> SessionView:
     return replace(view, sequence=sequence, state=state)
 
 
+def closing_reason(fact: Fact) -> str | None:
+    """The `closed_reason` a closing fact (checkin, entitlement denied or revoked) gives a view;
+    None for the others. Such a fact closes its session whatever it is applied to: CLOSED is
+    terminal, so no other fact, in any order, can keep the session open."""
+    match fact:
+        case CheckedIn():
+            return f"checked_in:{fact.reason}"
+        case Denied():
+            return f"entitlement_denied:{fact.reason}"
+        case Revoked():
+            return f"entitlement_revoked:{fact.reason}"
+    return None
+
+
 def apply(view: SessionView | None, fact: Fact) -> Outcome:
     """The view after `fact` (pure; the same inputs always give the same outcome)."""
     before = view or SessionView()
     if before.state == "CLOSED":
         return Outcome(before, changed=False, closed=False)
+    if (reason := closing_reason(fact)) is not None:
+        sequence = fact.sequence if isinstance(fact, CheckedIn) else 0
+        denial = fact.reason if isinstance(fact, Denied) else None
+        return Outcome(_close(before, reason, sequence=sequence, denial=denial), changed=True, closed=True)
     after = before
     match fact:
         case CheckedOut():
@@ -179,8 +197,6 @@ def apply(view: SessionView | None, fact: Fact) -> Outcome:
             if after.face_verified_at is None or fact.verified_at > after.face_verified_at:
                 after = replace(after, face_verified_at=fact.verified_at)
             after = _advance(after, fact.sequence, "ACTIVE")
-        case CheckedIn():
-            after = _close(after, f"checked_in:{fact.reason}", sequence=fact.sequence)
         case Granted():
             if fact.version > after.ent_version:
                 after = replace(
@@ -192,12 +208,7 @@ def apply(view: SessionView | None, fact: Fact) -> Outcome:
                     user_id=after.user_id or fact.user_id,
                     device_id=after.device_id or fact.device_id,
                 )
-        case Denied():
-            after = _close(after, f"entitlement_denied:{fact.reason}", denial=fact.reason)
-        case Revoked():
-            after = _close(after, f"entitlement_revoked:{fact.reason}")
-    # Reaching here with CLOSED means this very fact closed the session.
-    return Outcome(after, changed=after != before, closed=after.state == "CLOSED")
+    return Outcome(after, changed=after != before, closed=False)
 
 
 def apply_in_order(view: SessionView | None, facts: Sequence[Fact]) -> Outcome:

@@ -66,11 +66,19 @@ class SessionRevoker(Protocol):
     `alongside`, when given, runs with the revoked sessions as soon as the grants are revoked,
     concurrently with the revocation's own announcements (`tokens_revoked`, `session_revoked`),
     so an app's logout does not wait for the broker's acknowledgement of events it does not need.
-    The call returns when both are done and raises if either failed (each side is idempotent)."""
+    The call returns when both are done and raises if either failed (each side is idempotent).
+
+    `first_only`: a device session revoked before (by a call that may not have finished) is left
+    alone and None returned — the caller finishes such a revocation with a plain call."""
 
     async def revoke_device_session(
-        self, enterprise_id: str, device_session_id: str, reason: str, alongside: AfterRevoked | None = None
-    ) -> list[RevokedSession]: ...
+        self,
+        enterprise_id: str,
+        device_session_id: str,
+        reason: str,
+        alongside: AfterRevoked | None = None,
+        first_only: bool = False,
+    ) -> list[RevokedSession] | None: ...
 
     async def revoke_sid(
         self, enterprise_id: str, sid: str, reason: str, alongside: AfterRevoked | None = None

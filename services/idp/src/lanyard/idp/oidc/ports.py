@@ -74,7 +74,12 @@ class GrantStore(Protocol):
 
     async def revoke_sid(self, eid: str, sid: str, marker_ttl_s: int) -> list[RevokedGrant]: ...
 
-    async def revoke_device_session(self, eid: str, dsid: str, marker_ttl_s: int) -> list[RevokedGrant]: ...
+    async def revoke_device_session(
+        self, eid: str, dsid: str, marker_ttl_s: int, first_only: bool = False
+    ) -> list[RevokedGrant] | None:
+        """Revoke every grant of a device session and refuse new ones; with `first_only`, None
+        (nothing touched) when it was revoked before."""
+        ...
 
     async def put_interaction(self, eid: str, ix_id: str, record: dict[str, Any], ttl_s: int) -> None: ...
 

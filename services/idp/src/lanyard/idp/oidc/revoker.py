@@ -39,10 +39,19 @@ class OidcSessionRevoker:
         return max(cfg.refresh_token_ttl_s, cfg.code_replay_window_s)
 
     async def revoke_device_session(
-        self, enterprise_id: str, device_session_id: str, reason: str, alongside: AfterRevoked | None = None
-    ) -> list[RevokedSession]:
-        """Revoke every grant of a device session; one RevokedSession per OIDC sid."""
-        revoked = await self._p.store.revoke_device_session(enterprise_id, device_session_id, self._marker_ttl())
+        self,
+        enterprise_id: str,
+        device_session_id: str,
+        reason: str,
+        alongside: AfterRevoked | None = None,
+        first_only: bool = False,
+    ) -> list[RevokedSession] | None:
+        """Revoke every grant of a device session; one RevokedSession per OIDC sid. `first_only`:
+        None, with nothing announced and `alongside` not called, when it was revoked before."""
+        store = self._p.store
+        revoked = await store.revoke_device_session(enterprise_id, device_session_id, self._marker_ttl(), first_only)
+        if revoked is None:
+            return None
         sessions, events = self._announcements(
             enterprise_id, revoked, reason, device_session_id, f"ds:{device_session_id}"
         )
