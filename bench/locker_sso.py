@@ -108,6 +108,7 @@ async def revocation_latency(
     lean: bool = True,
     refresh_after_inactive: bool = True,
     poll_after_answer: bool = True,
+    checkin_prepared: bool = True,
 ) -> dict[str, float]:
     """One revocation sample, in ms from the moment the checkin request is sent (not answered)
     until each effect holds for the session's tokens at `app` (confidential, back-channel logout
@@ -132,7 +133,11 @@ async def revocation_latency(
     for the answer skips nothing but the polls that cannot see an effect yet — which, sent back
     to back, took the IdP, nginx and this process's share of the two cores from the checkin's
     own path. An effect that held before the first poll is reported at that poll's answer (an
-    upper bound, like the rest); `False` polls from the moment the checkin is sent."""
+    upper bound, like the rest); `False` polls from the moment the checkin is sent.
+
+    `checkin_prepared`: the checkin is signed (its device proof) and its connection opened before
+    the clock starts, which starts as the request is written, as a device sends it; `False` starts
+    the clock before the harness's httpx call that signs, encodes and sends it."""
     _, device = pair
     tokens = await sso_flow(http, ent, device, app, retry_s=15)
     if not tokens:
@@ -143,8 +148,18 @@ async def revocation_latency(
     refresh_token = tokens["refresh_token"]
     probe_auth, app_auth = (probe_app.client_id, secret(probe_app)), (app.client_id, secret(app))
     pollers = (Poller(ent.issuer), Poller(ent.issuer))
-    for poller in pollers:
+    checkin_poller = Poller(ent.issuer)
+    for poller in (*pollers, checkin_poller):
         await poller.connect()  # before the clock starts
+    checkin_url, checkin_headers = device.check_in_request()
+
+    async def send_checkin() -> None:
+        if not checkin_prepared:
+            await device.check_in()
+            return
+        status, body = await checkin_poller.post(checkin_url, b"", checkin_headers)
+        if status != 200 or json.loads(body).get("state") != "CLOSED":
+            raise RuntimeError(f"the checkin answered {status}: {body[:300]!r}")
 
     async def introspection_answer() -> tuple[int, bytes]:
         if not lean:
@@ -163,7 +178,7 @@ async def revocation_latency(
 
     seen: dict[str, float] = {}
     started_wall, started = time.time(), time.perf_counter()
-    checkin = asyncio.create_task(device.check_in())
+    checkin = asyncio.create_task(send_checkin())
     checkin.add_done_callback(lambda _t: seen.setdefault("checkin_answered", (time.perf_counter() - started) * 1000))
 
     async def introspection() -> None:
@@ -199,7 +214,7 @@ async def revocation_latency(
         if {"introspection", "refresh"} <= seen.keys() and "logout" not in seen:
             await asyncio.sleep(0.001)  # only the logout is left: it comes to the receiver
     await checkin
-    for poller in pollers:
+    for poller in (*pollers, checkin_poller):
         await poller.close()
     seen["all"] = max(seen["introspection"], seen["refresh"], seen["logout"])
     return seen

@@ -32,18 +32,22 @@ class Poller:
     ) -> tuple[int, bytes]:
         """POST `form` to `url` (same origin); (status, body). A connection the server closed is
         opened again once."""
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if basic is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
+        return await self.post(url, urlencode(form).encode(), headers)
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """POST `body` with `headers` to `url` (same origin); (status, body), as `post_form`."""
         target = urlsplit(url)
         if target.netloc != self._authority:
             raise ValueError(f"{url!r} is not on {self._authority}")
-        body = urlencode(form).encode()
         head = [
             f"POST {target.path}{'?' + target.query if target.query else ''} HTTP/1.1",
             f"Host: {self._authority}",
-            "Content-Type: application/x-www-form-urlencoded",
+            *(f"{name}: {value}" for name, value in headers.items()),
             f"Content-Length: {len(body)}",
         ]
-        if basic is not None:
-            head.append("Authorization: Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode())
         request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
         for attempt in (1, 2):
             reader, writer = await self.connect()

@@ -31,6 +31,10 @@ async def chunked(request: Request) -> Response:
     return StreamingResponse(parts(), media_type="application/json")
 
 
+async def headers(request: Request) -> Response:
+    return JSONResponse({"proof": request.headers.get("device-proof"), "body": (await request.body()).decode()})
+
+
 async def closing(request: Request) -> Response:
     return JSONResponse({"bye": True}, headers={"Connection": "close"})
 
@@ -40,6 +44,7 @@ APP = Starlette(
         Route("/e/x/echo", echo, methods=["POST"]),
         Route("/e/x/chunked", chunked, methods=["POST"]),
         Route("/e/x/closing", closing, methods=["POST"]),
+        Route("/e/x/headers", headers, methods=["POST"]),
     ]
 )
 
@@ -87,3 +92,13 @@ async def test_other_origins_and_schemes_are_refused(base_url):
         Poller("https://127.0.0.1/e/x")
     with pytest.raises(ValueError):
         await Poller(base_url).post_form("http://elsewhere.example/e/x/echo", {})
+
+
+async def test_a_post_carries_its_headers_and_body_as_given(base_url):
+    # The revocation samples send the checkin this way, its device proof in a header.
+    poller = Poller(base_url)
+    status, body = await poller.post(f"{base_url}/headers", b"", {"Device-Proof": "a.b.c"})
+    assert (status, body) == (200, b'{"proof":"a.b.c","body":""}')
+    status, body = await poller.post(f"{base_url}/headers", b"raw", {"Device-Proof": "d.e.f"})
+    assert (status, body) == (200, b'{"proof":"d.e.f","body":"raw"}')
+    await poller.close()
