@@ -13,6 +13,7 @@ from lanyard.contracts import topics
 from lanyard.idp.adapters.redis_backchannel import BackchannelQueue
 from lanyard.idp.devices.backchannel import BACKCHANNEL_EVENT, BackchannelWorker
 from lanyard.idp.devices.domain import sid_for
+from lanyard.idp.devices.ports import RevokedSession
 from lanyard.runtime.testing import TopicProbe, eventually
 
 pytestmark = pytest.mark.integration
@@ -133,6 +134,28 @@ async def test_no_uri_means_nothing_is_queued_and_duplicates_are_queued_once(red
         await queue.enqueue("ent-e", "portal", "sid-e", "user-1")  # after delivery: still once
         await asyncio.sleep(0.3)
     assert len(receiver.posts) == 1 and len(publisher.events) == 1
+
+
+async def test_a_revoked_sessions_apps_are_queued_at_once_not_one_after_another(redis_client, receiver, kit, keys):
+    # Each app's registration is looked up at the same moment: a lookup that waits for all of
+    # them to be under way would wait forever if the apps were queued one by one.
+    ports = kit.Ports(keys=keys)
+    apps = [f"app-{i}" for i in range(5)]
+    for client_id in apps:
+        ports.clients.add("ent-m", client_id, f"{receiver.base}/{client_id}")
+    together = asyncio.Barrier(len(apps))
+    look_up = ports.clients.get
+
+    async def get_when_all_are_asked(enterprise_id, client_id):
+        await together.wait()
+        return await look_up(enterprise_id, client_id)
+
+    ports.clients.get = get_when_all_are_asked
+    async with worker_on(redis_client, ports, kit) as (queue, _, publisher):
+        async with asyncio.timeout(5):
+            await queue.enqueue_revoked("ent-m", [RevokedSession("sid-m", "user-m", tuple(apps))], "ds-m")
+        await eventually(lambda: len(_events(publisher, "oidc.backchannel_logout_delivered.v1")) == len(apps), 10)
+    assert sorted(path.lstrip("/") for path, _, _ in receiver.posts) == apps
 
 
 async def test_two_instances_never_deliver_one_logout_twice(redis_client, receiver, kit, keys):

@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from lanyard.idp.devices.ports import Clients, Delivery, RevokedSession
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.redis import LuaScript
+from lanyard.runtime.settle import run_all
 
 log = get_logger("lanyard.idp.devices.backchannel")
 
@@ -163,10 +164,15 @@ class BackchannelQueue:
     async def enqueue_revoked(
         self, enterprise_id: str, sessions: list[RevokedSession], device_session_id: str | None = None
     ) -> None:
-        """Queue a logout for every client of every revoked session."""
-        for session in sessions:
-            for client_id in session.client_ids:
-                await self.enqueue(enterprise_id, client_id, session.sid, session.user_id, device_session_id)
+        """Queue a logout for every client of every revoked session, all at once: one after the
+        other, a nurse signed in to ten apps waited twenty round trips (each app's registration,
+        then its queue entry) for the last app's logout. Each is idempotent; if one fails the call
+        raises once all have finished, and the caller's retry queues the rest."""
+        await run_all(
+            self.enqueue(enterprise_id, client_id, session.sid, session.user_id, device_session_id)
+            for session in sessions
+            for client_id in session.client_ids
+        )
 
     async def claim(self, limit: int, lease_s: float, token: str | None = None) -> list[Delivery]:
         """Deliveries due now, each leased to this caller for `lease_s` under `token` (a fresh one
