@@ -1,6 +1,7 @@
 """settle / run_all: every step finishes before a failure is reported, and the first one is."""
 
 import asyncio
+import inspect
 
 import pytest
 
@@ -76,3 +77,38 @@ async def test_cancelling_the_caller_of_a_single_step_cancels_it_and_is_not_swal
 async def test_no_steps_is_nothing_to_do():
     assert await settle([]) == []
     await run_all([])
+
+
+async def test_a_limit_bounds_how_many_steps_run_at_once_and_every_one_still_runs():
+    running, most, done = 0, 0, []
+
+    async def step(i):
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        done.append(i)
+        if i == 3:
+            raise Refused("three")
+
+    with pytest.raises(Refused, match="three"):
+        await run_all([step(i) for i in range(20)], limit=4)
+    assert most == 4 and sorted(done) == list(range(20))
+
+
+async def test_steps_still_waiting_for_the_limit_are_closed_when_the_caller_is_cancelled():
+    started: list[int] = []
+
+    async def step(i):
+        started.append(i)
+        await asyncio.sleep(10)
+
+    steps = [step(i) for i in range(3)]
+    task = asyncio.create_task(run_all(steps, limit=1))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The two that never got a turn are closed, not left to warn "never awaited" when collected.
+    assert started == [0] and all(inspect.getcoroutinestate(s) == inspect.CORO_CLOSED for s in steps)

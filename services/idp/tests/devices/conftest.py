@@ -40,6 +40,9 @@ class FakeRevoker:
         self.users: dict[tuple[str, str], str] = {}
         self.fail_times = 0
         self.revoked: set[tuple[str, str]] = set()  # the markers: revoked before
+        self.slow: set[str] = set()  # device sessions whose revocation takes `delay_s`
+        self.delay_s = 0.02
+        self.in_flight = self.most_in_flight = 0
 
     def signed_in(self, eid: str, dsid: str, user_id: str, *client_ids: str) -> None:
         self.clients[(eid, dsid)] = client_ids
@@ -55,6 +58,13 @@ class FakeRevoker:
             return None
         self.revoked.add((enterprise_id, device_session_id))
         self.calls.append((enterprise_id, device_session_id, reason))
+        if device_session_id in self.slow:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(self.delay_s)
+            finally:
+                self.in_flight -= 1
         # Like the real revoker: a repeat returns the same sessions, so an interrupted caller
         # can still queue its logouts.
         clients = self.clients.get((enterprise_id, device_session_id), ())

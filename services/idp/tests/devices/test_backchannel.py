@@ -10,7 +10,7 @@ import pytest
 from joserfc import jwt
 
 from lanyard.contracts import topics
-from lanyard.idp.adapters.redis_backchannel import BackchannelQueue
+from lanyard.idp.adapters.redis_backchannel import QUEUED_AT_ONCE, BackchannelQueue
 from lanyard.idp.devices.backchannel import BACKCHANNEL_EVENT, BackchannelWorker
 from lanyard.idp.devices.domain import sid_for
 from lanyard.idp.devices.ports import RevokedSession
@@ -140,7 +140,7 @@ async def test_a_revoked_sessions_apps_are_queued_at_once_not_one_after_another(
     # Each app's registration is looked up at the same moment: a lookup that waits for all of
     # them to be under way would wait forever if the apps were queued one by one.
     ports = kit.Ports(keys=keys)
-    apps = [f"app-{i}" for i in range(5)]
+    apps = [f"app-{i}" for i in range(QUEUED_AT_ONCE)]
     for client_id in apps:
         ports.clients.add("ent-m", client_id, f"{receiver.base}/{client_id}")
     together = asyncio.Barrier(len(apps))

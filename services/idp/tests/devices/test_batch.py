@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from lanyard.idp.adapters.redis_devices import SessionStore
-from lanyard.idp.devices.handlers import to_fact
+from lanyard.idp.devices.handlers import REVOCATIONS_AT_ONCE, to_fact
 from lanyard.runtime.testing import eventually
 
 pytestmark = pytest.mark.integration
@@ -117,3 +117,24 @@ async def test_checkins_published_together_revoke_every_session_they_close(kafka
         sessions = app.state.devices.sessions
         assert all([await sessions.may_refresh(d.eid, d.dsid, "rover") for d in staying])
         assert not any([await sessions.is_active(d.eid, d.dsid) for d in closing])
+
+
+async def test_a_burst_of_checkins_is_revoked_a_bounded_number_at_a_time(kafka_bootstrap, redis_client, kit, keys):
+    # A shift change: dozens of devices checked in at once. Every revocation takes Redis
+    # connections from a pool of 100 that the IdP's requests share; all of them at once
+    # exhausted it and failed the batch.
+    ports = kit.Ports(keys=keys)
+    devices = [kit.Device.new() for _ in range(30)]
+    ports.revoker.slow.update(d.dsid for d in devices)  # earlier tests' replayed sessions stay quick
+    async with kit.running_idp(ports) as app:
+        publisher = app.state.runtime.publisher
+        await publisher.publish_all([e for d in devices for e in (d.checked_out(), d.granted("rover"))])
+        await publisher.publish_all([d.checked_in() for d in devices])
+
+        async def all_revoked() -> bool:
+            views = [await app.state.devices.store.load(d.eid, d.dsid) for d in devices]
+            return all(v is not None and v.state == "CLOSED" and v.revocation_done for v in views)
+
+        await eventually(all_revoked, 20, what="every session closed and revoked")
+    assert {c[1] for c in ports.revoker.calls} >= {d.dsid for d in devices}
+    assert 1 < ports.revoker.most_in_flight <= REVOCATIONS_AT_ONCE

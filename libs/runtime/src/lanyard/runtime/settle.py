@@ -11,19 +11,34 @@ act on the steps that succeeded (record exactly the announcements the broker ack
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
-async def settle(steps: Iterable[Awaitable[T]]) -> list[T | BaseException]:
+async def settle(steps: Iterable[Awaitable[T]], limit: int | None = None) -> list[T | BaseException]:
     """Await every step concurrently; each result or exception, in the order given.
 
     A single step is awaited directly (no task is created for it: most batches hold one
     partition, most check-ins one revocation). Cancellation of the caller still propagates.
+    `limit`: at most that many steps run at once — each step that holds a Redis connection takes
+    one of its pool's (redis-py's default is 100, and an exhausted pool fails the command).
     """
     pending = list(steps)
+    if limit is not None and len(pending) > limit:
+        gate = asyncio.Semaphore(limit)
+
+        async def gated(step: Awaitable[T]) -> T:
+            try:
+                async with gate:
+                    return await step
+            finally:
+                if inspect.iscoroutine(step) and inspect.getcoroutinestate(step) == inspect.CORO_CREATED:
+                    step.close()  # cancelled while waiting for the gate: never started, nothing to undo
+
+        pending = [gated(step) for step in pending]
     if len(pending) == 1:
         try:
             return [await pending[0]]
@@ -39,6 +54,7 @@ def raise_first_failure(results: Iterable[object]) -> None:
             raise result
 
 
-async def run_all(steps: Iterable[Awaitable[object]]) -> None:
-    """Await every step concurrently; once all have finished, raise the first failure."""
-    raise_first_failure(await settle(steps))
+async def run_all(steps: Iterable[Awaitable[object]], limit: int | None = None) -> None:
+    """Await every step concurrently (at most `limit` at once, as `settle`); once all have
+    finished, raise the first failure."""
+    raise_first_failure(await settle(steps, limit))

@@ -31,6 +31,10 @@ from lanyard.runtime.logging import get_logger
 from lanyard.runtime.redis import LuaScript
 from lanyard.runtime.settle import run_all
 
+QUEUED_AT_ONCE = 4
+"""Apps queued at once for one revocation: each takes Redis connections from a pool of 100 that
+the batch's other revocations (`devices.handlers.REVOCATIONS_AT_ONCE`) share."""
+
 log = get_logger("lanyard.idp.devices.backchannel")
 
 PREFIX = "idp:{bcl}"
@@ -169,9 +173,12 @@ class BackchannelQueue:
         then its queue entry) for the last app's logout. Each is idempotent; if one fails the call
         raises once all have finished, and the caller's retry queues the rest."""
         await run_all(
-            self.enqueue(enterprise_id, client_id, session.sid, session.user_id, device_session_id)
-            for session in sessions
-            for client_id in session.client_ids
+            (
+                self.enqueue(enterprise_id, client_id, session.sid, session.user_id, device_session_id)
+                for session in sessions
+                for client_id in session.client_ids
+            ),
+            QUEUED_AT_ONCE,
         )
 
     async def claim(self, limit: int, lease_s: float, token: str | None = None) -> list[Delivery]:

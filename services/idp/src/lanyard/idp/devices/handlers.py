@@ -24,6 +24,7 @@ keyed by enterprise, client and sid and remembers a delivered logout, so an app 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from lanyard.contracts import Event
@@ -36,6 +37,13 @@ from lanyard.runtime.logging import get_logger
 from lanyard.runtime.settle import raise_first_failure, run_all, settle
 
 log = get_logger("lanyard.idp.devices.handlers")
+
+REVOCATIONS_AT_ONCE = 8
+"""How many revocations this consumer runs at once, over all its partitions. Each holds Redis
+connections (its grants, then its apps' logouts) from a pool of 100 that the IdP's requests
+share, and a shift change or a replay fetches hundreds of checkins together: unbounded, they
+exhausted the pool and failed the whole batch. A batch that closes more sessions than this
+revokes them once the views are written (a replay's are mostly done already), not alongside."""
 
 
 def to_fact(event: Event) -> tuple[str, model.Fact] | None:
@@ -87,6 +95,7 @@ class DeviceEventHandler:
         self.notifier = notifier
         self.revoker = revoker
         self.logouts = logouts
+        self._revoking = asyncio.Semaphore(REVOCATIONS_AT_ONCE)
 
     async def handle(self, event: Event) -> None:
         """The consumer entry point (registered with lanyard.runtime.consumer.subscribe)."""
@@ -118,6 +127,8 @@ class DeviceEventHandler:
         if not by_session:
             return
         sessions = list(by_session)
+        if len(closing) > REVOCATIONS_AT_ONCE:
+            closing = {}  # a burst or a replay: revoked below, bounded, once the views say so
         # A closing fact closes its session whatever the view holds (CLOSED is terminal), so its
         # grants are revoked while the view is written, not after: introspection, refresh and the
         # logout wait for one Redis step instead of two (docs/performance.md). No grant slips in
@@ -151,7 +162,9 @@ class DeviceEventHandler:
         await run_all(
             self.revoke(eid, dsid, reason) for (eid, dsid), reason in unfinished if not began.get((eid, dsid))
         )
-        await run_all(self.store.mark_revocation_done(eid, dsid) for (eid, dsid), _ in unfinished)
+        await run_all(
+            (self.store.mark_revocation_done(eid, dsid) for (eid, dsid), _ in unfinished), REVOCATIONS_AT_ONCE
+        )
 
     async def revoke(self, enterprise_id: str, device_session_id: str, reason: str, first_only: bool = False) -> bool:
         """End every OIDC session of a closed device session and queue its back-channel logouts
@@ -161,9 +174,10 @@ class DeviceEventHandler:
         async def queue_logouts(sessions: list[RevokedSession]) -> None:
             await self.logouts.enqueue_revoked(enterprise_id, sessions, device_session_id)
 
-        revoked = await self.revoker.revoke_device_session(
-            enterprise_id, device_session_id, reason, queue_logouts, first_only=first_only
-        )
+        async with self._revoking:
+            revoked = await self.revoker.revoke_device_session(
+                enterprise_id, device_session_id, reason, queue_logouts, first_only=first_only
+            )
         if revoked is None:
             return False
         log.info(
