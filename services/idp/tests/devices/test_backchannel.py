@@ -137,8 +137,9 @@ async def test_no_uri_means_nothing_is_queued_and_duplicates_are_queued_once(red
 
 
 async def test_a_revoked_sessions_apps_are_queued_at_once_not_one_after_another(redis_client, receiver, kit, keys):
-    # Each app's registration is looked up at the same moment: a lookup that waits for all of
-    # them to be under way would wait forever if the apps were queued one by one.
+    # As many apps as the queue takes at once have their registrations looked up at the same
+    # moment: a lookup that waits for all of them to be under way would wait forever if the apps
+    # were queued one by one.
     ports = kit.Ports(keys=keys)
     apps = [f"app-{i}" for i in range(QUEUED_AT_ONCE)]
     for client_id in apps:

@@ -168,10 +168,10 @@ class BackchannelQueue:
     async def enqueue_revoked(
         self, enterprise_id: str, sessions: list[RevokedSession], device_session_id: str | None = None
     ) -> None:
-        """Queue a logout for every client of every revoked session, all at once: one after the
-        other, a nurse signed in to ten apps waited twenty round trips (each app's registration,
-        then its queue entry) for the last app's logout. Each is idempotent; if one fails the call
-        raises once all have finished, and the caller's retry queues the rest."""
+        """Queue a logout for every client of every revoked session, `QUEUED_AT_ONCE` apps at a
+        time: one after the other, a nurse signed in to ten apps waited twenty round trips (each
+        app's registration, then its queue entry) for the last app's logout. Each is idempotent;
+        if one fails the call raises once all have finished, and the caller's retry queues the rest."""
         await run_all(
             (
                 self.enqueue(enterprise_id, client_id, session.sid, session.user_id, device_session_id)
