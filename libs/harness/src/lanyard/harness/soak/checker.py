@@ -38,6 +38,7 @@ from lanyard.harness.rp import LogoutReceiver
 from lanyard.harness.soak.churn import UNAVAILABLE, Churn
 from lanyard.harness.soak.faults import Injected
 from lanyard.harness.soak.ledger import CHECKS, Ledger
+from lanyard.runtime.redis import create_redis
 from lanyard.runtime.testing import TopicProbe, eventually
 
 STALENESS_MARGIN_S = 3.0
@@ -90,8 +91,10 @@ async def check(
     faults: list[Injected],
     max_staleness_s: float,
     bound_s: float,
+    policy_redis_url: str | None = None,
 ) -> Verdict:
-    """Every check of the module docstring, after the churn stopped."""
+    """Every check of the module docstring, after the churn stopped. With `policy_redis_url`, a
+    seat left in use is reported with what the policy holds and the events of its holder."""
     verdict, ledger = Verdict(), churn.ledger
     checked_in = [t for t in ledger.traces if t.checkin_answered]
     for t in checked_in:
@@ -117,7 +120,7 @@ async def check(
     verdict.measures["logout_posts_refused_while_rp_down"] = receiver.refused
 
     await _final_recheck(churn, devices, checked_in, verdict)
-    await _records(churn, probe, checked_in, verdict)
+    await _records(churn, probe, checked_in, verdict, policy_redis_url)
     verdict.measures["sessions"] = {
         "checked_out": len(ledger.traces),
         "checked_in": len(checked_in),
@@ -195,7 +198,9 @@ async def _final_recheck(churn: Churn, devices: dict[str, Device], checked_in: l
             verdict.add("not_refused_at_end", {"trace": t.n, "check": "sso"})
 
 
-async def _records(churn: Churn, probe: TopicProbe, checked_in: list, verdict: Verdict) -> None:
+async def _records(
+    churn: Churn, probe: TopicProbe, checked_in: list, verdict: Verdict, policy_redis_url: str | None
+) -> None:
     """The audit log (exactly once, verify passes), the policy projection (no seat left), the DLQs."""
     ent = churn.ent
     e = ent.enterprise_id
@@ -220,9 +225,9 @@ async def _records(churn: Churn, probe: TopicProbe, checked_in: list, verdict: V
     verification = await ent.call("GET", f"/audit/e/{e}/verification")
     if not verification.get("ok"):
         verdict.add("audit_verify", verification)
-    seats = await ent.call("GET", f"/policy/e/{e}/seats")
+    seats = await _seats_settled(ent, e)
     if seats["sso"]["in_use"] or seats["apa"]["in_use"]:
-        verdict.add("seats_in_use", seats)
+        verdict.add("seats_in_use", {**seats, "held": await _seat_history(policy_redis_url, e, probe)})
     dead = [r for r in probe.raw if r.topic.endswith(".dlq") and e.encode() in (r.value or b"")]
     for r in dead:
         verdict.add("dead_lettered", {"topic": r.topic, "headers": {k: v.decode() for k, v in r.headers}})
@@ -232,3 +237,58 @@ async def _records(churn: Churn, probe: TopicProbe, checked_in: list, verdict: V
         "by_type": dict(Counter(acknowledged.values())),
         "audit_verification": verification,
     }
+
+
+SEATS_SETTLE_S = 30.0
+"""How long the policy may take to count the last checkins' seats back: its consumer can be
+behind the audit log's (a fault near the end restarts or rebuilds it)."""
+
+
+async def _seats_settled(ent: Any, e: str) -> dict[str, Any]:
+    """The policy's seat counts, read until none is in use or SEATS_SETTLE_S passed."""
+    deadline = time.monotonic() + SEATS_SETTLE_S
+    while True:
+        seats = await ent.call("GET", f"/policy/e/{e}/seats")
+        if not (seats["sso"]["in_use"] or seats["apa"]["in_use"]) or time.monotonic() > deadline:
+            return seats
+        await asyncio.sleep(0.5)
+
+
+async def _seat_history(policy_redis_url: str | None, e: str, probe: TopicProbe) -> list[dict[str, Any]]:
+    """For each user the policy still counts a seat for: the count, the sessions it tracks for
+    them, and the events of their sessions on the broker in order (to find the path that kept it)."""
+    if policy_redis_url is None:
+        return []
+    client = create_redis(policy_redis_url)
+    try:
+        held: list[dict[str, Any]] = []
+        for kind in ("seats", "apa-seats"):
+            for user, count in (await client.hgetall(f"policy:{{{e}}}:{kind}")).items():
+                tracked = sorted(await client.smembers(f"policy:{{{e}}}:user-sessions:{user}"))
+                records = await client.hmget(f"policy:{{{e}}}:sessions", tracked) if tracked else []
+                closed = [bool(await client.exists(f"policy:{{{e}}}:closed:{d}")) for d in tracked]
+                held.append({
+                    "kind": kind, "user_id": user, "count": count,
+                    "tracked": [{"device_session_id": d, "record": r, "closed": c}
+                                for d, r, c in zip(tracked, records, closed, strict=True)],
+                    "events": _events_of(probe, e, user),
+                })  # fmt: skip
+        return held
+    finally:
+        await client.aclose()
+
+
+def _events_of(probe: TopicProbe, e: str, user_id: str) -> list[dict[str, Any]]:
+    """The device-session and entitlement events of one user's sessions, as the probe saw them."""
+    sessions = {
+        ev.payload.device_session_id
+        for ev in probe.events
+        if ev.enterprise_id == e and getattr(ev.payload, "user_id", None) == user_id
+        and getattr(ev.payload, "device_session_id", None)
+    }  # fmt: skip
+    return [
+        {"type": ev.type, "device_session_id": ev.payload.device_session_id, "event_id": ev.event_id,
+         "occurred_at": ev.occurred_at.isoformat(), "version": getattr(ev.payload, "version", None)}
+        for ev in probe.events
+        if ev.enterprise_id == e and getattr(ev.payload, "device_session_id", None) in sessions
+    ]  # fmt: skip

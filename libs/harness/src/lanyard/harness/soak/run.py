@@ -148,7 +148,10 @@ async def soak(plan: Plan, scratch: Path) -> dict[str, Any]:
                 # The superadmin's token (15 min) may have expired over a long soak.
                 again = await sign_in(stack.base_url, ent.enterprise_id, "superadmin", password, http)
                 ent.admin_token = again.admin_token
-                verdict = await check(churn, devices, receiver, probe, injected, MAX_STALENESS_S, plan.bound_s)
+                verdict = await check(
+                    churn, devices, receiver, probe, injected, MAX_STALENESS_S, plan.bound_s,
+                    stack.env["LANYARD_POLICY_REDIS_URL"],
+                )  # fmt: skip
         finally:
             await probe.stop()
     return result(plan, verdict, injected, ledger, started)
