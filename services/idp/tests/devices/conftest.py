@@ -336,7 +336,8 @@ class Receiver:
             await asyncio.sleep(1)
         codes = self.script.get(path) or [200]
         code = codes.pop(0) if len(codes) > 1 else codes[0]
-        return Response(status_code=code)
+        # A redirect names another path of this receiver: following it would post there.
+        return Response(status_code=code, headers={"Location": "/followed"} if 300 <= code < 400 else None)
 
     def to(self, path: str) -> list[tuple[str, str, str]]:
         return [p for p in self.posts if p[0] == path]

@@ -14,7 +14,7 @@ from lanyard.idp.adapters.redis_backchannel import QUEUED_AT_ONCE, BackchannelQu
 from lanyard.idp.devices.backchannel import BACKCHANNEL_EVENT, BackchannelWorker
 from lanyard.idp.devices.domain import sid_for
 from lanyard.idp.devices.ports import RevokedSession
-from lanyard.runtime.testing import TopicProbe, eventually
+from lanyard.runtime.testing import TopicProbe, eventually, free_port
 
 pytestmark = pytest.mark.integration
 BASE = "http://127.0.0.1:8480"
@@ -90,6 +90,28 @@ async def test_a_400_is_a_rejection_and_is_not_retried(redis_client, receiver, k
     assert len(receiver.to("/bad")) == 1
     assert (failed[0].payload.status_code, failed[0].payload.attempts) == (400, 1)
     assert not _events(publisher, "oidc.backchannel_logout_delivered.v1") and await queue.pending() == 0
+
+
+async def test_a_redirect_is_not_followed_and_is_a_rejection(redis_client, receiver, kit, keys):
+    ports = kit.Ports(keys=keys)
+    ports.clients.add("ent-r", "portal", f"{receiver.base}/moved")
+    receiver.script["/moved"] = [307]
+    async with worker_on(redis_client, ports, kit) as (queue, _, publisher):
+        await queue.enqueue("ent-r", "portal", "sid-r", "user-1")
+        failed = await eventually(lambda: _events(publisher, "oidc.backchannel_logout_failed.v1"), 10)
+    assert (failed[0].payload.status_code, failed[0].payload.attempts) == (307, 1)
+    assert len(receiver.to("/moved")) == 1 and not receiver.to("/followed")
+
+
+async def test_an_rp_that_refuses_connections_is_retried_then_failed(redis_client, kit, keys):
+    ports = kit.Ports(keys=keys)
+    ports.clients.add("ent-c", "portal", f"http://127.0.0.1:{free_port()}/bcl")  # nothing listens
+    async with worker_on(redis_client, ports, kit, bcl_max_attempts=2) as (queue, _, publisher):
+        await queue.enqueue("ent-c", "portal", "sid-c", "user-1")
+        failed = await eventually(lambda: _events(publisher, "oidc.backchannel_logout_failed.v1"), 15)
+    p = failed[0].payload
+    assert (p.attempts, p.status_code) == (2, None) and p.error.startswith("transport error: ")
+    assert await queue.pending() == 0
 
 
 async def test_a_500_is_retried_with_backoff_until_delivered(redis_client, receiver, kit, keys):

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-import httpx
+import aiohttp
 
 from lanyard.contracts import Subject
 from lanyard.contracts import events as ev
@@ -52,7 +52,6 @@ class BackchannelWorker:
         publisher: Publisher,
         settings: DeviceSettings,
         public_base_url: str,
-        http: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.queue = queue
@@ -60,8 +59,7 @@ class BackchannelWorker:
         self._publisher = publisher
         self._settings = settings
         self._base = public_base_url
-        self._http = http
-        self._own_http = http is None
+        self._http: aiohttp.ClientSession | None = None
         self._clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -73,7 +71,13 @@ class BackchannelWorker:
         """Start delivering in the background."""
         self._stopping = False
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self._settings.bcl_timeout_s, follow_redirects=False)
+            # aiohttp, not httpx: one logout POST cost 1.06 ms with httpx and 0.29 ms with aiohttp
+            # (client CPU 1.09 vs 0.20 ms) against the same local receiver (docs/performance.md).
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._settings.bcl_timeout_s),
+                connector=aiohttp.TCPConnector(limit=100),
+                auto_decompress=False,
+            )
         self._task = asyncio.create_task(self._run(), name="idp-backchannel-logout")
 
     async def stop(self) -> None:
@@ -88,8 +92,8 @@ class BackchannelWorker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
             self._task = None
-        if self._own_http and self._http is not None:
-            await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
             self._http = None
 
     async def _run(self) -> None:
@@ -156,17 +160,16 @@ class BackchannelWorker:
         except Exception as exc:  # no key yet, Redis blip: try again later
             return "retry", None, f"signing failed: {type(exc).__name__}"
         try:
-            response = await self._http.post(
-                d.uri,
-                data={"logout_token": token},
-                headers={"Cache-Control": "no-store"},
-                timeout=self._settings.bcl_timeout_s,
-            )
-        except httpx.TimeoutException:
+            # No redirects: a logout token goes to the registered URI only. The body is never
+            # read (a large one closes the connection instead of being buffered).
+            async with self._http.post(
+                d.uri, data={"logout_token": token}, headers={"Cache-Control": "no-store"}, allow_redirects=False
+            ) as response:
+                code = response.status
+        except TimeoutError:
             return "retry", None, "timeout"
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:
             return "retry", None, f"transport error: {type(exc).__name__}"
-        code = response.status_code
         if code in (200, 204):
             return "delivered", code, None
         if code >= 500:
