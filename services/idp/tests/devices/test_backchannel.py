@@ -11,6 +11,7 @@ from joserfc import jwt
 
 from lanyard.contracts import topics
 from lanyard.idp.adapters.redis_backchannel import QUEUED_AT_ONCE, BackchannelQueue
+from lanyard.idp.devices import backchannel
 from lanyard.idp.devices.backchannel import BACKCHANNEL_EVENT, BackchannelWorker
 from lanyard.idp.devices.domain import sid_for
 from lanyard.idp.devices.ports import RevokedSession
@@ -226,6 +227,101 @@ async def test_a_claim_whose_answer_was_lost_is_released_by_its_token(redis_clie
     assert await queue.release("claim-whose-answer-was-lost", 30) == 1
     [again] = await queue.claim(limit=4, lease_s=30)
     assert again.sid == "sid-l"
+
+
+async def test_a_queued_logout_is_posted_at_once_without_a_claim_round(redis_client, receiver, kit, keys, monkeypatch):
+    # The worker polls only every 30 s here: a logout delivered in seconds went straight from the
+    # enqueue to the worker, leased to it in the same step (the claim loop ran once, at start).
+    ports = kit.Ports(keys=keys)
+    ports.clients.add("ent-t", "portal", f"{receiver.base}/taken")
+    claims = 0
+    real_claim = BackchannelQueue.claim
+
+    async def counted_claim(self, *args, **kwargs):
+        nonlocal claims
+        claims += 1
+        return await real_claim(self, *args, **kwargs)
+
+    monkeypatch.setattr(BackchannelQueue, "claim", counted_claim)
+    async with worker_on(redis_client, ports, kit, bcl_poll_s=30) as (queue, _, publisher):
+        await eventually(lambda: claims == 1, 5)  # the start-up round
+        await queue.enqueue("ent-t", "portal", "sid-t", "user-1", "ds-t")
+        [done] = await eventually(lambda: _events(publisher, "oidc.backchannel_logout_delivered.v1"), 5)
+        assert await queue.pending() == 0
+    assert claims == 1 and len(receiver.to("/taken")) == 1
+    assert (done.payload.attempts, done.payload.status_code, done.payload.device_session_id) == (1, 200, "ds-t")
+
+
+async def test_a_busy_worker_leaves_new_logouts_to_its_claim_round(redis_client, receiver, kit, keys, monkeypatch):
+    monkeypatch.setattr(backchannel, "MAX_TAKEN", 0)  # every new logout finds the worker full
+    ports = kit.Ports(keys=keys)
+    ports.clients.add("ent-u", "portal", f"{receiver.base}/claimed")
+    async with worker_on(redis_client, ports, kit, bcl_poll_s=30) as (queue, worker, publisher):
+        assert not worker.accepting
+        for i in range(3):
+            await queue.enqueue("ent-u", "portal", f"sid-u{i}", "user-1")
+        await eventually(lambda: len(_events(publisher, "oidc.backchannel_logout_delivered.v1")) == 3, 5)
+    assert len(receiver.to("/claimed")) == 3
+
+
+async def test_an_enqueue_whose_answer_was_lost_is_delivered_long_before_its_lease_ends(
+    redis_client, receiver, kit, keys
+):
+    """Redis ran the enqueue (stored, leased to this worker) and the answer never came: the
+    worker releases that claim once Redis answers, instead of the logout waiting 30 s."""
+    ports = kit.Ports(keys=keys)
+    ports.clients.add("ent-v", "portal", f"{receiver.base}/lost")
+    async with worker_on(redis_client, ports, kit, bcl_lease_s=30) as (queue, _, publisher):
+        real_script = queue._enqueue
+
+        async def ran_then_lost(*args, **kwargs):
+            await real_script(*args, **kwargs)
+            raise ConnectionError("connection closed by server")
+
+        queue._enqueue = ran_then_lost
+        with pytest.raises(ConnectionError):
+            await queue.enqueue("ent-v", "portal", "sid-v", "user-1")
+        queue._enqueue = real_script
+        started = time.monotonic()
+        [done] = await eventually(lambda: _events(publisher, "oidc.backchannel_logout_delivered.v1"), 10)
+    assert time.monotonic() - started < 10 and len(receiver.to("/lost")) == 1
+    assert done.payload.sid == "sid-v"
+
+
+class _TakerThatDies:
+    """An instance that took a delivery at enqueue and died before posting it."""
+
+    lease_s = 0.5
+    accepting = True
+
+    def __init__(self) -> None:
+        self.taken: list = []
+
+    def take(self, delivery) -> None:
+        self.taken.append(delivery)
+
+    def lost(self, claim: str) -> None:
+        raise AssertionError("the enqueue was answered")
+
+    def wake(self) -> None:
+        raise AssertionError("a taken delivery needs no claim round")
+
+
+async def test_a_logout_whose_taker_died_is_delivered_by_another_instance_after_the_lease(
+    redis_client, receiver, kit, keys
+):
+    ports = kit.Ports(keys=keys)
+    ports.clients.add("ent-w", "portal", f"{receiver.base}/orphan")
+    dead = BackchannelQueue(redis_client, ports.clients)
+    dead.taker = taker = _TakerThatDies()
+    await dead.enqueue("ent-w", "portal", "sid-w", "user-1")
+    [orphan] = taker.taken
+    assert (orphan.attempts, orphan.sid) == (1, "sid-w")
+    async with worker_on(redis_client, ports, kit) as (queue, _, publisher):
+        [done] = await eventually(lambda: _events(publisher, "oidc.backchannel_logout_delivered.v1"), 10)
+        assert await queue.pending() == 0
+    assert done.payload.attempts == 2 and len(receiver.to("/orphan")) == 1
+    assert not await dead.settle(orphan)  # the dead instance's lease is void
 
 
 async def test_checkin_through_the_app_reaches_the_relying_party_and_is_recorded(

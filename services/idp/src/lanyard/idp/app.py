@@ -45,6 +45,7 @@ from lanyard.idp.directory.authn import Authenticator, Passwords, TokenIssuer
 from lanyard.idp.directory.domain import LockoutPolicy
 from lanyard.idp.directory.handlers import OrgSettingsHandler
 from lanyard.idp.directory.login import SESSION_COOKIE, login_router
+from lanyard.idp.directory.ports import CachedClients
 from lanyard.idp.directory.profiles import ProfileService
 from lanyard.idp.directory.service import DirectoryService, DirectorySide
 from lanyard.idp.directory.services_realm import ServicesRealm, services_router
@@ -185,13 +186,14 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
         lambda eid: RedisReplayCache(r, f"idp:{eid}:device-proof"),
         device_settings,
     )
-    logouts = BackchannelQueue(r, directory.clients)
-    worker = BackchannelWorker(logouts, directory.keys, runtime.publisher, device_settings, settings.public_base_url)
-
-    # 4. The OpenID Provider, over the directory's and devices' ports.
     config: OidcConfig = overrides.get("oidc_config") or OidcConfig(
         public_base_url=settings.public_base_url, browser_cookie=SESSION_COOKIE
     )
+    # Every queued logout reads its app's registration: remembered as the token endpoints do.
+    logouts = BackchannelQueue(r, CachedClients(directory.clients, config.cache_entries, config.client_cache_s))
+    worker = BackchannelWorker(logouts, directory.keys, runtime.publisher, device_settings, settings.public_base_url)
+
+    # 4. The OpenID Provider, over the directory's and devices' ports.
     ports = Ports(
         enterprises=directory.enterprises,
         users=directory.directory,

@@ -10,11 +10,14 @@ may touch all of it):
     idp:{bcl}:done:<id>        marker after the outcome was published (dedup of re-enqueues)
 
 A delivery id is `<enterprise>:<client>:<sid>`, so queuing the same logout twice is harmless.
-Claiming is one Lua step that moves the due time forward by a lease and stamps a claim token:
-two instances never hold one delivery at once, and every later step only acts while the token
-still matches. A worker that dies mid-delivery loses its lease and the delivery is retried. A
-claim whose answer is lost (Redis crashed right after running it) is released by its token once
-Redis answers again, so a Redis crash does not hold those logouts for a whole lease.
+While a worker runs, a new delivery is stored already leased to it and handed to it at once (no
+claim round between a revocation and its logout); otherwise, or when it has enough in flight,
+it is stored due now and the worker claims it. Claiming is one Lua step that moves the due time
+forward by a lease and stamps a claim token: two instances never hold one delivery at once, and
+every later step only acts while the token still matches. A worker that dies mid-delivery loses
+its lease and the delivery is retried. A claim or an enqueue whose answer is lost (Redis crashed
+right after running it) is released by its token once Redis answers again, so a Redis crash does
+not hold those logouts for a whole lease.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from lanyard.idp.devices.ports import Clients, Delivery, RevokedSession
+from lanyard.idp.devices.ports import Clients, Delivery, LogoutTaker, RevokedSession
 from lanyard.runtime.logging import get_logger
 from lanyard.runtime.redis import LuaScript
 from lanyard.runtime.settle import run_all
@@ -42,12 +45,19 @@ DUE = f"{PREFIX}:due"
 DONE_TTL_S = 24 * 3600
 
 _ENQUEUE = """
--- KEYS: hash, done marker, due; ARGV: id, due ms, then field/value pairs
+-- KEYS: hash, done marker, due; ARGV: id, now ms, claim token ('' for none), lease ms, then
+-- field/value pairs. With a token the delivery is stored already leased to its taker (attempt 1),
+-- due again when the lease ends; without one it is due now.
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'claim', ARGV[3], 'attempts', 1)
+  redis.call('ZADD', KEYS[3], tonumber(ARGV[2]) + tonumber(ARGV[4]), ARGV[1])
+else
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+end
 return 1
 """
 
@@ -134,17 +144,22 @@ class BackchannelQueue:
         self._release = LuaScript(redis, _RELEASE)
         self._outcome = LuaScript(redis, _OUTCOME)
         self._settle = LuaScript(redis, _SETTLE)
-        self.on_enqueue: Callable[[], None] | None = None
+        self.taker: LogoutTaker | None = None
+        """The worker, while it runs: each new delivery is leased to it as it is stored."""
 
     async def enqueue(
         self, enterprise_id: str, client_id: str, sid: str, user_id: str, device_session_id: str | None = None
     ) -> None:
-        """Queue a logout token for `client_id` if it registered a back-channel logout URI."""
+        """Queue a logout token for `client_id` if it registered a back-channel logout URI, and
+        hand it to the `taker` in the same step (leased to it), so it is posted at once."""
         client = await self.clients.get(enterprise_id, client_id)
         if client is None or not client.backchannel_logout_uri:
             return
         delivery_id = f"{enterprise_id}:{client_id}:{sid}"
         now_ms = int(self._clock() * 1000)
+        taker = self.taker
+        claim = secrets.token_hex(12) if taker is not None and taker.accepting else ""
+        lease_ms = int(taker.lease_s * 1000) if taker is not None and claim else 0
         fields = {
             "enterprise_id": enterprise_id,
             "client_id": client_id,
@@ -156,14 +171,41 @@ class BackchannelQueue:
             "attempts": "0",
             "alg": client.id_token_signed_response_alg or "",
         }
-        args: list[Any] = [delivery_id, now_ms]
+        args: list[Any] = [delivery_id, now_ms, claim, lease_ms]
         for k, v in fields.items():
             args += [k, v]
-        added = await self._enqueue(keys=[_hash(delivery_id), _done(delivery_id), DUE], args=args)
-        if added:
-            log.info("back-channel logout queued", enterprise_id=enterprise_id, client_id=client_id)
-            if self.on_enqueue is not None:
-                self.on_enqueue()
+        try:
+            added = await self._enqueue(keys=[_hash(delivery_id), _done(delivery_id), DUE], args=args)
+        except Exception:
+            if taker is not None and claim:
+                taker.lost(claim)  # it may have been stored, leased to nobody who knows it
+            raise
+        if not added:
+            return
+        log.info("back-channel logout queued", enterprise_id=enterprise_id, client_id=client_id)
+        if taker is None:
+            return
+        if not claim:
+            taker.wake()
+            return
+        taker.take(
+            Delivery(
+                delivery_id=delivery_id,
+                enterprise_id=enterprise_id,
+                client_id=client_id,
+                uri=client.backchannel_logout_uri,
+                sid=sid,
+                user_id=user_id,
+                device_session_id=device_session_id or None,
+                created_ms=now_ms,
+                attempts=1,
+                claim=claim,
+                outcome=None,
+                status=None,
+                error=None,
+                alg=client.id_token_signed_response_alg or None,
+            )
+        )
 
     async def enqueue_revoked(
         self, enterprise_id: str, sessions: list[RevokedSession], device_session_id: str | None = None

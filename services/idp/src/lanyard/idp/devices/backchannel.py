@@ -1,8 +1,11 @@
 """Back-channel logout (OIDC Back-Channel Logout 1.0): the worker that posts queued logout
 tokens (the queue itself is `lanyard.idp.adapters.redis_backchannel`).
 
-The worker claims due deliveries under a lease (two instances never hold one delivery at once;
-see the queue module for the layout and the claim rules), signs a logout token (typ logout+jwt,
+The worker takes each new delivery from the queue as it is stored (already leased to it: no
+claim round between a revocation and its logout) and claims whatever else comes due (retries,
+deliveries of a dead instance, those queued while it had `MAX_TAKEN` in flight) under a lease
+(two instances never hold one delivery at once; see the queue module for the layout and the
+claim rules). For each it signs a logout token (typ logout+jwt,
 RS256, never a nonce: BCL §2.4) and POSTs it to the client's back-channel logout URI.
 
 Outcomes: 200/204 delivered; any other answer below 500 rejected (never retried); 5xx,
@@ -37,6 +40,11 @@ BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TYP = "logout+jwt"
 
 
+MAX_TAKEN = 256
+"""Deliveries taken at enqueue and still in flight beyond which new ones wait for a claim round:
+a mass check-in must not open thousands of connections at once."""
+
+
 def backoff_s(attempts: int, settings: DeviceSettings) -> float:
     """Delay after the `attempts`-th failed attempt: exponential, capped."""
     return min(settings.bcl_max_backoff_s, settings.bcl_backoff_s * (2 ** max(0, attempts - 1)))
@@ -65,7 +73,37 @@ class BackchannelWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._lost_claims: list[str] = []  # claims whose answer never came: released when Redis is back
-        queue.on_enqueue = self._wake.set
+        self._taken: set[asyncio.Task[None]] = set()
+        self.lease_s = settings.bcl_lease_s
+
+    @property
+    def accepting(self) -> bool:
+        """Whether a new delivery may be handed over at enqueue (`devices.ports.LogoutTaker`)."""
+        return not self._stopping and self._http is not None and len(self._taken) < MAX_TAKEN
+
+    def take(self, delivery: Delivery) -> None:
+        """Post a delivery leased to this worker at enqueue, in the background."""
+        task = asyncio.create_task(self._deliver_taken(delivery), name="idp-backchannel-taken")
+        self._taken.add(task)
+        task.add_done_callback(self._taken.discard)
+
+    def lost(self, claim: str) -> None:
+        """An enqueue under `claim` got no answer: release what it may have leased when Redis is back."""
+        self._lost_claims.append(claim)
+        self._wake.set()
+
+    def wake(self) -> None:
+        """A delivery is due now: run a claim round."""
+        self._wake.set()
+
+    async def _deliver_taken(self, d: Delivery) -> None:
+        try:
+            await self._process(d)
+        except Exception as exc:
+            # Redis or the broker failed mid-delivery: the lease holds it; releasing it by its
+            # claim makes it due again as soon as Redis answers, not after the whole lease.
+            log.warning("back-channel delivery failed", error=type(exc).__name__)
+            self.lost(d.claim)
 
     async def start(self) -> None:
         """Start delivering in the background."""
@@ -79,19 +117,23 @@ class BackchannelWorker:
                 auto_decompress=False,
             )
         self._task = asyncio.create_task(self._run(), name="idp-backchannel-logout")
+        self.queue.taker = self
 
     async def stop(self) -> None:
         """Finish the round in progress and stop (cancelling a Redis command mid-flight would
         leave its connection unusable); leased deliveries come back after their lease."""
         self._stopping = True
+        if self.queue.taker is self:
+            self.queue.taker = None
         self._wake.set()
-        if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=self._settings.bcl_timeout_s + 5)
-            if not done:
-                self._task.cancel()
+        running = set(self._taken) | ({self._task} if self._task is not None else set())
+        if running:
+            _, late = await asyncio.wait(running, timeout=self._settings.bcl_timeout_s + 5)
+            for task in late:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            self._task = None
+                    await task
+        self._task = None
         if self._http is not None:
             await self._http.close()
             self._http = None

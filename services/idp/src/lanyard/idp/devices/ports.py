@@ -161,10 +161,37 @@ class Freshness(Protocol):
         ...
 
 
+class LogoutTaker(Protocol):
+    """Who posts a logout the moment it is queued (the back-channel worker): the queue leases the
+    new delivery to it in the same step that stores it, so no claim round stands between a
+    revocation and its logout."""
+
+    lease_s: float
+    """How long a delivery taken at enqueue stays leased (another instance takes it after)."""
+
+    @property
+    def accepting(self) -> bool:
+        """False when stopping or when enough deliveries are in flight: the queue then only
+        stores the delivery, due now, and wakes the claim loop."""
+        ...
+
+    def take(self, delivery: Delivery) -> None:
+        """Deliver `delivery` (leased under its `claim`) in the background."""
+        ...
+
+    def lost(self, claim: str) -> None:
+        """An enqueue under `claim` got no answer (it may have run): release it once Redis answers."""
+        ...
+
+    def wake(self) -> None:
+        """Something is due now: claim it."""
+        ...
+
+
 class LogoutQueue(BackchannelLogouts, Protocol):
     """The durable queue the back-channel worker drains (`adapters.redis_backchannel`)."""
 
-    on_enqueue: Callable[[], None] | None
+    taker: LogoutTaker | None
 
     async def claim(self, limit: int, lease_s: float, token: str | None = None) -> list[Delivery]: ...
 
@@ -191,6 +218,7 @@ __all__ = [
     "Freshness",
     "Keys",
     "LogoutQueue",
+    "LogoutTaker",
     "OrgSettingsView",
     "Publisher",
     "RevokedSession",

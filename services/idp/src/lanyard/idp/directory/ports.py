@@ -9,6 +9,8 @@ the other parts need are re-exported here, so they talk to the directory through
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from lanyard.contracts import Event
@@ -31,6 +33,7 @@ from lanyard.idp.directory.domain import (
     admin_roles,
     console_client,
 )
+from lanyard.runtime.caches import LruCache
 
 
 class Enterprises(Protocol):
@@ -55,6 +58,40 @@ class Clients(Protocol):
     async def verify_secret(self, enterprise_id: str, client_id: str, secret: str) -> bool:
         """Constant-time check of a confidential client's secret against its stored hash."""
         ...
+
+
+class CachedClients:
+    """A `Clients` whose registrations (and unknown ids) are remembered for `ttl_s`, at most
+    `max_entries` of them: the token endpoints and the back-channel queue read a client on every
+    request, and an edit reaches them within `ttl_s`. Secrets are always checked by `inner`."""
+
+    def __init__(
+        self, inner: Clients, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.inner = inner
+        # The value is a 1-tuple so that "no such client" is remembered too (made-up ids are bounded
+        # by the LRU, issue 12).
+        self._cache: LruCache[tuple[str, str], tuple[Client | None]] = LruCache(max_entries, ttl_s, clock)
+
+    async def get(self, enterprise_id: str, client_id: str) -> Client | None:
+        """The registration, from the cache when it is younger than `ttl_s`."""
+        hit = self._cache.get((enterprise_id, client_id))
+        if hit is not None:
+            return hit[0]
+        found = await self.inner.get(enterprise_id, client_id)
+        self._cache.put((enterprise_id, client_id), (found,))
+        return found
+
+    async def verify_secret(self, enterprise_id: str, client_id: str, secret: str) -> bool:
+        """Delegated: the cache holds no secrets."""
+        return await self.inner.verify_secret(enterprise_id, client_id, secret)
+
+    def clear(self) -> None:
+        """Forget every remembered registration."""
+        self._cache.clear()
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
 
 class Keys(Protocol):
@@ -251,6 +288,7 @@ __all__ = [
     "AppProfile",
     "BrowserSession",
     "BrowserSessions",
+    "CachedClients",
     "ClaimMapping",
     "Client",
     "Clients",

@@ -25,7 +25,7 @@ from fastapi import Request
 from lanyard.contracts import Event
 from lanyard.contracts.envelope import Subject
 from lanyard.contracts.events import TokensRevoked, TokensRevokedPayload
-from lanyard.idp.directory.ports import CONSOLE_CLIENT_ID, Client, Enterprise, console_client
+from lanyard.idp.directory.ports import CONSOLE_CLIENT_ID, CachedClients, Client, Enterprise, console_client
 from lanyard.idp.oidc.domain import Grant
 from lanyard.idp.oidc.errors import invalid_client, invalid_request
 from lanyard.idp.oidc.http import FORM, Params, form_params
@@ -62,7 +62,7 @@ class OidcProvider:
         # Keyed by what requests name: bounded, so made-up client ids cannot grow them (issue 12).
         entries = config.cache_entries
         self._enterprises: LruCache[str, Enterprise] = LruCache(entries, config.enterprise_cache_s)
-        self._clients: LruCache[tuple[str, str], tuple[Client | None]] = LruCache(entries, config.client_cache_s)
+        self._clients = CachedClients(ports.clients, entries, config.client_cache_s)
         self._secrets: LruCache[tuple[str, str, str], bool] = LruCache(entries, config.client_cache_s)
 
     def issuer(self, eid: str) -> str:
@@ -84,14 +84,10 @@ class OidcProvider:
         """An enabled client of this enterprise, or None."""
         if not client_id or len(client_id) > 256:
             return None
-        hit = self._clients.get((eid, client_id))
-        if hit is not None:
-            (found,) = hit
-        elif client_id == CONSOLE_CLIENT_ID:
+        if client_id == CONSOLE_CLIENT_ID:
             found = console_client(eid, self.config.public_base_url) if self.config.console_client else None
         else:
-            found = await self.ports.clients.get(eid, client_id)
-            self._clients.put((eid, client_id), (found,))
+            found = await self._clients.get(eid, client_id)
         if found is None or not found.enabled or found.enterprise_id != eid:
             return None
         return found
