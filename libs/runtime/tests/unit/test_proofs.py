@@ -3,10 +3,15 @@
 import time
 
 import pytest
+from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from lanyard.runtime import proofs
+from lanyard.runtime.caches import LruCache
 from lanyard.runtime.proofs import (
+    PROOF_TYP,
     InvalidProof,
+    request_target,
     sign_device_proof,
     sign_device_result,
     thumbprint,
@@ -97,3 +102,38 @@ def test_device_signed_results_use_the_same_binding(device):
     assert verify_device_signed(result, typ="face-result+jwt", expected_jkt=jkt)["match_score"] == 0.97
     with pytest.raises(InvalidProof, match="typ"):
         verify_device_signed(result, typ="device-proof+jwt", expected_jkt=jkt)
+
+
+async def test_a_remembered_device_key_still_needs_its_signature(device):
+    """The enrolled key in the header, the signature by another key: refused even after the
+    enrolled key has been seen (and remembered) on a good proof."""
+    key, jkt = device
+    await check(sign_device_proof(key, "GET", URL), jkt)
+    other = ECKey.generate_key("P-256", private=True)
+    header = {"typ": PROOF_TYP, "alg": "ES256", "jwk": key.as_dict(private=False)}
+    claims = {"jti": "forged-0001", "htm": "GET", "htu": request_target(URL), "iat": int(time.time())}
+    with pytest.raises(InvalidProof, match="bad signature"):
+        await check(jwt.encode(header, claims, other), jkt)
+
+
+async def test_a_key_sharing_members_with_a_remembered_one_is_not_taken_for_it(device):
+    """The enrolled key's x with another key's y (signed by that other key) is another key."""
+    key, jkt = device
+    await check(sign_device_proof(key, "GET", URL), jkt)
+    other = ECKey.generate_key("P-256", private=True)
+    mixed = {**other.as_dict(private=False), "x": key.as_dict(private=False)["x"]}
+    header = {"typ": PROOF_TYP, "alg": "ES256", "jwk": mixed}
+    claims = {"jti": "mixed-00001", "htm": "GET", "htu": request_target(URL), "iat": int(time.time())}
+    with pytest.raises(InvalidProof, match=r"enrolled device key|unusable"):
+        await check(jwt.encode(header, claims, other), jkt)
+
+
+async def test_made_up_keys_do_not_grow_the_remembered_keys(monkeypatch):
+    """Every device's proofs verify while the remembered keys stay within their bound."""
+    monkeypatch.setattr(proofs, "_KEYS", LruCache(4))
+    for _ in range(12):
+        key = ECKey.generate_key("P-256", private=True)
+        jkt = thumbprint(key.as_dict(private=False))
+        for _ in range(2):
+            await check(sign_device_proof(key, "GET", URL), jkt)
+    assert len(proofs._KEYS) == 4
