@@ -56,16 +56,16 @@ return 1
 """
 
 _CONSUME = """
--- One atomic step: exactly one caller ever gets {1, record, grant state}; every later caller
--- gets {0, record} (a replay) or {0} (never issued / expired).
+-- One atomic step: exactly one caller ever gets {1, record, grant fields}; every later caller
+-- gets {0, record} (a replay) or {0} (never issued / expired). The grant comes back whole, as it
+-- stood at the redemption, so the token endpoint needs no second read.
 -- KEYS: code, code-used; ARGV: replay window, grant key prefix
 local v = redis.call('GET', KEYS[1])
 if v then
   redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], v, 'EX', ARGV[1])
   local gid = cjson.decode(v)['gid']
-  local state = redis.call('HGET', ARGV[2] .. gid, 'state')
-  return {1, v, state or ''}
+  return {1, v, redis.call('HGETALL', ARGV[2] .. gid)}
 end
 local used = redis.call('GET', KEYS[2])
 if used then return {0, used} end
@@ -243,17 +243,21 @@ class OidcStore:
             flat += [k, v]
         return bool(await self._create(keys=keys, args=[json.dumps(record), code_ttl_s, grant_ttl_s, *flat]))
 
-    async def consume_code(self, eid: str, code: str) -> tuple[bool, dict[str, Any] | None, str]:
-        """(won, record, grant state): `won` for the one redemption that consumed the code;
-        (False, record, '') for a replay; (False, None, '') for an unknown or expired code."""
+    async def consume_code(self, eid: str, code: str) -> tuple[bool, dict[str, Any] | None, Grant | None]:
+        """(won, record, grant): `won` for the one redemption that consumed the code, with its
+        grant as it stood then (None when gone); (False, record, None) for a replay; (False,
+        None, None) for an unknown or expired code. One round trip."""
         h = token_hash(code)
         out = await self._consume(
             keys=[self._k(eid, "code", h), self._k(eid, "code-used", h)],
             args=[self._replay, self._k(eid, "grant", "")],
         )
         if int(out[0]) == 1:
-            return True, json.loads(out[1]), out[2]
-        return False, (json.loads(out[1]) if len(out) > 1 else None), ""
+            record = json.loads(out[1])
+            flat = out[2]
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            return True, record, (Grant.from_fields(record["gid"], fields) if fields else None)
+        return False, (json.loads(out[1]) if len(out) > 1 else None), None
 
     async def activate_grant(self, eid: str, grant: Grant, refresh_token: str, ttl_s: int) -> bool:
         """Tokens were issued from an `issued` grant: make it active and store its first refresh

@@ -145,7 +145,7 @@ async def authorization_code(provider: OidcProvider, eid: str, ac: Authenticated
         raise invalid_grant("malformed code_verifier")
     if len(code) > 128:
         raise invalid_grant("unknown code")
-    won, record, state = await provider.store.consume_code(eid, code)
+    won, record, grant = await provider.store.consume_code(eid, code)
     if not won:
         if record is not None:
             await revoke_grant(provider, eid, record["gid"], "code_replay")
@@ -162,10 +162,7 @@ async def authorization_code(provider: OidcProvider, eid: str, ac: Authenticated
             raise invalid_grant("code_verifier does not match the code challenge")
     elif verifier is not None:
         raise invalid_grant("code_verifier sent but no code challenge was used (PKCE downgrade)")
-    if state != "issued":
-        raise invalid_grant("the authorization was revoked")
-    grant = await provider.store.get_grant(eid, record["gid"])
-    if grant is None:
+    if grant is None or grant.state != "issued":  # revoked (or expired) before its redemption
         raise invalid_grant("the authorization was revoked")
     await _active_user(provider, eid, grant.user_id)
     access, expires_in = await _access_token(provider, eid, grant, grant.scope)
