@@ -80,28 +80,19 @@ async def test_a_client_that_registered_es256_gets_its_logout_token_signed_like_
     assert decoded.claims["sid"] == sid and decoded.claims["aud"] == "rover"
 
 
-async def test_a_400_is_a_rejection_and_is_not_retried(redis_client, receiver, kit, keys):
+@pytest.mark.parametrize("status", [400, 307])
+async def test_a_refusal_or_a_redirect_is_a_rejection_and_is_not_retried(redis_client, receiver, kit, keys, status):
+    """A 4xx is the RP's answer, and a redirect is not followed (its target was never registered)."""
     ports = kit.Ports(keys=keys)
     ports.clients.add("ent-b", "portal", f"{receiver.base}/bad")
-    receiver.script["/bad"] = [400]
+    receiver.script["/bad"] = [status]
     async with worker_on(redis_client, ports, kit) as (queue, _, publisher):
         await queue.enqueue("ent-b", "portal", "sid-b", "user-1")
         failed = await eventually(lambda: _events(publisher, "oidc.backchannel_logout_failed.v1"), 10)
         await asyncio.sleep(0.3)  # would-be retries have had their chance
-    assert len(receiver.to("/bad")) == 1
-    assert (failed[0].payload.status_code, failed[0].payload.attempts) == (400, 1)
+    assert len(receiver.to("/bad")) == 1 and not receiver.to("/followed")
+    assert (failed[0].payload.status_code, failed[0].payload.attempts) == (status, 1)
     assert not _events(publisher, "oidc.backchannel_logout_delivered.v1") and await queue.pending() == 0
-
-
-async def test_a_redirect_is_not_followed_and_is_a_rejection(redis_client, receiver, kit, keys):
-    ports = kit.Ports(keys=keys)
-    ports.clients.add("ent-r", "portal", f"{receiver.base}/moved")
-    receiver.script["/moved"] = [307]
-    async with worker_on(redis_client, ports, kit) as (queue, _, publisher):
-        await queue.enqueue("ent-r", "portal", "sid-r", "user-1")
-        failed = await eventually(lambda: _events(publisher, "oidc.backchannel_logout_failed.v1"), 10)
-    assert (failed[0].payload.status_code, failed[0].payload.attempts) == (307, 1)
-    assert len(receiver.to("/moved")) == 1 and not receiver.to("/followed")
 
 
 async def test_an_rp_that_refuses_connections_is_retried_then_failed(redis_client, kit, keys):
