@@ -128,7 +128,7 @@ async def test_a_key_sharing_members_with_a_remembered_one_is_not_taken_for_it(d
         await check(jwt.encode(header, claims, other), jkt)
 
 
-async def test_made_up_keys_do_not_grow_the_remembered_keys(monkeypatch):
+async def test_many_devices_keys_do_not_grow_the_remembered_keys(monkeypatch):
     """Every device's proofs verify while the remembered keys stay within their bound."""
     monkeypatch.setattr(proofs, "_KEYS", LruCache(4))
     for _ in range(12):

@@ -64,37 +64,34 @@ class RedisReplayCache:
         return bool(await self._redis.set(f"{self._prefix}:replay:{key}", "1", nx=True, ex=max(1, ttl_s)))
 
 
-def thumbprint(jwk: dict[str, Any]) -> str:
-    """RFC 7638 SHA-256 thumbprint of an EC P-256 public key; refuses any other key."""
-    if not isinstance(jwk, dict) or jwk.get("kty") != "EC" or jwk.get("crv") != "P-256" or "d" in jwk:
-        raise InvalidProof("device key must be a public EC P-256 JWK")
-    try:
-        return ECKey.import_key(jwk).thumbprint()
-    except (JoseError, ValueError, TypeError) as exc:
-        raise InvalidProof("unusable device key") from exc
-
-
 # JWK members (sorted) -> (thumbprint, imported key). A pure function of the members, so a hit is
 # the same answer the import would give; bounded so made-up keys cannot grow it (issue 12).
 _KEYS: LruCache[tuple[tuple[str, str], ...], tuple[str, ECKey]] = LruCache(4096)
 
 
 def device_key(jwk: Any) -> tuple[str, ECKey]:
-    """The RFC 7638 thumbprint and the imported key of a proof header's public P-256 JWK;
-    raises InvalidProof for any other key."""
+    """The RFC 7638 SHA-256 thumbprint and the imported key of a public EC P-256 JWK; raises
+    InvalidProof for any other key."""
+    if not isinstance(jwk, dict) or jwk.get("kty") != "EC" or jwk.get("crv") != "P-256" or "d" in jwk:
+        raise InvalidProof("device key must be a public EC P-256 JWK")
     members = None
-    if isinstance(jwk, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in jwk.items()):
+    if all(isinstance(k, str) and isinstance(v, str) for k, v in jwk.items()):
         members = tuple(sorted(jwk.items()))
         if (hit := _KEYS.get(members)) is not None:
             return hit
-    jkt = thumbprint(jwk)
     try:
-        found = jkt, ECKey.import_key(jwk)
+        key = ECKey.import_key(jwk)
+        found = key.thumbprint(), key
     except (JoseError, ValueError, TypeError) as exc:
         raise InvalidProof("unusable device key") from exc
     if members is not None:
         _KEYS.put(members, found)
     return found
+
+
+def thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint of an EC P-256 public key; refuses any other key."""
+    return device_key(jwk)[0]
 
 
 def request_target(url: str) -> str:
