@@ -11,6 +11,7 @@ from lanyard.runtime.caches import LruCache
 from lanyard.runtime.proofs import (
     PROOF_TYP,
     InvalidProof,
+    check_device_proof,
     request_target,
     sign_device_proof,
     sign_device_result,
@@ -64,6 +65,30 @@ async def test_another_devices_key_is_refused(device):
     other = ECKey.generate_key("P-256", private=True)
     with pytest.raises(InvalidProof, match="enrolled device key"):
         await check(sign_device_proof(other, "GET", URL), jkt)
+
+
+def test_a_proof_checked_before_its_key_is_known_is_bound_afterwards(device):
+    # The IdP and the session service check a proof before reading the enrolled key (read with
+    # the replay mark, in one round trip): the checked proof names its key and its replay mark.
+    key, jkt = device
+    proof = sign_device_proof(key, "GET", URL, handle="ds1")
+    checked = check_device_proof(proof, method="GET", url=URL, handle="ds1")
+    assert checked.jkt == jkt and checked.replay_key == f"{jkt}:{checked.claims['jti']}"
+    assert checked.ttl_s == 120
+    checked.bind(jkt)
+    other = thumbprint(ECKey.generate_key("P-256", private=True).as_dict(private=False))
+    with pytest.raises(InvalidProof, match="enrolled device key"):
+        checked.bind(other)
+
+
+def test_a_proof_checked_before_its_key_is_known_still_needs_a_good_signature(device):
+    key, _ = device
+    proof = sign_device_proof(key, "GET", URL)
+    tampered = proof[:-6] + ("AAAAAA" if not proof.endswith("AAAAAA") else "BBBBBB")
+    with pytest.raises(InvalidProof, match="signature"):
+        check_device_proof(tampered, method="GET", url=URL)
+    with pytest.raises(InvalidProof, match="another method"):
+        check_device_proof(proof, method="POST", url=URL)
 
 
 @pytest.mark.parametrize(("method", "url"), [("POST", URL), ("GET", "https://gw.example/e/e2/authorize")])

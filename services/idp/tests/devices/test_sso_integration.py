@@ -88,6 +88,12 @@ async def test_every_refusal_of_authenticate(kafka_bootstrap, redis_client, kit,
         replayed = d.proof()
         await _auth(app, d, proof=replayed)
         assert "replayed" in (await _refused(app, d, proof=replayed)).description
+        # The replay mark is set with the view's read, but only for a proof whose signature held:
+        # a tampered copy is refused and marks nothing, so the genuine proof is still its first use.
+        genuine = d.proof()
+        tampered = genuine[:-6] + ("AAAAAA" if not genuine.endswith("AAAAAA") else "BBBBBB")
+        assert "signature" in (await _refused(app, d, proof=tampered)).description
+        assert (await _auth(app, d, proof=genuine)).user_id == d.user_id
         other_url = d.proof(url=f"http://127.0.0.1:8480/e/{d.eid}/token")
         assert "URL" in (await _refused(app, d, proof=other_url)).description
         assert "method" in (await _refused(app, d, proof=d.proof("POST"))).description

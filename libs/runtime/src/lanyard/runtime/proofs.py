@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -61,7 +62,13 @@ class RedisReplayCache:
         self._prefix = prefix
 
     async def first_use(self, key: str, ttl_s: int) -> bool:
-        return bool(await self._redis.set(f"{self._prefix}:replay:{key}", "1", nx=True, ex=max(1, ttl_s)))
+        return bool(await self._redis.set(replay_mark(self._prefix, key), "1", nx=True, ex=max(1, ttl_s)))
+
+
+def replay_mark(prefix: str, key: str) -> str:
+    """The Redis key that marks `key` used under `prefix` (`RedisReplayCache`'s, SET NX EX): a
+    store that reads what a proof is bound to may set it in the same round trip."""
+    return f"{prefix}:replay:{key}"
 
 
 # JWK members (sorted) -> (thumbprint, imported key). A pure function of the members, so a hit is
@@ -100,10 +107,8 @@ def request_target(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, "", ""))
 
 
-def verify_device_signed(
-    token: str, *, typ: str, expected_jkt: str, now: float | None = None, max_skew_s: int = 60
-) -> dict[str, Any]:
-    """Claims of a JWT signed by the device whose key thumbprint is `expected_jkt`."""
+def _header_key(token: str, typ: str) -> tuple[str, ECKey]:
+    """(thumbprint, key) of the device key in the header of a JWT of `typ` (nothing verified yet)."""
     if not isinstance(token, str) or len(token) > MAX_PROOF_BYTES:
         raise InvalidProof("malformed")
     try:
@@ -112,9 +117,15 @@ def verify_device_signed(
         raise InvalidProof(exc.reason) from None
     if str(header.get("typ", "")).lower() != typ or header.get("alg") != "ES256":
         raise InvalidProof("wrong typ or alg")
-    jkt, key = device_key(header.get("jwk"))
+    return device_key(header.get("jwk"))
+
+
+def _bind(jkt: str, expected_jkt: str) -> None:
     if not hmac.compare_digest(jkt.encode(), expected_jkt.encode()):
         raise InvalidProof("not signed by the enrolled device key")
+
+
+def _fresh_claims(token: str, key: ECKey, now: float | None, max_skew_s: int) -> dict[str, Any]:
     try:
         claims = jwt.decode(token, key, algorithms=["ES256"]).claims
     except (JoseError, ValueError) as exc:
@@ -124,6 +135,64 @@ def verify_device_signed(
     if not isinstance(iat, int | float) or abs(now - iat) > max_skew_s:
         raise InvalidProof("stale or future proof")
     return claims
+
+
+def verify_device_signed(
+    token: str, *, typ: str, expected_jkt: str, now: float | None = None, max_skew_s: int = 60
+) -> dict[str, Any]:
+    """Claims of a JWT signed by the device whose key thumbprint is `expected_jkt`."""
+    jkt, key = _header_key(token, typ)
+    _bind(jkt, expected_jkt)  # before the signature: a foreign key costs no verification
+    return _fresh_claims(token, key, now, max_skew_s)
+
+
+@dataclass(frozen=True)
+class CheckedProof:
+    """A device proof whose signature, time and request binding hold, not yet tied to an
+    enrolled key nor checked for replay: `bind` and a first use of `replay_key` finish it."""
+
+    claims: dict[str, Any]
+    jkt: str
+    """The thumbprint of the key that signed it."""
+    replay_key: str
+    """What the replay cache must see used once (`jkt:jti`, as `verify_device_proof` uses)."""
+    ttl_s: int
+    """How long the replay cache must remember it (twice the skew: a proof is valid that long)."""
+
+    def bind(self, expected_jkt: str) -> None:
+        """Raise InvalidProof unless the proof is signed by the key of thumbprint `expected_jkt`."""
+        _bind(self.jkt, expected_jkt)
+
+
+def check_device_proof(
+    proof: str,
+    *,
+    method: str,
+    url: str,
+    now: float | None = None,
+    max_skew_s: int = 60,
+    handle: str | None = None,
+    expected_jkt: str | None = None,
+) -> CheckedProof:
+    """Every check of a proof that needs no store: the signature by the key in its header, its
+    typ/alg, time window, method, URL, device session and jti (and the key's thumbprint, when
+    `expected_jkt` is known already). A caller that reads the enrolled key and marks the jti in
+    one round trip calls this first, then `CheckedProof.bind` and its own first-use answer, so
+    only a proof whose signature verified ever marks a jti."""
+    jkt, key = _header_key(proof, PROOF_TYP)
+    if expected_jkt is not None:
+        _bind(jkt, expected_jkt)  # before the signature, as verify_device_signed
+    claims = _fresh_claims(proof, key, now, max_skew_s)
+    if str(claims.get("htm", "")).upper() != method.upper():
+        raise InvalidProof("proof is for another method")
+    if claims.get("htu") != request_target(url):
+        raise InvalidProof("proof is for another URL")
+    if handle is not None and "dsh" in claims and claims["dsh"] != handle:
+        raise InvalidProof("proof is for another device session")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not 8 <= len(jti) <= 128:
+        raise InvalidProof("missing jti")
+    return CheckedProof(claims, jkt, f"{jkt}:{jti}", 2 * max_skew_s)
 
 
 async def verify_device_proof(
@@ -138,19 +207,12 @@ async def verify_device_proof(
     handle: str | None = None,
 ) -> dict[str, Any]:
     """Claims of a valid, fresh, first-use proof for this request; raises InvalidProof."""
-    claims = verify_device_signed(proof, typ=PROOF_TYP, expected_jkt=expected_jkt, now=now, max_skew_s=max_skew_s)
-    if str(claims.get("htm", "")).upper() != method.upper():
-        raise InvalidProof("proof is for another method")
-    if claims.get("htu") != request_target(url):
-        raise InvalidProof("proof is for another URL")
-    if handle is not None and "dsh" in claims and claims["dsh"] != handle:
-        raise InvalidProof("proof is for another device session")
-    jti = claims.get("jti")
-    if not isinstance(jti, str) or not 8 <= len(jti) <= 128:
-        raise InvalidProof("missing jti")
-    if not await replay.first_use(f"{expected_jkt}:{jti}", 2 * max_skew_s):
+    checked = check_device_proof(
+        proof, method=method, url=url, now=now, max_skew_s=max_skew_s, handle=handle, expected_jkt=expected_jkt
+    )
+    if not await replay.first_use(checked.replay_key, checked.ttl_s):
         raise InvalidProof("replayed proof")
-    return claims
+    return checked.claims
 
 
 def sign_device_proof(

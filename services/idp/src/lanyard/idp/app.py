@@ -60,7 +60,6 @@ from lanyard.runtime.health import health_router
 from lanyard.runtime.idempotency import Idempotency
 from lanyard.runtime.loops import BackgroundLoops
 from lanyard.runtime.openapi import document
-from lanyard.runtime.proofs import RedisReplayCache
 from lanyard.runtime.routing import ServiceAPI
 from lanyard.runtime.service import ServiceRuntime
 
@@ -183,7 +182,6 @@ def create_app(settings: IdpSettings | None = None, **overrides: Any) -> FastAPI
         notifier,
         freshness,
         directory.org_settings,
-        lambda eid: RedisReplayCache(r, f"idp:{eid}:device-proof"),
         device_settings,
     )
     config: OidcConfig = overrides.get("oidc_config") or OidcConfig(

@@ -129,6 +129,13 @@ class DeviceStore(Protocol):
 
     async def load(self, enterprise_id: str, device_session_id: str) -> SessionView | None: ...
 
+    async def load_marking_proof(
+        self, enterprise_id: str, device_session_id: str, replay_key: str, ttl_s: int
+    ) -> tuple[SessionView | None, bool]:
+        """`load`, and whether this is the first use of a device proof's `replay_key` (remembered
+        for `ttl_s`), in one round trip: the view holds the key the proof must be bound to."""
+        ...
+
     async def state(self, enterprise_id: str, device_session_id: str) -> tuple[str | None, bool]:
         """(state, checked out) without reading the whole view: the hot path of introspection."""
         ...

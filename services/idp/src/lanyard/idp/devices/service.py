@@ -20,7 +20,7 @@ from lanyard.idp.devices import domain as model
 from lanyard.idp.devices.ports import DeviceLogin, DeviceSsoError, DeviceStore, Freshness, OrgSettingsView
 from lanyard.idp.settings import DeviceSettings
 from lanyard.runtime.logging import get_logger
-from lanyard.runtime.proofs import InvalidProof, ReplayCache, verify_device_proof
+from lanyard.runtime.proofs import CheckedProof, InvalidProof, check_device_proof
 
 log = get_logger("lanyard.idp.devices.service")
 
@@ -73,11 +73,9 @@ class DeviceSessionService:
         notifier: ChangeNotifier,
         freshness: Freshness,
         org_settings: OrgSettingsView,
-        replay: Callable[[str], ReplayCache],
         settings: DeviceSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._replay = replay
         self.store = store
         self.notifier = notifier
         self.freshness = freshness
@@ -97,11 +95,19 @@ class DeviceSessionService:
             raise DeviceSsoError("invalid_request", "device proof missing")
         if self.org_settings is None or not (await self.org_settings.get(enterprise_id)).password_autofill_and_sso:
             raise DeviceSsoError("access_denied", "single sign-on is turned off for this organisation")
-        view, decision, caught_up = await self._decidable(enterprise_id, handle, client_id)
+        # Everything the proof says about itself is checked before any read: a proof that is not
+        # validly signed, fresh and for this request marks nothing and waits for nothing.
+        checked = self._checked_proof(enterprise_id, proof, method, url, handle)
+        view, decision, caught_up, first_use = await self._decidable(enterprise_id, handle, client_id, checked)
         if view is not None and view.device_jkt is not None:
             # The proof comes before any session-specific answer: without the device key, a
             # handle reveals nothing about its session.
-            await self._verify_proof(enterprise_id, handle, proof, method, url, view.device_jkt)
+            try:
+                checked.bind(view.device_jkt)
+                if not first_use:
+                    raise InvalidProof("replayed proof")
+            except InvalidProof as exc:
+                raise self._refused(enterprise_id, exc) from None
         self.freshness.check()
         final = model.after_wait(decision, caught_up)
         if isinstance(final, model.Refuse):
@@ -152,43 +158,52 @@ class DeviceSessionService:
     # ------------------------------------------------------------------------ internals
 
     async def _decidable(
-        self, enterprise_id: str, handle: str, client_id: str
-    ) -> tuple[model.SessionView | None, model.Decision, bool]:
+        self, enterprise_id: str, handle: str, client_id: str, proof: CheckedProof
+    ) -> tuple[model.SessionView | None, model.Decision, bool, bool]:
         """The view once the decision no longer waits for an event in flight, or at the bound,
-        and whether the consumer was shown caught up after the request arrived and before that
-        view was read (`model.after_wait`: an unknown handle is then truly unknown)."""
+        whether the consumer was shown caught up after the request arrived and before that
+        view was read (`model.after_wait`: an unknown handle is then truly unknown), and whether
+        this was the proof's first use (marked with the first read, in its round trip)."""
         asked_at = self._clock()
         deadline = time.monotonic() + self._settings.grant_wait_s
+        first_use: bool | None = None
         async with self.notifier.watching(enterprise_id, handle):
             while True:
                 changed = self.notifier.renew(enterprise_id, handle)
                 # Read before the view: what it vouches for is then in the view read next.
                 at = self.freshness.caught_up_at
                 caught_up = at is not None and at >= asked_at
-                view = await self.store.load(enterprise_id, handle)
+                if first_use is None:
+                    view, first_use = await self.store.load_marking_proof(
+                        enterprise_id, handle, proof.replay_key, proof.ttl_s
+                    )
+                else:
+                    view = await self.store.load(enterprise_id, handle)
                 decision = model.decide(view, client_id, self._clock())
                 remaining = deadline - time.monotonic()
                 if not isinstance(decision, model.Wait) or remaining <= 0:
-                    return view, decision, caught_up
-                if view is None and caught_up:
-                    return view, decision, caught_up  # never checked out: nothing in flight to wait for
+                    return view, decision, caught_up, first_use is True
+                if view is None and caught_up:  # never checked out: nothing in flight to wait for
+                    return view, decision, caught_up, first_use is True
                 try:
                     await asyncio.wait_for(changed.wait(), min(self._settings.grant_poll_s, remaining))
                 except TimeoutError:
                     pass
 
-    async def _verify_proof(self, enterprise_id: str, handle: str, proof: str, method: str, url: str, jkt: str) -> None:
+    def _checked_proof(self, enterprise_id: str, proof: str, method: str, url: str, handle: str) -> CheckedProof:
         try:
-            await verify_device_proof(
+            return check_device_proof(
                 proof,
                 method=method,
                 url=url,
-                expected_jkt=jkt,
-                replay=self._replay(enterprise_id),
                 now=self._clock(),
                 max_skew_s=self._settings.proof_max_skew_s,
                 handle=handle,
             )
         except InvalidProof as exc:
-            log.info("device proof refused", enterprise_id=enterprise_id, reason=exc.reason)
-            raise DeviceSsoError("invalid_request", f"invalid device proof: {exc.reason}") from None
+            raise self._refused(enterprise_id, exc) from None
+
+    @staticmethod
+    def _refused(enterprise_id: str, exc: InvalidProof) -> DeviceSsoError:
+        log.info("device proof refused", enterprise_id=enterprise_id, reason=exc.reason)
+        return DeviceSsoError("invalid_request", f"invalid device proof: {exc.reason}")
