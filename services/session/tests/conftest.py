@@ -63,6 +63,7 @@ class InMemoryStore:
         self.locker: dict[str, Any] = {}
         self.once: set[str] = set()
         self.challenges: dict[tuple[str, str], str] = {}
+        self.proof_marks: set[tuple[str, str]] = set()
 
     async def get_device(self, eid, device_id):
         return self.devices.get((eid, device_id))
@@ -76,6 +77,11 @@ class InMemoryStore:
 
     async def get_session(self, eid, dsid):
         return self.sessions.get((eid, dsid))
+
+    async def get_session_marking_proof(self, eid, dsid, replay_key, ttl_s):
+        first = (eid, replay_key) not in self.proof_marks
+        self.proof_marks.add((eid, replay_key))
+        return self.sessions.get((eid, dsid)), first
 
     async def current_session_id(self, eid, device_id):
         return self.current.get((eid, device_id))
@@ -237,6 +243,17 @@ class FakeProofs:
         if proof != f"proof-for:{expected_jkt}":
             raise InvalidProof("not signed by the enrolled device key")
         return {"htm": method, "htu": url}
+
+    def check(self, proof, *, method, url, handle=None):
+        """A proof here is "proof-for:<jkt>"; each one is fresh (these tests do not replay)."""
+        import uuid
+
+        from lanyard.session.ports import CheckedProof, InvalidProof
+
+        if not isinstance(proof, str) or not proof.startswith("proof-for:"):
+            raise InvalidProof("malformed")
+        jkt = proof.removeprefix("proof-for:")
+        return CheckedProof({"htm": method, "htu": url}, jkt, f"{jkt}:{uuid.uuid4().hex}", 120)
 
 
 class FakeFaces:

@@ -147,6 +147,19 @@ async def test_single_use_values_challenges_settings_and_answers(store, clock):
     assert (await store.get_org_settings("ent-1")).face_max_failures == 2
 
 
+async def test_a_session_is_read_with_its_proofs_replay_mark(store, clock):
+    # The Locker call's session and the proof's single use in one read: the first use of a
+    # replay key says so, every later one (same enterprise) does not, whether or not the session
+    # exists; another enterprise's mark is its own.
+    change = await open_one(store, clock)
+    session, first = await store.get_session_marking_proof("ent-1", "ds-0001", "jkt:jti-0001", 120)
+    assert (session, first) == (change.sessions[0], True)
+    assert await store.get_session_marking_proof("ent-1", "ds-0001", "jkt:jti-0001", 120) == (session, False)
+    assert await store.get_session_marking_proof("ent-1", "ds-none", "jkt:jti-0002", 120) == (None, True)
+    assert await store.get_session_marking_proof("ent-1", "ds-none", "jkt:jti-0002", 120) == (None, False)
+    assert (await store.get_session_marking_proof("ent-2", "ds-0001", "jkt:jti-0001", 120))[1] is True
+
+
 async def test_devices_round_trip(store, clock):
     device = domain.Device("ent-1", "dev-1", {"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}, "jkt", "m", "s", "d")
     await store.put_device(device, [])

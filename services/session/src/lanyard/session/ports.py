@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lanyard.contracts import Event
+from lanyard.runtime.proofs import CheckedProof as CheckedProof
+from lanyard.runtime.proofs import InvalidProof as _RuntimeInvalidProof
 from lanyard.runtime.rebuild import History as History
 from lanyard.runtime.rebuild import ProjectionMarker as ProjectionMarker
 from lanyard.session.domain import Device, DeviceSession, LockerOptions, OrgSettings, TimerKind
@@ -71,6 +73,13 @@ class SessionStore(Protocol):
     async def list_devices(self, enterprise_id: str) -> list[Device]: ...
 
     async def get_session(self, enterprise_id: str, device_session_id: str) -> DeviceSession | None: ...
+
+    async def get_session_marking_proof(
+        self, enterprise_id: str, device_session_id: str, replay_key: str, ttl_s: int
+    ) -> tuple[DeviceSession | None, bool]:
+        """`get_session`, and whether this is the first use of a device proof's `replay_key`
+        (remembered for `ttl_s`, where `ProofVerifier.verify` remembers it), in one round trip."""
+        ...
 
     async def current_session_id(self, enterprise_id: str, device_id: str) -> str | None: ...
 
@@ -157,8 +166,9 @@ class AssertionVerifier(Protocol):
     async def verify(self, token: str, *, enterprise_id: str, audience: str, typ: str) -> dict[str, Any]: ...
 
 
-class InvalidProof(Exception):
-    """A device proof that is malformed, wrongly signed, stale, replayed or for another key."""
+# A device proof that is malformed, wrongly signed, stale, replayed or for another key: the
+# runtime's, so a `CheckedProof`'s own refusal (`bind`) is the same error as the verifier's.
+InvalidProof = _RuntimeInvalidProof
 
 
 class ProofVerifier(Protocol):
@@ -175,6 +185,12 @@ class ProofVerifier(Protocol):
         handle: str | None = None,
     ) -> dict[str, Any]:
         """The proof's claims; raises InvalidProof. `handle`: the device session the call is about."""
+        ...
+
+    def check(self, proof: str, *, method: str, url: str, handle: str | None = None) -> CheckedProof:
+        """What `verify` checks without a store (signature by the key in the proof, time, request):
+        the caller binds it to the enrolled key and marks its `replay_key` used, in one read with
+        the session (`SessionStore.get_session_marking_proof`). Raises InvalidProof."""
         ...
 
 

@@ -347,10 +347,25 @@ class SessionService:
         self, enterprise_id: str, device_session_id: str, proof: str | None, method: str, url: str
     ) -> DeviceSession:
         """The session behind a handle, proven by its device's key (the handle alone is not enough)."""
-        session = await self.store.get_session(enterprise_id, device_session_id)
+        if not proof:
+            raise SessionError(401, "invalid_proof", "a Device-Proof header is required")
+        # What the proof says about itself is checked first, so only a validly signed proof for
+        # this request marks its jti; the enrolled key is read with the mark, in one round trip.
+        try:
+            checked = self.proofs.check(proof, method=method, url=url, handle=device_session_id)
+        except InvalidProof as exc:
+            raise SessionError(401, "invalid_proof", f"device proof refused: {exc}") from None
+        session, first_use = await self.store.get_session_marking_proof(
+            enterprise_id, device_session_id, checked.replay_key, checked.ttl_s
+        )
         if session is None:
             raise SessionError(404, "session_not_found", "no such device session")
-        await self._verify_proof(enterprise_id, proof, method, url, session.device_jkt, device_session_id)
+        try:
+            checked.bind(session.device_jkt)
+        except InvalidProof as exc:
+            raise SessionError(401, "invalid_proof", f"device proof refused: {exc}") from None
+        if not first_use:
+            raise SessionError(401, "invalid_proof", "device proof refused: replayed proof")
         return session
 
     async def _verify_proof(

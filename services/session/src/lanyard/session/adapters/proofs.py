@@ -34,7 +34,7 @@ class DeviceProofVerifier:
         expected_jkt: str,
         handle: str | None = None,
     ) -> dict[str, Any]:
-        replay = proofs.RedisReplayCache(self._redis, f"session:{enterprise_id}:proof")
+        replay = proofs.RedisReplayCache(self._redis, replay_prefix(enterprise_id))
         try:
             return await proofs.verify_device_proof(
                 proof,
@@ -48,6 +48,18 @@ class DeviceProofVerifier:
             )
         except proofs.InvalidProof as exc:
             raise InvalidProof(exc.reason) from None
+
+
+    def check(self, proof: str, *, method: str, url: str, handle: str | None = None) -> proofs.CheckedProof:
+        # Raises InvalidProof: the port's is the runtime's.
+        return proofs.check_device_proof(
+            proof, method=method, url=url, now=self._clock.now(), max_skew_s=self._skew, handle=handle
+        )
+
+
+def replay_prefix(enterprise_id: str) -> str:
+    """Where one enterprise's device-proof uses are remembered (`proofs.replay_mark` under it)."""
+    return f"session:{enterprise_id}:proof"
 
 
 class SignedFaceResultVerifier:

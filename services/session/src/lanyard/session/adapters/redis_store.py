@@ -27,7 +27,9 @@ from redis.exceptions import WatchError
 
 from lanyard.contracts import Event
 from lanyard.runtime.outbox import OutboxKeys, RedisOutbox
+from lanyard.runtime.proofs import replay_mark
 from lanyard.runtime.redis import LuaScript
+from lanyard.session.adapters.proofs import replay_prefix
 from lanyard.session.domain import (
     TIMER_KINDS,
     Device,
@@ -139,6 +141,17 @@ class RedisSessionStore:
     async def get_session(self, enterprise_id: str, device_session_id: str) -> DeviceSession | None:
         raw = await self._redis.get(self._session_key(enterprise_id, device_session_id))
         return session_from_json(raw) if raw else None
+
+    async def get_session_marking_proof(
+        self, enterprise_id: str, device_session_id: str, replay_key: str, ttl_s: int
+    ) -> tuple[DeviceSession | None, bool]:
+        # One pipeline, one write and one read on the socket: the replay mark is the one
+        # `DeviceProofVerifier.verify` sets (SET NX EX under the enterprise's prefix).
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._session_key(enterprise_id, device_session_id))
+            pipe.set(replay_mark(replay_prefix(enterprise_id), replay_key), "1", nx=True, ex=max(1, ttl_s))
+            raw, first = await pipe.execute()
+        return (session_from_json(raw) if raw else None), bool(first)
 
     async def current_session_id(self, enterprise_id: str, device_id: str) -> str | None:
         return await self._redis.get(self._current_key(enterprise_id, device_id))
