@@ -49,7 +49,6 @@ class DeviceProofVerifier:
         except proofs.InvalidProof as exc:
             raise InvalidProof(exc.reason) from None
 
-
     def check(self, proof: str, *, method: str, url: str, handle: str | None = None) -> proofs.CheckedProof:
         # Raises InvalidProof: the port's is the runtime's.
         return proofs.check_device_proof(
