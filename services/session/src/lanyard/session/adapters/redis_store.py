@@ -67,6 +67,14 @@ end
 return due
 """
 
+# KEYS: the session, the proof's replay mark; ARGV: the mark's lifetime (s). Returns {the
+# session's JSON or nil, 1 if this is the proof's first use else 0}; the mark is set either way.
+_READ_MARKING_PROOF = """
+local session = redis.call('GET', KEYS[1])
+local first = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1])
+return {session, first and 1 or 0}
+"""
+
 
 def session_to_json(session: DeviceSession) -> str:
     """The stored form of a session."""
@@ -100,6 +108,7 @@ class RedisSessionStore:
         self._redis = redis
         self._clock = clock
         self._claim = LuaScript(redis, _CLAIM)
+        self._read_marking = LuaScript(redis, _READ_MARKING_PROOF)
         self.outbox = RedisOutbox(redis, OutboxKeys("session", _device_of, clock.now), outbox_grace_s)
 
     # ---------------------------------------------------------------- keys
@@ -145,12 +154,15 @@ class RedisSessionStore:
     async def get_session_marking_proof(
         self, enterprise_id: str, device_session_id: str, replay_key: str, ttl_s: int
     ) -> tuple[DeviceSession | None, bool]:
-        # One pipeline, one write and one read on the socket: the replay mark is the one
-        # `DeviceProofVerifier.verify` sets (SET NX EX under the enterprise's prefix).
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(self._session_key(enterprise_id, device_session_id))
-            pipe.set(replay_mark(replay_prefix(enterprise_id), replay_key), "1", nx=True, ex=max(1, ttl_s))
-            raw, first = await pipe.execute()
+        # One script, one command: the replay mark is the one `DeviceProofVerifier.verify` sets
+        # (SET NX EX under the enterprise's prefix).
+        raw, first = await self._read_marking(
+            keys=[
+                self._session_key(enterprise_id, device_session_id),
+                replay_mark(replay_prefix(enterprise_id), replay_key),
+            ],
+            args=[max(1, ttl_s)],
+        )
         return (session_from_json(raw) if raw else None), bool(first)
 
     async def current_session_id(self, enterprise_id: str, device_id: str) -> str | None:
