@@ -67,7 +67,7 @@ async def test_another_devices_key_is_refused(device):
         await check(sign_device_proof(other, "GET", URL), jkt)
 
 
-def test_a_proof_checked_before_its_key_is_known_is_bound_afterwards(device):
+def test_a_proof_checked_before_its_key_is_known_is_accepted_for_that_key_once(device):
     # The IdP and the session service check a proof before reading the enrolled key (read with
     # the replay mark, in one round trip): the checked proof names its key and its replay mark.
     key, jkt = device
@@ -75,10 +75,12 @@ def test_a_proof_checked_before_its_key_is_known_is_bound_afterwards(device):
     checked = check_device_proof(proof, method="GET", url=URL, handle="ds1")
     assert checked.jkt == jkt and checked.replay_key == f"{jkt}:{checked.claims['jti']}"
     assert checked.ttl_s == 120
-    checked.bind(jkt)
+    checked.accept(jkt, first_use=True)
     other = thumbprint(ECKey.generate_key("P-256", private=True).as_dict(private=False))
     with pytest.raises(InvalidProof, match="enrolled device key"):
-        checked.bind(other)
+        checked.accept(other, first_use=True)
+    with pytest.raises(InvalidProof, match="replayed"):
+        checked.accept(jkt, first_use=False)
 
 
 def test_a_proof_checked_before_its_key_is_known_still_needs_a_good_signature(device):

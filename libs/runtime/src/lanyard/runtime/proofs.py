@@ -149,7 +149,8 @@ def verify_device_signed(
 @dataclass(frozen=True)
 class CheckedProof:
     """A device proof whose signature, time and request binding hold, not yet tied to an
-    enrolled key nor checked for replay: `bind` and a first use of `replay_key` finish it."""
+    enrolled key nor checked for replay: `accept`, with the first-use answer for `replay_key`,
+    finishes it."""
 
     claims: dict[str, Any]
     jkt: str
@@ -159,9 +160,12 @@ class CheckedProof:
     ttl_s: int
     """How long the replay cache must remember it (twice the skew: a proof is valid that long)."""
 
-    def bind(self, expected_jkt: str) -> None:
-        """Raise InvalidProof unless the proof is signed by the key of thumbprint `expected_jkt`."""
+    def accept(self, expected_jkt: str, first_use: bool) -> None:
+        """Raise InvalidProof unless the proof is signed by the key of thumbprint `expected_jkt`
+        and `first_use` (the replay cache's answer for `replay_key`) says it was not seen before."""
         _bind(self.jkt, expected_jkt)
+        if not first_use:
+            raise InvalidProof("replayed proof")
 
 
 def check_device_proof(
@@ -177,7 +181,7 @@ def check_device_proof(
     """Every check of a proof that needs no store: the signature by the key in its header, its
     typ/alg, time window, method, URL, device session and jti (and the key's thumbprint, when
     `expected_jkt` is known already). A caller that reads the enrolled key and marks the jti in
-    one round trip calls this first, then `CheckedProof.bind` and its own first-use answer, so
+    one round trip calls this first, then `CheckedProof.accept` with its first-use answer, so
     only a proof whose signature verified ever marks a jti."""
     jkt, key = _header_key(proof, PROOF_TYP)
     if expected_jkt is not None:
@@ -210,8 +214,7 @@ async def verify_device_proof(
     checked = check_device_proof(
         proof, method=method, url=url, now=now, max_skew_s=max_skew_s, handle=handle, expected_jkt=expected_jkt
     )
-    if not await replay.first_use(checked.replay_key, checked.ttl_s):
-        raise InvalidProof("replayed proof")
+    checked.accept(expected_jkt, await replay.first_use(checked.replay_key, checked.ttl_s))
     return checked.claims
 
 

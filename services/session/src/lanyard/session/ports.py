@@ -167,7 +167,7 @@ class AssertionVerifier(Protocol):
 
 
 # A device proof that is malformed, wrongly signed, stale, replayed or for another key: the
-# runtime's, so a `CheckedProof`'s own refusal (`bind`) is the same error as the verifier's.
+# runtime's, so a `CheckedProof`'s own refusal (`accept`) is the same error as the verifier's.
 InvalidProof = _RuntimeInvalidProof
 
 
@@ -189,7 +189,7 @@ class ProofVerifier(Protocol):
 
     def check(self, proof: str, *, method: str, url: str, handle: str | None = None) -> CheckedProof:
         """What `verify` checks without a store (signature by the key in the proof, time, request):
-        the caller binds it to the enrolled key and marks its `replay_key` used, in one read with
+        the caller accepts it for the enrolled key once its `replay_key` is marked used, in one read with
         the session (`SessionStore.get_session_marking_proof`). Raises InvalidProof."""
         ...
 

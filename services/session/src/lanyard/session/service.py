@@ -353,19 +353,14 @@ class SessionService:
         # this request marks its jti; the enrolled key is read with the mark, in one round trip.
         try:
             checked = self.proofs.check(proof, method=method, url=url, handle=device_session_id)
+            session, first_use = await self.store.get_session_marking_proof(
+                enterprise_id, device_session_id, checked.replay_key, checked.ttl_s
+            )
+            if session is None:
+                raise SessionError(404, "session_not_found", "no such device session")
+            checked.accept(session.device_jkt, first_use)
         except InvalidProof as exc:
             raise SessionError(401, "invalid_proof", f"device proof refused: {exc}") from None
-        session, first_use = await self.store.get_session_marking_proof(
-            enterprise_id, device_session_id, checked.replay_key, checked.ttl_s
-        )
-        if session is None:
-            raise SessionError(404, "session_not_found", "no such device session")
-        try:
-            checked.bind(session.device_jkt)
-        except InvalidProof as exc:
-            raise SessionError(401, "invalid_proof", f"device proof refused: {exc}") from None
-        if not first_use:
-            raise SessionError(401, "invalid_proof", "device proof refused: replayed proof")
         return session
 
     async def _verify_proof(

@@ -103,9 +103,7 @@ class DeviceSessionService:
             # The proof comes before any session-specific answer: without the device key, a
             # handle reveals nothing about its session.
             try:
-                checked.bind(view.device_jkt)
-                if not first_use:
-                    raise InvalidProof("replayed proof")
+                checked.accept(view.device_jkt, first_use)
             except InvalidProof as exc:
                 raise self._refused(enterprise_id, exc) from None
         self.freshness.check()
