@@ -89,7 +89,8 @@ class InMemoryStore:
     async def list_live(self, eid):
         return [s for (e, _), s in self.sessions.items() if e == eid and s.live]
 
-    async def mutate(self, eid, dsid, decide):
+    async def mutate(self, eid, dsid, decide, known=None):
+        # `known` only saves the Redis store a read; this store always decides on what it holds.
         session = self.sessions.get((eid, dsid))
         if session is None:
             for k in TIMER_KINDS:

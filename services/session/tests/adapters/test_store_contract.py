@@ -291,3 +291,71 @@ async def test_many_mutations_decide_again_when_another_instance_writes_a_sessio
     assert result is None  # a CLOSED session ignores the grant
     stored = await store.get_session("ent-1", "ds-a")
     assert stored.state is State.CLOSED and stored.entitlement is None
+
+
+async def test_a_change_decided_on_the_session_as_read_is_written_once_with_its_effects(store, clock):
+    """The checkin's path: decided on the session its caller just read, written with the pointer,
+    the live index, the timers and the event's outbox entry, and `decide` runs once (the Redis
+    store writes it in one script, no second read)."""
+    await open_one(store, clock)
+    read = await store.get_session("ent-1", "ds-0001")
+    seen = []
+
+    def check_in(s):
+        seen.append(s)
+        step = domain.check_in(s, clock.now(), "user")
+        return Change((step.session,), (_checked_in_event(step.session),))
+
+    change = await store.mutate("ent-1", "ds-0001", check_in, read)
+    assert seen == [read]
+    assert await store.get_session("ent-1", "ds-0001") == change.sessions[0]
+    assert change.sessions[0].state is State.CLOSED
+    assert await store.current_session_id("ent-1", "dev-1") is None
+    assert await store.list_live("ent-1") == []
+    assert await store.claim_due_timers(clock.now() + 10**6, 30, 10) == []
+    assert [e.event_id for e in await store.pending_events("ent-1", "dev-1")] == [change.events[0].event_id]
+
+
+async def test_a_session_that_moved_since_it_was_read_is_decided_again_on_what_is_stored(store, clock):
+    """A grant landed between the caller's read and its checkin: the checkin is written on top of
+    the grant, never over it."""
+    await open_one(store, clock)
+    read = await store.get_session("ent-1", "ds-0001")
+    await store.mutate("ent-1", "ds-0001", _grant(1))
+    seen = []
+
+    def check_in(s):
+        seen.append(s)
+        return Change((domain.check_in(s, clock.now(), "user").session,))
+
+    change = await store.mutate("ent-1", "ds-0001", check_in, read)
+    assert seen[-1].entitlement is not None  # the last decision, the one written, saw the grant
+    stored = await store.get_session("ent-1", "ds-0001")
+    assert stored == change.sessions[0]
+    assert stored.state is State.CLOSED and stored.entitlement is not None
+
+
+async def test_a_refusal_on_the_session_as_read_is_decided_again_on_what_is_stored(store, clock):
+    await open_one(store, clock)
+    read = await store.get_session("ent-1", "ds-0001")
+    await store.mutate("ent-1", "ds-0001", lambda s: Change((domain.check_in(s, clock.now(), "user").session,)))
+
+    def face(s):  # as `face_result` decides: a closed session is refused
+        if not s.live:
+            raise domain.InvalidTransition(s.state, "verify a face on")
+        return _grant(1)(s)
+
+    with pytest.raises(domain.InvalidTransition):
+        await store.mutate("ent-1", "ds-0001", face, read)
+    assert (await store.get_session("ent-1", "ds-0001")).state is State.CLOSED
+
+
+def _checked_in_event(s):
+    return ev.DeviceCheckedIn(
+        enterprise_id=s.enterprise_id, producer="session",
+        subject=Subject(device_id=s.device_id, device_session_id=s.device_session_id),
+        payload=ev.DeviceCheckedInPayload(
+            device_session_id=s.device_session_id, device_id=s.device_id, user_id=s.user_id,
+            sequence=s.sequence, reason="user",
+        ),
+    )  # fmt: skip

@@ -86,9 +86,17 @@ class SessionStore(Protocol):
     async def list_live(self, enterprise_id: str) -> list[DeviceSession]: ...
 
     async def mutate(
-        self, enterprise_id: str, device_session_id: str, decide: Callable[[DeviceSession], Change | None]
+        self,
+        enterprise_id: str,
+        device_session_id: str,
+        decide: Callable[[DeviceSession], Change | None],
+        known: DeviceSession | None = None,
     ) -> Change | None:
         """Read the session, decide, write the result atomically (retrying on a concurrent write).
+
+        `known` is the session as the caller read it a moment ago: a store may decide on it and
+        write only if the stored record is still that one, saving the read; whatever it does, the
+        change written was decided on the stored session, and `decide` may run more than once.
 
         Returns the change written, or None when the session is unknown (its timers are dropped) or
         `decide` said no change (its timers are rewritten from its state either way, so a claimed

@@ -255,8 +255,8 @@ class SessionService:
         if pending:
             await self._publish(pending)
 
-    async def _mutate(self, eid: str, dsid: str, decide: Any) -> Change | None:
-        change = await self.store.mutate(eid, dsid, decide)
+    async def _mutate(self, eid: str, dsid: str, decide: Any, known: DeviceSession | None = None) -> Change | None:
+        change = await self.store.mutate(eid, dsid, decide, known)
         if change is not None:
             await self._publish(change.events)
         return change
@@ -517,6 +517,7 @@ class SessionService:
             session.enterprise_id,
             session.device_session_id,
             lambda s: _touched(domain.touch(s, now, now)),
+            session,
         )
         if change is None:
             return await self.view_session(session)
@@ -537,6 +538,7 @@ class SessionService:
             session.enterprise_id,
             session.device_session_id,
             lambda s: self._change(domain.check_in(s, now, reason), actor),
+            session,
         )
         await self._settle(session.enterprise_id, session.device_id)
         if change is not None:
@@ -601,7 +603,7 @@ class SessionService:
             return self._change(step, s.user_id)
 
         try:
-            await self._mutate(eid, dsid, decide)
+            await self._mutate(eid, dsid, decide, session)
         except domain.InvalidTransition:
             raise SessionError(409, "session_closed", "the device session is checked in") from None
         return steps[-1].session, steps[-1].transitions[0]

@@ -1,8 +1,11 @@
 """The session store on Redis: the authoritative state, its timers and the event outbox.
 
-Every write of a session is one MULTI/EXEC under WATCH (optimistic concurrency): the session
-record, the device's current-session pointer, the live index, the session's timers and the
-outbox entries of its events change together or not at all. Timers live in one sorted set by
+Every write of a session changes the session record, the device's current-session pointer, the
+live index, the session's timers and the outbox entries of its events together or not at all:
+one MULTI/EXEC under WATCH (optimistic concurrency), or, when the caller decided on the session
+as it read it a moment ago, one script that writes only if the record is still what was read
+(one round trip where the watched path takes three; a record changed meanwhile is decided again
+on the watched path). Timers live in one sorted set by
 due time; a Lua script claims due members atomically by pushing their score a lease ahead, so
 with several instances each timer is handed to one of them, and a claim lost in a crash comes
 due again after the lease. The state itself decides whether a fired timer acts, so a timer that
@@ -52,11 +55,34 @@ redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
 
-# Sent as EVAL inside MULTI, not through `LuaScript`'s EVALSHA: a NOSCRIPT there would fail this
-# one command while the rest of the transaction still applied (Redis does not roll back).
 _DELETE_IF_EQUAL = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+# KEYS[1]: the session; ARGV[1]: its stored form as the caller decided on it; then the writes,
+# each as its word count and its words (see `_Writes`). Writes nothing and answers 0 when the
+# record is not that any more; every command is checked before the first is run, so a bad one
+# cannot leave half a change behind.
+_WRITE_IF_UNCHANGED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local allowed = {SET=true, SADD=true, SREM=true, ZADD=true, ZREM=true, HSET=true, DELIFEQ=true}
+local i = 2
+while i <= #ARGV do
+  if not allowed[ARGV[i + 1]] then return redis.error_reply('not a session write: ' .. tostring(ARGV[i + 1])) end
+  i = i + tonumber(ARGV[i]) + 1
+end
+i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  if ARGV[i + 1] == 'DELIFEQ' then
+    if redis.call('GET', ARGV[i + 2]) == ARGV[i + 3] then redis.call('DEL', ARGV[i + 2]) end
+  else
+    redis.call(unpack(ARGV, i + 1, i + n))
+  end
+  i = i + n + 1
+end
+return 1
 """
 
 _CLAIM = """
@@ -100,6 +126,51 @@ def _timer_member(eid: str, dsid: str, kind: str) -> str:
     return f"{eid}|{dsid}|{kind}"
 
 
+class _Writes:
+    """The commands of one write, recorded once and sent either inside a MULTI/EXEC (`onto`) or
+    as the arguments of `_WRITE_IF_UNCHANGED` (`as_script_args`): one description of what a
+    change writes serves both paths. Offers the pipeline methods the outbox's `stage` calls."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[object, ...]] = []
+
+    def set(self, key: str, value: str, ex: int | None = None) -> None:
+        self.commands.append(("SET", key, value, "EX", ex) if ex else ("SET", key, value))
+
+    def sadd(self, key: str, *members: str) -> None:
+        self.commands.append(("SADD", key, *members))
+
+    def srem(self, key: str, *members: str) -> None:
+        self.commands.append(("SREM", key, *members))
+
+    def zadd(self, key: str, mapping: Mapping[str, float]) -> None:
+        self.commands.append(("ZADD", key, *(w for member, score in mapping.items() for w in (score, member))))
+
+    def zrem(self, key: str, *members: str) -> None:
+        self.commands.append(("ZREM", key, *members))
+
+    def hset(self, key: str, mapping: Mapping[str, str]) -> None:
+        self.commands.append(("HSET", key, *(w for item in mapping.items() for w in item)))
+
+    def delete_if_equal(self, key: str, value: str) -> None:
+        """Delete `key` if it holds `value` (decided where the write runs, atomically with it)."""
+        self.commands.append(("DELIFEQ", key, value))
+
+    def onto(self, pipe: Pipeline) -> None:
+        """Queue the commands on `pipe` (inside its MULTI)."""
+        for command in self.commands:
+            if command[0] == "DELIFEQ":
+                # EVAL, not EVALSHA: a NOSCRIPT inside MULTI would fail this one command while
+                # the rest of the transaction still applied (Redis does not roll back).
+                pipe.eval(_DELETE_IF_EQUAL, 1, command[1], command[2])
+            else:
+                pipe.execute_command(*command)
+
+    def as_script_args(self) -> list[object]:
+        """The commands as `_WRITE_IF_UNCHANGED` reads them, after its first argument."""
+        return [w for command in self.commands for w in (len(command), *command)]
+
+
 class RedisSessionStore:
     """`SessionStore` on one Redis server. Not Redis Cluster ready: a transaction spans an
     enterprise's keys and the service-wide timer and outbox sets, which hash to different slots."""
@@ -109,6 +180,7 @@ class RedisSessionStore:
         self._clock = clock
         self._claim = LuaScript(redis, _CLAIM)
         self._read_marking = LuaScript(redis, _READ_MARKING_PROOF)
+        self._write_if_unchanged = LuaScript(redis, _WRITE_IF_UNCHANGED)
         self.outbox = RedisOutbox(redis, OutboxKeys("session", _device_of, clock.now), outbox_grace_s)
 
     # ---------------------------------------------------------------- keys
@@ -176,9 +248,29 @@ class RedisSessionStore:
         return [s for s in (session_from_json(r) for r in raws if r) if s.live]
 
     async def mutate(
-        self, enterprise_id: str, device_session_id: str, decide: Callable[[DeviceSession], Change | None]
+        self,
+        enterprise_id: str,
+        device_session_id: str,
+        decide: Callable[[DeviceSession], Change | None],
+        known: DeviceSession | None = None,
     ) -> Change | None:
-        # The same three round trips (WATCH, MGET of one key, MULTI/EXEC) as a list of one.
+        if known is not None:
+            # The caller read the session a moment ago (a Locker call reads it with its proof):
+            # decide on that and write in one script that refuses if the record moved, where the
+            # watched path spends three round trips (WATCH, GET, MULTI/EXEC) before a checkin's
+            # event can go out. Anything else — no change, a refusal, a record that moved — is
+            # decided again on the watched path, on what is stored.
+            try:
+                change = decide(known)
+            except Exception:
+                change = None
+            if change is not None:
+                writes = _Writes()
+                self._write(writes, change)
+                self._release_pointers(writes, change)
+                key = self._session_key(enterprise_id, device_session_id)
+                if await self._write_if_unchanged(keys=[key], args=[session_to_json(known), *writes.as_script_args()]):
+                    return change
         return (await self.mutate_many([(enterprise_id, device_session_id, decide)]))[0]
 
     async def mutate_many(self, items: Sequence[Mutation]) -> list[Change | None]:
@@ -208,28 +300,29 @@ class RedisSessionStore:
                         changes.append(change)
                         for s in change.sessions:
                             current[self._session_key(s.enterprise_id, s.device_session_id)] = s
-                    pipe.multi()
+                    writes = _Writes()
                     for key, (eid, dsid) in ids.items():
                         if key not in current:  # unknown: its timers go, as in `mutate`
-                            pipe.zrem(TIMERS, *(_timer_member(eid, dsid, k) for k in TIMER_KINDS))
+                            writes.zrem(TIMERS, *(_timer_member(eid, dsid, k) for k in TIMER_KINDS))
                     for session in unchanged.values():
-                        self._schedule(pipe, session)
+                        self._schedule(writes, session)
                     for change in changes:
-                        self._write(pipe, change)
-                        self._release_pointers(pipe, change)
+                        self._write(writes, change)
+                        self._release_pointers(writes, change)
+                    pipe.multi()
+                    writes.onto(pipe)
                     await pipe.execute()
                     return results
                 except WatchError:
                     continue
 
-    def _release_pointers(self, pipe: Pipeline, change: Change) -> None:
+    def _release_pointers(self, writes: _Writes, change: Change) -> None:
         for s in change.sessions:
             if not s.live:
-                # Decided inside the transaction, not read and watched before it: a checkin is
+                # Decided where the write runs, not read and watched before it: a checkin is
                 # two round trips shorter (the checkin's event waits for this), and a newer
                 # session of the device keeps its pointer either way.
-                ckey = self._current_key(s.enterprise_id, s.device_id)
-                pipe.eval(_DELETE_IF_EQUAL, 1, ckey, s.device_session_id)
+                writes.delete_if_equal(self._current_key(s.enterprise_id, s.device_id), s.device_session_id)
 
     async def open(
         self, enterprise_id: str, device_id: str, decide: Callable[[DeviceSession | None], Change]
@@ -247,38 +340,40 @@ class RedisSessionStore:
                         raw = await pipe.get(skey)
                         previous = session_from_json(raw) if raw else None
                     change = decide(previous)
+                    writes = _Writes()
+                    self._write(writes, change)
+                    writes.set(ckey, change.sessions[-1].device_session_id)
                     pipe.multi()
-                    self._write(pipe, change)
-                    pipe.set(ckey, change.sessions[-1].device_session_id)
+                    writes.onto(pipe)
                     await pipe.execute()
                     return change
                 except WatchError:
                     continue
 
-    def _write(self, pipe: Pipeline, change: Change) -> None:
+    def _write(self, writes: _Writes, change: Change) -> None:
         for s in change.sessions:
             key = self._session_key(s.enterprise_id, s.device_session_id)
             live = f"session:{s.enterprise_id}:live"
             if s.live:
-                pipe.set(key, session_to_json(s))
-                pipe.sadd(live, s.device_session_id)
+                writes.set(key, session_to_json(s))
+                writes.sadd(live, s.device_session_id)
             else:
-                pipe.set(key, session_to_json(s), ex=CLOSED_RETENTION_S)
-                pipe.srem(live, s.device_session_id)
-            self._schedule(pipe, s)
-        self._park(pipe, change.events)
+                writes.set(key, session_to_json(s), ex=CLOSED_RETENTION_S)
+                writes.srem(live, s.device_session_id)
+            self._schedule(writes, s)
+        self._park(writes, change.events)
 
     @staticmethod
-    def _schedule(pipe: Pipeline, session: DeviceSession) -> None:
+    def _schedule(writes: _Writes, session: DeviceSession) -> None:
         due = deadlines(session)
         for kind in TIMER_KINDS:
             member = _timer_member(session.enterprise_id, session.device_session_id, kind)
             if kind in due:
-                pipe.zadd(TIMERS, {member: due[kind]})
+                writes.zadd(TIMERS, {member: due[kind]})
             else:
-                pipe.zrem(TIMERS, member)
+                writes.zrem(TIMERS, member)
 
-    def _park(self, pipe: Pipeline, events: Sequence[Event]) -> None:
+    def _park(self, pipe: Pipeline | _Writes, events: Sequence[Event]) -> None:
         self.outbox.stage(pipe, events)
 
     # ---------------------------------------------------------------- rebuild
@@ -309,8 +404,10 @@ class RedisSessionStore:
                         await pipe.watch(key)
                         if await pipe.exists(key):
                             break
+                        writes = _Writes()
+                        self._write(writes, Change((s,)))
                         pipe.multi()
-                        self._write(pipe, Change((s,)))
+                        writes.onto(pipe)
                         if not s.live and s.closed_at is not None:
                             # Kept as long as it would have been had Redis not lost it.
                             left = s.closed_at + CLOSED_RETENTION_S - self._clock.now()
