@@ -9,7 +9,9 @@ of a service shares them:
 - A key is scoped by enterprise, method, path and the caller (`subject`: the admin, or nothing for
   calls the device proof already ties to one device), so nobody replays another caller's answer.
 - The first request claims the key (SET NX, `in_flight_ttl_s` in case it dies); a retry racing it is
-  answered 409 `request_in_progress` with `Retry-After: 1`, and never runs.
+  answered 409 `request_in_progress` with `Retry-After: 1`, and never runs. Reading a kept answer
+  and claiming the key are one script (one round trip before the call runs, no gap between them),
+  keeping the answer and releasing the claim one transaction after it.
 - Only final answers are kept: anything below 500 except 429. A 5xx (e.g. the session service's 503
   "saved, event not yet acknowledged") or a 429 is not stored, so the retry runs again and gets the
   real outcome.
@@ -38,10 +40,21 @@ from redis.asyncio import Redis
 from starlette.exceptions import HTTPException
 
 from lanyard.runtime.errors import error_response
+from lanyard.runtime.redis import LuaScript
 
 HEADER = "idempotency-key"
 REPLAYED = "Idempotent-Replayed"
 KEPT_HEADERS = ("content-type", "cache-control", "pragma", "location", "content-disposition")
+
+# KEYS: the kept answer, the in-flight claim; ARGV: the claim's lifetime (s). Answers {1, the kept
+# answer}, {0} when this request claimed the key, or {2} when another request holds the claim.
+# One script, so no answer can be kept between the read and the claim.
+_ANSWER_OR_CLAIM = """
+local kept = redis.call('GET', KEYS[1])
+if kept then return {1, kept} end
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return {0} end
+return {2}
+"""
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,7 @@ class Idempotency:
         self.ttl_s = ttl_s
         self.secret_ttl_s = min(secret_ttl_s, ttl_s)
         self.in_flight_ttl_s = in_flight_ttl_s
+        self._answer_or_claim = LuaScript(redis, _ANSWER_OR_CLAIM)
 
     def _key(self, enterprise_id: str, scope: str, key: str) -> str:
         digest = hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
@@ -126,21 +140,20 @@ class Idempotency:
         scope = f"{request.method} {request.url.path}" + (f" {subject}" if subject else "")
         fingerprint = hashlib.sha256(scope.encode() + b"\n" + await request.body()).hexdigest()
         redis_key = self._key(enterprise_id, scope, key)
-        stored = await self._stored(redis_key)
-        if stored is not None:
-            return _replay(stored, fingerprint)
         # A retry that races the first request (a Locker app resending on a slow network) must not
         # run it twice: the first claims the key, the second is told to come back for the answer.
-        if not await self._redis.set(redis_key + ":running", "1", nx=True, ex=self.in_flight_ttl_s):
-            stored = await self._stored(redis_key)
-            if stored is not None:
-                return _replay(stored, fingerprint)
+        claimed = await self._answer_or_claim(keys=[redis_key, redis_key + ":running"], args=[self.in_flight_ttl_s])
+        if claimed[0] == 1:
+            return _replay(StoredAnswer.from_json(claimed[1]), fingerprint)
+        if claimed[0] == 2:
             return error_response(
                 409,
                 "request_in_progress",
                 "a request with this Idempotency-Key is still running; retry",
                 {"Retry-After": "1"},
             )
+        keep: StoredAnswer | None = None
+        ttl = self.ttl_s
         try:
             response = await _answer(request, work)
             body = getattr(response, "body", None)  # a streamed answer has none: it is not kept
@@ -148,15 +161,14 @@ class Idempotency:
                 headers = {k: v for k, v in response.headers.items() if k in KEPT_HEADERS}
                 ttl = self.secret_ttl_s if "no-store" in headers.get("cache-control", "") else self.ttl_s
                 ttl = min(ttl, keep_s) if keep_s else ttl
-                answer = StoredAnswer(response.status_code, body, headers, fingerprint)
-                await self._redis.set(redis_key, answer.to_json(), ex=ttl, nx=True)
+                keep = StoredAnswer(response.status_code, body, headers, fingerprint)
         finally:
-            await self._redis.delete(redis_key + ":running")
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if keep is not None:
+                    pipe.set(redis_key, keep.to_json(), ex=ttl, nx=True)
+                pipe.delete(redis_key + ":running")
+                await pipe.execute()
         return response
-
-    async def _stored(self, redis_key: str) -> StoredAnswer | None:
-        raw = await self._redis.get(redis_key)
-        return StoredAnswer.from_json(raw) if raw else None
 
 
 async def _answer(request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
