@@ -201,6 +201,9 @@ class InMemoryStore:
 
         return self.locker.get(eid, LockerOptions())
 
+    async def get_view_settings(self, eid):
+        return await self.get_org_settings(eid), await self.get_locker_options(eid)
+
     async def put_locker_options(self, eid, options):
         if eid in self.locker and self.locker[eid].version >= options.version:
             return False

@@ -203,6 +203,9 @@ async def test_locker_options_keep_the_highest_version_and_parked_events_wait_in
     assert await store.put_locker_options("ent-1", LockerOptions(2, False, True)) is False
     assert await store.get_locker_options("ent-1") == LockerOptions(2, True, False)
     assert await store.get_locker_options("ent-2") == LockerOptions()
+    await store.put_org_settings("ent-1", OrgSettings(face_max_failures=2))
+    assert await store.get_view_settings("ent-1") == (OrgSettings(face_max_failures=2), LockerOptions(2, True, False))
+    assert await store.get_view_settings("ent-2") == (OrgSettings(), LockerOptions())
 
     refused = ev.CheckoutRefused(
         enterprise_id="ent-1", producer="session",

@@ -149,6 +149,10 @@ class SessionStore(Protocol):
 
     async def get_locker_options(self, enterprise_id: str) -> LockerOptions: ...
 
+    async def get_view_settings(self, enterprise_id: str) -> tuple[OrgSettings, LockerOptions]:
+        """`get_org_settings` and `get_locker_options` in one read (every Locker answer shows both)."""
+        ...
+
     async def put_locker_options(self, enterprise_id: str, options: LockerOptions) -> bool:
         """Keep `options` unless a version at least as high is kept already; True if kept."""
         ...

@@ -12,7 +12,6 @@ left in the outbox for the device and answers success only after the ack — els
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import secrets
 from collections.abc import Callable, Sequence
@@ -678,9 +677,7 @@ class SessionService:
     async def locker_view(self, session: DeviceSession) -> dict[str, Any]:
         """What the Locker app reads of its session: the session, whether SSO is available and
         why not, and the enterprise's Locker options (applied without a separate call)."""
-        org, options = await asyncio.gather(
-            self.store.get_org_settings(session.enterprise_id), self.store.get_locker_options(session.enterprise_id)
-        )
+        org, options = await self.store.get_view_settings(session.enterprise_id)
         return session_view(session, org, options)
 
     # ------------------------------------------------------------------ timers and relay

@@ -117,6 +117,17 @@ def session_from_json(raw: str) -> DeviceSession:
     return DeviceSession(**data)
 
 
+def _org_settings(raw: str | None) -> OrgSettings:
+    return OrgSettings(**json.loads(raw)) if raw else OrgSettings()
+
+
+def _locker_options(raw: str | None) -> LockerOptions:
+    if not raw:
+        return LockerOptions()
+    data = json.loads(raw)
+    return LockerOptions(**{k: v for k, v in data.items() if k in LockerOptions.__dataclass_fields__})
+
+
 def _device_of(event: Event) -> str | None:
     """The outbox index of the session service's events: every one is about a device."""
     return f"device:{event.subject.device_id}" if event.subject.device_id else None
@@ -447,18 +458,19 @@ class RedisSessionStore:
     # ---------------------------------------------------------------- settings, single use, challenges
 
     async def get_org_settings(self, enterprise_id: str) -> OrgSettings:
-        raw = await self._redis.get(f"session:{enterprise_id}:org-settings")
-        return OrgSettings(**json.loads(raw)) if raw else OrgSettings()
+        return _org_settings(await self._redis.get(f"session:{enterprise_id}:org-settings"))
 
     async def put_org_settings(self, enterprise_id: str, settings: OrgSettings) -> None:
         await self._redis.set(f"session:{enterprise_id}:org-settings", json.dumps(dataclasses.asdict(settings)))
 
     async def get_locker_options(self, enterprise_id: str) -> LockerOptions:
-        raw = await self._redis.get(f"session:{enterprise_id}:locker-options")
-        if not raw:
-            return LockerOptions()
-        data = json.loads(raw)
-        return LockerOptions(**{k: v for k, v in data.items() if k in LockerOptions.__dataclass_fields__})
+        return _locker_options(await self._redis.get(f"session:{enterprise_id}:locker-options"))
+
+    async def get_view_settings(self, enterprise_id: str) -> tuple[OrgSettings, LockerOptions]:
+        org, options = await self._redis.mget(
+            [f"session:{enterprise_id}:org-settings", f"session:{enterprise_id}:locker-options"]
+        )
+        return _org_settings(org), _locker_options(options)
 
     async def put_locker_options(self, enterprise_id: str, options: LockerOptions) -> bool:
         raw = json.dumps(dataclasses.asdict(options))
