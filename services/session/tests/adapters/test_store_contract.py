@@ -362,3 +362,38 @@ def _checked_in_event(s):
             sequence=s.sequence, reason="user",
         ),
     )  # fmt: skip
+
+
+@pytest.mark.integration
+async def test_a_checkout_decides_again_when_another_instance_opens_the_device_meanwhile(
+    redis_client, redis_url, clock
+):
+    """Two checkouts of one device race: the one that loses its write decides again on the
+    session the other opened (and may refuse), never writing over it."""
+    import redis
+
+    from lanyard.session.adapters.redis_store import session_to_json
+
+    store = RedisSessionStore(redis_client, clock, outbox_grace_s=5.0)
+    other = redis.Redis.from_url(redis_url, decode_responses=True)
+    theirs, _ = new_session(clock, dsid="ds-theirs")
+    mine, _ = new_session(clock, dsid="ds-mine")
+    seen = []
+
+    def decide(previous):
+        seen.append(previous.device_session_id if previous else None)
+        if len(seen) == 1:  # the other instance's checkout lands between this read and this write
+            other.set("session:ent-1:ds:ds-theirs", session_to_json(theirs))
+            other.set("session:ent-1:device:dev-1:current", "ds-theirs")
+        if previous is not None and previous.live:
+            raise SessionConflict(previous.device_session_id)
+        return Change((mine,))
+
+    try:
+        with pytest.raises(SessionConflict):
+            await store.open("ent-1", "dev-1", decide)
+    finally:
+        other.close()
+    assert seen == [None, "ds-theirs"]
+    assert await store.current_session_id("ent-1", "dev-1") == "ds-theirs"
+    assert await store.get_session("ent-1", "ds-mine") is None

@@ -1,11 +1,12 @@
 """The session store on Redis: the authoritative state, its timers and the event outbox.
 
 Every write of a session changes the session record, the device's current-session pointer, the
-live index, the session's timers and the outbox entries of its events together or not at all:
-one MULTI/EXEC under WATCH (optimistic concurrency), or, when the caller decided on the session
-as it read it a moment ago, one script that writes only if the record is still what was read
-(one round trip where the watched path takes three; a record changed meanwhile is decided again
-on the watched path). Timers live in one sorted set by
+live index, the session's timers and the outbox entries of its events together or not at all,
+under optimistic concurrency: the records are read, the domain decides in Python, and one script
+(`_WRITE_IF_UNCHANGED`) writes only if every record it decided on is still what was read; if
+one moved, the lot is read and decided again. Two round trips per write (one when the caller
+read the session a moment ago and says so), where WATCH, read and MULTI/EXEC took three to five
+and redis-py's watched pipeline cost as much CPU again. Timers live in one sorted set by
 due time; a Lua script claims due members atomically by pushing their score a lease ahead, so
 with several instances each timer is handed to one of them, and a claim lost in a crash comes
 due again after the lease. The state itself decides whether a fired timer acts, so a timer that
@@ -60,19 +61,22 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS[1]: the session; ARGV[1]: its stored form as the caller decided on it; then the writes,
-# each as its word count and its words (see `_Writes`). Writes nothing and answers 0 when the
-# record is not that any more; every command is checked before the first is run, so a bad one
-# cannot leave half a change behind.
+# KEYS: the records a decision was made on; ARGV[1..#KEYS]: each as it was read ('' for none);
+# then the writes, each as its word count and its words (see `_Writes`). Writes nothing and
+# answers 0 when any record is not what was read; every command is checked before the first is
+# run, so a bad one cannot leave half a change behind.
 _WRITE_IF_UNCHANGED = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for k = 1, #KEYS do
+  if (redis.call('GET', KEYS[k]) or '') ~= ARGV[k] then return 0 end
+end
 local allowed = {SET=true, SADD=true, SREM=true, ZADD=true, ZREM=true, HSET=true, DELIFEQ=true}
-local i = 2
+local first = #KEYS + 1
+local i = first
 while i <= #ARGV do
   if not allowed[ARGV[i + 1]] then return redis.error_reply('not a session write: ' .. tostring(ARGV[i + 1])) end
   i = i + tonumber(ARGV[i]) + 1
 end
-i = 2
+i = first
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   if ARGV[i + 1] == 'DELIFEQ' then
@@ -83,6 +87,14 @@ while i <= #ARGV do
   i = i + n + 1
 end
 return 1
+"""
+
+# KEYS: the device's current-session pointer; ARGV: the session key prefix. Returns {the live
+# session's id or false, its stored form or false}: what `open` decides on, in one read.
+_READ_CURRENT = """
+local current = redis.call('GET', KEYS[1])
+if not current then return {false, false} end
+return {current, redis.call('GET', ARGV[1] .. current)}
 """
 
 _CLAIM = """
@@ -192,6 +204,7 @@ class RedisSessionStore:
         self._claim = LuaScript(redis, _CLAIM)
         self._read_marking = LuaScript(redis, _READ_MARKING_PROOF)
         self._write_if_unchanged = LuaScript(redis, _WRITE_IF_UNCHANGED)
+        self._read_current = LuaScript(redis, _READ_CURRENT)
         self.outbox = RedisOutbox(redis, OutboxKeys("session", _device_of, clock.now), outbox_grace_s)
 
     # ---------------------------------------------------------------- keys
@@ -267,65 +280,63 @@ class RedisSessionStore:
     ) -> Change | None:
         if known is not None:
             # The caller read the session a moment ago (a Locker call reads it with its proof):
-            # decide on that and write in one script that refuses if the record moved, where the
-            # watched path spends three round trips (WATCH, GET, MULTI/EXEC) before a checkin's
-            # event can go out. Anything else — no change, a refusal, a record that moved — is
-            # decided again on the watched path, on what is stored.
+            # decide on that and write at once, one round trip where reading again is two, before
+            # a checkin's event can go out. Anything else — no change, a refusal, a record that
+            # moved — is decided again on what is stored.
             try:
                 change = decide(known)
             except Exception:
                 change = None
             if change is not None:
-                writes = _Writes()
-                self._write(writes, change)
-                self._release_pointers(writes, change)
                 key = self._session_key(enterprise_id, device_session_id)
-                if await self._write_if_unchanged(keys=[key], args=[session_to_json(known), *writes.as_script_args()]):
+                if await self._write_if(self._change_writes([change]), {key: session_to_json(known)}):
                     return change
         return (await self.mutate_many([(enterprise_id, device_session_id, decide)]))[0]
 
     async def mutate_many(self, items: Sequence[Mutation]) -> list[Change | None]:
-        # One WATCH, one MGET and one MULTI for the whole list, where a mutation per record spent
-        # three round trips on each: a fetched batch of grants was 3 x its length in socket
-        # writes (py-spy, docs/performance.md). Any concurrent write to one of them re-runs the lot.
+        # One MGET and one script for the whole list, where a mutation per record spent three
+        # round trips on each: a fetched batch of grants was 3 x its length in socket writes
+        # (py-spy, docs/performance.md). Any concurrent write to one of them re-runs the lot.
         ids = {self._session_key(eid, dsid): (eid, dsid) for eid, dsid, _ in items}
         keys = list(ids)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(*keys)
-                    raws = dict(zip(keys, await pipe.mget(keys), strict=True))
-                    current = {k: session_from_json(r) for k, r in raws.items() if r is not None}
-                    results: list[Change | None] = []
-                    unchanged: dict[str, DeviceSession] = {}
-                    changes: list[Change] = []
-                    for eid, dsid, decide in items:
-                        key = self._session_key(eid, dsid)
-                        session = current.get(key)
-                        change = decide(session) if session is not None else None
-                        results.append(change)
-                        if change is None:
-                            if session is not None:
-                                unchanged[key] = session
-                            continue
-                        changes.append(change)
-                        for s in change.sessions:
-                            current[self._session_key(s.enterprise_id, s.device_session_id)] = s
-                    writes = _Writes()
-                    for key, (eid, dsid) in ids.items():
-                        if key not in current:  # unknown: its timers go, as in `mutate`
-                            writes.zrem(TIMERS, *(_timer_member(eid, dsid, k) for k in TIMER_KINDS))
-                    for session in unchanged.values():
-                        self._schedule(writes, session)
-                    for change in changes:
-                        self._write(writes, change)
-                        self._release_pointers(writes, change)
-                    pipe.multi()
-                    writes.onto(pipe)
-                    await pipe.execute()
-                    return results
-                except WatchError:
+        while True:
+            raws = dict(zip(keys, await self._redis.mget(keys), strict=True))
+            current = {k: session_from_json(r) for k, r in raws.items() if r is not None}
+            results: list[Change | None] = []
+            unchanged: dict[str, DeviceSession] = {}
+            changes: list[Change] = []
+            for eid, dsid, decide in items:
+                key = self._session_key(eid, dsid)
+                session = current.get(key)
+                change = decide(session) if session is not None else None
+                results.append(change)
+                if change is None:
+                    if session is not None:
+                        unchanged[key] = session
                     continue
+                changes.append(change)
+                for s in change.sessions:
+                    current[self._session_key(s.enterprise_id, s.device_session_id)] = s
+            writes = self._change_writes(changes)
+            for key, (eid, dsid) in ids.items():
+                if key not in current:  # unknown: its timers go, as in `mutate`
+                    writes.zrem(TIMERS, *(_timer_member(eid, dsid, k) for k in TIMER_KINDS))
+            for session in unchanged.values():
+                self._schedule(writes, session)
+            if await self._write_if(writes, {k: r or "" for k, r in raws.items()}):
+                return results
+
+    def _change_writes(self, changes: Sequence[Change]) -> _Writes:
+        writes = _Writes()
+        for change in changes:
+            self._write(writes, change)
+            self._release_pointers(writes, change)
+        return writes
+
+    async def _write_if(self, writes: _Writes, read: Mapping[str, str]) -> bool:
+        """Run `writes` if every key in `read` still holds what was read ('' for nothing)."""
+        keys = list(read)
+        return bool(await self._write_if_unchanged(keys=keys, args=[*read.values(), *writes.as_script_args()]))
 
     def _release_pointers(self, writes: _Writes, change: Change) -> None:
         for s in change.sessions:
@@ -339,27 +350,18 @@ class RedisSessionStore:
         self, enterprise_id: str, device_id: str, decide: Callable[[DeviceSession | None], Change]
     ) -> Change:
         ckey = self._current_key(enterprise_id, device_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(ckey)
-                    current = await pipe.get(ckey)
-                    previous = None
-                    if current:
-                        skey = self._session_key(enterprise_id, current)
-                        await pipe.watch(skey)
-                        raw = await pipe.get(skey)
-                        previous = session_from_json(raw) if raw else None
-                    change = decide(previous)
-                    writes = _Writes()
-                    self._write(writes, change)
-                    writes.set(ckey, change.sessions[-1].device_session_id)
-                    pipe.multi()
-                    writes.onto(pipe)
-                    await pipe.execute()
-                    return change
-                except WatchError:
-                    continue
+        while True:
+            current, raw = await self._read_current(keys=[ckey], args=[self._session_key(enterprise_id, "")])
+            previous = session_from_json(raw) if raw else None
+            change = decide(previous)
+            writes = _Writes()
+            self._write(writes, change)
+            writes.set(ckey, change.sessions[-1].device_session_id)
+            read = {ckey: current or ""}
+            if current:
+                read[self._session_key(enterprise_id, current)] = raw or ""
+            if await self._write_if(writes, read):
+                return change
 
     def _write(self, writes: _Writes, change: Change) -> None:
         for s in change.sessions:
