@@ -74,7 +74,6 @@ from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, R
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from lanyard.contracts import CORRELATION_HEADER, Event, Topic, UnknownEventType, decode_event
 from lanyard.runtime import metrics
@@ -407,13 +406,18 @@ def subscribe(
         for event, info in items:
             await deliver(event, info)
 
-    async def on_batch(msg: KafkaMessage) -> None:
+    async def on_batch(records: Any) -> None:
+        # The fetched records arrive as the body (`_records_undecoded`), not through a
+        # `KafkaMessage` parameter: faststream resolves that annotation as a context field whose
+        # resolver is a plain function, and fast_depends runs such a resolver in a worker thread
+        # (anyio's `to_thread.run_sync`): a thread hand-off, both ways, before every fetched batch
+        # reached its handler (py-spy, docs/performance.md).
         partitions: dict[tuple[str, int], list[Any]] = {}
-        for record in msg.raw_message:
+        for record in records:
             partitions.setdefault((record.topic, record.partition), []).append(record)
         # Capped at the oldest record's own time: a watermark must never vouch for a record
         # still being applied (the IdP's freshness answers "unknown device session" on it).
-        stamps = [r.timestamp for r in msg.raw_message if isinstance(r.timestamp, int) and r.timestamp >= 0]
+        stamps = [r.timestamp for r in records if isinstance(r.timestamp, int) and r.timestamp >= 0]
         with state.busy(min(stamps, default=None)):
             # A failure is raised once every partition has finished; faststream then rewinds
             # every partition of the batch: nothing lost.
