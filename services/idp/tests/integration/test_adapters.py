@@ -4,6 +4,7 @@ the same, because the OIDC and devices sides test against the fakes and run on R
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -301,3 +302,36 @@ async def test_an_unacknowledged_event_is_relayed_while_the_process_runs(redis_c
     sink.down = False
     assert await outbox.relay(now + 0.6) == 1
     assert [e.event_id for e in sink.events] == [event.event_id] and await outbox.outbox.size() == 0
+
+
+async def test_a_code_is_redeemed_with_its_users_status_read_from_the_directory(redis_client):
+    """The token endpoint's one read: the code, its grant and the user's status in one step, so
+    a user disabled after the authorization redeems nothing."""
+    from lanyard.idp.adapters.redis_directory import user_key
+    from lanyard.idp.adapters.redis_oidc import OidcStore
+    from lanyard.idp.oidc.domain import Grant
+
+    directory = RedisDirectory(redis_client)
+    store = OidcStore(redis_client, user_key=user_key)
+    unread = OidcStore(redis_client)  # not given the directory's key: the caller asks the directory
+
+    async def issue(code: str, gid: str, uid: str = "u1") -> None:
+        grant = Grant(gid=gid, state="issued", client_id="rp", user_id=uid, sid="sid-1", dsid=None, scope=("openid",),
+                      auth_time=1, amr=("pwd",), acr="1", nonce=None, claims={})  # fmt: skip
+        record = {"gid": gid, "sid": "sid-1", "client_id": "rp", "redirect_uri": "https://rp/cb"}
+        assert await store.create_code(EID, code, record, grant, 60, 600)
+
+    await directory.save_user(user(), None)
+    await issue("code-1", "g1")
+    won, record, grant, status = await store.consume_code(EID, "code-1")
+    assert (won, record["gid"], grant.user_id, status) == (True, "g1", "u1", "active")
+    assert await store.consume_code(EID, "code-1") == (False, record, None, None)  # a replay
+
+    await directory.save_user(replace(user(), status="disabled"), None)
+    await issue("code-2", "g2")
+    assert (await store.consume_code(EID, "code-2"))[3] == "disabled"
+    await issue("code-3", "g3", uid="nobody")
+    assert (await store.consume_code(EID, "code-3"))[3] == ""
+    await issue("code-4", "g4")
+    assert (await unread.consume_code(EID, "code-4"))[3] is None
+    assert await store.consume_code(EID, "never-issued") == (False, None, None, None)

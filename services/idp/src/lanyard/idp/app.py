@@ -31,7 +31,7 @@ from lanyard.idp.adapters.outbox import OutboxPublisher
 from lanyard.idp.adapters.redis_backchannel import BackchannelQueue
 from lanyard.idp.adapters.redis_clients import RedisClients
 from lanyard.idp.adapters.redis_devices import SessionStore, session_key
-from lanyard.idp.adapters.redis_directory import RedisDirectory, RedisEnterprises, RedisLockouts
+from lanyard.idp.adapters.redis_directory import RedisDirectory, RedisEnterprises, RedisLockouts, user_key
 from lanyard.idp.adapters.redis_keys import RedisKeys
 from lanyard.idp.adapters.redis_oidc import OidcStore
 from lanyard.idp.adapters.redis_services import RedisServicesPrincipals
@@ -92,7 +92,10 @@ class Oidc:
 
 def build_oidc(ports: Ports, redis: Redis, config: OidcConfig) -> Oidc:
     """The OpenID Provider over `ports`, its grants in Redis."""
-    store = OidcStore(redis, config.code_replay_window_s, device_view_key=session_key)
+    # The code's redemption reads its user's status in the same script when the directory is
+    # the one on this Redis (a test's fake directory is asked through its port instead).
+    user_key_of = user_key if isinstance(ports.users, RedisDirectory) else None
+    store = OidcStore(redis, config.code_replay_window_s, device_view_key=session_key, user_key=user_key_of)
     provider = OidcProvider(ports, store, config)
     return Oidc(provider, oidc_router(provider), OidcSessionRevoker(provider))
 

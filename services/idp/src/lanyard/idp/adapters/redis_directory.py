@@ -59,6 +59,12 @@ return 1
 """
 
 
+def user_key(enterprise_id: str, user_id: str) -> str:
+    """The key of a user's record (a JSON object with its `status`): the OIDC store reads it in
+    the step that redeems a code (adapters/redis_oidc)."""
+    return _k(enterprise_id, "user", user_id)
+
+
 class RedisDirectory:
     """Users, groups and credentials in Redis."""
 
@@ -67,7 +73,7 @@ class RedisDirectory:
         self._consume = LuaScript(redis, _CONSUME_STEP)
 
     async def get(self, enterprise_id: str, user_id: str) -> User | None:
-        raw = await self._r.get(_k(enterprise_id, "user", user_id))
+        raw = await self._r.get(user_key(enterprise_id, user_id))
         return load_user(raw) if raw else None
 
     async def by_username(self, enterprise_id: str, username: str) -> User | None:

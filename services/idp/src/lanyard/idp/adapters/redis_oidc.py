@@ -56,16 +56,32 @@ return 1
 """
 
 _CONSUME = """
--- One atomic step: exactly one caller ever gets {1, record, grant fields}; every later caller
--- gets {0, record} (a replay) or {0} (never issued / expired). The grant comes back whole, as it
--- stood at the redemption, so the token endpoint needs no second read.
--- KEYS: code, code-used; ARGV: replay window, grant key prefix
+-- One atomic step: exactly one caller ever gets {1, record, grant fields, user status}; every
+-- later caller gets {0, record} (a replay) or {0} (never issued / expired). The grant comes back
+-- whole, as it stood at the redemption, and with it its user's status read from the directory's
+-- record ('' for no such user; nil when no user key prefix was given), so the token endpoint
+-- needs no second read.
+-- KEYS: code, code-used; ARGV: replay window, grant key prefix, user key prefix (or '')
 local v = redis.call('GET', KEYS[1])
 if v then
   redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], v, 'EX', ARGV[1])
   local gid = cjson.decode(v)['gid']
-  return {1, v, redis.call('HGETALL', ARGV[2] .. gid)}
+  local grant = redis.call('HGETALL', ARGV[2] .. gid)
+  local status = false
+  if ARGV[3] ~= '' then
+    status = ''
+    for i = 1, #grant, 2 do
+      if grant[i] == 'user_id' then
+        local user = redis.call('GET', ARGV[3] .. grant[i + 1])
+        if user then
+          local s = cjson.decode(user)['status']
+          if type(s) == 'string' then status = s end
+        end
+      end
+    end
+  end
+  return {1, v, grant, status}
 end
 local used = redis.call('GET', KEYS[2])
 if used then return {0, used} end
@@ -193,12 +209,16 @@ class OidcStore:
         redis: Redis,
         config_replay_window_s: int = 600,
         device_view_key: Callable[[str, str], str] | None = None,
+        user_key: Callable[[str, str], str] | None = None,
     ) -> None:
         """`device_view_key(eid, dsid)` names the device part's view of a device session (same
-        Redis, same `{eid}` hash tag): given, `read_refresh_and_view` reads it with the grant."""
+        Redis, same `{eid}` hash tag): given, `read_refresh_and_view` reads it with the grant.
+        `user_key(eid, user_id)` names the directory's record of a user on the same Redis:
+        given, `consume_code` reads the user's status with the code."""
         self._r = redis
         self._replay = config_replay_window_s
         self._device_view_key = device_view_key
+        self._user_key = user_key
         self._create = LuaScript(redis, _CREATE)
         self._consume = LuaScript(redis, _CONSUME)
         self._activate = LuaScript(redis, _ACTIVATE)
@@ -243,21 +263,24 @@ class OidcStore:
             flat += [k, v]
         return bool(await self._create(keys=keys, args=[json.dumps(record), code_ttl_s, grant_ttl_s, *flat]))
 
-    async def consume_code(self, eid: str, code: str) -> tuple[bool, dict[str, Any] | None, Grant | None]:
-        """(won, record, grant): `won` for the one redemption that consumed the code, with its
-        grant as it stood then (None when gone); (False, record, None) for a replay; (False,
-        None, None) for an unknown or expired code. One round trip."""
+    async def consume_code(self, eid: str, code: str) -> tuple[bool, dict[str, Any] | None, Grant | None, str | None]:
+        """(won, record, grant, user status): `won` for the one redemption that consumed the code,
+        with its grant as it stood then (None when gone) and its user's status ('' for no such
+        user; None when this store was not given the user's key: the caller asks the
+        directory); (False, record, None, None) for a replay; (False, None, None, None) for an
+        unknown or expired code. One round trip."""
         h = token_hash(code)
         out = await self._consume(
             keys=[self._k(eid, "code", h), self._k(eid, "code-used", h)],
-            args=[self._replay, self._k(eid, "grant", "")],
+            args=[self._replay, self._k(eid, "grant", ""), self._user_key(eid, "") if self._user_key else ""],
         )
         if int(out[0]) == 1:
             record = json.loads(out[1])
             flat = out[2]
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
-            return True, record, (Grant.from_fields(record["gid"], fields) if fields else None)
-        return False, (json.loads(out[1]) if len(out) > 1 else None), None
+            status = out[3] if len(out) > 3 else None
+            return True, record, (Grant.from_fields(record["gid"], fields) if fields else None), status
+        return False, (json.loads(out[1]) if len(out) > 1 else None), None, None
 
     async def activate_grant(self, eid: str, grant: Grant, refresh_token: str, ttl_s: int) -> bool:
         """Tokens were issued from an `issued` grant: make it active and store its first refresh

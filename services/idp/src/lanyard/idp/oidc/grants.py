@@ -128,9 +128,13 @@ async def _id_token(provider: OidcProvider, eid: str, grant: Grant, client: Clie
     return await provider.keys.sign(eid, claims, alg=alg, typ=ID_TOKEN_TYP)
 
 
-async def _active_user(provider: OidcProvider, eid: str, user_id: str) -> None:
-    user = await provider.ports.users.get(eid, user_id)
-    if user is None or user.status != "active":
+async def _active_user(provider: OidcProvider, eid: str, user_id: str, status: str | None = None) -> None:
+    """A disabled, locked or deleted user redeems nothing. `status` is the user's as the store
+    read it with the code ('' for no such user), or None: then the directory is asked."""
+    if status is None:
+        user = await provider.ports.users.get(eid, user_id)
+        status = user.status if user is not None else ""
+    if status != "active":
         raise invalid_grant("the user is not active")
 
 
@@ -145,7 +149,7 @@ async def authorization_code(provider: OidcProvider, eid: str, ac: Authenticated
         raise invalid_grant("malformed code_verifier")
     if len(code) > 128:
         raise invalid_grant("unknown code")
-    won, record, grant = await provider.store.consume_code(eid, code)
+    won, record, grant, user_status = await provider.store.consume_code(eid, code)
     if not won:
         if record is not None:
             await revoke_grant(provider, eid, record["gid"], "code_replay")
@@ -164,7 +168,7 @@ async def authorization_code(provider: OidcProvider, eid: str, ac: Authenticated
         raise invalid_grant("code_verifier sent but no code challenge was used (PKCE downgrade)")
     if grant is None or grant.state != "issued":  # revoked (or expired) before its redemption
         raise invalid_grant("the authorization was revoked")
-    await _active_user(provider, eid, grant.user_id)
+    await _active_user(provider, eid, grant.user_id, user_status)
     access, expires_in = await _access_token(provider, eid, grant, grant.scope)
     id_token = await _id_token(provider, eid, grant, ac.client, access)
     refresh = secrets.token_urlsafe(32)

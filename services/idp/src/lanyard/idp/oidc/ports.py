@@ -40,8 +40,10 @@ class GrantStore(Protocol):
         """Store a new grant (state issued) and its code; False when its session was revoked."""
         ...
 
-    async def consume_code(self, eid: str, code: str) -> tuple[bool, dict[str, Any] | None, Grant | None]:
-        """(won, record, grant as it stood) of one redemption; a replay or unknown code does not win."""
+    async def consume_code(self, eid: str, code: str) -> tuple[bool, dict[str, Any] | None, Grant | None, str | None]:
+        """(won, record, grant as it stood, its user's status) of one redemption; a replay or
+        unknown code does not win. The status is '' for no such user, None when the store does
+        not read the directory (the caller asks `Users`)."""
         ...
 
     async def activate_grant(self, eid: str, grant: Grant, refresh_token: str, ttl_s: int) -> bool: ...
