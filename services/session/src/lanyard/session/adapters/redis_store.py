@@ -195,8 +195,9 @@ class _Writes:
 
 
 class RedisSessionStore:
-    """`SessionStore` on one Redis server. Not Redis Cluster ready: a transaction spans an
-    enterprise's keys and the service-wide timer and outbox sets, which hash to different slots."""
+    """`SessionStore` on one Redis server. Not Redis Cluster ready: one write (a script, or the
+    rebuild's transaction) spans an enterprise's keys and the service-wide timer and outbox
+    sets, which hash to different slots, and the script names keys it was not given in KEYS."""
 
     def __init__(self, redis: Redis, clock: Clock, outbox_grace_s: float = 5.0) -> None:
         self._redis = redis
