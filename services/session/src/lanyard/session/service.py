@@ -539,9 +539,11 @@ class SessionService:
             lambda s: self._change(domain.check_in(s, now, reason), actor),
             session,
         )
-        await self._settle(session.enterprise_id, session.device_id)
         if change is not None:
+            # This call made the change and its event is acknowledged (else 503 above): what an
+            # earlier call left pending is the relay's, and the answer waits for no extra read.
             return change.sessions[0]
+        await self._settle(session.enterprise_id, session.device_id)
         latest = await self.store.get_session(session.enterprise_id, session.device_session_id)
         if latest is None:
             # The session was read a moment ago and is gone now: the store lost it (a Redis
