@@ -304,9 +304,9 @@ async def test_an_unacknowledged_event_is_relayed_while_the_process_runs(redis_c
     assert [e.event_id for e in sink.events] == [event.event_id] and await outbox.outbox.size() == 0
 
 
-async def test_a_code_is_redeemed_with_its_users_status_read_from_the_directory(redis_client):
-    """The token endpoint's one read: the code, its grant and the user's status in one step, so
-    a user disabled after the authorization redeems nothing."""
+async def test_a_code_and_a_refresh_token_are_read_with_their_users_status(redis_client):
+    """The token endpoint's one read: the code (or refresh token), its grant and the user's
+    status in one step, so a user disabled after the authorization redeems and refreshes nothing."""
     from lanyard.idp.adapters.redis_directory import user_key
     from lanyard.idp.adapters.redis_oidc import OidcStore
     from lanyard.idp.oidc.domain import Grant
@@ -335,3 +335,10 @@ async def test_a_code_is_redeemed_with_its_users_status_read_from_the_directory(
     await issue("code-4", "g4")
     assert (await unread.consume_code(EID, "code-4"))[3] is None
     assert await store.consume_code(EID, "never-issued") == (False, None, None, None)
+
+    # A refresh reads the same status with its token (the grant of code-1, activated).
+    assert await store.activate_grant(EID, grant, "rt-1", 600)
+    assert (await store.read_refresh_and_view(EID, "rt-1"))[3] == "disabled"  # u1 was disabled above
+    await directory.save_user(user(), None)
+    assert (await store.read_refresh_and_view(EID, "rt-1"))[3] == "active"
+    assert (await unread.read_refresh_and_view(EID, "rt-1"))[3] is None

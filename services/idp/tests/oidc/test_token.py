@@ -4,6 +4,7 @@ plus concurrency against the real Redis (exactly one of N redemptions wins)."""
 import asyncio
 import base64
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -179,6 +180,16 @@ async def test_T11_refresh_unknown_revoked_or_other_client(world):
     assert ok.status_code == 200
     await world.http.post(world.url("/revoke"), data={"token": ok.json()["refresh_token"]}, auth=("conf", world.secret))
     assert_token_error(await world.refresh(ok.json()["refresh_token"]), "invalid_grant")
+
+
+async def test_T11_a_disabled_user_refreshes_nothing_and_the_refusal_burns_nothing(world):
+    await world.login()
+    tokens = await world.tokens()
+    alice = next(u for u in world.users.items.values() if u.user_id == "u1")
+    world.users.add(replace(alice, status="disabled"))
+    assert_token_error(await world.refresh(tokens["refresh_token"]), "invalid_grant")
+    world.users.add(alice)  # enabled again: the refusal rotated nothing
+    assert (await world.refresh(tokens["refresh_token"])).status_code == 200
 
 
 async def test_T11_refresh_after_device_checkin(world):

@@ -101,22 +101,32 @@ return 1
 """
 
 _READ_REFRESH = """
--- KEYS: rt; ARGV: grant key prefix, device-view key prefix (or '').
--- Returns {rt fields, grant fields, device-view fields} or {}: the device view of the grant's
--- device session (empty when none, or when no prefix was given) is read in the same round trip,
--- so a refresh checks the token, its grant and its device session with one read.
+-- KEYS: rt; ARGV: grant key prefix, device-view key prefix (or ''), user key prefix (or '').
+-- Returns {rt fields, grant fields, device-view fields, user status} or {}: the device view of
+-- the grant's device session (empty when none, or when no prefix was given) and its user's status
+-- ('' for no such user; nil when no user prefix was given) are read in the same round trip, so a
+-- refresh checks the token, its grant, its device session and its user with one read.
 local rt = redis.call('HGETALL', KEYS[1])
 if #rt == 0 then return {} end
 local gid
 for i = 1, #rt, 2 do if rt[i] == 'gid' then gid = rt[i + 1] end end
 local grant = redis.call('HGETALL', ARGV[1] .. gid)
 local view = {}
-if ARGV[2] ~= '' then
-  for i = 1, #grant, 2 do
-    if grant[i] == 'dsid' and grant[i + 1] ~= '' then view = redis.call('HGETALL', ARGV[2] .. grant[i + 1]) end
+local status = false
+if ARGV[3] ~= '' then status = '' end
+for i = 1, #grant, 2 do
+  if ARGV[2] ~= '' and grant[i] == 'dsid' and grant[i + 1] ~= '' then
+    view = redis.call('HGETALL', ARGV[2] .. grant[i + 1])
+  end
+  if ARGV[3] ~= '' and grant[i] == 'user_id' then
+    local user = redis.call('GET', ARGV[3] .. grant[i + 1])
+    if user then
+      local s = cjson.decode(user)['status']
+      if type(s) == 'string' then status = s end
+    end
   end
 end
-return {rt, grant, view}
+return {rt, grant, view, status}
 """
 
 _GRANT_AND_VIEW = """
@@ -214,7 +224,8 @@ class OidcStore:
         """`device_view_key(eid, dsid)` names the device part's view of a device session (same
         Redis, same `{eid}` hash tag): given, `read_refresh_and_view` reads it with the grant.
         `user_key(eid, user_id)` names the directory's record of a user on the same Redis:
-        given, `consume_code` reads the user's status with the code."""
+        given, `consume_code` and `read_refresh_and_view` read the user's status with the code
+        or the token."""
         self._r = redis
         self._replay = config_replay_window_s
         self._device_view_key = device_view_key
@@ -323,27 +334,30 @@ class OidcStore:
 
     async def read_refresh(self, eid: str, refresh_token: str) -> tuple[dict[str, str], Grant] | None:
         """The refresh token's record and its grant, or None when unknown (one round trip)."""
-        found = await self._read_refresh_of(eid, refresh_token, "")
+        found = await self._read_refresh_of(eid, refresh_token, "", "")
         return None if found is None else found[:2]
 
     async def read_refresh_and_view(
         self, eid: str, refresh_token: str
-    ) -> tuple[dict[str, str], Grant, dict[str, str] | None] | None:
+    ) -> tuple[dict[str, str], Grant, dict[str, str] | None, str | None] | None:
         """As `read_refresh`, plus the fields of the grant's device-session view ({} when that
         view is unknown; None when the grant has no device session or this store was not given
-        the view's key): one round trip for everything the refresh grant checks."""
+        the view's key) and its user's status ('' for no such user; None when this store was
+        not given the user's key): one round trip for everything the refresh grant checks."""
         prefix = self._device_view_key(eid, "") if self._device_view_key is not None else ""
-        found = await self._read_refresh_of(eid, refresh_token, prefix)
+        users = self._user_key(eid, "") if self._user_key is not None else ""
+        found = await self._read_refresh_of(eid, refresh_token, prefix, users)
         if found is None:
             return None
-        rt, grant, view = found
-        return rt, grant, (view if prefix and grant.dsid else None)
+        rt, grant, view, status = found
+        return rt, grant, (view if prefix and grant.dsid else None), status
 
     async def _read_refresh_of(
-        self, eid: str, refresh_token: str, view_prefix: str
-    ) -> tuple[dict[str, str], Grant, dict[str, str]] | None:
+        self, eid: str, refresh_token: str, view_prefix: str, user_prefix: str
+    ) -> tuple[dict[str, str], Grant, dict[str, str], str | None] | None:
         out = await self._read_refresh(
-            keys=[self._k(eid, "rt", token_hash(refresh_token))], args=[self._k(eid, "grant", ""), view_prefix]
+            keys=[self._k(eid, "rt", token_hash(refresh_token))],
+            args=[self._k(eid, "grant", ""), view_prefix, user_prefix],
         )
         if not out:
             return None
@@ -351,7 +365,8 @@ class OidcStore:
         grant_fields = _pairs(out[1])
         if not grant_fields:
             return None
-        return rt, Grant.from_fields(rt["gid"], grant_fields), _pairs(out[2])
+        status = out[3] if len(out) > 3 else None
+        return rt, Grant.from_fields(rt["gid"], grant_fields), _pairs(out[2]), status
 
     async def rotate_refresh(self, eid: str, old: str, new: str, grant: Grant, ttl_s: int, grace_s: float) -> str:
         """'ok' (old rotated, new current), 'reuse' (old was already rotated: the family is now

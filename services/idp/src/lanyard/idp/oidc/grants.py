@@ -129,7 +129,7 @@ async def _id_token(provider: OidcProvider, eid: str, grant: Grant, client: Clie
 
 
 async def _active_user(provider: OidcProvider, eid: str, user_id: str, status: str | None = None) -> None:
-    """A disabled, locked or deleted user redeems nothing. `status` is the user's as the store
+    """A disabled, locked or deleted user redeems and refreshes nothing. `status` is the user's as the store
     read it with the code ('' for no such user), or None: then the directory is asked."""
     if status is None:
         user = await provider.ports.users.get(eid, user_id)
@@ -200,7 +200,7 @@ async def refresh_token(provider: OidcProvider, eid: str, ac: AuthenticatedClien
     found = await provider.store.read_refresh_and_view(eid, token)
     if found is None:
         raise invalid_grant("unknown or expired refresh token")
-    rt, grant, view = found
+    rt, grant, view, user_status = found
     if rt.get("client_id") != ac.client.client_id or grant.client_id != ac.client.client_id:
         raise invalid_grant("the refresh token was issued to another client")
     if rt.get("state") not in ("current", "rotated"):  # superseded: its retry was answered again
@@ -209,6 +209,9 @@ async def refresh_token(provider: OidcProvider, eid: str, ac: AuthenticatedClien
         raise invalid_grant("refresh token reuse: the token family is revoked")
     if grant.state != "active":
         raise invalid_grant("the refresh token was revoked")
+    # A disabled, locked or deleted user refreshes nothing (policy ends a device session's grants
+    # for a disabled user; a browser sign-in's would otherwise live as long as its refresh token).
+    await _active_user(provider, eid, grant.user_id, user_status)
     scope = grant.scope
     if p.get("scope") is not None:
         asked = tuple(dict.fromkeys((p.get("scope") or "").split()))

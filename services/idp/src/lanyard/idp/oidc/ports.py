@@ -65,9 +65,10 @@ class GrantStore(Protocol):
 
     async def read_refresh_and_view(
         self, eid: str, refresh_token: str
-    ) -> tuple[dict[str, str], Grant, dict[str, str] | None] | None:
+    ) -> tuple[dict[str, str], Grant, dict[str, str] | None, str | None] | None:
         """`read_refresh` plus the grant's device-session view fields in the same read (None
-        when the grant has no device session or the store cannot read the view)."""
+        when the grant has no device session or the store cannot read the view) and its user's
+        status ('' for no such user; None when the store does not read the directory)."""
         ...
 
     async def rotate_refresh(self, eid: str, old: str, new: str, grant: Grant, ttl_s: int, grace_s: float) -> str: ...
