@@ -55,7 +55,27 @@ redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
-_CONSUME = """
+# A Lua function both token-endpoint reads start with: the status of a grant's user, read from
+# the directory's record under `prefix` ('' for no such user; false when no prefix was given).
+_USER_STATUS = """
+local function user_status(prefix, grant)
+  if prefix == '' then return false end
+  for i = 1, #grant, 2 do
+    if grant[i] == 'user_id' then
+      local user = redis.call('GET', prefix .. grant[i + 1])
+      if not user then return '' end
+      local s = cjson.decode(user)['status']
+      if type(s) == 'string' then return s end
+      return ''
+    end
+  end
+  return ''
+end
+"""
+
+_CONSUME = (
+    _USER_STATUS
+    + """
 -- One atomic step: exactly one caller ever gets {1, record, grant fields, user status}; every
 -- later caller gets {0, record} (a replay) or {0} (never issued / expired). The grant comes back
 -- whole, as it stood at the redemption, and with it its user's status read from the directory's
@@ -68,25 +88,13 @@ if v then
   redis.call('SET', KEYS[2], v, 'EX', ARGV[1])
   local gid = cjson.decode(v)['gid']
   local grant = redis.call('HGETALL', ARGV[2] .. gid)
-  local status = false
-  if ARGV[3] ~= '' then
-    status = ''
-    for i = 1, #grant, 2 do
-      if grant[i] == 'user_id' then
-        local user = redis.call('GET', ARGV[3] .. grant[i + 1])
-        if user then
-          local s = cjson.decode(user)['status']
-          if type(s) == 'string' then status = s end
-        end
-      end
-    end
-  end
-  return {1, v, grant, status}
+  return {1, v, grant, user_status(ARGV[3], grant)}
 end
 local used = redis.call('GET', KEYS[2])
 if used then return {0, used} end
 return {0}
 """
+)
 
 _ACTIVATE = """
 -- KEYS: grant, new rt, sid index, ds index (or ''); ARGV: rt hash, client id, ttl
@@ -100,7 +108,9 @@ if KEYS[4] ~= '' then redis.call('EXPIRE', KEYS[4], ARGV[3], 'GT') end
 return 1
 """
 
-_READ_REFRESH = """
+_READ_REFRESH = (
+    _USER_STATUS
+    + """
 -- KEYS: rt; ARGV: grant key prefix, device-view key prefix (or ''), user key prefix (or '').
 -- Returns {rt fields, grant fields, device-view fields, user status} or {}: the device view of
 -- the grant's device session (empty when none, or when no prefix was given) and its user's status
@@ -112,22 +122,14 @@ local gid
 for i = 1, #rt, 2 do if rt[i] == 'gid' then gid = rt[i + 1] end end
 local grant = redis.call('HGETALL', ARGV[1] .. gid)
 local view = {}
-local status = false
-if ARGV[3] ~= '' then status = '' end
-for i = 1, #grant, 2 do
-  if ARGV[2] ~= '' and grant[i] == 'dsid' and grant[i + 1] ~= '' then
-    view = redis.call('HGETALL', ARGV[2] .. grant[i + 1])
-  end
-  if ARGV[3] ~= '' and grant[i] == 'user_id' then
-    local user = redis.call('GET', ARGV[3] .. grant[i + 1])
-    if user then
-      local s = cjson.decode(user)['status']
-      if type(s) == 'string' then status = s end
-    end
+if ARGV[2] ~= '' then
+  for i = 1, #grant, 2 do
+    if grant[i] == 'dsid' and grant[i + 1] ~= '' then view = redis.call('HGETALL', ARGV[2] .. grant[i + 1]) end
   end
 end
-return {rt, grant, view, status}
+return {rt, grant, view, user_status(ARGV[3], grant)}
 """
+)
 
 _GRANT_AND_VIEW = """
 -- KEYS: grant, device view; ARGV: how many grant fields, the grant fields, the view fields.
